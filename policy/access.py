@@ -1,0 +1,98 @@
+"""Who is asking and with which scopes: :class:`Access`, and the one place org binding is checked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .scopes import ScopeHierarchy
+
+__all__ = ["Access", "AccessError", "OrgMismatch", "assemble_access"]
+
+
+class AccessError(Exception):
+    """Base class for refusals while assembling a request's access."""
+
+
+class OrgMismatch(AccessError):
+    """The credential is bound to one organization and the request names another.
+
+    Adapters answer it with ``401 invalid_token``: the token is not valid for this resource.
+    """
+
+    def __init__(self, token_org: str, request_org: str) -> None:
+        super().__init__("the token is bound to a different organization than the one in the URL")
+        self.token_org = token_org
+        self.request_org = request_org
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The assembled authority of one request.
+
+    ``role_scopes`` are the scopes of the caller's member role in ``org``; ``token_scopes`` are the
+    credential's scopes, or ``None`` for a first-party session; ``scopes`` is what the request may
+    actually exercise. With a :class:`~policy.scopes.ScopeHierarchy`, all three are expanded.
+    """
+
+    subject: str
+    org: str | None
+    role_scopes: frozenset[str]
+    token_scopes: frozenset[str] | None
+    scopes: frozenset[str]
+
+    @property
+    def is_session(self) -> bool:
+        """Whether this is first-party session access (no token narrows the role)."""
+        return self.token_scopes is None
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the effective scopes include ``scope``."""
+        return scope in self.scopes
+
+
+def _frozen(scopes: Iterable[str], what: str) -> frozenset[str]:
+    if type(scopes) is frozenset:
+        return scopes
+    if isinstance(scopes, (str, bytes)):
+        # A scope string here would be iterated character by character.
+        raise TypeError(f"{what} must be a set of scope tokens, not a string; use policy.parse_scope")
+    return frozenset(scopes)
+
+
+def assemble_access(
+    *,
+    subject: str,
+    role_scopes: Iterable[str],
+    token_scopes: Iterable[str] | None,
+    token_org: str | None = None,
+    request_org: str | None = None,
+    hierarchy: ScopeHierarchy | None = None,
+) -> Access:
+    """Combine the member's role and the credential into the request's :class:`Access`.
+
+    Effective scopes are ``role_scopes ∩ token_scopes``: a token can narrow what its subject may
+    do, never widen it (RFC 6749 §3.3 lets the authorization server grant less than asked; the
+    resource server still answers for the member's current role). ``token_scopes=None`` is
+    first-party session authentication: the role's scopes apply as they are.
+
+    Org binding: a credential minted for one organization (``token_org``) is refused on a URL
+    that names another (``request_org``) by raising :class:`OrgMismatch`. This is the only place
+    the rule is checked, so every adapter and token type gets it by calling this function.
+    """
+    if token_org is not None and request_org is not None and token_org != request_org:
+        raise OrgMismatch(token_org, request_org)
+    if not isinstance(subject, str) or not subject:
+        raise TypeError("subject must be a non-empty string")
+    role = _frozen(role_scopes, "role_scopes")
+    token = None if token_scopes is None else _frozen(token_scopes, "token_scopes")
+    if hierarchy is not None:
+        role = hierarchy.expand(role)
+        token = None if token is None else hierarchy.expand(token)
+    return Access(
+        subject=subject,
+        org=request_org if request_org is not None else token_org,
+        role_scopes=role,
+        token_scopes=token,
+        scopes=role if token is None else role & token,
+    )

@@ -1,0 +1,244 @@
+"""``WWW-Authenticate`` challenges: build and parse (RFC 9110 §11, RFC 6750 §3, RFC 9470, RFC 9728).
+
+RFC 9110 §11.6.1 and §11.2::
+
+    WWW-Authenticate = #challenge
+    challenge        = auth-scheme [ 1*SP ( token68 / #auth-param ) ]
+    auth-param       = token BWS "=" BWS ( token / quoted-string )
+    token68          = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+
+A field value can carry several challenges, and the commas that separate challenges are the
+same commas that separate one challenge's parameters. A parser must therefore decide, at each
+list element, whether it starts a new challenge (``scheme`` not followed by ``=``) or continues
+the current one (``name=value``). Parsers that split on commas first, or that merge everything
+into one dict, get ``Basic realm="a", Bearer error="b"`` wrong.
+
+The parser here is a loop over one compiled pattern whose repetitions are all possessive, so it
+never backtracks and runs in time linear in the input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .scopes import format_scope, parse_scope
+
+__all__ = ["Challenge", "ChallengeSyntaxError", "bearer_challenge", "format_challenge", "parse_challenges"]
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
+_TOKEN68 = r"[A-Za-z0-9\-._~+/]++=*+"
+# quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE   (RFC 9110 §5.6.4; obs-text is %x80-FF)
+_QUOTED_BODY = r"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]++|\\[\t \x21-\x7e\x80-\xff])*+"
+_PARAM = rf'{_TOKEN}[ \t]*+=[ \t]*+(?:{_TOKEN}|"{_QUOTED_BODY}")'
+# The same auth-param with three groups: name, token value, quoted-string body.
+_PARAM_FIELDS = re.compile(rf'({_TOKEN})[ \t]*+=[ \t]*+(?:({_TOKEN})|"({_QUOTED_BODY})")')
+# One challenge, with the list separators before it and the whitespace after it. Its auth-params
+# are matched as one span here and split by _PARAM_FIELDS.findall, so the per-parameter work
+# happens inside the regex engine. The first auth-param follows the scheme after 1*SP, or after
+# a comma (an empty list element), which senders emit and recipients must accept (§5.6.1).
+_CHALLENGE = re.compile(
+    rf"""
+    (?P<sep>[ \t,]*+)
+    (?P<scheme>{_TOKEN})
+    (?:
+        \ ++(?P<token68>{_TOKEN68})(?=[ \t]*+(?:,|\Z))
+      | (?P<params>(?:\ [ \t,]*+|[ \t]*+,[ \t,]*+){_PARAM}[ \t]*+(?:,[ \t,]*+{_PARAM}[ \t]*+)*+)
+    )?+
+    [ \t]*+
+    """,
+    re.VERBOSE,
+)
+#: Real headers carry a handful of challenges with a handful of parameters each; these bounds keep
+#: a hostile header from costing more than a fraction of a millisecond per kilobyte.
+MAX_CHALLENGES = 256
+MAX_PARAMS = 256
+_SEPARATORS = re.compile(r"[ \t,]*+")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_TOKEN_RE = re.compile(_TOKEN)
+_TOKEN68_RE = re.compile(_TOKEN68)
+# What may appear inside a quoted-string we emit: HTAB, SP and visible ASCII. CR, LF, NUL, other
+# controls and non-ASCII are refused rather than emitted (RFC 9110 §5.5, §5.6.4).
+_EMITTABLE = re.compile(r"[\t\x20-\x7e]*+")
+# RFC 6750 §3: error = 1*( %x20-21 / %x23-5B / %x5D-7E )
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]++")
+
+
+class ChallengeSyntaxError(ValueError):
+    """A ``WWW-Authenticate`` field value does not follow RFC 9110 §11.6.1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One authentication challenge.
+
+    ``scheme`` keeps the case it was sent in (compare with :meth:`is_scheme`); ``params`` is a
+    read-only ordered mapping whose names are lower-cased (RFC 9110 §11.2: parameter names are
+    case-insensitive) and whose values are unquoted; ``token68`` is set for challenges such as
+    ``Basic abc==`` instead of parameters.
+    """
+
+    scheme: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    token68: str | None = None
+
+    def __post_init__(self) -> None:
+        params = MappingProxyType({str(name).lower(): value for name, value in self.params.items()})
+        object.__setattr__(self, "params", params)
+
+    def is_scheme(self, scheme: str) -> bool:
+        """Whether this challenge uses ``scheme``, compared case-insensitively (RFC 9110 §11.1)."""
+        return self.scheme.lower() == scheme.lower()
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The value of parameter ``name`` (case-insensitive), or ``default``."""
+        return self.params.get(name.lower(), default)
+
+    def __hash__(self) -> int:
+        return hash((self.scheme.lower(), tuple(self.params.items()), self.token68))
+
+    def __str__(self) -> str:
+        return format_challenge(self)
+
+
+def _fail(message: str, offset: int) -> ChallengeSyntaxError:
+    return ChallengeSyntaxError(f"invalid WWW-Authenticate value at offset {offset}: {message}")
+
+
+def _unquote(quoted: str) -> str:
+    return _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
+
+
+def _params(found: list[tuple[str, str, str]], offset: int) -> dict[str, str]:
+    if len(found) > MAX_PARAMS:
+        raise _fail(f"more than {MAX_PARAMS} auth-params in one challenge", offset)
+    params: dict[str, str] = {}
+    for name, token, quoted in found:
+        key = name.lower()
+        if key in params:
+            raise _fail(f"parameter {key!r} appears twice in one challenge", offset)
+        # An empty token group means the value was the quoted-string, which may itself be "".
+        params[key] = token if token else _unquote(quoted)
+    return params
+
+
+def _parse_one(value: str) -> list[Challenge]:
+    challenges: list[Challenge] = []
+    pos, end = 0, len(value)
+    while pos < end:
+        match = _CHALLENGE.match(value, pos)
+        if match is None:
+            start = _SEPARATORS.match(value, pos).end()
+            if start == end:
+                break
+            raise _fail("expected an auth-scheme", start)
+        after = match.end()
+        if value.startswith("=", after):
+            where = "before any auth-scheme" if not challenges else "malformed, or after a token68"
+            raise _fail(f"auth-param {where}", match.start("scheme"))
+        if len(challenges) == MAX_CHALLENGES:
+            raise _fail(f"more than {MAX_CHALLENGES} challenges", match.start("scheme"))
+        if challenges and "," not in match["sep"]:
+            raise _fail("missing comma before this element", match.start("scheme"))
+        params = match.span("params")
+        found = _PARAM_FIELDS.findall(value, *params) if params[0] >= 0 else []
+        challenges.append(Challenge(match["scheme"], _params(found, params[0]), match["token68"]))
+        pos = after
+    return challenges
+
+
+def parse_challenges(header_value: str | bytes | Iterable[str | bytes]) -> list[Challenge]:
+    """Parse a whole ``WWW-Authenticate`` field value into its challenges (RFC 9110 §11.6.1).
+
+    Accepts one field value or a list of them (several ``WWW-Authenticate`` lines, RFC 9110
+    §5.3). ``bytes`` are decoded as ISO-8859-1, the historical field-value charset. An empty
+    value yields no challenges. Anything malformed raises :class:`ChallengeSyntaxError`; nothing
+    else is ever raised, and the time taken is linear in the input.
+    """
+    if isinstance(header_value, (str, bytes, bytearray)):
+        values: Iterable[object] = (header_value,)
+    elif isinstance(header_value, Iterable) and not isinstance(header_value, Mapping):
+        values = header_value
+    else:
+        raise ChallengeSyntaxError(f"expected a str or a list of str, not {type(header_value).__name__}")
+    challenges: list[Challenge] = []
+    for value in values:
+        if isinstance(value, (bytes, bytearray)):
+            value = bytes(value).decode("latin-1")
+        elif not isinstance(value, str):
+            raise ChallengeSyntaxError(f"expected a str field value, not {type(value).__name__}")
+        challenges.extend(_parse_one(value))
+    return challenges
+
+
+def _quote(name: str, value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"challenge parameter {name!r} must be a string, not {type(value).__name__}")
+    if _EMITTABLE.fullmatch(value) is None:
+        raise ValueError(
+            f"challenge parameter {name!r} contains CR, LF, NUL, another control character or non-ASCII"
+        )
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def format_challenge(challenge: Challenge) -> str:
+    """Serialize a :class:`Challenge`, quoting every parameter value (RFC 9110 §11.2)."""
+    if _TOKEN_RE.fullmatch(challenge.scheme) is None:
+        raise ValueError(f"auth-scheme {challenge.scheme[:32]!r} is not an RFC 9110 token")
+    if challenge.token68 is not None:
+        if challenge.params:
+            raise ValueError("a challenge has either a token68 or auth-params, not both")
+        if _TOKEN68_RE.fullmatch(challenge.token68) is None:
+            raise ValueError("token68 contains characters outside RFC 9110 §11.2")
+        return f"{challenge.scheme} {challenge.token68}"
+    parts = []
+    for name, value in challenge.params.items():
+        if _TOKEN_RE.fullmatch(name) is None:
+            raise ValueError(f"auth-param name {name[:32]!r} is not an RFC 9110 token")
+        parts.append(f"{name}={_quote(name, value)}")
+    return f"{challenge.scheme} {', '.join(parts)}" if parts else challenge.scheme
+
+
+def bearer_challenge(
+    *,
+    realm: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
+    scope: str | Iterable[str] | None = None,
+    resource_metadata: str | None = None,
+    **extra: str | int,
+) -> str:
+    """Build one ``Bearer`` challenge (RFC 6750 §3) as a ``WWW-Authenticate`` field value.
+
+    Parameters come out in the order ``realm, error, error_description, scope,
+    resource_metadata`` (RFC 9728 §5.1), then ``extra`` (e.g. RFC 9470's ``acr_values``,
+    ``max_age``). Every value is a quoted-string with ``"`` and ``\\`` escaped; CR, LF, NUL,
+    other controls and non-ASCII raise ``ValueError`` instead of reaching the wire. ``scope``
+    is a scope string (validated, kept as given) or a collection of scope tokens (sorted).
+    """
+    params: dict[str, str] = {}
+    if realm is not None:
+        params["realm"] = realm
+    if error is not None:
+        if not isinstance(error, str) or _ERROR_CODE.fullmatch(error) is None:
+            raise ValueError("error must be an RFC 6750 §3 error code")
+        params["error"] = error
+    if error_description is not None:
+        params["error_description"] = error_description
+    if scope is not None:
+        if isinstance(scope, str):
+            parse_scope(scope)
+            params["scope"] = scope
+        else:
+            params["scope"] = format_scope(scope)
+    if resource_metadata is not None:
+        params["resource_metadata"] = resource_metadata
+    for name, value in extra.items():
+        if name.lower() in params:
+            raise ValueError(f"challenge parameter {name!r} given twice")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValueError(f"challenge parameter {name!r} must be a string or an integer")
+        params[name.lower()] = str(value)
+    return format_challenge(Challenge("Bearer", params))

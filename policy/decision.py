@@ -1,0 +1,159 @@
+"""The authorization decision for one request: :func:`decide` → :class:`Decision`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from .challenge import bearer_challenge
+
+if TYPE_CHECKING:
+    from .access import Access
+    from .scope_map import Rule, ScopeMap
+
+__all__ = ["Decision", "decide"]
+
+INSUFFICIENT_SCOPE = "insufficient_scope"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of :func:`decide`.
+
+    ``status`` is 200 or 403. ``error`` is the RFC 6750 §3.1 error code sent in the challenge
+    (``"insufficient_scope"``) and ``None`` when there is no challenge. ``scope`` lists the scopes
+    the challenge advertises, sorted; ``www_authenticate`` is the whole header value or ``None``.
+    ``reason`` is one sentence for logs and tooling, never sent to the client by default.
+    """
+
+    allowed: bool
+    status: int
+    error: str | None
+    scope: tuple[str, ...]
+    www_authenticate: str | None
+    reason: str
+
+
+def describe_alternative(alternative: frozenset[str]) -> str:
+    return " and ".join(sorted(alternative))
+
+
+def describe_alternatives(alternatives: tuple[frozenset[str], ...]) -> str:
+    return ", or ".join(describe_alternative(alt) for alt in alternatives)
+
+
+def allowed_decision(method: str, alternative: frozenset[str]) -> Decision:
+    """The (shared, immutable) decision for ``method`` allowed through ``alternative``."""
+    return Decision(
+        allowed=True,
+        status=200,
+        error=None,
+        scope=(),
+        www_authenticate=None,
+        reason=f"{method} allowed: the effective scopes include {describe_alternative(alternative)}.",
+    )
+
+
+def _forbidden(reason: str) -> Decision:
+    return Decision(allowed=False, status=403, error=None, scope=(), www_authenticate=None, reason=reason)
+
+
+def _printable_method(method: object) -> str:
+    text = method if isinstance(method, str) else type(method).__name__
+    return text[:32].encode("ascii", "backslashreplace").decode("ascii")
+
+
+def decide(
+    access: Access,
+    scope_map: ScopeMap | Mapping[str, object],
+    method: str,
+    *,
+    realm: str | None = None,
+    resource_metadata: str | None = None,
+) -> Decision:
+    """Decide whether ``access`` may perform ``method`` under ``scope_map``.
+
+    Allowed iff the effective scopes hold every scope of at least one alternative for the
+    method (``HEAD`` falls back to ``GET``). When denied:
+
+    * the token falls short (no alternative lies inside the token's scopes): 403 with an
+      RFC 6750 §3.1 ``insufficient_scope`` challenge advertising one alternative, the first in
+      declaration order that the member's role holds, else the first (RFC 6750 §3: the ``scope``
+      attribute names the scope "necessary to access the requested resource");
+    * the token would do but the role does not, the method is not mapped, or the request is a
+      first-party session: 403 without a challenge, since no new token could help.
+
+    ``realm`` and ``resource_metadata`` (RFC 9728 §5.1) are added to the challenge when given.
+    Pass a prebuilt :class:`~policy.scope_map.ScopeMap`: a plain mapping is compiled on every
+    call. The allowed path returns a decision prebuilt with the scope map and allocates nothing.
+    """
+    try:
+        rules = scope_map._rules  # type: ignore[union-attr]
+    except AttributeError:
+        from .scope_map import ScopeMap
+
+        rules = ScopeMap(scope_map)._rules  # type: ignore[arg-type]
+    rule = rules.get(method)
+    if rule is None:
+        rule = rules.get(method.upper()) if isinstance(method, str) else None
+        if rule is None:
+            return _forbidden(
+                f"{_printable_method(method)} denied: the route's scope map has no entry for this method, "
+                "so no token or role can allow it."
+            )
+    scopes = access.scopes
+    for alternative, decision in rule.checks:
+        if alternative <= scopes:
+            return decision
+    return _deny(access, rule, realm, resource_metadata)
+
+
+@lru_cache(maxsize=512)
+def _insufficient_scope_challenge(
+    scope: tuple[str, ...], realm: str | None, resource_metadata: str | None
+) -> str:
+    # A handful of distinct (scope, realm) pairs per application: build each header once.
+    return bearer_challenge(
+        realm=realm, error=INSUFFICIENT_SCOPE, scope=scope, resource_metadata=resource_metadata
+    )
+
+
+def _deny(access: Access, rule: Rule, realm: str | None, resource_metadata: str | None) -> Decision:
+    method, alternatives = rule.method, rule.alternatives
+    needed = describe_alternatives(alternatives)
+    token, role = access.token_scopes, access.role_scopes
+    if token is None:
+        return _forbidden(f"{method} denied: the member's role grants none of: {needed}.")
+    held_by_token = next((alt for alt in alternatives if alt <= token), None)
+    if held_by_token is not None:
+        missing = describe_alternative(held_by_token - role)
+        return _forbidden(
+            f"{method} denied: the token grants {describe_alternative(held_by_token)} but the member's role "
+            f"lacks {missing}, so a new token cannot help."
+        )
+    advertised = next((alt for alt in alternatives if alt <= role), None)
+    role_can = advertised is not None
+    if advertised is None:
+        advertised = alternatives[0]
+    scope = tuple(sorted(advertised))
+    missing = describe_alternative(advertised - token)
+    if role_can:
+        reason = (
+            f"{method} denied: the token lacks {missing} (it needs {needed}); "
+            f"a token that also grants {missing} would succeed."
+        )
+    else:
+        reason = (
+            f"{method} denied: neither the token nor the member's role grants {needed}; "
+            "a new token alone cannot help."
+        )
+    return Decision(
+        allowed=False,
+        status=403,
+        error=INSUFFICIENT_SCOPE,
+        scope=scope,
+        www_authenticate=_insufficient_scope_challenge(scope, realm, resource_metadata),
+        reason=reason,
+    )

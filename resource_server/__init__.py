@@ -1,0 +1,1 @@
+"""Adapters that put :mod:`policy` to work: token verification, HTTP frameworks, storage, clients."""
