@@ -1,1 +1,13 @@
-"""Adapters that put :mod:`policy` to work: token verification, HTTP frameworks, storage, clients."""
+"""Adapters around the ``policy`` engine: token verification, web frameworks, storage, clients.
+
+``policy`` decides; this package does the I/O. The Flask extension lives in
+:mod:`resource_server.flask`, the WSGI middleware in :mod:`resource_server.wsgi`.
+"""
+
+from __future__ import annotations
+
+from .credentials import MalformedCredentials
+from .keys import KeySetError
+from .tokens import InvalidToken, JWTVerifier, VerifiedToken
+
+__all__ = ["InvalidToken", "JWTVerifier", "KeySetError", "MalformedCredentials", "VerifiedToken"]

@@ -1,0 +1,176 @@
+"""The demo: an authorization server, a protected API, and a client that steps up by itself.
+
+    python examples/demo.py            # start both servers on loopback, run the scripted client, stop
+    python examples/demo.py --serve    # keep both servers running for curl (ports 5000 and 5001)
+
+The authorization server (Authlib, SQLite) issues RFC 9068 JWT access tokens signed with ES256,
+bound to an organization by an ``org_id`` claim and capped by the user's role. The API (Flask and
+this library) fetches the server's JWK Set over HTTP and checks every request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from werkzeug.serving import make_server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from demo_api import create_api
+from demo_auth_server import MEMBERSHIPS, PASSWORDS, ROLES, create_auth_server, fetch_token_with_code
+
+from policy import parse_challenges
+
+
+class _Late:
+    """A WSGI app filled in after its server has bound a port, so each app can know the other's URL."""
+
+    app: Callable[..., Any] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        assert self.app is not None
+        return self.app(environ, start_response)
+
+
+@contextmanager
+def demo_servers(
+    as_port: int = 0, api_port: int = 0, db_path: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """Run the authorization server and the API on loopback; yields their base URLs."""
+    as_app, api_app = _Late(), _Late()
+    as_server = make_server("127.0.0.1", as_port, as_app, threaded=True)
+    api_server = make_server("127.0.0.1", api_port, api_app, threaded=True)
+    issuer = f"http://127.0.0.1:{as_server.server_port}"
+    resource = f"http://127.0.0.1:{api_server.server_port}"
+    with tempfile.TemporaryDirectory() as tmp:
+        as_app.app = create_auth_server(
+            issuer=issuer, db_path=db_path or f"{tmp}/auth.sqlite3", resource=resource
+        )
+        api_app.app = create_api(
+            issuer=issuer,
+            jwks_uri=f"{issuer}/.well-known/jwks.json",
+            resource=resource,
+            roles=ROLES,
+            memberships=MEMBERSHIPS,
+        )
+        threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (as_server, api_server)]
+        for thread in threads:
+            thread.start()
+        try:
+            yield issuer, resource
+        finally:
+            for server in (as_server, api_server):
+                server.shutdown()
+                server.server_close()
+
+
+def show(step: str, response: httpx.Response) -> None:
+    print(f"\n== {step}")
+    print(f"   {response.request.method} {response.request.url.path} -> {response.status_code}")
+    if "www-authenticate" in response.headers:
+        print(f"   WWW-Authenticate: {response.headers['www-authenticate']}")
+    print(f"   {response.text.strip()}")
+
+
+def run_script(issuer: str, resource: str) -> list[int]:
+    """The scripted client. Returns the status codes it saw, in order (the tests check them)."""
+    seen: list[int] = []
+    with httpx.Client(timeout=10) as http:
+
+        def token(org: str, scope: str, username: str = "user-admin") -> str:
+            granted = fetch_token_with_code(
+                issuer, username=username, password=PASSWORDS[username], org=org, scope=scope, client=http
+            )
+            print(f"\n   (token for {username} in {org}: asked for {scope!r}, granted {granted['scope']!r})")
+            return granted["access_token"]
+
+        def call(step: str, method: str, path: str, bearer: str, **kwargs: Any) -> httpx.Response:
+            response = http.request(
+                method, resource + path, headers={"Authorization": f"Bearer {bearer}"}, **kwargs
+            )
+            show(step, response)
+            seen.append(response.status_code)
+            return response
+
+        read = token("acme", "project:read")
+        call("1. a read token reads", "GET", "/orgs/acme/projects", read)
+
+        refused = call(
+            "2. the same token cannot write", "POST", "/orgs/acme/projects", read, json={"name": "docs"}
+        )
+        challenge = next(
+            c for c in parse_challenges(refused.headers["www-authenticate"]) if c.is_scheme("Bearer")
+        )
+        advertised = challenge.get("scope")
+        print(f"\n   the client parses the challenge: error={challenge.get('error')!r}, scope={advertised!r}")
+
+        write = token("acme", advertised)
+        call(
+            "3. stepped up to the advertised scope, the retry succeeds",
+            "POST",
+            "/orgs/acme/projects",
+            write,
+            json={"name": "docs"},
+        )
+
+        other_org = token("globex", "project:read")
+        call("4. a token for org globex on org acme's URL", "GET", "/orgs/acme/projects", other_org)
+
+        member = token("acme", "project:read project:write", username="user-member")
+        call(
+            "5. a member's role lacks project:write: no new token can help, so no challenge",
+            "POST",
+            "/orgs/acme/projects",
+            member,
+            json={"name": "x"},
+        )
+    return seen
+
+
+def serve(as_port: int, api_port: int) -> None:
+    with demo_servers(as_port, api_port) as (issuer, resource):
+        print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
+        print(
+            f"protected API:        {resource}  (metadata: {resource}/.well-known/oauth-protected-resource)"
+        )
+        print("\nGet a token (client credentials, a service account in org acme), then call the API:")
+        print(
+            f"  curl -s -u svc-reporting:<secret> -d grant_type=client_credentials -d scope=project:read {issuer}/token"
+        )
+        print(f'  curl -i -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects')
+        print("\nCtrl-C stops both servers.")
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--serve", action="store_true", help="keep the servers running for manual use")
+    parser.add_argument("--as-port", type=int, default=5000)
+    parser.add_argument("--api-port", type=int, default=5001)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.as_port, args.api_port)
+        return
+    with demo_servers() as (issuer, resource):
+        print(f"authorization server on {issuer}, API on {resource}")
+        statuses = run_script(issuer, resource)
+    expected = [200, 403, 201, 401, 403]
+    print(f"\nstatuses: {statuses} (expected {expected})")
+    sys.exit(0 if statuses == expected else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Bearer credentials from the ``Authorization`` header, RFC 6750 §2.1, and nothing looser."""
+
+from __future__ import annotations
+
+import re
+
+from .tokens import InvalidToken
+
+__all__ = ["MalformedCredentials", "bearer_token"]
+
+# RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]; the scheme is a token.
+_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token;
+# b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9._~+/-]+=*)")
+
+
+class MalformedCredentials(ValueError):
+    """Bearer credentials that break RFC 6750 §2.1 (answered with ``400 invalid_request``).
+
+    ``description`` is safe to send to the client."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+def bearer_token(authorization: str | None, *, max_token_bytes: int = 8192) -> str | None:
+    """The bearer token in an ``Authorization`` field value, or ``None`` if there are no bearer
+    credentials (no header, or another scheme such as ``Basic``: RFC 6750 §3.1 says to answer
+    those with a plain challenge).
+
+    Raises :class:`MalformedCredentials` for ``Bearer`` with no token, a token with spaces or
+    characters outside b64token, or two values folded into one (servers join repeated headers
+    with commas, which b64token never contains). Raises :class:`InvalidToken` for a token over
+    ``max_token_bytes``, without running the token pattern over it.
+    """
+    if not authorization:
+        return None
+    if len(authorization) <= max_token_bytes + 64:
+        found = _BEARER.fullmatch(authorization)
+        if found is not None:  # the common case, in one linear pass
+            return found.group(1)
+    scheme = _SCHEME.match(authorization)
+    if scheme is None or scheme.group().lower() != "bearer":
+        return None
+    if len(authorization) > max_token_bytes + 64:
+        raise InvalidToken("the token is too large")
+    raise MalformedCredentials("the Authorization header is not valid Bearer credentials")

@@ -1,0 +1,258 @@
+"""The Flask extension: ``ResourceServer``, ``require``, ``current_access`` and ``current_token``.
+
+Refusals are *returned* as responses, not raised as ``HTTPException``: an application's catch-all
+``errorhandler(HTTPException)`` would otherwise replace them and drop the ``WWW-Authenticate``
+challenge that clients need to step up.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask.views import View
+from werkzeug.local import LocalProxy
+
+from policy import Access, Roles, ScopeMap
+
+from .guard import Denial, Granted, Guard, Membership
+from .tokens import JWTVerifier, VerifiedToken
+
+__all__ = ["ResourceServer", "current_access", "current_token"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_EXTENSION = "resource_server"
+_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _granted() -> Granted:
+    granted = g.get("_resource_server_granted")
+    if granted is None:
+        raise RuntimeError(
+            "current_access and current_token exist only inside a view protected by ResourceServer"
+        )
+    return granted
+
+
+#: The :class:`policy.Access` of the current request (inside a protected view).
+current_access: Access = LocalProxy(lambda: _granted().access)  # type: ignore[assignment]
+#: The :class:`~resource_server.tokens.VerifiedToken` of the current request.
+current_token: VerifiedToken = LocalProxy(lambda: _granted().token)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class _AppState:
+    guard: Guard
+    resource: str | None
+    authorization_servers: tuple[str, ...]
+
+
+def metadata_url_for(resource: str) -> str:
+    """RFC 9728 §3.1: insert the well-known segment between the host and the resource's path."""
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
+
+
+def resource_for(metadata_url: str) -> str | None:
+    """The inverse of :func:`metadata_url_for`, or None if the URL is not a well-known one."""
+    parts = urlsplit(metadata_url)
+    if not parts.path.startswith(_WELL_KNOWN):
+        return None
+    return f"{parts.scheme}://{parts.netloc}{parts.path[len(_WELL_KNOWN) :]}"
+
+
+class ResourceServer:
+    """Protects Flask views with bearer tokens and declarative per-method scope maps.
+
+    Config keys (read by :meth:`init_app`, overriding the constructor): ``RESOURCE_SERVER_REALM``,
+    ``RESOURCE_SERVER_RESOURCE_METADATA`` (the RFC 9728 metadata URL put in challenges),
+    ``RESOURCE_SERVER_RESOURCE`` (the resource identifier; derived from the metadata URL when
+    unset), ``RESOURCE_SERVER_AUTHORIZATION_SERVERS`` and ``RESOURCE_SERVER_SERVE_METADATA``
+    (default True: serve the metadata document when the resource is known).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        verifier: JWTVerifier,
+        roles: Roles,
+        membership: Membership,
+        realm: str = "api",
+        resource_metadata: str | None = None,
+    ) -> None:
+        self.verifier = verifier
+        self.roles = roles
+        self.membership = membership
+        self.realm = realm
+        self.resource_metadata = resource_metadata
+        self._scope_maps: list[ScopeMap] = []
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Bind the extension to ``app`` (Flask extension conventions: state in ``app.extensions``)."""
+        config = app.config
+        realm = config.setdefault("RESOURCE_SERVER_REALM", self.realm)
+        metadata_url = config.setdefault("RESOURCE_SERVER_RESOURCE_METADATA", self.resource_metadata)
+        resource = config.get("RESOURCE_SERVER_RESOURCE")
+        if resource and not metadata_url:
+            metadata_url = metadata_url_for(resource)
+        elif metadata_url and not resource:
+            resource = resource_for(metadata_url)
+        guard = Guard(
+            verifier=self.verifier,
+            roles=self.roles,
+            membership=self.membership,
+            realm=realm,
+            resource_metadata=metadata_url,
+        )
+        servers = tuple(config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ()))
+        app.extensions[_EXTENSION] = _AppState(guard, resource, servers)
+        if resource and metadata_url and config.get("RESOURCE_SERVER_SERVE_METADATA", True):
+            app.add_url_rule(
+                urlsplit(metadata_url).path,
+                endpoint="resource_server_metadata",
+                view_func=self._metadata_view,
+                methods=["GET"],
+            )
+
+    # -- declaring what routes need ---------------------------------------------------------------
+
+    def require(
+        self, scope_map: ScopeMap | Mapping[str, Any] | None = None, org: str | None = "org"
+    ) -> Callable[[F], F]:
+        """Protect a view function, or a ``MethodView`` class (whose ``scope_map`` attribute is used
+        when ``scope_map`` is not given). ``org`` names the URL variable holding the organization,
+        or is None for routes without one."""
+
+        def decorate(target: F) -> F:
+            if isinstance(target, type) and issubclass(target, View):
+                return self._protect_view_class(target, scope_map, org)  # type: ignore[return-value]
+            if scope_map is None:
+                raise TypeError("require() on a view function needs a scope map")
+            return self._wrap(target, self._register(scope_map), org)
+
+        return decorate
+
+    def protect_blueprint(
+        self, blueprint: Blueprint, scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org"
+    ) -> None:
+        """Apply ``scope_map`` to every view of ``blueprint``; a view with its own
+        :meth:`require` keeps its own map."""
+        compiled = self._register(scope_map)
+
+        def check_blueprint_view() -> Response | None:
+            view = current_app.view_functions.get(request.endpoint or "")
+            if getattr(view, "_resource_server_protected", False):
+                return None
+            return self._check(compiled, org)
+
+        blueprint.before_request(check_blueprint_view)
+
+    @property
+    def scopes_supported(self) -> list[str]:
+        """Every scope named by a registered scope map (RFC 9728 ``scopes_supported``)."""
+        return sorted(set().union(*(m.scopes for m in self._scope_maps)))
+
+    def _register(self, scope_map: ScopeMap | Mapping[str, Any]) -> ScopeMap:
+        compiled = scope_map if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)
+        self._scope_maps.append(compiled)
+        return compiled
+
+    def _protect_view_class(self, cls: type[View], scope_map: Any, org: str | None) -> type[View]:
+        compiled = self._register(
+            scope_map if scope_map is not None else getattr(cls, "scope_map", None) or {}
+        )
+        implemented = {m.upper() for m in (cls.methods or ())} - {"OPTIONS", "HEAD"}
+        unmapped = sorted(implemented - compiled.methods)
+        if unmapped:
+            # Fail at start-up, not with a 403 on the first request.
+            raise ValueError(
+                f"{cls.__name__} implements {', '.join(unmapped)} but its scope map does not cover them"
+            )
+        cls.decorators = [*cls.decorators, lambda view: self._wrap(view, compiled, org)]
+        return cls
+
+    def _wrap(self, view: F, compiled: ScopeMap, org: str | None) -> F:
+        is_async = inspect.iscoroutinefunction(view)  # decided once, not per request
+
+        @functools.wraps(view)
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            denied = self._check(compiled, org)
+            if denied is not None:
+                return denied
+            if is_async:
+                return current_app.ensure_sync(view)(*args, **kwargs)
+            return view(*args, **kwargs)
+
+        protected._resource_server_protected = True  # type: ignore[attr-defined]
+        return protected  # type: ignore[return-value]
+
+    # -- per request -------------------------------------------------------------------------------
+
+    def _check(self, compiled: ScopeMap, org_arg: str | None) -> Response | None:
+        """None when the request may proceed (``current_access`` is then set), else the refusal."""
+        # Each proxy access costs a context lookup; this runs on every request, so resolve once.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        method = req.method
+        if method == "OPTIONS" and "OPTIONS" not in compiled.methods:
+            return None  # CORS preflights carry no credentials; Flask answers them itself
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        org = None
+        if org_arg is not None:
+            value = (req.view_args or {}).get(org_arg)
+            if value is None:
+                app.logger.error("the route has no URL variable %r; use org=None if it names no org", org_arg)
+                return _response(Denial(403, "forbidden", "this route is misconfigured", None))
+            org = str(value)
+        outcome = self._state(app).guard.authorize(
+            authorization=req.environ.get("HTTP_AUTHORIZATION"),
+            token_elsewhere=_token_elsewhere(req),
+            method=method,
+            scope_map=compiled,
+            org=org,
+        )
+        if isinstance(outcome, Denial):
+            return _response(outcome)
+        g._resource_server_granted = outcome
+        return None
+
+    def _state(self, app: Flask) -> _AppState:
+        try:
+            return app.extensions[_EXTENSION]
+        except KeyError:
+            raise RuntimeError("ResourceServer.init_app(app) was not called for this app") from None
+
+    def _metadata_view(self) -> Response:
+        """RFC 9728 §2: the protected resource metadata document."""
+        state = self._state(current_app)
+        document: dict[str, Any] = {
+            "resource": state.resource,
+            "scopes_supported": self.scopes_supported,
+            "bearer_methods_supported": ["header"],
+        }
+        if state.authorization_servers:
+            document["authorization_servers"] = list(state.authorization_servers)
+        return jsonify(document)
+
+
+def _token_elsewhere(req: Request) -> bool:
+    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2)."""
+    environ = req.environ
+    if environ.get("QUERY_STRING") and "access_token" in req.args:
+        return True
+    # Read the raw header first: parsing the mimetype costs more than the rest of the check.
+    if environ.get("CONTENT_TYPE", "")[: len(_FORM)].lower() != _FORM:
+        return False
+    return "access_token" in req.form
+
+
+def _response(denial: Denial) -> Response:
+    return Response(denial.body, status=denial.status, headers=denial.headers)

@@ -1,0 +1,197 @@
+"""The per-request pipeline shared by every web adapter: credentials → token → role → decision.
+
+Adapters (Flask, plain WSGI) extract four facts from their request: the ``Authorization`` value,
+whether a token also came another way, the method and the organization the URL names. The
+:class:`Guard` answers with :class:`Granted` or a ready-to-send :class:`Denial` that follows the
+status and header table in DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer_challenge, decide
+
+from .credentials import MalformedCredentials, bearer_token
+from .tokens import InvalidToken, JWTVerifier, VerifiedToken
+
+__all__ = ["Denial", "Granted", "Guard", "Membership"]
+
+log = logging.getLogger("resource_server")
+
+#: The application's answer to "which role does this subject hold in this org?" (None: not a member).
+Membership = Callable[[str, "str | None"], "str | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class Granted:
+    """The request may proceed with this access and token."""
+
+    access: Access
+    token: VerifiedToken
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body."""
+
+    status: int
+    error: str
+    description: str
+    www_authenticate: str | None
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"error": self.error, "error_description": self.description}).encode()
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        if self.www_authenticate is not None:
+            headers.append(("WWW-Authenticate", self.www_authenticate))
+        return headers
+
+
+class Guard:
+    """Authenticates and authorizes one request at a time; holds no per-request state."""
+
+    def __init__(
+        self,
+        *,
+        verifier: JWTVerifier,
+        roles: Roles,
+        membership: Membership,
+        realm: str = "api",
+        resource_metadata: str | None = None,
+    ) -> None:
+        if not isinstance(roles, Roles):
+            raise TypeError("roles must be a policy.Roles")
+        if not callable(membership):
+            raise TypeError("membership must be a callable (subject, org) -> role name or None")
+        self.verifier = verifier
+        self.roles = roles
+        self.membership = membership
+        self.realm = realm
+        self.resource_metadata = resource_metadata
+        # RFC 6750 §3.1: no error code when the request carried no bearer credentials at all.
+        self._no_credentials = Denial(
+            401,
+            "unauthorized",
+            "bearer credentials are required",
+            bearer_challenge(realm=realm, resource_metadata=resource_metadata),
+        )
+
+    def authorize(
+        self,
+        *,
+        authorization: str | None,
+        token_elsewhere: bool,
+        method: str,
+        scope_map: ScopeMap,
+        org: str | None,
+    ) -> Granted | Denial:
+        """Run the whole pipeline for one request."""
+        try:
+            raw = bearer_token(authorization, max_token_bytes=self.verifier.max_token_bytes)
+        except MalformedCredentials as exc:
+            return self._invalid_request(exc.description)
+        except InvalidToken as exc:
+            return self._invalid_token(exc.description)
+        if token_elsewhere:
+            # RFC 6750 §2: a client MUST NOT use more than one method; we accept the header only.
+            return self._invalid_request(
+                "send the access token in the Authorization header only"
+                if raw is None
+                else "the access token was sent in more than one way"
+            )
+        if raw is None:
+            return self._no_credentials
+        token = self._verify(raw)
+        if isinstance(token, Denial):
+            return token
+        return self._decide(token, method, scope_map, org)
+
+    def _verify(self, raw: str) -> VerifiedToken | Denial:
+        try:
+            return self.verifier.verify(raw)
+        except InvalidToken as exc:
+            log.info("401 invalid_token: %s", exc.description)
+            return self._invalid_token(exc.description)
+        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
+            log.exception("unexpected error while verifying a token")
+            return self._invalid_token("the token could not be verified")
+
+    def _decide(
+        self, token: VerifiedToken, method: str, scope_map: ScopeMap, org: str | None
+    ) -> Granted | Denial:
+        # Routes without an org in the URL ask about the org the token is bound to, if any.
+        role = self.membership(token.subject, org if org is not None else token.org)
+        role_scopes = self._role_scopes(role)
+        try:
+            access = assemble_access(
+                subject=token.subject,
+                role_scopes=role_scopes,
+                token_scopes=token.scopes,
+                token_org=token.org,
+                request_org=org,
+            )
+        except OrgMismatch as exc:
+            log.info("401 invalid_token: %s", exc)
+            return self._invalid_token("the token is bound to a different organization")
+        if role is None:
+            return self._forbidden(f"{token.subject!r} is not a member of this organization", access)
+        decision = decide(
+            access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
+        )
+        if decision.allowed:
+            return Granted(access, token)
+        if decision.www_authenticate is None:
+            return self._forbidden(
+                decision.reason, access, public="the member's role does not permit this request"
+            )
+        log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
+        return Denial(
+            403,
+            "insufficient_scope",
+            "the token lacks the scope this request needs",
+            decision.www_authenticate,
+        )
+
+    def _role_scopes(self, role: str | None) -> frozenset[str]:
+        if role is None:
+            return frozenset()
+        try:
+            return self.roles.scopes_for(role)
+        except KeyError:
+            log.error("membership() returned the unknown role %r; treating it as no scopes", role)
+            return frozenset()
+
+    def _forbidden(
+        self, reason: str, access: Access, public: str = "not a member of this organization"
+    ) -> Denial:
+        log.info("403 for %r in %r: %s", access.subject, access.org, reason)
+        return Denial(403, "forbidden", public, None)
+
+    def _invalid_request(self, description: str) -> Denial:
+        return Denial(
+            400,
+            "invalid_request",
+            description,
+            bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
+        )
+
+    def _invalid_token(self, description: str) -> Denial:
+        return Denial(
+            401,
+            "invalid_token",
+            description,
+            bearer_challenge(
+                realm=self.realm,
+                error="invalid_token",
+                error_description=description,
+                resource_metadata=self.resource_metadata,
+            ),
+        )

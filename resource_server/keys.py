@@ -1,0 +1,220 @@
+"""Verification keys: a JWK Set held in memory, or fetched from a ``jwks_uri`` and cached.
+
+Every key carries exactly one algorithm, decided here from the key itself (its ``alg`` member, or
+its type and curve), so a token's header can never choose how it is verified (RFC 8725 §3.1).
+Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
+with public keys has no business holding either.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jwt import PyJWK, PyJWKClient
+from jwt.algorithms import Algorithm
+from jwt.exceptions import PyJWKError
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
+
+log = logging.getLogger(__name__)
+
+#: Public-key JWS algorithms (RFC 7518 §3, RFC 8037 §3.1) this package verifies.
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+_EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_EC_ALGORITHM_OF = {curve: alg for alg, curve in _EC_CURVE_OF.items()}
+# RFC 7517 §9.2 / RFC 7518 §6: members that only a private or symmetric key has.
+_SECRET_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_MIN_RSA_BITS = 2048  # RFC 7518 §3.3
+
+
+class KeySetError(ValueError):
+    """A JWK or JWK Set that cannot be used to verify tokens."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationKey:
+    """One public key and the one algorithm it verifies."""
+
+    kid: str | None
+    algorithm: str
+    key: Any
+    _verifier: Algorithm
+
+    def verify(self, signing_input: bytes, signature: bytes) -> bool:
+        """Check a JWS signature (RFC 7515 §5.2) with PyJWT's implementation of the algorithm."""
+        return bool(self._verifier.verify(signing_input, self.key, signature))
+
+
+def _algorithm_of(jwk: Mapping[str, Any]) -> str:
+    """The key's one algorithm: its ``alg`` member, else implied by ``kty``/``crv`` (RFC 7518 §6)."""
+    alg, kty, crv = jwk.get("alg"), jwk.get("kty"), jwk.get("crv")
+    if alg is not None:
+        if not isinstance(alg, str):
+            raise KeySetError("the JWK 'alg' member is not a string")
+        if kty == "EC" and _EC_CURVE_OF.get(alg) != crv:
+            raise KeySetError(f"the JWK says {alg} but its curve is {crv!r}")
+        return alg
+    if kty == "RSA":
+        return "RS256"
+    if kty == "EC" and crv in _EC_ALGORITHM_OF:
+        return _EC_ALGORITHM_OF[crv]
+    if kty == "OKP" and crv in ("Ed25519", "Ed448"):
+        return "EdDSA"
+    raise KeySetError(f"no public-key signature algorithm fits kty={kty!r} crv={crv!r}")
+
+
+def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
+    """Build a :class:`VerificationKey` from one JWK (RFC 7517 §4), refusing anything unsafe."""
+    if not isinstance(jwk, Mapping):
+        raise KeySetError("a JWK must be a JSON object")
+    if jwk.get("kty") == "oct":
+        raise KeySetError("symmetric (oct) keys are not accepted; tokens are verified with public keys")
+    if any(member in jwk for member in _SECRET_MEMBERS):
+        raise KeySetError("the JWK holds private key material; publish only the public key")
+    kid = jwk.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not kid):
+        raise KeySetError("the JWK 'kid' member must be a non-empty string")
+    algorithm = _algorithm_of(jwk)
+    if algorithm not in algorithms:
+        raise KeySetError(f"key {kid!r} is for {algorithm}, which is not an accepted algorithm")
+    try:
+        parsed = PyJWK(dict(jwk), algorithm=algorithm)
+    except (PyJWKError, ValueError, TypeError) as exc:
+        raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
+    if jwk.get("kty") == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
+        raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
+    return VerificationKey(kid=kid, algorithm=algorithm, key=parsed.key, _verifier=parsed.Algorithm)
+
+
+def _is_signing_key(jwk: object) -> bool:
+    """RFC 7517 §4.2/§4.3: skip keys published for encryption only."""
+    if not isinstance(jwk, Mapping):
+        return True  # let load_key report it
+    use, ops = jwk.get("use"), jwk.get("key_ops")
+    if use is not None and use != "sig":
+        return False
+    return not (isinstance(ops, list) and "verify" not in ops)
+
+
+class KeySet:
+    """An immutable JWK Set (RFC 7517 §5), indexed by ``kid``."""
+
+    __slots__ = ("_by_kid", "_only")
+
+    def __init__(self, keys: Collection[VerificationKey]) -> None:
+        by_kid: dict[str, VerificationKey] = {}
+        for key in keys:
+            if key.kid is not None:
+                if key.kid in by_kid:
+                    raise KeySetError(f"two keys share the kid {key.kid!r}")
+                by_kid[key.kid] = key
+        self._by_kid = by_kid
+        # A token without a kid is only acceptable when there is no choice to make.
+        self._only = next(iter(keys)) if len(keys) == 1 else None
+
+    @classmethod
+    def from_jwks(cls, jwks: object, algorithms: Collection[str], *, strict: bool = True) -> KeySet:
+        """Load a JWK Set. ``strict`` refuses the whole set over one bad key (configuration);
+        otherwise unusable keys are logged and skipped (a remote set may list keys for others)."""
+        if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
+            raise KeySetError('a JWK Set must be a JSON object with a "keys" array')
+        loaded: list[VerificationKey] = []
+        for jwk in jwks["keys"]:
+            if not _is_signing_key(jwk):
+                continue
+            try:
+                loaded.append(load_key(jwk, algorithms))
+            except KeySetError as exc:
+                if strict:
+                    raise
+                log.warning("skipping a key of the fetched JWK Set: %s", exc)
+        if not loaded:
+            raise KeySetError("the JWK Set holds no usable signing key")
+        if not strict:
+            loaded = _drop_ambiguous(loaded)
+        return cls(loaded)
+
+    def find(self, kid: str | None) -> VerificationKey | None:
+        """The key named ``kid`` (a plain dict lookup, RFC 7515 §4.1.4), or the only key."""
+        if kid is None:
+            return self._only
+        return self._by_kid.get(kid)
+
+    def __len__(self) -> int:
+        return len(self._by_kid) or (1 if self._only else 0)
+
+
+def _drop_ambiguous(keys: list[VerificationKey]) -> list[VerificationKey]:
+    """Keys sharing a kid cannot be told apart; use none of them rather than guess."""
+    counts: dict[str | None, int] = {}
+    for key in keys:
+        counts[key.kid] = counts.get(key.kid, 0) + 1
+    kept = [key for key in keys if key.kid is None or counts[key.kid] == 1]
+    if len(kept) < len(keys):
+        log.warning("skipping fetched keys whose kid is not unique")
+    return kept
+
+
+class RemoteKeySet:
+    """A JWK Set fetched from a ``jwks_uri`` (RFC 8414 §2) with PyJWT's ``PyJWKClient``.
+
+    The set is cached for ``max_age`` seconds. An unknown ``kid`` triggers a refresh, and so does
+    an expired cache, but at most one fetch is attempted per ``cooldown`` seconds whatever its
+    outcome, so a flood of tokens with made-up kids cannot become a flood of fetches. A failed
+    fetch keeps the last good set in service (logged), so a flaky authorization server does not
+    turn into an outage.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        algorithms: Collection[str],
+        cooldown: float = 30.0,
+        max_age: float = 300.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # PyJWKClient refuses non-http(s) URIs and never follows redirects.
+        self._client = PyJWKClient(uri, cache_jwk_set=False, timeout=timeout)
+        self._algorithms = frozenset(algorithms)
+        self._cooldown = cooldown
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._keys: KeySet | None = None
+        self._fetched_at = 0.0
+        self._last_attempt: float | None = None
+        self.uri = uri
+
+    def find(self, kid: str | None) -> VerificationKey | None:
+        """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``."""
+        now = self._clock()
+        if self._keys is None or now - self._fetched_at >= self._max_age:
+            self._refresh(now)
+        keys = self._keys
+        key = keys.find(kid) if keys is not None else None
+        if key is None:
+            self._refresh(now)
+            keys = self._keys
+            key = keys.find(kid) if keys is not None else None
+        return key
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            if self._last_attempt is not None and now - self._last_attempt < self._cooldown:
+                return
+            self._last_attempt = now
+            try:
+                keys = KeySet.from_jwks(self._client.fetch_data(), self._algorithms, strict=False)
+            except Exception as exc:  # any failure keeps the cached set; it is logged, not raised
+                log.warning("could not refresh the JWK Set from %s: %s", self.uri, exc)
+                return
+            self._keys, self._fetched_at = keys, now

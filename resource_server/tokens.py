@@ -1,0 +1,280 @@
+"""JWT access-token verification (RFC 9068) with the checks PyJWT leaves to the caller.
+
+PyJWT does the signature work. Everything around it is checked here, strictly and before trust
+(RFC 8725, JWT Best Current Practices): size and serialization first, duplicate JSON members,
+the algorithm taken from the key we hold, ``crit``, ``typ``, and every claim's JSON type.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from policy import InvalidScope, parse_scope
+
+from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
+
+__all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
+
+log = logging.getLogger(__name__)
+
+# RFC 7515 §7.1 compact serialization, base64url without padding (RFC 7515 §2), nothing else.
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+# RFC 9068 §4: "at+jwt"; media types compare case-insensitively (RFC 7515 §4.1.9).
+_ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+
+class InvalidToken(ValueError):
+    """The token cannot be accepted. ``description`` is short and safe to send to the client
+    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    """A verified access token. ``claims`` is a read-only view of the whole payload."""
+
+    subject: str
+    scopes: frozenset[str]
+    org: str | None
+    client_id: str | None
+    expires_at: int
+    claims: Mapping[str, Any]
+
+
+def _b64decode(segment: str) -> bytes:
+    if len(segment) % 4 == 1:  # no base64url string has this length (RFC 4648 §5)
+        raise InvalidToken("the token is not valid base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("the token is not valid base64url") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # RFC 7515 §5.2 / RFC 7519 §7.2: parsers MUST reject duplicate member names (or use the
+        # last); two parsers disagreeing about which one counts is an attack, so refuse.
+        raise InvalidToken("the token has duplicate JSON members")
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidToken("the token holds a non-standard JSON number")
+
+
+# Built once: json.loads() with hooks would construct a new decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+
+
+def _json_object(segment: str, what: str) -> dict[str, Any]:
+    raw = _b64decode(segment)
+    try:
+        # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
+        value = _DECODER.decode(raw.decode("utf-8"))
+    except InvalidToken:
+        raise
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a 5000-digit integer, deep nesting
+        raise InvalidToken(f"the token {what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidToken(f"the token {what} is not a JSON object")
+    return value
+
+
+def _integer(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
+    value = claims.get(name)
+    if value is None and name not in claims and not required:
+        return None
+    # RFC 7519 §2 NumericDate; bool is an int subclass in Python and must not pass.
+    if type(value) is not int:
+        raise InvalidToken(f"the {name} claim must be an integer NumericDate")
+    return value
+
+
+def _nonempty_string(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    if name not in claims and not required:
+        return None
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"the {name} claim must be a non-empty string")
+    return value
+
+
+class JWTVerifier:
+    """Verifies JWT access tokens (RFC 9068) signed with a key from a JWK Set.
+
+    Give exactly one of ``jwks`` (a JWK Set dict) or ``jwks_uri`` (fetched, cached, refreshed on
+    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.keys.RemoteKeySet`).
+    ``clock`` returns the current Unix time; ``max_lifetime`` caps ``exp - iat``;
+    ``cache_size`` bounds the verified-token cache.
+    """
+
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str | Collection[str],
+        jwks: Mapping[str, Any] | None = None,
+        jwks_uri: str | None = None,
+        algorithms: Collection[str] = ("RS256", "ES256", "EdDSA"),
+        leeway: int = 30,
+        max_token_bytes: int = 8192,
+        org_claim: str = "org_id",
+        scope_claim: str = "scope",
+        require_typ: str | None = "at+jwt",
+        clock: Callable[[], float] | None = None,
+        max_lifetime: int = 86400,
+        cache_size: int = 4096,
+    ) -> None:
+        if (jwks is None) == (jwks_uri is None):
+            raise ValueError("give exactly one of jwks or jwks_uri")
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        audiences = frozenset([audience] if isinstance(audience, str) else audience)
+        if not audiences or not all(isinstance(a, str) and a for a in audiences):
+            raise ValueError("audience must be a non-empty string or a collection of them")
+        if isinstance(algorithms, str):
+            raise TypeError("algorithms must be a collection of names, not a string")
+        unsupported = set(algorithms) - ASYMMETRIC_ALGORITHMS
+        if unsupported or not algorithms:
+            # "none" and the HS* family are refused here, so no key or header can bring them back.
+            raise ValueError(f"unsupported algorithms {sorted(unsupported)}; use public-key algorithms")
+        if require_typ is not None and require_typ.lower() not in _ACCESS_TOKEN_TYPES:
+            raise ValueError('require_typ must be "at+jwt" (RFC 9068 §2.1) or None')
+        self.issuer = issuer
+        self.audiences = audiences
+        self.algorithms = frozenset(algorithms)
+        self.leeway = leeway
+        self.max_token_bytes = max_token_bytes
+        self.max_lifetime = max_lifetime
+        self.org_claim = org_claim
+        self.scope_claim = scope_claim
+        self.require_typ = require_typ
+        self._clock = clock or time.time
+        self._keys: KeySet | RemoteKeySet
+        if jwks is not None:
+            self._keys = KeySet.from_jwks(jwks, self.algorithms)
+        else:
+            self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock)
+        self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
+
+    def verify(self, token: str) -> VerifiedToken:
+        """Verify ``token`` and return what it says; raise :class:`InvalidToken` otherwise."""
+        if not isinstance(token, str):
+            raise InvalidToken("the token must be a string")
+        if len(token) > self.max_token_bytes:  # before any hashing, base64 or JSON work
+            raise InvalidToken("the token is too large")
+        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None and self._clock() < cached.expires_at:
+            return cached
+        verified = self._verify(token)
+        self._remember(digest, verified)
+        return verified
+
+    def _verify(self, token: str) -> VerifiedToken:
+        match = _COMPACT.fullmatch(token)
+        if match is None:
+            raise InvalidToken("the token is not a compact-serialized JWS")
+        header_b64, payload_b64, signature_b64 = match.groups()
+        header = _json_object(header_b64, "header")
+        key = self._key_for(header)
+        signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
+        if not key.verify(signing_input, _b64decode(signature_b64)):
+            raise InvalidToken("the token signature is invalid")
+        return self._claims(_json_object(payload_b64, "payload"))
+
+    def _key_for(self, header: Mapping[str, Any]) -> VerificationKey:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg.lower() == "none":
+            raise InvalidToken("the token is not signed with an accepted algorithm")
+        if "crit" in header:
+            # RFC 7515 §4.1.11: a recipient that does not understand a listed extension MUST reject.
+            raise InvalidToken("the token uses critical header extensions this server does not support")
+        if self.require_typ is not None:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in _ACCESS_TOKEN_TYPES:
+                raise InvalidToken("the token is not an access token (typ must be at+jwt, RFC 9068)")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidToken("the token kid is not a string")
+        # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
+        key = self._keys.find(kid)
+        if key is None:
+            raise InvalidToken("the token is signed with an unknown key")
+        if alg != key.algorithm:
+            raise InvalidToken("the token algorithm does not match its key")
+        return key
+
+    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
+        now = self._clock()
+        exp = _integer(claims, "exp", required=True)
+        nbf = _integer(claims, "nbf")
+        iat = _integer(claims, "iat")
+        if now >= exp + self.leeway:
+            raise InvalidToken("the token has expired")
+        if nbf is not None and now + self.leeway < nbf:
+            raise InvalidToken("the token is not valid yet")
+        if iat is not None and iat > now + self.leeway:
+            raise InvalidToken("the token was issued in the future")
+        if exp - (iat if iat is not None else now) > self.max_lifetime:
+            raise InvalidToken("the token lifetime is longer than this server accepts")
+        if claims.get("iss") != self.issuer:  # exact, case-sensitive (RFC 7519 §4.1.1)
+            raise InvalidToken("the token issuer is not accepted")
+        self._check_audience(claims.get("aud"))
+        subject = _nonempty_string(claims, "sub", required=True)
+        org = _nonempty_string(claims, self.org_claim, required=False)
+        client_id = _nonempty_string(claims, "client_id", required=False)
+        return VerifiedToken(
+            subject=subject,
+            scopes=self._scopes(claims),
+            org=org,
+            client_id=client_id,
+            expires_at=exp,
+            claims=MappingProxyType(claims),
+        )
+
+    def _check_audience(self, aud: object) -> None:
+        """RFC 7519 §4.1.3: a string, or an array of strings one of which identifies us."""
+        if isinstance(aud, str):
+            accepted = aud in self.audiences
+        elif isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud):
+            accepted = not self.audiences.isdisjoint(aud)
+        else:
+            accepted = False
+        if not accepted:
+            raise InvalidToken("the token audience is not this server")
+
+    def _scopes(self, claims: Mapping[str, Any]) -> frozenset[str]:
+        """RFC 9068 §2.2.3: the ``scope`` claim is an RFC 6749 §3.3 scope string."""
+        if self.scope_claim not in claims:
+            return frozenset()
+        try:
+            return parse_scope(claims[self.scope_claim])
+        except InvalidScope:
+            raise InvalidToken("the token scope claim is not a valid scope string") from None
+
+    def _remember(self, digest: bytes, verified: VerifiedToken) -> None:
+        """Bounded cache of verified tokens keyed on the token's SHA-256. Entries are served only
+        while ``now < exp`` (the leeway never extends a cached token); when full, the oldest goes."""
+        with self._cache_lock:
+            self._cache[digest] = verified
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)

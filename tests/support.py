@@ -1,0 +1,143 @@
+"""Shared test helpers: real keys, real signed tokens, real loopback HTTP servers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+ISSUER = "https://as.test"
+AUDIENCE = "https://api.test"
+
+
+@dataclass
+class Signer:
+    """A private key with its public JWK, minting RFC 9068 access tokens."""
+
+    kid: str
+    algorithm: str
+    private_key: Any
+    jwk: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        public = self.private_key.public_key()
+        to_jwk = {"ES256": ECAlgorithm, "RS256": RSAAlgorithm, "EdDSA": OKPAlgorithm}[self.algorithm].to_jwk
+        self.jwk = {**json.loads(to_jwk(public)), "kid": self.kid, "use": "sig", "alg": self.algorithm}
+
+    def claims(self, now: int | None = None, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time()) if now is None else now
+        claims = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "user-1",
+            "client_id": "client-1",
+            "iat": now,
+            "exp": now + 600,
+            "scope": "project:read",
+            "org_id": "acme",
+            "jti": f"jti-{time.monotonic_ns()}",
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not _DROP}
+
+    def token(
+        self, *, headers: dict[str, Any] | None = None, now: int | None = None, **overrides: Any
+    ) -> str:
+        header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
+        header = {k: v for k, v in header.items() if v is not _DROP}
+        return jwt.encode(self.claims(now, **overrides), self.private_key, self.algorithm, headers=header)
+
+
+_DROP = object()
+#: Pass as a claim or header value to leave that member out.
+DROP = _DROP
+
+
+def es256(kid: str = "es-1") -> Signer:
+    return Signer(kid, "ES256", ec.generate_private_key(ec.SECP256R1()))
+
+
+def rs256(kid: str = "rs-1") -> Signer:
+    return Signer(kid, "RS256", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+
+def eddsa(kid: str = "ed-1") -> Signer:
+    return Signer(kid, "EdDSA", ed25519.Ed25519PrivateKey.generate())
+
+
+def jwks(*signers: Signer) -> dict[str, Any]:
+    return {"keys": [s.jwk for s in signers]}
+
+
+class FakeClock:
+    """An injectable Unix-time clock; tests advance it instead of sleeping."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = float(int(time.time()) if now is None else now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class JWKSServer:
+    """A real HTTP server on 127.0.0.1 serving a JWK Set that tests can change, fail, or count."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document: dict[str, Any] | None = document
+        self.status = 200
+        self.requests = 0
+        self.body_override: bytes | None = None
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests += 1
+                body = owner.body_override or json.dumps(owner.document).encode()
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/.well-known/jwks.json"
+
+    @contextmanager
+    def running(self) -> Iterator[JWKSServer]:
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+@contextmanager
+def serve_wsgi(app: Callable[..., Any]) -> Iterator[str]:
+    """Run a WSGI app on a real loopback port; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
