@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 import tempfile
 import threading
@@ -45,8 +46,10 @@ class _Late:
 @contextmanager
 def demo_servers(
     as_port: int = 0, api_port: int = 0, db_path: str | None = None
-) -> Iterator[tuple[str, str]]:
-    """Run the authorization server and the API on loopback; yields their base URLs."""
+) -> Iterator[tuple[str, str, dict[tuple[str, str], str]]]:
+    """Run the authorization server and the API on loopback; yields their base URLs and the API's
+    membership table (which the script edits to show a role change taking effect at once)."""
+    memberships = dict(MEMBERSHIPS)
     as_app, api_app = _Late(), _Late()
     as_server = make_server("127.0.0.1", as_port, as_app, threaded=True)
     api_server = make_server("127.0.0.1", api_port, api_app, threaded=True)
@@ -61,13 +64,13 @@ def demo_servers(
             jwks_uri=f"{issuer}/.well-known/jwks.json",
             resource=resource,
             roles=ROLES,
-            memberships=MEMBERSHIPS,
+            memberships=memberships,
         )
         threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (as_server, api_server)]
         for thread in threads:
             thread.start()
         try:
-            yield issuer, resource
+            yield issuer, resource, memberships
         finally:
             for server in (as_server, api_server):
                 server.shutdown()
@@ -82,7 +85,7 @@ def show(step: str, response: httpx.Response) -> None:
     print(f"   {response.text.strip()}")
 
 
-def run_script(issuer: str, resource: str) -> list[int]:
+def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], str]) -> list[int]:
     """The scripted client. Returns the status codes it saw, in order (the tests check them)."""
     seen: list[int] = []
     with httpx.Client(timeout=10) as http:
@@ -126,19 +129,29 @@ def run_script(issuer: str, resource: str) -> list[int]:
         other_org = token("globex", "project:read")
         call("4. a token for org globex on org acme's URL", "GET", "/orgs/acme/projects", other_org)
 
-        member = token("acme", "project:read project:write", username="user-member")
+        capped = token("acme", "project:read project:write", username="user-member")
         call(
-            "5. a member's role lacks project:write: no new token can help, so no challenge",
+            "5. a member asked for project:write; the server granted only what the role holds",
             "POST",
             "/orgs/acme/projects",
-            member,
+            capped,
             json={"name": "x"},
+        )
+
+        memberships[("user-admin", "acme")] = "member"
+        print("\n   (the organization demotes user-admin to member; the write token is unchanged)")
+        call(
+            "6. effective scopes are token ∩ role: a new token cannot help, so no challenge",
+            "POST",
+            "/orgs/acme/projects",
+            write,
+            json={"name": "y"},
         )
     return seen
 
 
 def serve(as_port: int, api_port: int) -> None:
-    with demo_servers(as_port, api_port) as (issuer, resource):
+    with demo_servers(as_port, api_port) as (issuer, resource, _):
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
         print(
             f"protected API:        {resource}  (metadata: {resource}/.well-known/oauth-protected-resource)"
@@ -164,10 +177,11 @@ def main() -> None:
     if args.serve:
         serve(args.as_port, args.api_port)
         return
-    with demo_servers() as (issuer, resource):
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
+    with demo_servers() as (issuer, resource, memberships):
         print(f"authorization server on {issuer}, API on {resource}")
-        statuses = run_script(issuer, resource)
-    expected = [200, 403, 201, 401, 403]
+        statuses = run_script(issuer, resource, memberships)
+    expected = [200, 403, 201, 401, 403, 403]
     print(f"\nstatuses: {statuses} (expected {expected})")
     sys.exit(0 if statuses == expected else 1)
 

@@ -171,7 +171,7 @@ class ResourceServer:
             scope_map if scope_map is not None else getattr(cls, "scope_map", None) or {}
         )
         implemented = {m.upper() for m in (cls.methods or ())} - {"OPTIONS", "HEAD"}
-        unmapped = sorted(implemented - compiled.methods)
+        unmapped = sorted(implemented.difference(compiled.methods))
         if unmapped:
             # Fail at start-up, not with a 403 on the first request.
             raise ValueError(

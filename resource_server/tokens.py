@@ -97,9 +97,11 @@ def _json_object(segment: str, what: str) -> dict[str, Any]:
 
 
 def _integer(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
-    value = claims.get(name)
-    if value is None and name not in claims and not required:
+    if name not in claims:
+        if required:
+            raise InvalidToken(f"the token has no {name} claim")
         return None
+    value = claims[name]
     # RFC 7519 §2 NumericDate; bool is an int subclass in Python and must not pass.
     if type(value) is not int:
         raise InvalidToken(f"the {name} claim must be an integer NumericDate")

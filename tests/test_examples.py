@@ -26,3 +26,19 @@ def test_policy_benchmark_runs() -> None:
     out = run("benchmarks/bench_policy.py", "--quick")
     assert "PyJWT HS256 decode (the reference)" in out
     assert "decide, typical route, allowed" in out
+
+
+def test_flask_benchmark_runs() -> None:
+    out = run("benchmarks/bench_flask.py", "--quick")
+    for row in ("bare view", "@rs.require, warm", "@rs.require, cold ES256", "Authlib ResourceProtector"):
+        assert row in out
+
+
+def test_demo_runs_the_whole_story_over_real_http() -> None:
+    """README command 1: two servers on loopback and the scripted client, which exits 0 only
+    when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403."""
+    out = run("examples/demo.py")
+    assert "statuses: [200, 403, 201, 401, 403, 403]" in out
+    assert 'error="insufficient_scope", scope="project:write"' in out
+    assert 'error="invalid_token"' in out
+    assert '{"error": "forbidden"' in out  # the demoted member: no challenge
