@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -52,9 +53,21 @@ class Signer:
     def token(
         self, *, headers: dict[str, Any] | None = None, now: int | None = None, **overrides: Any
     ) -> str:
-        header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
+        """A signed compact JWS. Built here rather than with ``jwt.encode``, which (rightly)
+        refuses to produce some of the malformed tokens the tests need."""
+        header = {"alg": self.algorithm, "typ": "at+jwt", "kid": self.kid, **(headers or {})}
         header = {k: v for k, v in header.items() if v is not _DROP}
-        return jwt.encode(self.claims(now, **overrides), self.private_key, self.algorithm, headers=header)
+        return self.sign(json.dumps(header).encode(), json.dumps(self.claims(now, **overrides)).encode())
+
+    def sign(self, header: bytes, payload: bytes) -> str:
+        """Sign raw header and payload bytes (duplicate members and bad JSON survive)."""
+        signing_input = f"{b64url(header)}.{b64url(payload)}"
+        signature = jwt.get_algorithm_by_name(self.algorithm).sign(signing_input.encode(), self.private_key)
+        return f"{signing_input}.{b64url(signature)}"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 _DROP = object()
@@ -119,7 +132,7 @@ class JWKSServer:
 
     @contextmanager
     def running(self) -> Iterator[JWKSServer]:
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             yield self
@@ -134,7 +147,7 @@ def serve_wsgi(app: Callable[..., Any]) -> Iterator[str]:
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
