@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs
 
 from .tokens import InvalidToken
 
-__all__ = ["MalformedCredentials", "bearer_token"]
+__all__ = ["MAX_FORM_INSPECTED", "MalformedCredentials", "bearer_token", "names_access_token"]
+
+#: Larger urlencoded bodies are not searched for a second token (that would mean buffering them);
+#: a token there is never accepted anyway, only the ``Authorization`` header is.
+MAX_FORM_INSPECTED = 64 * 1024
 
 # RFC 9110 §11.4: credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]; the scheme is a token.
 _SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token;
 # b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _BEARER = re.compile(r"(?i:bearer) +([A-Za-z0-9._~+/-]+=*)")
+# Servers fold repeated header lines into one value joined by commas (RFC 9110 §5.3).
+_FOLDED_BEARER = re.compile(r",[ \t]*bearer(?:[ \t]|$)", re.IGNORECASE)
+_OWS = " \t"
 
 
 class MalformedCredentials(ValueError):
@@ -37,13 +45,24 @@ def bearer_token(authorization: str | None, *, max_token_bytes: int = 8192) -> s
     """
     if not authorization:
         return None
+    # RFC 9110 §5.5: whitespace around a field value is not part of it (servers differ in trimming).
+    authorization = authorization.strip(_OWS)
     if len(authorization) <= max_token_bytes + 64:
         found = _BEARER.fullmatch(authorization)
         if found is not None:  # the common case, in one linear pass
             return found.group(1)
     scheme = _SCHEME.match(authorization)
     if scheme is None or scheme.group().lower() != "bearer":
+        if _FOLDED_BEARER.search(authorization):  # "Basic x" and "Bearer y" sent as two lines
+            raise MalformedCredentials("more than one Authorization header was sent")
         return None
     if len(authorization) > max_token_bytes + 64:
         raise InvalidToken("the token is too large")
     raise MalformedCredentials("the Authorization header is not valid Bearer credentials")
+
+
+def names_access_token(urlencoded: bytes | str) -> bool:
+    """Whether an ``application/x-www-form-urlencoded`` string has an ``access_token`` field
+    (RFC 6750 §2.2 and §2.3), percent-encoded names included."""
+    text = urlencoded.decode("latin-1") if isinstance(urlencoded, bytes) else urlencoded
+    return "access_token" in parse_qs(text, keep_blank_values=True)

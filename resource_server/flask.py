@@ -20,6 +20,7 @@ from werkzeug.local import LocalProxy
 
 from policy import Access, Roles, ScopeMap
 
+from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .guard import Denial, Granted, Guard, Membership
 from .tokens import JWTVerifier, VerifiedToken
 
@@ -65,6 +66,13 @@ def resource_for(metadata_url: str) -> str | None:
     if not parts.path.startswith(_WELL_KNOWN):
         return None
     return f"{parts.scheme}://{parts.netloc}{parts.path[len(_WELL_KNOWN) :]}"
+
+
+def _check_resource(resource: str) -> None:
+    """RFC 9728 §1.2: the resource identifier is an https URL (http on loopback) without fragment."""
+    parts = urlsplit(resource)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or "#" in resource:
+        raise ValueError(f"RESOURCE_SERVER_RESOURCE must be an absolute URL without a fragment, not {resource!r}")
 
 
 class ResourceServer:
@@ -113,7 +121,10 @@ class ResourceServer:
             realm=realm,
             resource_metadata=metadata_url,
         )
-        servers = tuple(config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ()))
+        servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ())
+        servers = (servers,) if isinstance(servers, str) else tuple(servers)
+        if resource is not None:
+            _check_resource(resource)
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers)
         if resource and metadata_url and config.get("RESOURCE_SERVER_SERVE_METADATA", True):
             app.add_url_rule(
@@ -251,7 +262,11 @@ def _token_elsewhere(req: Request) -> bool:
     # Read the raw header first: parsing the mimetype costs more than the rest of the check.
     if environ.get("CONTENT_TYPE", "")[: len(_FORM)].lower() != _FORM:
         return False
-    return "access_token" in req.form
+    length = req.content_length
+    if length is not None and length > MAX_FORM_INSPECTED:
+        return False
+    # get_data() caches the body, so the view still sees it whole through get_data() and form.
+    return names_access_token(req.get_data(cache=True))
 
 
 def _response(denial: Denial) -> Response:

@@ -74,10 +74,7 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
     """Build a :class:`VerificationKey` from one JWK (RFC 7517 §4), refusing anything unsafe."""
     if not isinstance(jwk, Mapping):
         raise KeySetError("a JWK must be a JSON object")
-    if jwk.get("kty") == "oct":
-        raise KeySetError("symmetric (oct) keys are not accepted; tokens are verified with public keys")
-    if any(member in jwk for member in _SECRET_MEMBERS):
-        raise KeySetError("the JWK holds private key material; publish only the public key")
+    _refuse_secrets(jwk)
     kid = jwk.get("kid")
     if kid is not None and (not isinstance(kid, str) or not kid):
         raise KeySetError("the JWK 'kid' member must be a non-empty string")
@@ -91,6 +88,13 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
     if jwk.get("kty") == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
         raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
     return VerificationKey(kid=kid, algorithm=algorithm, key=parsed.key, _verifier=parsed.Algorithm)
+
+
+def _refuse_secrets(jwk: Mapping[str, Any]) -> None:
+    if jwk.get("kty") == "oct":
+        raise KeySetError("symmetric (oct) keys are not accepted; tokens are verified with public keys")
+    if any(member in jwk for member in _SECRET_MEMBERS):
+        raise KeySetError("the JWK holds private key material; publish only the public key")
 
 
 def _is_signing_key(jwk: object) -> bool:
@@ -127,9 +131,10 @@ class KeySet:
             raise KeySetError('a JWK Set must be a JSON object with a "keys" array')
         loaded: list[VerificationKey] = []
         for jwk in jwks["keys"]:
-            if not _is_signing_key(jwk):
-                continue
             try:
+                if not _is_signing_key(jwk):
+                    _refuse_secrets(jwk)  # a secret is a leak to fix, whatever "use" it claims
+                    continue
                 loaded.append(load_key(jwk, algorithms))
             except KeySetError as exc:
                 if strict:

@@ -12,13 +12,13 @@ import io
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 
 from policy import Roles, ScopeMap
 
+from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .guard import Denial, Guard, Membership
 from .tokens import JWTVerifier
 
@@ -29,8 +29,6 @@ TOKEN_KEY = "resource_server.token"
 _PUBLIC = "public"
 _UNCOVERED = Denial(403, "forbidden", "no access policy covers this path", None)
 _FORM = "application/x-www-form-urlencoded"
-# Form bodies larger than this are not inspected for a second token: it would mean buffering them.
-_MAX_FORM_INSPECTED = 64 * 1024
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -108,10 +106,10 @@ def _send(denial: Denial, start_response: Callable[..., Any]) -> list[bytes]:
 def _token_elsewhere(environ: dict[str, Any]) -> bool:
     """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2).
 
-    A small urlencoded body is read and put back as a fresh stream so the application still
-    receives it whole."""
+    Up to :data:`MAX_FORM_INSPECTED` bytes of an urlencoded body are read and put back in front
+    of the rest of the stream, so the application still receives the body whole."""
     query = environ.get("QUERY_STRING", "")
-    if query and "access_token" in parse_qs(query, keep_blank_values=True):
+    if query and names_access_token(query):
         return True
     if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != _FORM:
         return False
@@ -119,8 +117,28 @@ def _token_elsewhere(environ: dict[str, Any]) -> bool:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return False
-    if not 0 < length <= _MAX_FORM_INSPECTED:
-        return False
-    body = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(body)
-    return "access_token" in parse_qs(body.decode("latin-1"), keep_blank_values=True)
+    if length <= 0 and not environ.get("wsgi.input_terminated"):
+        return False  # no length and no end-of-input guarantee: reading could block
+    stream = environ["wsgi.input"]
+    head = stream.read(min(length, MAX_FORM_INSPECTED + 1) if length > 0 else MAX_FORM_INSPECTED + 1)
+    environ["wsgi.input"] = io.BufferedReader(_Prefixed(head, stream))
+    return len(head) <= MAX_FORM_INSPECTED and names_access_token(head)
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read, then the rest of the original input stream."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head = io.BytesIO(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._head.readinto(buffer)
+        if count:
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

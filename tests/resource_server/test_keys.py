@@ -1,0 +1,532 @@
+"""Verification keys: load_key and KeySet on real JWKs, RemoteKeySet over a real loopback server.
+
+The ``jwks_uri`` tests drive the key set through ``JWTVerifier`` (its only caller) and count the
+requests the server really receives; time moves only through ``FakeClock``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from resource_server import InvalidToken, JWTVerifier, KeySetError
+from resource_server.keys import KeySet, RemoteKeySet, VerificationKey, load_key
+from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, eddsa, es256, jwks, rs256
+
+NOW = 1_900_000_000
+DEFAULT = frozenset({"RS256", "ES256", "EdDSA"})
+EVERY = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
+
+
+@pytest.fixture(scope="module")
+def es() -> Signer:
+    return es256("es-1")
+
+
+@pytest.fixture(scope="module")
+def rs() -> Signer:
+    return rs256("rs-1")
+
+
+@pytest.fixture(scope="module")
+def ed() -> Signer:
+    return eddsa("ed-1")
+
+
+@pytest.fixture(scope="module")
+def es384() -> Signer:
+    key = ec.generate_private_key(ec.SECP384R1())
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(key.public_key()))
+    signer = Signer("es-2", "ES256", ec.generate_private_key(ec.SECP256R1()))
+    # Signer only knows the three default algorithms; an ES384 key is needed as a JWK only.
+    signer.jwk = {**public, "kid": "es384"}
+    return signer
+
+
+def without(jwk: dict[str, Any], *members: str) -> dict[str, Any]:
+    return {k: v for k, v in jwk.items() if k not in members}
+
+
+def strip(jwk: dict[str, Any]) -> dict[str, Any]:
+    """The bare public key: no alg, use or key_ops, so the algorithm must be inferred."""
+    return without(jwk, "alg", "use", "key_ops")
+
+
+# -- load_key --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signer_name", "expected"),
+    [("rs", "RS256"), ("es", "ES256"), ("ed", "EdDSA"), ("es384", "ES384")],
+    ids=["RSA -> RS256", "P-256 -> ES256", "Ed25519 -> EdDSA", "P-384 -> ES384"],
+)
+def test_the_algorithm_is_implied_by_the_key(signer_name: str, expected: str, request: Any) -> None:
+    signer: Signer = request.getfixturevalue(signer_name)
+    key = load_key(strip(signer.jwk), EVERY)
+    assert key.algorithm == expected
+    assert isinstance(key, VerificationKey)
+
+
+def test_an_explicit_alg_member_is_the_key_algorithm(rs: Signer) -> None:
+    assert load_key({**strip(rs.jwk), "alg": "PS256"}, EVERY).algorithm == "PS256"
+    assert load_key(rs.jwk, EVERY).kid == "rs-1"
+
+
+@pytest.mark.parametrize("signer_name", ["rs", "es", "ed"], ids=["RS256", "ES256", "EdDSA"])
+def test_a_loaded_key_checks_real_signatures(signer_name: str, request: Any) -> None:
+    signer: Signer = request.getfixturevalue(signer_name)
+    key = load_key(signer.jwk, DEFAULT)
+    message = b"header.payload"
+    signature = jwt.get_algorithm_by_name(signer.algorithm).sign(message, signer.private_key)
+    assert key.verify(message, signature) is True
+    assert key.verify(message + b"x", signature) is False
+    flipped = bytes([signature[0] ^ 1]) + signature[1:]
+    assert key.verify(message, flipped) is False
+    for wrong_length in (b"", signature[:-1], signature + b"\x00"):
+        assert key.verify(message, wrong_length) is False
+
+
+REFUSED_JWKS: dict[str, Any] = {
+    "not an object": lambda es, rs, ed: ["kty", "EC"],
+    "null": lambda es, rs, ed: None,
+    "oct": lambda es, rs, ed: {"kty": "oct", "k": "c2VjcmV0", "kid": "h"},
+    "private d": lambda es, rs, ed: {**es.jwk, "d": "AAAA"},
+    "private p": lambda es, rs, ed: {**rs.jwk, "p": "AAAA"},
+    "private q": lambda es, rs, ed: {**rs.jwk, "q": "AAAA"},
+    "private dp": lambda es, rs, ed: {**rs.jwk, "dp": "AAAA"},
+    "private dq": lambda es, rs, ed: {**rs.jwk, "dq": "AAAA"},
+    "private qi": lambda es, rs, ed: {**rs.jwk, "qi": "AAAA"},
+    "private oth": lambda es, rs, ed: {**rs.jwk, "oth": []},
+    "symmetric k member": lambda es, rs, ed: {**es.jwk, "k": "AAAA"},
+    "kid empty": lambda es, rs, ed: {**es.jwk, "kid": ""},
+    "kid a number": lambda es, rs, ed: {**es.jwk, "kid": 7},
+    "alg not a string": lambda es, rs, ed: {**es.jwk, "alg": ["ES256"]},
+    "alg HS256 on an RSA key": lambda es, rs, ed: {**rs.jwk, "alg": "HS256"},
+    "alg none": lambda es, rs, ed: {**rs.jwk, "alg": "none"},
+    "alg ES384 on a P-256 key": lambda es, rs, ed: {**es.jwk, "alg": "ES384"},
+    "alg RS256 on an EC key": lambda es, rs, ed: {**es.jwk, "alg": "RS256"},
+    "unknown kty": lambda es, rs, ed: {"kty": "XYZ", "kid": "x"},
+    "EC on an unknown curve": lambda es, rs, ed: {**strip(es.jwk), "crv": "P-192"},
+    "OKP X25519 (not a signature curve)": lambda es, rs, ed: {**strip(ed.jwk), "crv": "X25519"},
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_JWKS))
+def test_unsafe_or_unusable_jwks_are_refused(case: str, es: Signer, rs: Signer, ed: Signer) -> None:
+    with pytest.raises(KeySetError):
+        load_key(REFUSED_JWKS[case](es, rs, ed), DEFAULT)
+
+
+def test_a_key_for_an_algorithm_not_accepted_is_refused(rs: Signer) -> None:
+    with pytest.raises(KeySetError, match="not an accepted algorithm"):
+        load_key(rs.jwk, frozenset({"ES256"}))
+
+
+def test_an_rsa_key_under_2048_bits_is_refused() -> None:
+    weak = Signer("weak", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    with pytest.raises(KeySetError, match="2048"):
+        load_key(weak.jwk, DEFAULT)
+
+
+#: Public JWKs that are simply broken. They must be refused as KeySetError (a ValueError), the
+#: package's configuration error, so that start-up fails cleanly and a fetched set can skip them.
+MALFORMED_PUBLIC_JWKS: dict[str, Any] = {
+    "kty missing (alg present)": lambda es, rs, ed: without(rs.jwk, "kty"),
+    "RSA key with alg ES256": lambda es, rs, ed: {**rs.jwk, "alg": "ES256"},
+    "OKP key with alg RS256": lambda es, rs, ed: {**ed.jwk, "alg": "RS256"},
+    "OKP X25519 with alg EdDSA": lambda es, rs, ed: {**ed.jwk, "crv": "X25519"},
+    "RSA without e": lambda es, rs, ed: without(rs.jwk, "e"),
+    "RSA n not base64url": lambda es, rs, ed: {**rs.jwk, "n": "!!!"},
+    "EC without x": lambda es, rs, ed: without(es.jwk, "x"),
+    "EC point not on the curve": lambda es, rs, ed: {**es.jwk, "x": es.jwk["y"]},
+    "EC x a number": lambda es, rs, ed: {**es.jwk, "x": 5},
+    "Ed25519 x too short": lambda es, rs, ed: {**ed.jwk, "x": "AAAA"},
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_PUBLIC_JWKS))
+def test_malformed_public_keys_are_a_key_set_error(case: str, es: Signer, rs: Signer, ed: Signer) -> None:
+    with pytest.raises(KeySetError):
+        load_key(MALFORMED_PUBLIC_JWKS[case](es, rs, ed), DEFAULT)
+
+
+def test_a_malformed_configured_key_is_a_value_error_at_start_up(es: Signer) -> None:
+    broken = {**es.jwk, "kid": "broken", "x": es.jwk["y"]}  # a point that is not on P-256
+    with pytest.raises(ValueError):
+        JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks={"keys": [es.jwk, broken]})
+
+
+# -- KeySet ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "document",
+    [None, [], "keys", {}, {"keys": {}}, {"keys": "x"}, {"keys": []}],
+    ids=["null", "array", "string", "no keys", "keys an object", "keys a string", "keys empty"],
+)
+def test_a_jwk_set_must_be_an_object_with_keys(document: Any) -> None:
+    with pytest.raises(KeySetError):
+        KeySet.from_jwks(document, DEFAULT)
+
+
+def test_find_by_kid(es: Signer, rs: Signer, ed: Signer) -> None:
+    keys = KeySet.from_jwks(jwks(es, rs, ed), DEFAULT)
+    assert len(keys) == 3
+    assert {keys.find(s.kid).algorithm for s in (es, rs, ed)} == {"ES256", "RS256", "EdDSA"}
+    assert keys.find("missing") is None
+    assert keys.find("") is None
+    assert keys.find(None) is None  # several keys: a token without kid is not matched by guessing
+
+
+def test_a_lone_key_answers_for_a_missing_kid(es: Signer) -> None:
+    keys = KeySet.from_jwks(jwks(es), DEFAULT)
+    assert keys.find(None) is keys.find(es.kid)
+    assert len(keys) == 1
+    anonymous = KeySet.from_jwks({"keys": [without(es.jwk, "kid")]}, DEFAULT)
+    assert anonymous.find(None) is not None
+    assert anonymous.find("es-1") is None
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"use": "enc"}, {"key_ops": ["encrypt"]}, {"key_ops": ["wrapKey", "encrypt"]}],
+    ids=["use enc", "key_ops encrypt", "key_ops wrapKey+encrypt"],
+)
+def test_encryption_keys_are_skipped(extra: dict[str, Any], es: Signer, rs: Signer) -> None:
+    encryption = {**strip(rs.jwk), "kid": "enc", **extra}
+    keys = KeySet.from_jwks({"keys": [encryption, es.jwk]}, DEFAULT)
+    assert keys.find("enc") is None
+    assert keys.find(es.kid) is not None
+    with pytest.raises(KeySetError, match="no usable"):
+        KeySet.from_jwks({"keys": [encryption]}, DEFAULT)
+
+
+def test_strict_refuses_the_whole_set_over_one_bad_key(es: Signer) -> None:
+    with pytest.raises(KeySetError):
+        KeySet.from_jwks({"keys": [es.jwk, {"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}, DEFAULT)
+
+
+def test_lenient_loading_skips_bad_keys(es: Signer, rs: Signer) -> None:
+    document = {
+        "keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "h"},
+            {**rs.jwk, "kid": "private", "d": "AAAA"},
+            {**rs.jwk, "kid": "hmac", "alg": "HS256"},
+            "not a key",
+            es.jwk,
+        ]
+    }
+    keys = KeySet.from_jwks(document, DEFAULT, strict=False)
+    assert len(keys) == 1
+    assert keys.find(es.kid) is not None
+    assert all(keys.find(kid) is None for kid in ("h", "private", "hmac"))
+
+
+def test_duplicate_kids(es: Signer, rs: Signer) -> None:
+    twin = Signer(es.kid, "ES256", ec.generate_private_key(ec.SECP256R1()))
+    with pytest.raises(KeySetError, match="share"):
+        KeySet.from_jwks(jwks(es, twin), DEFAULT)
+    lenient = KeySet.from_jwks(jwks(es, twin, rs), DEFAULT, strict=False)
+    assert lenient.find(es.kid) is None  # ambiguous: neither twin is used
+    assert lenient.find(rs.kid) is not None
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_PUBLIC_JWKS))
+def test_lenient_loading_skips_malformed_public_keys(case: str, es: Signer, rs: Signer, ed: Signer) -> None:
+    broken = {**MALFORMED_PUBLIC_JWKS[case](es, rs, ed), "kid": "broken"}
+    good = Signer("good", "ES256", es.private_key)
+    keys = KeySet.from_jwks({"keys": [broken, good.jwk]}, DEFAULT, strict=False)
+    assert keys.find("good") is not None
+    assert keys.find("broken") is None
+
+
+# -- RemoteKeySet over a real loopback server ------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def server(es: Signer) -> Iterator[JWKSServer]:
+    with JWKSServer(jwks(es)).running() as running:
+        yield running
+
+
+def remote(url: str, clock: FakeClock) -> JWTVerifier:
+    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=url, clock=clock)
+
+
+def token_at(signer: Signer, clock: FakeClock, **headers: Any) -> str:
+    """A fresh token (its own jti, so never a cache hit) valid at the clock's current time."""
+    return signer.token(headers=headers or None, now=int(clock.now))
+
+
+def unknown_key(verifier: JWTVerifier, token: str) -> None:
+    with pytest.raises(InvalidToken, match="unknown key"):
+        verifier.verify(token)
+
+
+def test_the_first_verification_fetches_once(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    verifier = remote(server.url, clock)
+    assert server.requests == 0  # nothing is fetched at construction
+    for _ in range(5):
+        assert verifier.verify(token_at(es, clock)).subject == "user-1"
+        clock.advance(10)
+    assert server.requests == 1
+
+
+def test_an_unknown_kid_refreshes_once_per_cooldown(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    assert server.requests == 1
+    clock.advance(30)
+    unknown_key(verifier, token_at(es, clock, kid="unknown-1"))
+    assert server.requests == 2  # one refresh for the unknown kid
+    for step, kid in enumerate(["unknown-2", "unknown-3", "unknown-1", "unknown-4"]):
+        clock.advance(7 if step else 0)
+        unknown_key(verifier, token_at(es, clock, kid=kid))
+    assert server.requests == 2  # 21 s later, still inside the 30 s cooldown
+    clock.advance(9)  # 30 s after the refresh
+    unknown_key(verifier, token_at(es, clock, kid="unknown-5"))
+    assert server.requests == 3
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    assert server.requests == 3
+
+
+def test_the_first_fetch_also_starts_the_cooldown(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    """RemoteKeySet: "at most one fetch is attempted per cooldown seconds whatever its outcome"."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(29)
+    unknown_key(verifier, token_at(es, clock, kid="unknown"))
+    assert server.requests == 1
+
+
+def test_rotation_a_new_key_verifies_after_a_refresh(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(45)
+    new = rs256("rotated")
+    server.document = jwks(es, new)
+    assert verifier.verify(token_at(new, clock)).subject == "user-1"
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    assert server.requests == 2
+    clock.advance(300)
+    server.document = jwks(new)  # the old key is retired
+    assert verifier.verify(token_at(new, clock)).subject == "user-1"  # max_age passed: refetched
+    assert server.requests == 3
+    unknown_key(verifier, token_at(es, clock))
+
+
+def test_the_set_is_refetched_after_max_age(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(299)
+    verifier.verify(token_at(es, clock))
+    assert server.requests == 1
+    clock.advance(1)
+    verifier.verify(token_at(es, clock))
+    assert server.requests == 2
+
+
+def break_server(server: JWKSServer, failure: str) -> None:
+    if failure == "500":
+        server.status = 500
+    elif failure == "garbage":
+        server.body_override = b"<html>not json"
+    elif failure == "JSON array":
+        server.body_override = b"[1, 2]"
+    elif failure == "keys empty":
+        server.document = {"keys": []}
+    elif failure == "only an oct key":
+        server.document = {"keys": [{"kty": "oct", "k": "c2VjcmV0", "kid": "h"}]}
+    else:
+        raise AssertionError(failure)
+
+
+@pytest.mark.parametrize("failure", ["500", "garbage", "JSON array", "keys empty", "only an oct key"])
+def test_a_failing_server_leaves_the_cached_keys_in_service(
+    failure: str, es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    break_server(server, failure)
+    clock.advance(301)  # the cache is stale; the refresh fails; the last good set serves on
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    assert server.requests == 2
+    clock.advance(3600)
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    assert server.requests == 3
+    unknown_key(verifier, token_at(es, clock, kid="unknown"))  # cooldown: no fetch
+    assert server.requests == 3
+
+
+def test_a_server_gone_down_leaves_the_cached_keys_in_service(es: Signer, clock: FakeClock) -> None:
+    with JWKSServer(jwks(es)).running() as server:
+        verifier = remote(server.url, clock)
+        verifier.verify(token_at(es, clock))
+    clock.advance(301)  # the port is closed now: connection refused
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    clock.advance(3600)
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    unknown_key(verifier, token_at(es, clock, kid="unknown"))
+
+
+def test_a_server_down_at_first_use_is_an_invalid_token(es: Signer, clock: FakeClock) -> None:
+    server = JWKSServer(jwks(es))  # never started, then closed: nothing listens on the port
+    server._server.server_close()
+    verifier = remote(server.url, clock)
+    unknown_key(verifier, token_at(es, clock))
+    clock.advance(60)
+    unknown_key(verifier, token_at(es, clock))
+
+
+def test_a_failing_first_fetch_recovers_after_the_cooldown(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    server.status = 503
+    verifier = remote(server.url, clock)
+    unknown_key(verifier, token_at(es, clock))
+    server.status = 200
+    clock.advance(10)
+    unknown_key(verifier, token_at(es, clock))  # still inside the cooldown
+    assert server.requests == 1
+    clock.advance(20)
+    assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    assert server.requests == 2
+
+
+BAD_NEIGHBOURS: dict[str, Any] = {
+    "oct key": lambda es, rs, ed: {"kty": "oct", "k": "c2VjcmV0", "kid": "bad"},
+    "private EC key": lambda es, rs, ed: {**es.jwk, "kid": "bad", "d": "AAAA"},
+    "HS256 alg": lambda es, rs, ed: {**rs.jwk, "kid": "bad", "alg": "HS256"},
+    "RSA under 2048 bits": lambda es, rs, ed: {
+        **Signer("bad", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024)).jwk
+    },
+    "not an object": lambda es, rs, ed: "bad",
+    "encryption key": lambda es, rs, ed: {**strip(rs.jwk), "kid": "bad", "use": "enc"},
+    **{
+        f"malformed: {name}": (lambda make: lambda es, rs, ed: {**make(es, rs, ed), "kid": "bad"})(make)
+        for name, make in MALFORMED_PUBLIC_JWKS.items()
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NEIGHBOURS))
+def test_one_bad_key_in_a_fetched_set_does_not_spoil_the_good_one(
+    case: str, es: Signer, rs: Signer, ed: Signer, clock: FakeClock
+) -> None:
+    document = {"keys": [BAD_NEIGHBOURS[case](es, rs, ed), es.jwk]}
+    with JWKSServer(document).running() as server:
+        verifier = remote(server.url, clock)
+        assert verifier.verify(token_at(es, clock)).subject == "user-1"
+        unknown_key(verifier, token_at(es, clock, kid="bad"))
+
+
+def run_concurrently(verifier: JWTVerifier, tokens: list[str]) -> list[BaseException]:
+    """Verify every token on its own thread, all released at once; return unexpected errors."""
+    barrier = threading.Barrier(len(tokens))
+    unexpected: list[BaseException] = []
+
+    def attempt(token: str) -> None:
+        barrier.wait()
+        try:
+            verifier.verify(token)
+        except InvalidToken:
+            pass
+        except BaseException as exc:
+            unexpected.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads)
+    return unexpected
+
+
+def random_kid_tokens(signer: Signer, clock: FakeClock, count: int = 50) -> list[str]:
+    rng = random.Random(7)
+    return [token_at(signer, clock, kid=f"made-up-{rng.getrandbits(64):x}") for _ in range(count)]
+
+
+def test_no_fetch_storm_from_a_cold_start(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    verifier = remote(server.url, clock)
+    assert run_concurrently(verifier, random_kid_tokens(es, clock)) == []
+    assert server.requests <= 2
+
+
+def test_no_fetch_storm_once_the_cooldown_has_passed(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(31)
+    assert run_concurrently(verifier, random_kid_tokens(es, clock)) == []
+    assert server.requests <= 2
+
+
+def test_no_fetch_storm_with_a_failing_server(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    server.status = 500
+    verifier = remote(server.url, clock)
+    assert run_concurrently(verifier, [token_at(es, clock) for _ in range(50)]) == []
+    assert server.requests == 1
+
+
+class _Redirect(BaseHTTPRequestHandler):
+    target = ""
+
+    def do_GET(self) -> None:
+        self.send_response(302)
+        self.send_header("Location", self.target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_redirect_is_not_followed(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    handler = type("Redirect", (_Redirect,), {"target": server.url})
+    redirector = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=redirector.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        verifier = remote(f"http://127.0.0.1:{redirector.server_port}/jwks.json", clock)
+        unknown_key(verifier, token_at(es, clock))
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert server.requests == 0
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["file:///etc/passwd", "ftp://as.test/jwks.json", "data:application/json,{}", "as.test/jwks.json"],
+    ids=["file", "ftp", "data", "no scheme"],
+)
+def test_only_http_and_https_jwks_uris_are_accepted(uri: str) -> None:
+    """Bad configuration is a ValueError at start-up, like every other configuration error."""
+    with pytest.raises(ValueError):
+        JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=uri)
+
+
+def test_remote_key_set_finds_keys_directly(es: Signer, rs: Signer, server: JWKSServer, clock: FakeClock) -> None:
+    server.document = jwks(es, rs)
+    keys = RemoteKeySet(server.url, algorithms=DEFAULT, clock=clock)
+    assert keys.find(es.kid).algorithm == "ES256"
+    assert keys.find(rs.kid).algorithm == "RS256"
+    assert keys.find(None) is None
+    assert keys.find("../../etc/passwd") is None
+    assert server.requests == 1
