@@ -50,6 +50,8 @@ def bearer_token(authorization: str | None, *, max_token_bytes: int = 8192) -> s
     if len(authorization) <= max_token_bytes + 64:
         found = _BEARER.fullmatch(authorization)
         if found is not None:  # the common case, in one linear pass
+            if len(found.group(1)) > max_token_bytes:
+                raise InvalidToken("the token is too large")
             return found.group(1)
     scheme = _SCHEME.match(authorization)
     if scheme is None or scheme.group().lower() != "bearer":

@@ -72,7 +72,9 @@ def _check_resource(resource: str) -> None:
     """RFC 9728 §1.2: the resource identifier is an https URL (http on loopback) without fragment."""
     parts = urlsplit(resource)
     if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or "#" in resource:
-        raise ValueError(f"RESOURCE_SERVER_RESOURCE must be an absolute URL without a fragment, not {resource!r}")
+        raise ValueError(
+            f"RESOURCE_SERVER_RESOURCE must be an absolute URL without a fragment, not {resource!r}"
+        )
 
 
 class ResourceServer:

@@ -17,7 +17,7 @@ from typing import Any
 
 from jwt import PyJWK, PyJWKClient
 from jwt.algorithms import Algorithm
-from jwt.exceptions import PyJWKError
+from jwt.exceptions import PyJWKClientError, PyJWTError
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 
@@ -30,6 +30,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 _EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _EC_ALGORITHM_OF = {curve: alg for alg, curve in _EC_CURVE_OF.items()}
 # RFC 7517 §9.2 / RFC 7518 §6: members that only a private or symmetric key has.
+_KTY_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}  # by the algorithm name's prefix
 _SECRET_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 _MIN_RSA_BITS = 2048  # RFC 7518 §3.3
 
@@ -58,7 +59,9 @@ def _algorithm_of(jwk: Mapping[str, Any]) -> str:
     if alg is not None:
         if not isinstance(alg, str):
             raise KeySetError("the JWK 'alg' member is not a string")
-        if kty == "EC" and _EC_CURVE_OF.get(alg) != crv:
+        if _KTY_OF.get(alg[:2]) != kty or (kty == "EC" and _EC_CURVE_OF.get(alg) != crv):
+            raise KeySetError(f"the JWK says {alg} but it is a kty={kty!r} crv={crv!r} key")
+        if kty == "OKP" and crv not in ("Ed25519", "Ed448"):
             raise KeySetError(f"the JWK says {alg} but its curve is {crv!r}")
         return alg
     if kty == "RSA":
@@ -83,7 +86,7 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
         raise KeySetError(f"key {kid!r} is for {algorithm}, which is not an accepted algorithm")
     try:
         parsed = PyJWK(dict(jwk), algorithm=algorithm)
-    except (PyJWKError, ValueError, TypeError) as exc:
+    except (PyJWTError, ValueError, TypeError) as exc:
         raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
     if jwk.get("kty") == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
         raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
@@ -188,7 +191,10 @@ class RemoteKeySet:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # PyJWKClient refuses non-http(s) URIs and never follows redirects.
-        self._client = PyJWKClient(uri, cache_jwk_set=False, timeout=timeout)
+        try:
+            self._client = PyJWKClient(uri, cache_jwk_set=False, timeout=timeout)
+        except PyJWKClientError as exc:
+            raise KeySetError(f"jwks_uri {uri!r} is not usable: {exc}") from None
         self._algorithms = frozenset(algorithms)
         self._cooldown = cooldown
         self._max_age = max_age

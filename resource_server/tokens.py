@@ -236,7 +236,8 @@ class JWTVerifier:
             raise InvalidToken("the token is not valid yet")
         if iat is not None and iat > now + self.leeway:
             raise InvalidToken("the token was issued in the future")
-        if exp - (iat if iat is not None else now) > self.max_lifetime:
+        # Compared, not subtracted: int and float compare exactly, while 10**400 - 1.5 overflows.
+        if exp > (iat if iat is not None else now) + self.max_lifetime:
             raise InvalidToken("the token lifetime is longer than this server accepts")
         if claims.get("iss") != self.issuer:  # exact, case-sensitive (RFC 7519 §4.1.1)
             raise InvalidToken("the token issuer is not accepted")
