@@ -28,7 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from demo_api import create_api
-from demo_auth_server import MEMBERSHIPS, PASSWORDS, ROLES, create_auth_server, fetch_token_with_code
+from demo_auth_server import (
+    MEMBERSHIPS,
+    PASSWORDS,
+    ROLES,
+    SERVICE_CLIENT,
+    SERVICE_SECRET,
+    create_auth_server,
+    fetch_token_with_code,
+)
 
 from policy import parse_challenges
 
@@ -158,9 +166,13 @@ def serve(as_port: int, api_port: int) -> None:
         )
         print("\nGet a token (client credentials, a service account in org acme), then call the API:")
         print(
-            f"  curl -s -u svc-reporting:<secret> -d grant_type=client_credentials -d scope=project:read {issuer}/token"
+            f"  TOKEN=$(curl -s -u {SERVICE_CLIENT}:{SERVICE_SECRET} -d grant_type=client_credentials"
+            f" -d scope=project:read {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
         print(f'  curl -i -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects')
+        print(
+            f'  curl -i -X POST -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects   # 403 + challenge'
+        )
         print("\nCtrl-C stops both servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
