@@ -19,26 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError
 from resource_server.keys import KeySet, RemoteKeySet, VerificationKey, load_key
-from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, eddsa, es256, jwks, rs256
+from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, jwks, rs256
 
 NOW = 1_900_000_000
 DEFAULT = frozenset({"RS256", "ES256", "EdDSA"})
 EVERY = frozenset({"RS256", "PS256", "ES256", "ES384", "EdDSA"})
-
-
-@pytest.fixture(scope="module")
-def es() -> Signer:
-    return es256("es-1")
-
-
-@pytest.fixture(scope="module")
-def rs() -> Signer:
-    return rs256("rs-1")
-
-
-@pytest.fixture(scope="module")
-def ed() -> Signer:
-    return eddsa("ed-1")
 
 
 @pytest.fixture(scope="module")

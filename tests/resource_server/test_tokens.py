@@ -15,26 +15,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError, VerifiedToken
-from tests.support import AUDIENCE, DROP, ISSUER, FakeClock, Signer, eddsa, es256, jwks, rs256
+from tests.support import AUDIENCE, DROP, ISSUER, FakeClock, Signer, eddsa, es256, jwks
 
 NOW = 1_900_000_000
 #: A marker placed in claim values; refusals must never echo it back.
 MARK = "MARK-7f3a9c"
-
-
-@pytest.fixture(scope="module")
-def es() -> Signer:
-    return es256("es-1")
-
-
-@pytest.fixture(scope="module")
-def rs() -> Signer:
-    return rs256("rs-1")
-
-
-@pytest.fixture(scope="module")
-def ed() -> Signer:
-    return eddsa("ed-1")
 
 
 @pytest.fixture
