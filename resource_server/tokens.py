@@ -7,12 +7,8 @@ the algorithm taken from the key we hold, ``crit``, ``typ``, and every claim's J
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -23,25 +19,15 @@ from typing import Any
 
 from policy import InvalidScope, parse_scope
 
+from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 
 __all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
 
 log = logging.getLogger(__name__)
 
-# RFC 7515 §7.1 compact serialization, base64url without padding (RFC 7515 §2), nothing else.
-_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
 # RFC 9068 §4: "at+jwt"; media types compare case-insensitively (RFC 7515 §4.1.9).
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-
-
-class InvalidToken(ValueError):
-    """The token cannot be accepted. ``description`` is short and safe to send to the client
-    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,67 +40,6 @@ class VerifiedToken:
     client_id: str | None
     expires_at: int
     claims: Mapping[str, Any]
-
-
-def _b64decode(segment: str) -> bytes:
-    if len(segment) % 4 == 1:  # no base64url string has this length (RFC 4648 §5)
-        raise InvalidToken("the token is not valid base64url")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidToken("the token is not valid base64url") from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        # RFC 7515 §5.2 / RFC 7519 §7.2: parsers MUST reject duplicate member names (or use the
-        # last); two parsers disagreeing about which one counts is an attack, so refuse.
-        raise InvalidToken("the token has duplicate JSON members")
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise InvalidToken("the token holds a non-standard JSON number")
-
-
-# Built once: json.loads() with hooks would construct a new decoder on every call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
-
-
-def _json_object(segment: str, what: str) -> dict[str, Any]:
-    raw = _b64decode(segment)
-    try:
-        # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
-        value = _DECODER.decode(raw.decode("utf-8"))
-    except InvalidToken:
-        raise
-    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a 5000-digit integer, deep nesting
-        raise InvalidToken(f"the token {what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidToken(f"the token {what} is not a JSON object")
-    return value
-
-
-def _integer(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
-    if name not in claims:
-        if required:
-            raise InvalidToken(f"the token has no {name} claim")
-        return None
-    value = claims[name]
-    # RFC 7519 §2 NumericDate; bool is an int subclass in Python and must not pass.
-    if type(value) is not int:
-        raise InvalidToken(f"the {name} claim must be an integer NumericDate")
-    return value
-
-
-def _nonempty_string(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
-    if name not in claims and not required:
-        return None
-    value = claims.get(name)
-    if not isinstance(value, str) or not value:
-        raise InvalidToken(f"the {name} claim must be a non-empty string")
-    return value
 
 
 class JWTVerifier:
@@ -192,16 +117,13 @@ class JWTVerifier:
         return verified
 
     def _verify(self, token: str) -> VerifiedToken:
-        match = _COMPACT.fullmatch(token)
-        if match is None:
-            raise InvalidToken("the token is not a compact-serialized JWS")
-        header_b64, payload_b64, signature_b64 = match.groups()
-        header = _json_object(header_b64, "header")
+        header_b64, payload_b64, signature_b64 = split_compact(token)
+        header = json_object(header_b64, "header")
         key = self._key_for(header)
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
-        if not key.verify(signing_input, _b64decode(signature_b64)):
+        if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
-        return self._claims(_json_object(payload_b64, "payload"))
+        return self._claims(json_object(payload_b64, "payload"))
 
     def _key_for(self, header: Mapping[str, Any]) -> VerificationKey:
         alg = header.get("alg")
@@ -227,9 +149,9 @@ class JWTVerifier:
 
     def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
         now = self._clock()
-        exp = _integer(claims, "exp", required=True)
-        nbf = _integer(claims, "nbf")
-        iat = _integer(claims, "iat")
+        exp = integer_claim(claims, "exp", required=True)
+        nbf = integer_claim(claims, "nbf")
+        iat = integer_claim(claims, "iat")
         if now >= exp + self.leeway:
             raise InvalidToken("the token has expired")
         if nbf is not None and now + self.leeway < nbf:
@@ -242,9 +164,9 @@ class JWTVerifier:
         if claims.get("iss") != self.issuer:  # exact, case-sensitive (RFC 7519 §4.1.1)
             raise InvalidToken("the token issuer is not accepted")
         self._check_audience(claims.get("aud"))
-        subject = _nonempty_string(claims, "sub", required=True)
-        org = _nonempty_string(claims, self.org_claim, required=False)
-        client_id = _nonempty_string(claims, "client_id", required=False)
+        subject = string_claim(claims, "sub", required=True)
+        org = string_claim(claims, self.org_claim, required=False)
+        client_id = string_claim(claims, "client_id", required=False)
         return VerifiedToken(
             subject=subject,
             scopes=self._scopes(claims),

@@ -1,0 +1,94 @@
+"""Strict parsing of compact JWS (RFC 7515 §7.1) and typed claim access (RFC 7519), shared by the
+access-token and capability-token verifiers. Everything here runs before trust, on bounded input."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["InvalidToken", "b64decode", "integer_claim", "json_object", "split_compact", "string_claim"]
+
+# RFC 7515 §7.1 compact serialization, base64url without padding (RFC 7515 §2), nothing else.
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
+
+
+class InvalidToken(ValueError):
+    """The token cannot be accepted. ``description`` is short and safe to send to the client
+    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+def split_compact(token: str) -> tuple[str, str, str]:
+    """The three base64url segments of a compact JWS, or :class:`InvalidToken`."""
+    match = _COMPACT.fullmatch(token)
+    if match is None:
+        raise InvalidToken("the token is not a compact-serialized JWS")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def b64decode(segment: str) -> bytes:
+    if len(segment) % 4 == 1:  # no base64url string has this length (RFC 4648 §5)
+        raise InvalidToken("the token is not valid base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("the token is not valid base64url") from None
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # RFC 7515 §5.2 / RFC 7519 §7.2: parsers MUST reject duplicate member names (or use the
+        # last); two parsers disagreeing about which one counts is an attack, so refuse.
+        raise InvalidToken("the token has duplicate JSON members")
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidToken("the token holds a non-standard JSON number")
+
+
+# Built once: json.loads() with hooks would construct a new decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+
+
+def json_object(segment: str, what: str) -> dict[str, Any]:
+    raw = b64decode(segment)
+    try:
+        # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
+        value = _DECODER.decode(raw.decode("utf-8"))
+    except InvalidToken:
+        raise
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, a 5000-digit integer, deep nesting
+        raise InvalidToken(f"the token {what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidToken(f"the token {what} is not a JSON object")
+    return value
+
+
+def integer_claim(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
+    if name not in claims:
+        if required:
+            raise InvalidToken(f"the token has no {name} claim")
+        return None
+    value = claims[name]
+    # RFC 7519 §2 NumericDate; bool is an int subclass in Python and must not pass.
+    if type(value) is not int:
+        raise InvalidToken(f"the {name} claim must be an integer NumericDate")
+    return value
+
+
+def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    if name not in claims and not required:
+        return None
+    value = claims.get(name)
+    if not isinstance(value, str) or not value:
+        raise InvalidToken(f"the {name} claim must be a non-empty string")
+    return value
