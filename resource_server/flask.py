@@ -11,7 +11,7 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
@@ -21,8 +21,11 @@ from werkzeug.local import LocalProxy
 from policy import Access, Roles, ScopeMap
 
 from .credentials import MAX_FORM_INSPECTED, names_access_token
-from .guard import Denial, Granted, Guard, Membership
+from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .tokens import JWTVerifier, VerifiedToken
+
+if TYPE_CHECKING:
+    from .capability import CapabilityVerifier
 
 __all__ = ["ResourceServer", "current_access", "current_token"]
 
@@ -43,7 +46,7 @@ def _granted() -> Granted:
 
 #: The :class:`policy.Access` of the current request (inside a protected view).
 current_access: Access = LocalProxy(lambda: _granted().access)  # type: ignore[assignment]
-#: The :class:`~resource_server.tokens.VerifiedToken` of the current request.
+#: The :class:`~resource_server.tokens.VerifiedToken` of the current request (None for a session).
 current_token: VerifiedToken = LocalProxy(lambda: _granted().token)  # type: ignore[assignment]
 
 
@@ -96,12 +99,16 @@ class ResourceServer:
         membership: Membership,
         realm: str = "api",
         resource_metadata: str | None = None,
+        capabilities: CapabilityVerifier | None = None,
+        session_loader: SessionLoader | None = None,
     ) -> None:
         self.verifier = verifier
         self.roles = roles
         self.membership = membership
         self.realm = realm
         self.resource_metadata = resource_metadata
+        self.capabilities = capabilities  # tokens with its prefix are verified as capabilities
+        self.session_loader = session_loader  # () -> subject of a first-party session, or None
         self._scope_maps: list[ScopeMap] = []
         if app is not None:
             self.init_app(app)
@@ -122,6 +129,7 @@ class ResourceServer:
             membership=self.membership,
             realm=realm,
             resource_metadata=metadata_url,
+            capabilities=self.capabilities,
         )
         servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ())
         servers = (servers,) if isinstance(servers, str) else tuple(servers)
@@ -231,11 +239,27 @@ class ResourceServer:
             method=method,
             scope_map=compiled,
             org=org,
+            session=self.session_loader,
         )
         if isinstance(outcome, Denial):
             return _response(outcome)
         g._resource_server_granted = outcome
         return None
+
+    def authenticate(self, org: str | None) -> Granted | Response:
+        """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
+        member may call (such as minting a capability). A refusal comes back as the response."""
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        outcome = self._state(current_app).guard.authenticate(
+            authorization=req.environ.get("HTTP_AUTHORIZATION"),
+            token_elsewhere=_token_elsewhere(req),
+            org=org,
+            session=self.session_loader,
+        )
+        if isinstance(outcome, Denial):
+            return _response(outcome)
+        g._resource_server_granted = outcome
+        return outcome
 
     def _state(self, app: Flask) -> _AppState:
         try:

@@ -12,16 +12,22 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer_challenge, decide
 
 from .credentials import MalformedCredentials, bearer_token
 from .tokens import InvalidToken, JWTVerifier, VerifiedToken
 
-__all__ = ["Denial", "Granted", "Guard", "Membership"]
+__all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader"]
+
+if TYPE_CHECKING:
+    from .capability import CapabilityVerifier
 
 log = logging.getLogger("resource_server")
 
+#: Returns the subject of the request's first-party session, or None (called only without a token).
+SessionLoader = Callable[[], "str | None"]
 #: The application's answer to "which role does this subject hold in this org?" (None: not a member).
 Membership = Callable[[str, "str | None"], "str | None"]
 
@@ -31,7 +37,7 @@ class Granted:
     """The request may proceed with this access and token."""
 
     access: Access
-    token: VerifiedToken
+    token: VerifiedToken | None  # None for a first-party session
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,7 @@ class Guard:
         membership: Membership,
         realm: str = "api",
         resource_metadata: str | None = None,
+        capabilities: CapabilityVerifier | None = None,
     ) -> None:
         if not isinstance(roles, Roles):
             raise TypeError("roles must be a policy.Roles")
@@ -76,6 +83,10 @@ class Guard:
         self.membership = membership
         self.realm = realm
         self.resource_metadata = resource_metadata
+        self.capabilities = capabilities
+        self._max_token_bytes = max(
+            verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
+        )
         # RFC 6750 §3.1: no error code when the request carried no bearer credentials at all.
         self._no_credentials = Denial(
             401,
@@ -84,18 +95,21 @@ class Guard:
             bearer_challenge(realm=realm, resource_metadata=resource_metadata),
         )
 
-    def authorize(
+    def authenticate(
         self,
         *,
         authorization: str | None,
         token_elsewhere: bool,
-        method: str,
-        scope_map: ScopeMap,
         org: str | None,
+        session: SessionLoader | None = None,
     ) -> Granted | Denial:
-        """Run the whole pipeline for one request."""
+        """Who is asking, as which member of ``org``: credentials → token → role → access.
+
+        With no ``Authorization`` header, ``session`` (if given) is asked for the subject of a
+        first-party session, whose access is the member role's scopes (``token`` is then None).
+        """
         try:
-            raw = bearer_token(authorization, max_token_bytes=self.verifier.max_token_bytes)
+            raw = bearer_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
             return self._invalid_request(exc.description)
         except InvalidToken as exc:
@@ -108,46 +122,35 @@ class Guard:
                 else "the access token was sent in more than one way"
             )
         if raw is None:
-            return self._no_credentials
+            subject = session() if session is not None else None
+            return self._no_credentials if subject is None else self._member_access(subject, None, org)
         token = self._verify(raw)
         if isinstance(token, Denial):
             return token
-        return self._decide(token, method, scope_map, org)
+        return self._member_access(token.subject, token, org)
 
-    def _verify(self, raw: str) -> VerifiedToken | Denial:
-        try:
-            return self.verifier.verify(raw)
-        except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.description)
-            return self._invalid_token(exc.description)
-        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
-            log.exception("unexpected error while verifying a token")
-            return self._invalid_token("the token could not be verified")
-
-    def _decide(
-        self, token: VerifiedToken, method: str, scope_map: ScopeMap, org: str | None
+    def authorize(
+        self,
+        *,
+        authorization: str | None,
+        token_elsewhere: bool,
+        method: str,
+        scope_map: ScopeMap,
+        org: str | None,
+        session: SessionLoader | None = None,
     ) -> Granted | Denial:
-        # Routes without an org in the URL ask about the org the token is bound to, if any.
-        role = self.membership(token.subject, org if org is not None else token.org)
-        role_scopes = self._role_scopes(role)
-        try:
-            access = assemble_access(
-                subject=token.subject,
-                role_scopes=role_scopes,
-                token_scopes=token.scopes,
-                token_org=token.org,
-                request_org=org,
-            )
-        except OrgMismatch as exc:
-            log.info("401 invalid_token: %s", exc)
-            return self._invalid_token("the token is bound to a different organization")
-        if role is None:
-            return self._forbidden(f"{token.subject!r} is not a member of this organization", access)
+        """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
+        granted = self.authenticate(
+            authorization=authorization, token_elsewhere=token_elsewhere, org=org, session=session
+        )
+        if isinstance(granted, Denial):
+            return granted
+        access = granted.access
         decision = decide(
             access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
         )
         if decision.allowed:
-            return Granted(access, token)
+            return granted
         if decision.www_authenticate is None:
             return self._forbidden(
                 decision.reason, access, public="the member's role does not permit this request"
@@ -159,6 +162,40 @@ class Guard:
             "the token lacks the scope this request needs",
             decision.www_authenticate,
         )
+
+    def _verify(self, raw: str) -> VerifiedToken | Denial:
+        verifier = self.verifier
+        if self.capabilities is not None and raw.startswith(self.capabilities.prefix):
+            verifier = (
+                self.capabilities
+            )  # a cheap prefix test: access tokens are never parsed as capabilities
+        try:
+            return verifier.verify(raw)
+        except InvalidToken as exc:
+            log.info("401 invalid_token: %s", exc.description)
+            return self._invalid_token(exc.description)
+        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
+            log.exception("unexpected error while verifying a token")
+            return self._invalid_token("the token could not be verified")
+
+    def _member_access(self, subject: str, token: VerifiedToken | None, org: str | None) -> Granted | Denial:
+        token_org = token.org if token is not None else None
+        # Routes without an org in the URL ask about the org the token is bound to, if any.
+        role = self.membership(subject, org if org is not None else token_org)
+        try:
+            access = assemble_access(
+                subject=subject,
+                role_scopes=self._role_scopes(role),
+                token_scopes=token.scopes if token is not None else None,
+                token_org=token_org,
+                request_org=org,
+            )
+        except OrgMismatch as exc:
+            log.info("401 invalid_token: %s", exc)
+            return self._invalid_token("the token is bound to a different organization")
+        if role is None:
+            return self._forbidden(f"{subject!r} is not a member of this organization", access)
+        return Granted(access, token)
 
     def _role_scopes(self, role: str | None) -> frozenset[str]:
         if role is None:

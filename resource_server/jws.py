@@ -10,7 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["InvalidToken", "b64decode", "integer_claim", "json_object", "split_compact", "string_claim"]
+__all__ = [
+    "InvalidToken",
+    "b64decode",
+    "b64encode",
+    "integer_claim",
+    "json_object",
+    "split_compact",
+    "string_claim",
+]
 
 # RFC 7515 §7.1 compact serialization, base64url without padding (RFC 7515 §2), nothing else.
 _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
@@ -31,6 +39,11 @@ def split_compact(token: str) -> tuple[str, str, str]:
     if match is None:
         raise InvalidToken("the token is not a compact-serialized JWS")
     return match.group(1), match.group(2), match.group(3)
+
+
+def b64encode(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def b64decode(segment: str) -> bytes:

@@ -1,0 +1,267 @@
+"""Capability tokens: short-lived, de-escalated tokens an app hands to automated clients (agents,
+CI jobs, integrations), minted from a caller's effective access and never wider than it.
+
+A capability token is a JWT (RFC 7519) signed with HMAC-SHA256 under one of the server's own
+secrets (it is both minted and verified here, so there is no third party to hold a public key),
+with ``typ: cap+jwt`` and its own audience so it can never pass as an access token, and the
+string prefix ``cap_`` so that routing it is a ``startswith`` and ordinary tokens are never
+parsed as capabilities.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from jwt.algorithms import HMACAlgorithm
+
+from policy import Access, InvalidScope, format_scope, parse_scope
+from policy.scopes import validate_scope_token
+
+from .jws import InvalidToken, b64decode, b64encode, integer_claim, json_object, split_compact, string_claim
+from .tokens import VerifiedToken
+
+__all__ = ["MAX_SESSION_ID", "Capability", "CapabilityIssuer", "CapabilityVerifier", "GrantSource"]
+
+CAPABILITY_TYPE = "cap+jwt"
+MAX_SESSION_ID = 128
+_MIN_SECRET_BYTES = 32
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+
+
+class GrantSource(Protocol):
+    """What minting needs from the grants store: the scopes a person approved for one session."""
+
+    def active_scopes(self, *, org: str, subject: str, session_id: str) -> frozenset[str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """A minted capability token and what it carries."""
+
+    token: str
+    scopes: frozenset[str]
+    expires_at: int
+    session_id: str
+
+
+def check_session_id(session_id: object) -> str:
+    """A session id is a non-empty string of at most 128 characters, checked before any I/O."""
+    if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+        raise ValueError(f"sessionId must be a string of 1 to {MAX_SESSION_ID} characters")
+    return session_id
+
+
+def scope_tokens(scopes: object, what: str = "scopes") -> frozenset[str]:
+    """A list of scope tokens, or an RFC 6749 §3.3 scope string, as a validated set."""
+    if isinstance(scopes, str):
+        return parse_scope(scopes)
+    if not isinstance(scopes, (list, tuple, set, frozenset)):
+        raise ValueError(f"{what} must be a list of scope strings")
+    for scope in scopes:
+        if not isinstance(scope, str):
+            raise ValueError(f"{what} must be a list of scope strings")
+        validate_scope_token(scope)
+    return frozenset(scopes)
+
+
+def _secrets(keys: Mapping[str, bytes | str]) -> dict[str, bytes]:
+    if not keys:
+        raise ValueError("give at least one capability key")
+    loaded = {}
+    for kid, secret in keys.items():
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if not isinstance(kid, str) or not kid or len(raw) < _MIN_SECRET_BYTES:
+            raise ValueError(f"capability key {kid!r} needs a non-empty kid and at least 32 bytes of secret")
+        loaded[kid] = raw
+    return loaded
+
+
+class CapabilityIssuer:
+    """Mints capability tokens. ``keys`` maps kid → secret (≥ 32 bytes); the first key signs and
+    every key verifies, so rotation is: put the new key first, keep the old one until its tokens
+    expire (``ttl``), then drop it.
+
+    A token's scopes are ``access.scopes & (readonly_scopes | approved grant scopes)``, narrowed
+    further to ``requested_scopes`` when given: minting only ever de-escalates.
+    """
+
+    def __init__(
+        self,
+        *,
+        keys: Mapping[str, bytes | str],
+        issuer: str,
+        readonly_scopes: Iterable[str],
+        audience: str = "agent-api",
+        ttl: int = 300,
+        prefix: str = "cap_",
+        grants: GrantSource | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not 0 < ttl <= 3600:
+            raise ValueError("capability tokens are short-lived: ttl must be 1 to 3600 seconds")
+        self._keys = _secrets(keys)
+        self._signing_kid = next(iter(self._keys))
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.prefix = prefix
+        self.readonly_scopes = scope_tokens(list(readonly_scopes), "readonly_scopes")
+        self.grants = grants
+        self._clock = clock or time.time
+
+    def grantable(self, access: Access, session_id: str) -> frozenset[str]:
+        """What a capability for this session may carry, before any narrowing by the request."""
+        approved = frozenset()
+        if self.grants is not None and access.org is not None:
+            approved = self.grants.active_scopes(
+                org=access.org, subject=access.subject, session_id=session_id
+            )
+        return access.scopes & (self.readonly_scopes | approved)
+
+    def mint_capability(
+        self, access: Access, *, session_id: str, requested_scopes: Iterable[str] | str | None = None
+    ) -> Capability:
+        """Mint a capability for ``access`` (which must name an org: capabilities are org-bound)."""
+        check_session_id(session_id)
+        requested = None if requested_scopes is None else scope_tokens(requested_scopes, "requestedScopes")
+        if access.org is None:
+            raise ValueError("a capability token is bound to an organization; the access names none")
+        scopes = self.grantable(access, session_id)
+        if requested is not None:
+            scopes &= requested
+        now = int(self._clock())
+        claims = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": access.subject,
+            "org_id": access.org,
+            "scope": format_scope(scopes),
+            "sid": session_id,
+            "jti": uuid.uuid4().hex,
+            "iat": now,
+            "exp": now + self.ttl,
+        }
+        header = {"alg": "HS256", "typ": CAPABILITY_TYPE, "kid": self._signing_kid}
+        return Capability(
+            self.prefix + _sign(header, claims, self._keys[self._signing_kid]),
+            scopes,
+            now + self.ttl,
+            session_id,
+        )
+
+    def mint(
+        self, access: Access, *, session_id: str, requested_scopes: Iterable[str] | str | None = None
+    ) -> str:
+        """The token string of :meth:`mint_capability`."""
+        return self.mint_capability(access, session_id=session_id, requested_scopes=requested_scopes).token
+
+    def verifier(self, *, leeway: int = 5, max_token_bytes: int = 4096) -> CapabilityVerifier:
+        """A verifier for the tokens this issuer mints (same keys, issuer, audience and prefix)."""
+        return CapabilityVerifier(
+            keys=self._keys,
+            issuer=self.issuer,
+            audience=self.audience,
+            ttl=self.ttl,
+            prefix=self.prefix,
+            leeway=leeway,
+            max_token_bytes=max_token_bytes,
+            clock=self._clock,
+        )
+
+
+def _sign(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    signing_input = f"{b64encode(json.dumps(header).encode())}.{b64encode(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64encode(_HS256.sign(signing_input.encode(), secret))}"
+
+
+class CapabilityVerifier:
+    """Verifies capability tokens: the prefix, the strict JWS checks shared with access tokens,
+    ``typ: cap+jwt``, HS256 under a known kid (constant-time), our issuer and audience, a lifetime
+    no longer than ``ttl``, and every claim's type. Returns a :class:`VerifiedToken` whose
+    ``client_id`` is None and whose claims hold ``sid``."""
+
+    def __init__(
+        self,
+        *,
+        keys: Mapping[str, bytes | str],
+        issuer: str,
+        audience: str = "agent-api",
+        ttl: int = 300,
+        prefix: str = "cap_",
+        leeway: int = 5,
+        max_token_bytes: int = 4096,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._keys = _secrets(keys)
+        self.issuer = issuer
+        self.audience = audience
+        self.ttl = ttl
+        self.prefix = prefix
+        self.leeway = leeway
+        self.max_token_bytes = max_token_bytes
+        self._clock = clock or time.time
+
+    def handles(self, token: str) -> bool:
+        return token.startswith(self.prefix)
+
+    def verify(self, token: str) -> VerifiedToken:
+        if not isinstance(token, str) or not token.startswith(self.prefix):
+            raise InvalidToken("not a capability token")
+        if len(token) > self.max_token_bytes:
+            raise InvalidToken("the token is too large")
+        header_b64, payload_b64, signature_b64 = split_compact(token[len(self.prefix) :])
+        header = json_object(header_b64, "header")
+        secret = self._keys.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
+        if (
+            header.get("alg") != "HS256"
+            or header.get("typ") != CAPABILITY_TYPE
+            or "crit" in header
+            or secret is None
+        ):
+            raise InvalidToken("the token is not a capability token of this server")
+        expected = _HS256.sign(f"{header_b64}.{payload_b64}".encode(), secret)
+        if not hmac.compare_digest(expected, b64decode(signature_b64)):
+            raise InvalidToken("the token signature is invalid")
+        return self._claims(json_object(payload_b64, "payload"))
+
+    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
+        now = self._clock()
+        exp = integer_claim(claims, "exp", required=True)
+        iat = integer_claim(claims, "iat", required=True)
+        if now >= exp + self.leeway:
+            raise InvalidToken("the token has expired")
+        if iat > now + self.leeway or exp > iat + self.ttl:
+            raise InvalidToken("the token lifetime is not one this server issues")
+        if claims.get("iss") != self.issuer or claims.get("aud") != self.audience:
+            raise InvalidToken("the token was not issued for this server")
+        subject = string_claim(claims, "sub", required=True)
+        org = string_claim(claims, "org_id", required=True)
+        sid = string_claim(claims, "sid", required=True)
+        if len(sid) > MAX_SESSION_ID:
+            raise InvalidToken("the token session id is too long")
+        scope = claims.get("scope")
+        try:
+            scopes = parse_scope(scope)
+        except InvalidScope:
+            raise InvalidToken("the token scope claim is not a valid scope string") from None
+        return VerifiedToken(
+            subject=subject,
+            scopes=scopes,
+            org=org,
+            client_id=None,
+            expires_at=exp,
+            claims=MappingProxyType(claims),
+        )
+
+
+def new_capability_key() -> str:
+    """A fresh 32-byte secret, URL-safe, for configuration files and environment variables."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,99 @@
+"""The Flask endpoints around capability tokens: agents mint them, people approve write scopes.
+
+``POST /orgs/<org>/agent-token``      any authenticated member → a de-escalated capability token
+``POST /orgs/<org>/agent-approvals``  a first-party session only → approve scopes for one session
+
+Both take JSON only and act only on POST, so a cross-site form or a link cannot trigger them (a
+cross-origin ``application/json`` POST needs a CORS preflight this blueprint never grants), and a
+bearer or capability token can never approve anything: an agent cannot approve itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from policy import InvalidScope
+
+from .capability import CapabilityIssuer, check_session_id, scope_tokens
+from .flask import ResourceServer
+
+__all__ = ["agent_blueprint"]
+
+
+def _error(status: int, error: str, description: str) -> tuple[Response, int]:
+    return jsonify(error=error, error_description=description), status
+
+
+def _json_body() -> dict[str, Any] | tuple[Response, int]:
+    if request.mimetype != "application/json":
+        return _error(415, "invalid_request", "send a JSON body (Content-Type: application/json)")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return _error(400, "invalid_request", "the body must be a JSON object")
+    return body
+
+
+def agent_blueprint(
+    rs: ResourceServer,
+    *,
+    issuer: CapabilityIssuer,
+    grants: Any,
+    approval_ttl: int = 3600,
+    url_prefix: str = "/orgs/<org>",
+) -> Blueprint:
+    """Build the blueprint; register it on the app that ``rs`` protects. ``grants`` is a
+    :class:`~resource_server.grants.GrantStore` (the one ``issuer`` reads approvals from)."""
+    bp = Blueprint("resource_server_agents", __name__, url_prefix=url_prefix)
+    known_scopes = rs.roles.all_scopes()
+
+    @bp.post("/agent-token")
+    def agent_token(org: str):
+        body = _json_body()
+        if not isinstance(body, dict):
+            return body
+        granted = rs.authenticate(org)
+        if isinstance(granted, Response):
+            return granted
+        try:
+            session_id = check_session_id(body.get("sessionId"))
+            requested = body.get("requestedScopes")
+            capability = issuer.mint_capability(
+                granted.access,
+                session_id=session_id,
+                requested_scopes=None if requested is None else scope_tokens(requested, "requestedScopes"),
+            )
+        except (ValueError, InvalidScope) as exc:
+            return _error(400, "invalid_request", str(exc))
+        return jsonify(
+            token=capability.token, expires_at=capability.expires_at, scopes=sorted(capability.scopes)
+        )
+
+    @bp.post("/agent-approvals")
+    def agent_approvals(org: str):
+        body = _json_body()
+        if not isinstance(body, dict):
+            return body
+        granted = rs.authenticate(org)
+        if isinstance(granted, Response):
+            return granted
+        if not granted.access.is_session:
+            return _error(403, "forbidden", "approvals need a first-party session; a token cannot approve")
+        try:
+            session_id = check_session_id(body.get("sessionId"))
+            scopes = scope_tokens(body.get("scopes"), "scopes")
+        except (ValueError, InvalidScope) as exc:
+            return _error(400, "invalid_request", str(exc))
+        unknown = scopes - known_scopes
+        if unknown or not scopes:
+            return _error(400, "invalid_scope", f"unknown scopes: {' '.join(sorted(unknown))}" if unknown else "no scopes given")
+        approved = scopes & granted.access.scopes  # nobody approves more than they hold themselves
+        if not approved:
+            return _error(403, "forbidden", "none of these scopes is yours to approve")
+        grant = grants.approve(
+            org=org, subject=granted.access.subject, session_id=session_id, scopes=approved, ttl=approval_ttl
+        )
+        return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
+
+    return bp
