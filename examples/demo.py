@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import sys
 import tempfile
@@ -73,6 +74,8 @@ def demo_servers(
             resource=resource,
             roles=ROLES,
             memberships=memberships,
+            passwords=PASSWORDS,
+            grants_url=f"sqlite:///{tmp}/grants.sqlite3",
         )
         threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (as_server, api_server)]
         for thread in threads:
@@ -90,7 +93,11 @@ def show(step: str, response: httpx.Response) -> None:
     print(f"   {response.request.method} {response.request.url.path} -> {response.status_code}")
     if "www-authenticate" in response.headers:
         print(f"   WWW-Authenticate: {response.headers['www-authenticate']}")
-    print(f"   {response.text.strip()}")
+    text = response.text.strip()
+    if '"token"' in text:  # a capability token is long and says nothing to a reader
+        body = response.json()
+        text = json.dumps({**body, "token": body["token"][:16] + "..."})
+    print(f"   {text}")
 
 
 def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], str]) -> list[int]:
@@ -155,7 +162,58 @@ def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], st
             write,
             json={"name": "y"},
         )
+        memberships[("user-admin", "acme")] = "admin"
+        print("\n   (user-admin is an admin of acme again)")
+        delegated = token("acme", "project:read project:write")
+        agent_story(http, resource, delegated, call, seen)
     return seen
+
+
+def agent_story(
+    http: httpx.Client, resource: str, delegated: str, call: Callable[..., httpx.Response], seen: list[int]
+) -> None:
+    """An agent works for user-admin. It holds the user's delegated token (which can write) but
+    calls the API only with capability tokens, read-only unless the user approves more."""
+    session_id = "agent-session-1"
+
+    def mint() -> str:
+        response = call(
+            "   the agent mints a capability for its session",
+            "POST",
+            "/orgs/acme/agent-token",
+            delegated,
+            json={"sessionId": session_id},
+        )
+        return response.json()["token"]
+
+    capability = mint()
+    refused = call(
+        "7. the agent's capability cannot write",
+        "POST",
+        "/orgs/acme/projects",
+        capability,
+        json={"name": "a"},
+    )
+    wanted = parse_challenges(refused.headers["www-authenticate"])[0].get("scope")
+    print(f"\n   the agent asks its user to approve {wanted!r} for session {session_id!r}")
+    call(
+        "8. the agent cannot approve that itself",
+        "POST",
+        "/orgs/acme/agent-approvals",
+        capability,
+        json={"sessionId": session_id, "scopes": [wanted]},
+    )
+    login = http.post(
+        f"{resource}/login", json={"username": "user-admin", "password": PASSWORDS["user-admin"]}
+    )
+    print(f"\n   (user-admin signs in to the API itself: {login.status_code}, a first-party session cookie)")
+    approval = http.post(
+        f"{resource}/orgs/acme/agent-approvals", json={"sessionId": session_id, "scopes": [wanted]}
+    )
+    show("9. the user approves it from the first-party session", approval)
+    seen.append(approval.status_code)
+    http.cookies.clear()  # the agent never holds the user's session
+    call("10. re-minted, the capability can write", "POST", "/orgs/acme/projects", mint(), json={"name": "b"})
 
 
 def serve(as_port: int, api_port: int) -> None:
@@ -193,7 +251,7 @@ def main() -> None:
     with demo_servers() as (issuer, resource, memberships):
         print(f"authorization server on {issuer}, API on {resource}")
         statuses = run_script(issuer, resource, memberships)
-    expected = [200, 403, 201, 401, 403, 403]
+    expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201]
     print(f"\nstatuses: {statuses} (expected {expected})")
     sys.exit(0 if statuses == expected else 1)
 

@@ -2,20 +2,31 @@
 
 It trusts one authorization server (``issuer``), whose signing keys it fetches over HTTP from
 ``jwks_uri``; who is a member of which organization, in which role, is the API's own knowledge,
-given as ``memberships``.
+given as ``memberships``. Agents get de-escalated capability tokens at
+``POST /orgs/<org>/agent-token``; people approve write scopes for one agent session at
+``POST /orgs/<org>/agent-approvals`` from a first-party session (``POST /login``), and those
+approvals live in a SQLite grants store.
 """
 
 from __future__ import annotations
 
+import hmac
 import itertools
+import secrets
 from collections.abc import Mapping
 
-from flask import Flask, request
+from flask import Flask, request, session
 from flask.views import MethodView
 
 from policy import Roles, ScopeMap
+from resource_server.capability import CapabilityIssuer
 from resource_server.flask import ResourceServer, current_access, current_token
+from resource_server.flask_agents import agent_blueprint
+from resource_server.grants import GrantStore
 from resource_server.tokens import JWTVerifier
+
+#: Scopes an agent's capability carries without anyone's approval.
+AGENT_READONLY_SCOPES = ("project:read", "team:read")
 
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
 
@@ -27,9 +38,21 @@ def create_api(
     resource: str,
     roles: Mapping[str, list[str]],
     memberships: Mapping[tuple[str, str], str],
+    passwords: Mapping[str, str],
+    grants_url: str,
 ) -> Flask:
-    """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``."""
+    """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
+    ``passwords`` are the first-party logins; ``grants_url`` is the grants database."""
     app = Flask("demo_api")
+    app.secret_key = secrets.token_bytes(32)
+    grants = GrantStore(grants_url)
+    grants.create_schema()
+    capabilities = CapabilityIssuer(
+        keys={"demo-1": secrets.token_bytes(32)},
+        issuer=resource,
+        readonly_scopes=AGENT_READONLY_SCOPES,
+        grants=grants,
+    )
     app.config.update(
         RESOURCE_SERVER_RESOURCE=resource,  # serves RFC 9728 metadata and names it in challenges
         RESOURCE_SERVER_AUTHORIZATION_SERVERS=[issuer],
@@ -40,7 +63,23 @@ def create_api(
         verifier=verifier,
         roles=Roles(roles),
         membership=lambda subject, org: memberships.get((subject, org)),
+        capabilities=capabilities.verifier(),
+        session_loader=lambda: session.get("subject"),
     )
+    app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
+
+    @app.post("/login")
+    def login():
+        """A first-party login: the session cookie it sets is the only way to approve grants."""
+        body = request.get_json(silent=True)
+        username = body.get("username") if isinstance(body, dict) else None
+        password = body.get("password") if isinstance(body, dict) else None
+        expected = passwords.get(username) if isinstance(username, str) else None
+        if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+            return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
+        session["subject"] = username
+        return {"subject": username}
+
     projects: dict[str, list[dict[str, object]]] = {"acme": [{"id": 1, "name": "website"}], "globex": []}
     ids = itertools.count(2)
 

@@ -46,7 +46,7 @@ def agent_blueprint(
     """Build the blueprint; register it on the app that ``rs`` protects. ``grants`` is a
     :class:`~resource_server.grants.GrantStore` (the one ``issuer`` reads approvals from)."""
     bp = Blueprint("resource_server_agents", __name__, url_prefix=url_prefix)
-    known_scopes = rs.roles.all_scopes()
+    known_scopes = rs.roles.all_scopes
 
     @bp.post("/agent-token")
     def agent_token(org: str):
@@ -87,7 +87,11 @@ def agent_blueprint(
             return _error(400, "invalid_request", str(exc))
         unknown = scopes - known_scopes
         if unknown or not scopes:
-            return _error(400, "invalid_scope", f"unknown scopes: {' '.join(sorted(unknown))}" if unknown else "no scopes given")
+            return _error(
+                400,
+                "invalid_scope",
+                f"unknown scopes: {' '.join(sorted(unknown))}" if unknown else "no scopes given",
+            )
         approved = scopes & granted.access.scopes  # nobody approves more than they hold themselves
         if not approved:
             return _error(403, "forbidden", "none of these scopes is yours to approve")

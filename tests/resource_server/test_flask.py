@@ -1071,7 +1071,9 @@ def test_a_resource_that_is_not_a_url_fails_at_init_app() -> None:
         metadata_app(RESOURCE="api.test")
 
 
-@pytest.mark.parametrize("resource", ["https://api.test#frag", "https://api.test/#", "ftp://api.test", "https:///x"])
+@pytest.mark.parametrize(
+    "resource", ["https://api.test#frag", "https://api.test/#", "ftp://api.test", "https:///x"]
+)
 def test_a_resource_identifier_breaking_rfc9728_fails_at_init_app(resource: str) -> None:
     """RFC 9728 §1.2: an absolute https URL (http allowed for loopback work), no fragment."""
     with pytest.raises(ValueError, match="RESOURCE_SERVER_RESOURCE"):
