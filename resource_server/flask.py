@@ -233,29 +233,30 @@ class ResourceServer:
                 app.logger.error("the route has no URL variable %r; use org=None if it names no org", org_arg)
                 return _response(Denial(403, "forbidden", "this route is misconfigured", None))
             org = str(value)
-        outcome = self._state(app).guard.authorize(
-            authorization=req.environ.get("HTTP_AUTHORIZATION"),
-            token_elsewhere=_token_elsewhere(req),
-            method=method,
-            scope_map=compiled,
-            org=org,
-            session=self.session_loader,
-        )
-        if isinstance(outcome, Denial):
-            return _response(outcome)
-        g._resource_server_granted = outcome
-        return None
+        outcome = self._guarded(app, req, org, compiled)
+        return outcome if isinstance(outcome, Response) else None
 
     def authenticate(self, org: str | None) -> Granted | Response:
         """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
         member may call (such as minting a capability). A refusal comes back as the response."""
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        outcome = self._state(current_app).guard.authenticate(
-            authorization=req.environ.get("HTTP_AUTHORIZATION"),
-            token_elsewhere=_token_elsewhere(req),
-            org=org,
-            session=self.session_loader,
-        )
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        return self._guarded(app, request._get_current_object(), org, None)  # type: ignore[attr-defined]
+
+    def _guarded(
+        self, app: Flask, req: Request, org: str | None, compiled: ScopeMap | None
+    ) -> Granted | Response:
+        """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
+        guard = self._state(app).guard
+        credentials = {
+            "authorization": req.environ.get("HTTP_AUTHORIZATION"),
+            "token_elsewhere": _token_elsewhere(req),
+            "org": org,
+            "session": self.session_loader,
+        }
+        if compiled is None:
+            outcome = guard.authenticate(**credentials)
+        else:
+            outcome = guard.authorize(method=req.method, scope_map=compiled, **credentials)
         if isinstance(outcome, Denial):
             return _response(outcome)
         g._resource_server_granted = outcome

@@ -18,21 +18,26 @@ from policy import InvalidScope
 
 from .capability import CapabilityIssuer, check_session_id, scope_tokens
 from .flask import ResourceServer
+from .guard import Granted
 
 __all__ = ["agent_blueprint"]
 
 
-def _error(status: int, error: str, description: str) -> tuple[Response, int]:
-    return jsonify(error=error, error_description=description), status
+def _error(status: int, error: str, description: str) -> Response:
+    response = jsonify(error=error, error_description=description)
+    response.status_code = status
+    return response
 
 
-def _json_body() -> dict[str, Any] | tuple[Response, int]:
+def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted] | Response:
+    """The JSON object body and the authenticated member, or the response refusing them."""
     if request.mimetype != "application/json":
         return _error(415, "invalid_request", "send a JSON body (Content-Type: application/json)")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _error(400, "invalid_request", "the body must be a JSON object")
-    return body
+    granted = rs.authenticate(org)
+    return granted if isinstance(granted, Response) else (body, granted)
 
 
 def agent_blueprint(
@@ -50,12 +55,10 @@ def agent_blueprint(
 
     @bp.post("/agent-token")
     def agent_token(org: str):
-        body = _json_body()
-        if not isinstance(body, dict):
-            return body
-        granted = rs.authenticate(org)
-        if isinstance(granted, Response):
-            return granted
+        checked = _member_json(rs, org)
+        if isinstance(checked, Response):
+            return checked
+        body, granted = checked
         try:
             session_id = check_session_id(body.get("sessionId"))
             requested = body.get("requestedScopes")
@@ -72,12 +75,10 @@ def agent_blueprint(
 
     @bp.post("/agent-approvals")
     def agent_approvals(org: str):
-        body = _json_body()
-        if not isinstance(body, dict):
-            return body
-        granted = rs.authenticate(org)
-        if isinstance(granted, Response):
-            return granted
+        checked = _member_json(rs, org)
+        if isinstance(checked, Response):
+            return checked
+        body, granted = checked
         if not granted.access.is_session:
             return _error(403, "forbidden", "approvals need a first-party session; a token cannot approve")
         try:
