@@ -96,9 +96,16 @@ def agent_blueprint(
         approved = scopes & granted.access.scopes  # nobody approves more than they hold themselves
         if not approved:
             return _error(403, "forbidden", "none of these scopes is yours to approve")
-        grant = grants.approve(
-            org=org, subject=granted.access.subject, session_id=session_id, scopes=approved, ttl=approval_ttl
-        )
+        try:
+            grant = grants.approve(
+                org=org,
+                subject=granted.access.subject,
+                session_id=session_id,
+                scopes=approved,
+                ttl=approval_ttl,
+            )
+        except ValueError as exc:  # the store's own checks (a NUL in an id, say), made before any SQL
+            return _error(400, "invalid_request", str(exc))
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
     return bp

@@ -152,6 +152,7 @@ def test_approval_is_capped_at_the_approvers_own_scopes(setup) -> None:
         ({"sessionId": "s", "scopes": ["bad scope"]}, 400),
         ({"sessionId": "s", "scopes": []}, 400),
         ({"sessionId": "s", "scopes": {"project:write": True}}, 400),
+        ({"sessionId": "s\u0000x", "scopes": ["project:write"]}, 400),
         (["not", "an", "object"], 400),
     ],
 )
@@ -172,6 +173,7 @@ def test_approval_bodies(setup, body: Any, status: int) -> None:
         {"sessionId": None},
         {"sessionId": "s", "requestedScopes": 5},
         {"sessionId": "s", "requestedScopes": [None]},
+        {"sessionId": "s\u0000x"},
         {"sessionId": "s", "requestedScopes": ["a\u00a0b"]},
     ],
 )
