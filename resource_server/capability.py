@@ -10,8 +10,6 @@ parsed as capabilities.
 
 from __future__ import annotations
 
-import hmac
-import json
 import secrets
 import time
 import uuid
@@ -20,20 +18,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from jwt.algorithms import HMACAlgorithm
-
 from policy import Access, InvalidScope, format_scope, parse_scope
 from policy.scopes import validate_scope_token
 
-from .jws import InvalidToken, b64decode, b64encode, integer_claim, json_object, split_compact, string_claim
+from .jws import InvalidToken, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
 from .tokens import VerifiedToken
 
 __all__ = ["MAX_SESSION_ID", "Capability", "CapabilityIssuer", "CapabilityVerifier", "GrantSource"]
 
 CAPABILITY_TYPE = "cap+jwt"
 MAX_SESSION_ID = 128
-_MIN_SECRET_BYTES = 32
-_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
 
 
 class GrantSource(Protocol):
@@ -72,18 +66,6 @@ def scope_tokens(scopes: object, what: str = "scopes") -> frozenset[str]:
     return frozenset(scopes)
 
 
-def _secrets(keys: Mapping[str, bytes | str]) -> dict[str, bytes]:
-    if not keys:
-        raise ValueError("give at least one capability key")
-    loaded = {}
-    for kid, secret in keys.items():
-        raw = secret.encode() if isinstance(secret, str) else secret
-        if not isinstance(kid, str) or not kid or len(raw) < _MIN_SECRET_BYTES:
-            raise ValueError(f"capability key {kid!r} needs a non-empty kid and at least 32 bytes of secret")
-        loaded[kid] = raw
-    return loaded
-
-
 class CapabilityIssuer:
     """Mints capability tokens. ``keys`` maps kid → secret (≥ 32 bytes); the first key signs and
     every key verifies, so rotation is: put the new key first, keep the old one until its tokens
@@ -107,7 +89,7 @@ class CapabilityIssuer:
     ) -> None:
         if not 0 < ttl <= 3600:
             raise ValueError("capability tokens are short-lived: ttl must be 1 to 3600 seconds")
-        self._keys = _secrets(keys)
+        self._keys = hmac_keys(keys)
         self._signing_kid = next(iter(self._keys))
         self.issuer = issuer
         self.audience = audience
@@ -151,7 +133,7 @@ class CapabilityIssuer:
         }
         header = {"alg": "HS256", "typ": CAPABILITY_TYPE, "kid": self._signing_kid}
         return Capability(
-            self.prefix + _sign(header, claims, self._keys[self._signing_kid]),
+            self.prefix + hs256_sign(header, claims, self._keys[self._signing_kid]),
             scopes,
             now + self.ttl,
             session_id,
@@ -177,11 +159,6 @@ class CapabilityIssuer:
         )
 
 
-def _sign(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
-    signing_input = f"{b64encode(json.dumps(header).encode())}.{b64encode(json.dumps(claims).encode())}"
-    return f"{signing_input}.{b64encode(_HS256.sign(signing_input.encode(), secret))}"
-
-
 class CapabilityVerifier:
     """Verifies capability tokens: the prefix, the strict JWS checks shared with access tokens,
     ``typ: cap+jwt``, HS256 under a known kid (constant-time), our issuer and audience, a lifetime
@@ -200,7 +177,7 @@ class CapabilityVerifier:
         max_token_bytes: int = 4096,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        self._keys = _secrets(keys)
+        self._keys = hmac_keys(keys)
         self.issuer = issuer
         self.audience = audience
         self.ttl = ttl
@@ -217,20 +194,8 @@ class CapabilityVerifier:
             raise InvalidToken("not a capability token")
         if len(token) > self.max_token_bytes:
             raise InvalidToken("the token is too large")
-        header_b64, payload_b64, signature_b64 = split_compact(token[len(self.prefix) :])
-        header = json_object(header_b64, "header")
-        secret = self._keys.get(header.get("kid")) if isinstance(header.get("kid"), str) else None
-        if (
-            header.get("alg") != "HS256"
-            or header.get("typ") != CAPABILITY_TYPE
-            or "crit" in header
-            or secret is None
-        ):
-            raise InvalidToken("the token is not a capability token of this server")
-        expected = _HS256.sign(f"{header_b64}.{payload_b64}".encode(), secret)
-        if not hmac.compare_digest(expected, b64decode(signature_b64)):
-            raise InvalidToken("the token signature is invalid")
-        return self._claims(json_object(payload_b64, "payload"))
+        claims = hs256_verify(token[len(self.prefix) :], self._keys, CAPABILITY_TYPE)
+        return self._claims(claims)
 
     def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
         now = self._clock()

@@ -22,12 +22,20 @@ from policy import Access, Roles, ScopeMap
 
 from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
+from .jws import InvalidToken
+from .resource_tokens import ResourceToken, ResourceTokenVerifier
 from .tokens import JWTVerifier, VerifiedToken
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
 
-__all__ = ["ResourceServer", "current_access", "current_token"]
+__all__ = [
+    "ResourceServer",
+    "current_access",
+    "current_resource_token",
+    "current_token",
+    "resource_token_required",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _EXTENSION = "resource_server"
@@ -298,3 +306,53 @@ def _token_elsewhere(req: Request) -> bool:
 
 def _response(denial: Denial) -> Response:
     return Response(denial.body, status=denial.status, headers=denial.headers)
+
+
+def resource_token_required(
+    verifier: ResourceTokenVerifier,
+    *,
+    usecase: str,
+    org: str = "org",
+    project: str | None = None,
+    param: str = "X-Os-Auth",
+) -> Callable[[F], F]:
+    """Let a route be read with a resource token from the query parameter ``param``: the opt-in
+    that keeps URL tokens from ever being a general bearer source. ``org`` and ``project`` name
+    the URL variables of the resource prefix. Refusals are 403 with a JSON body; the response
+    carries ``Referrer-Policy: no-referrer`` so the token does not leak through links."""
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def protected(*args: Any, **kwargs: Any) -> Any:
+            values = request.args.getlist(param)
+            view_args = request.view_args or {}
+            try:
+                if len(values) != 1:
+                    raise InvalidToken(f"exactly one {param} query parameter is needed")
+                g._resource_server_resource_token = verifier.verify(
+                    values[0],
+                    method=request.method,
+                    usecase=usecase,
+                    org=str(view_args.get(org)),
+                    project=None if project is None else str(view_args.get(project)),
+                )
+            except InvalidToken as exc:
+                return _response(Denial(403, "forbidden", exc.description, None))
+            response = current_app.make_response(current_app.ensure_sync(view)(*args, **kwargs))
+            response.headers["Referrer-Policy"] = "no-referrer"
+            return response
+
+        return protected  # type: ignore[return-value]
+
+    return decorate
+
+
+def _resource_token() -> ResourceToken:
+    grant = g.get("_resource_server_resource_token")
+    if grant is None:
+        raise RuntimeError("current_resource_token exists only inside a view using resource_token_required")
+    return grant
+
+
+#: The :class:`~resource_server.resource_tokens.ResourceToken` of the current request.
+current_resource_token: ResourceToken = LocalProxy(_resource_token)  # type: ignore[assignment]

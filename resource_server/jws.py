@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from jwt.algorithms import HMACAlgorithm
 
 __all__ = [
     "InvalidToken",
@@ -105,3 +108,46 @@ def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str
     if not isinstance(value, str) or not value:
         raise InvalidToken(f"the {name} claim must be a non-empty string")
     return value
+
+
+# -- HS256 tokens this server both mints and verifies (capabilities, resource tokens) -------------
+
+_HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+_MIN_SECRET_BYTES = 32
+
+
+def hmac_keys(keys: Mapping[str, bytes | str]) -> dict[str, bytes]:
+    """kid → secret, each at least 32 bytes (RFC 7518 §3.2: a key as long as the hash output)."""
+    if not keys:
+        raise ValueError("give at least one key")
+    loaded = {}
+    for kid, secret in keys.items():
+        raw = secret.encode() if isinstance(secret, str) else secret
+        if not isinstance(kid, str) or not kid or not isinstance(raw, bytes) or len(raw) < _MIN_SECRET_BYTES:
+            raise ValueError(
+                f"key {kid!r} needs a non-empty kid and at least {_MIN_SECRET_BYTES} bytes of secret"
+            )
+        loaded[kid] = raw
+    return loaded
+
+
+def hs256_sign(header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    """A compact JWS (RFC 7515 §7.1) over ``header`` and ``claims`` with HMAC-SHA256."""
+    signing_input = f"{b64encode(json.dumps(header).encode())}.{b64encode(json.dumps(claims).encode())}"
+    return f"{signing_input}.{b64encode(_HS256.sign(signing_input.encode(), secret))}"
+
+
+def hs256_verify(token: str, keys: Mapping[str, bytes], typ: str) -> dict[str, Any]:
+    """The claims of ``token`` if it is an HS256 JWS of type ``typ`` under one of ``keys`` (by
+    ``kid``), compared in constant time; :class:`InvalidToken` otherwise. Claims are not checked."""
+    header_b64, payload_b64, signature_b64 = split_compact(token)
+    header = json_object(header_b64, "header")
+    kid = header.get("kid")
+    secret = keys.get(kid) if isinstance(kid, str) else None
+    # The algorithm is fixed here, never read from the token (RFC 8725 §3.1); no extensions.
+    if header.get("alg") != "HS256" or header.get("typ") != typ or "crit" in header or secret is None:
+        raise InvalidToken("the token is not one this server issued")
+    expected = _HS256.sign(f"{header_b64}.{payload_b64}".encode(), secret)
+    if not hmac.compare_digest(expected, b64decode(signature_b64)):
+        raise InvalidToken("the token signature is invalid")
+    return json_object(payload_b64, "payload")
