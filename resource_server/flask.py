@@ -25,6 +25,7 @@ from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .jws import InvalidToken
 from .resource_tokens import ResourceToken, ResourceTokenVerifier
 from .tokens import JWTVerifier, VerifiedToken
+from .viewer_context import ViewerContext, ViewerContextVerifier
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -109,6 +110,7 @@ class ResourceServer:
         resource_metadata: str | None = None,
         capabilities: CapabilityVerifier | None = None,
         session_loader: SessionLoader | None = None,
+        viewer_context: ViewerContextVerifier | None = None,
     ) -> None:
         self.verifier = verifier
         self.roles = roles
@@ -117,6 +119,7 @@ class ResourceServer:
         self.resource_metadata = resource_metadata
         self.capabilities = capabilities  # tokens with its prefix are verified as capabilities
         self.session_loader = session_loader  # () -> subject of a first-party session, or None
+        self.viewer_context = viewer_context  # for routes declared with viewer_context=True
         self._scope_maps: list[ScopeMap] = []
         if app is not None:
             self.init_app(app)
@@ -155,18 +158,27 @@ class ResourceServer:
     # -- declaring what routes need ---------------------------------------------------------------
 
     def require(
-        self, scope_map: ScopeMap | Mapping[str, Any] | None = None, org: str | None = "org"
+        self,
+        scope_map: ScopeMap | Mapping[str, Any] | None = None,
+        org: str | None = "org",
+        *,
+        viewer_context: bool = False,
     ) -> Callable[[F], F]:
         """Protect a view function, or a ``MethodView`` class (whose ``scope_map`` attribute is used
         when ``scope_map`` is not given). ``org`` names the URL variable holding the organization,
-        or is None for routes without one."""
+        or is None for routes without one. ``viewer_context=True`` also accepts a verified
+        ``X-Viewer-Context`` from another service when the request carries no token."""
+        if viewer_context and self.viewer_context is None:
+            raise ValueError(
+                "viewer_context=True needs ResourceServer(viewer_context=ViewerContextVerifier(...))"
+            )
 
         def decorate(target: F) -> F:
             if isinstance(target, type) and issubclass(target, View):
-                return self._protect_view_class(target, scope_map, org)  # type: ignore[return-value]
+                return self._protect_view_class(target, scope_map, org, viewer_context)  # type: ignore[return-value]
             if scope_map is None:
                 raise TypeError("require() on a view function needs a scope map")
-            return self._wrap(target, self._register(scope_map), org)
+            return self._wrap(target, self._register(scope_map), org, viewer_context)
 
         return decorate
 
@@ -195,7 +207,9 @@ class ResourceServer:
         self._scope_maps.append(compiled)
         return compiled
 
-    def _protect_view_class(self, cls: type[View], scope_map: Any, org: str | None) -> type[View]:
+    def _protect_view_class(
+        self, cls: type[View], scope_map: Any, org: str | None, viewer_context: bool = False
+    ) -> type[View]:
         compiled = self._register(
             scope_map if scope_map is not None else getattr(cls, "scope_map", None) or {}
         )
@@ -206,15 +220,15 @@ class ResourceServer:
             raise ValueError(
                 f"{cls.__name__} implements {', '.join(unmapped)} but its scope map does not cover them"
             )
-        cls.decorators = [*cls.decorators, lambda view: self._wrap(view, compiled, org)]
+        cls.decorators = [*cls.decorators, lambda view: self._wrap(view, compiled, org, viewer_context)]
         return cls
 
-    def _wrap(self, view: F, compiled: ScopeMap, org: str | None) -> F:
+    def _wrap(self, view: F, compiled: ScopeMap, org: str | None, viewer_context: bool = False) -> F:
         is_async = inspect.iscoroutinefunction(view)  # decided once, not per request
 
         @functools.wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
-            denied = self._check(compiled, org)
+            denied = self._check(compiled, org, viewer_context)
             if denied is not None:
                 return denied
             if is_async:
@@ -226,7 +240,9 @@ class ResourceServer:
 
     # -- per request -------------------------------------------------------------------------------
 
-    def _check(self, compiled: ScopeMap, org_arg: str | None) -> Response | None:
+    def _check(
+        self, compiled: ScopeMap, org_arg: str | None, viewer_context: bool = False
+    ) -> Response | None:
         """None when the request may proceed (``current_access`` is then set), else the refusal."""
         # Each proxy access costs a context lookup; this runs on every request, so resolve once.
         req = request._get_current_object()  # type: ignore[attr-defined]
@@ -241,7 +257,7 @@ class ResourceServer:
                 app.logger.error("the route has no URL variable %r; use org=None if it names no org", org_arg)
                 return _response(Denial(403, "forbidden", "this route is misconfigured", None))
             org = str(value)
-        outcome = self._guarded(app, req, org, compiled)
+        outcome = self._guarded(app, req, org, compiled, viewer_context)
         return outcome if isinstance(outcome, Response) else None
 
     def authenticate(self, org: str | None) -> Granted | Response:
@@ -251,7 +267,12 @@ class ResourceServer:
         return self._guarded(app, request._get_current_object(), org, None)  # type: ignore[attr-defined]
 
     def _guarded(
-        self, app: Flask, req: Request, org: str | None, compiled: ScopeMap | None
+        self,
+        app: Flask,
+        req: Request,
+        org: str | None,
+        compiled: ScopeMap | None,
+        viewer_context: bool = False,
     ) -> Granted | Response:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
         guard = self._state(app).guard
@@ -260,7 +281,10 @@ class ResourceServer:
             "token_elsewhere": _token_elsewhere(req),
             "org": org,
             "session": self.session_loader,
+            "viewer": self._viewer_loader(req) if viewer_context else None,
         }
+        if "HTTP_X_VIEWER_CONTEXT" in req.environ and not viewer_context:
+            del req.environ["HTTP_X_VIEWER_CONTEXT"]  # a route that did not opt in never sees one
         if compiled is None:
             outcome = guard.authenticate(**credentials)
         else:
@@ -269,6 +293,22 @@ class ResourceServer:
             return _response(outcome)
         g._resource_server_granted = outcome
         return outcome
+
+    def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:
+        """Verify ``X-Viewer-Context`` against this very request (method, target, body hash);
+        remove it from what the view sees unless it verified."""
+
+        def load() -> ViewerContext | None:
+            if "HTTP_X_VIEWER_CONTEXT" not in req.environ:
+                return None
+            context = self.viewer_context.verify(  # type: ignore[union-attr]
+                req.headers, method=req.method, path=_request_target(req), body=req.get_data(cache=True)
+            )
+            if context is None:
+                del req.environ["HTTP_X_VIEWER_CONTEXT"]
+            return context
+
+        return load
 
     def _state(self, app: Flask) -> _AppState:
         try:
@@ -302,6 +342,18 @@ def _token_elsewhere(req: Request) -> bool:
         return False
     # get_data() caches the body, so the view still sees it whole through get_data() and form.
     return names_access_token(req.get_data(cache=True))
+
+
+def _request_target(req: Request) -> str:
+    """The path and query as the client sent them (RFC 9110 §7.1 origin-form), which is what a
+    viewer context's ``htu`` signs; decoded ``request.path`` could differ from it."""
+    raw = req.environ.get("REQUEST_URI") or req.environ.get("RAW_URI")
+    if raw:
+        return raw
+    query = req.environ.get("QUERY_STRING")
+    return (
+        req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    )
 
 
 def _response(denial: Denial) -> Response:

@@ -19,15 +19,18 @@ from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer
 from .credentials import MalformedCredentials, bearer_token
 from .tokens import InvalidToken, JWTVerifier, VerifiedToken
 
-__all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader"]
+__all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
+    from .viewer_context import ViewerContext
 
 log = logging.getLogger("resource_server")
 
 #: Returns the subject of the request's first-party session, or None (called only without a token).
 SessionLoader = Callable[[], "str | None"]
+#: Returns the request's verified viewer context, or None (called only without a token).
+ViewerLoader = Callable[[], "ViewerContext | None"]
 #: The application's answer to "which role does this subject hold in this org?" (None: not a member).
 Membership = Callable[[str, "str | None"], "str | None"]
 
@@ -102,10 +105,13 @@ class Guard:
         token_elsewhere: bool,
         org: str | None,
         session: SessionLoader | None = None,
+        viewer: ViewerLoader | None = None,
     ) -> Granted | Denial:
         """Who is asking, as which member of ``org``: credentials → token → role → access.
 
-        With no ``Authorization`` header, ``session`` (if given) is asked for the subject of a
+        With no ``Authorization`` header, ``viewer`` (if given) may supply a verified
+        service-to-service viewer context (its ``scope``, when present, narrows the role like a
+        token's; its ``org_id`` binds like a token's), and then ``session`` the subject of a
         first-party session, whose access is the member role's scopes (``token`` is then None).
         """
         try:
@@ -122,12 +128,17 @@ class Guard:
                 else "the access token was sent in more than one way"
             )
         if raw is None:
+            context = viewer() if viewer is not None else None
+            if context is not None and context.user_id is not None:
+                return self._member_access(context.user_id, org, context.scopes, context.org_id, None)
             subject = session() if session is not None else None
-            return self._no_credentials if subject is None else self._member_access(subject, None, org)
+            if subject is None:
+                return self._no_credentials
+            return self._member_access(subject, org, None, None, None)
         token = self._verify(raw)
         if isinstance(token, Denial):
             return token
-        return self._member_access(token.subject, token, org)
+        return self._member_access(token.subject, org, token.scopes, token.org, token)
 
     def authorize(
         self,
@@ -138,10 +149,15 @@ class Guard:
         scope_map: ScopeMap,
         org: str | None,
         session: SessionLoader | None = None,
+        viewer: ViewerLoader | None = None,
     ) -> Granted | Denial:
         """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
         granted = self.authenticate(
-            authorization=authorization, token_elsewhere=token_elsewhere, org=org, session=session
+            authorization=authorization,
+            token_elsewhere=token_elsewhere,
+            org=org,
+            session=session,
+            viewer=viewer,
         )
         if isinstance(granted, Denial):
             return granted
@@ -178,15 +194,21 @@ class Guard:
             log.exception("unexpected error while verifying a token")
             return self._invalid_token("the token could not be verified")
 
-    def _member_access(self, subject: str, token: VerifiedToken | None, org: str | None) -> Granted | Denial:
-        token_org = token.org if token is not None else None
+    def _member_access(
+        self,
+        subject: str,
+        org: str | None,
+        token_scopes: frozenset[str] | None,
+        token_org: str | None,
+        token: VerifiedToken | None,
+    ) -> Granted | Denial:
         # Routes without an org in the URL ask about the org the token is bound to, if any.
         role = self.membership(subject, org if org is not None else token_org)
         try:
             access = assemble_access(
                 subject=subject,
                 role_scopes=self._role_scopes(role),
-                token_scopes=token.scopes if token is not None else None,
+                token_scopes=token_scopes,
                 token_org=token_org,
                 request_org=org,
             )

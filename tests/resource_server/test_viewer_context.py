@@ -1,0 +1,315 @@
+"""Viewer context headers: a round trip works, and every forged, replayed, stale or misbound
+context is refused as None without raising."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug.datastructures import Headers
+
+from resource_server.jws import b64encode, json_object
+from resource_server.viewer_context import (
+    MemoryReplayCache,
+    ViewerContext,
+    ViewerContextSigner,
+    ViewerContextVerifier,
+)
+from tests.support import FakeClock
+
+KEY = "k" * 32
+OLD_KEY = "o" * 32
+ISS = "https://front.test"
+AUD = "https://inner.test"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_900_000_000)
+
+
+def signer(clock: FakeClock, *, keys: Any = None, kid: str | None = "k1", **kw: Any) -> ViewerContextSigner:
+    keys = {"k1": KEY} if keys is None else keys
+    return ViewerContextSigner(keys=keys, signing_kid=kid, issuer=ISS, audience=AUD, clock=clock, **kw)
+
+
+def verifier(clock: FakeClock, *, keys: Any = None, **kw: Any) -> ViewerContextVerifier:
+    keys = {"k1": KEY} if keys is None else keys
+    return ViewerContextVerifier(keys=keys, audience=AUD, issuers=[ISS], clock=clock, **kw)
+
+
+def mint(
+    clock: FakeClock, method: str = "GET", path: str = "/items?x=1", body: bytes = b"", **kw: Any
+) -> dict:
+    kw.setdefault("user_id", "user-1")
+    return signer(clock).headers(method=method, path=path, body=body, **kw)
+
+
+def hand_sign(header_json: str, claims_json: str, secret: str = KEY) -> str:
+    """A compact JWS built from raw JSON text with a real HMAC, so only the JSON can be wrong."""
+    signing_input = f"{b64encode(header_json.encode())}.{b64encode(claims_json.encode())}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64encode(mac)}"
+
+
+def good_claims(clock: FakeClock, **overrides: Any) -> dict[str, Any]:
+    now = int(clock())
+    claims = {
+        "iss": ISS,
+        "aud": AUD,
+        "iat": now,
+        "exp": now + 60,
+        "jti": f"j-{time.monotonic_ns()}",
+        "htm": "GET",
+        "htu": "/p",
+        "bh": b64encode(hashlib.sha256(b"").digest()),
+        "user_id": "user-1",
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def forged(clock: FakeClock, header: dict | None = None, **overrides: Any) -> dict[str, str]:
+    header = {"alg": "HS256", "typ": "viewer+jwt", "kid": "k1"} if header is None else header
+    return {"X-Viewer-Context": hand_sign(json.dumps(header), json.dumps(good_claims(clock, **overrides)))}
+
+
+def check(clock: FakeClock, headers: Any, method: str = "GET", path: str = "/p", body: bytes = b"") -> Any:
+    return verifier(clock).verify(headers, method=method, path=path, body=body)
+
+
+def test_round_trip(clock: FakeClock) -> None:
+    headers = mint(clock, "post", "/items?x=1", b"{}", org_id="acme", scopes=["b:read", "a:write"])
+    token = headers["X-Viewer-Context"]
+    header = json_object(token.split(".")[0], "header")
+    claims = json_object(token.split(".")[1], "payload")
+    assert header == {"alg": "HS256", "typ": "viewer+jwt", "kid": "k1"}
+    assert claims["htm"] == "POST" and claims["htu"] == "/items?x=1" and claims["scope"] == "a:write b:read"
+    assert claims["exp"] - claims["iat"] == 60
+    result = verifier(clock).verify(headers, method="POST", path="/items?x=1", body=b"{}")
+    assert result == ViewerContext(
+        user_id="user-1", org_id="acme", scopes=frozenset({"a:write", "b:read"}), issuer=ISS
+    )
+
+
+def test_optional_claims_omitted(clock: FakeClock) -> None:
+    headers = signer(clock).headers(method="GET", path="/p")
+    claims = json_object(headers["X-Viewer-Context"].split(".")[1], "payload")
+    assert "user_id" not in claims and "org_id" not in claims and "scope" not in claims
+    assert check(clock, headers) == ViewerContext(None, None, None, ISS)
+
+
+def test_header_lookup_is_case_insensitive(clock: FakeClock) -> None:
+    value = mint(clock, path="/p")["X-Viewer-Context"]
+    assert check(clock, {"x-viewer-context": value}) is not None
+    assert (
+        check(clock, Headers([("X-VIEWER-CONTEXT", mint(clock, path="/p")["X-Viewer-Context"])])) is not None
+    )
+
+
+def test_replay_refused(clock: FakeClock) -> None:
+    v = verifier(clock)
+    headers = mint(clock, path="/p")
+    assert v.verify(headers, method="GET", path="/p") is not None
+    assert v.verify(headers, method="GET", path="/p") is None
+
+
+def test_refused_context_does_not_burn_jti(clock: FakeClock) -> None:
+    v = verifier(clock)
+    headers = mint(clock, path="/p")
+    assert v.verify(headers, method="DELETE", path="/p") is None
+    assert v.verify(headers, method="GET", path="/p") is not None
+
+
+def test_custom_replay_cache(clock: FakeClock) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int]] = []
+
+        def seen(self, jti: str, exp: int) -> bool:
+            self.calls.append((jti, exp))
+            return True
+
+    cache = Recorder()
+    assert verifier(clock, replay_cache=cache).verify(mint(clock, path="/p"), method="GET", path="/p") is None
+    assert len(cache.calls) == 1
+
+
+def test_memory_replay_cache_bounded_and_expiring(clock: FakeClock) -> None:
+    cache = MemoryReplayCache(max_entries=2, clock=clock)
+    now = int(clock())
+    assert not cache.seen("a", now + 10)
+    assert cache.seen("a", now + 10)
+    assert not cache.seen("b", now + 10) and not cache.seen("c", now + 10)
+    assert not cache.seen("a", now + 10)  # evicted by the bound
+    clock.advance(11)
+    assert not cache.seen("c", now + 30)  # expired
+
+
+def test_tampered_payload_and_signature(clock: FakeClock) -> None:
+    header, payload, signature = mint(clock, path="/p")["X-Viewer-Context"].split(".")
+    claims = json_object(payload, "payload") | {"user_id": "admin"}
+    evil_payload = b64encode(json.dumps(claims).encode())
+    assert check(clock, {"X-Viewer-Context": f"{header}.{evil_payload}.{signature}"}) is None
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert check(clock, {"X-Viewer-Context": f"{header}.{payload}.{flipped}"}) is None
+
+
+def test_time_checks(clock: FakeClock) -> None:
+    now = int(clock())
+    assert check(clock, forged(clock)) is not None
+    assert check(clock, forged(clock, exp=now - 5)) is None  # expired past leeway
+    assert check(clock, forged(clock, iat=now + 6, exp=now + 60)) is None  # future
+    assert check(clock, forged(clock, iat=now - 301, exp=now + 10)) is None  # stale
+    assert check(clock, forged(clock, iat=now, exp=now + 301)) is None  # lifetime cap
+    assert check(clock, forged(clock, exp=True)) is None
+    assert check(clock, forged(clock, iat=float(now))) is None
+    assert check(clock, forged(clock, iat="now")) is None
+
+
+def test_expired_after_clock_advance(clock: FakeClock) -> None:
+    headers = mint(clock, path="/p")
+    clock.advance(65)
+    assert check(clock, headers) is None
+
+
+def test_stale_with_small_max_age(clock: FakeClock) -> None:
+    headers = mint(clock, path="/p")
+    clock.advance(31)
+    assert verifier(clock, max_age=30).verify(headers, method="GET", path="/p") is None
+
+
+def test_identity_checks(clock: FakeClock) -> None:
+    assert check(clock, forged(clock, iss="https://evil.test")) is None
+    assert check(clock, forged(clock, aud="https://other.test")) is None
+    assert check(clock, forged(clock, aud=[AUD, "https://other.test"])) is not None
+    assert check(clock, forged(clock, aud=["https://other.test"])) is None
+    assert check(clock, forged(clock, user_id="")) is None
+    assert check(clock, forged(clock, org_id=7)) is None
+    assert check(clock, forged(clock, scope="a  b")) is None
+    assert check(clock, forged(clock, scope=["a"])) is None
+    assert check(clock, forged(clock, jti="")) is None
+    assert check(clock, forged(clock, jti="j" * 129)) is None
+    assert check(clock, forged(clock, jti=5)) is None
+    claims = good_claims(clock)
+    del claims["jti"]
+    header = json.dumps({"alg": "HS256", "typ": "viewer+jwt", "kid": "k1"})
+    assert check(clock, {"X-Viewer-Context": hand_sign(header, json.dumps(claims))}) is None
+
+
+def test_header_checks(clock: FakeClock) -> None:
+    base = {"alg": "HS256", "typ": "viewer+jwt", "kid": "k1"}
+    assert check(clock, forged(clock, base | {"alg": "HS512"})) is None
+    assert check(clock, forged(clock, base | {"alg": "none"})) is None
+    assert check(clock, forged(clock, base | {"typ": "JWT"})) is None
+    assert check(clock, forged(clock, base | {"crit": ["x"], "x": 1})) is None
+    assert check(clock, forged(clock, base | {"kid": "k2"})) is None
+    assert check(clock, forged(clock, {"alg": "HS256", "typ": "viewer+jwt"})) is None
+
+
+def test_wrong_key_refused(clock: FakeClock) -> None:
+    headers = signer(clock, keys={"k1": OLD_KEY}).headers(method="GET", path="/p")
+    assert check(clock, headers) is None
+
+
+def test_key_rotation(clock: FakeClock) -> None:
+    old = signer(clock, keys={"old": OLD_KEY}, kid="old").headers(method="GET", path="/p")
+    new = signer(clock, keys={"old": OLD_KEY, "new": KEY}, kid="new").headers(method="GET", path="/p")
+    both = verifier(clock, keys={"new": KEY, "old": OLD_KEY})
+    assert both.verify(old, method="GET", path="/p") is not None
+    assert both.verify(new, method="GET", path="/p") is not None
+    only_new = verifier(clock, keys={"new": KEY})
+    assert only_new.verify(old, method="GET", path="/p") is None
+
+
+def test_request_binding(clock: FakeClock) -> None:
+    headers = mint(clock, "GET", "/items/1", b"")
+    assert check(clock, headers, "DELETE", "/items/1") is None
+    assert check(clock, headers, "GET", "/items/2") is None
+    assert check(clock, headers, "GET", "/items/1?admin=1") is None
+    assert check(clock, headers, "GET", "/items/1", b"x") is None
+    posted = mint(clock, "POST", "/items", b'{"a":1}')
+    assert check(clock, posted, "POST", "/items", b'{"a":2}') is None
+    assert check(clock, posted, "post", "/items", b'{"a":1}') is not None
+
+
+def test_duplicate_json_keys(clock: FakeClock) -> None:
+    header = json.dumps({"alg": "HS256", "typ": "viewer+jwt", "kid": "k1"})
+    body = json.dumps(good_claims(clock))
+    assert check(clock, {"X-Viewer-Context": hand_sign(header, body)}) is not None
+    duplicated = body[:-1] + ', "user_id": "admin"}'
+    assert check(clock, {"X-Viewer-Context": hand_sign(header, duplicated)}) is None
+    dup_header = header[:-1] + ', "alg": "none"}'
+    assert check(clock, {"X-Viewer-Context": hand_sign(dup_header, json.dumps(good_claims(clock)))}) is None
+
+
+def test_oversized_header_refused_quickly(clock: FakeClock) -> None:
+    huge = "a" * (5 * 1024 * 1024)
+    started = time.perf_counter()
+    assert check(clock, {"X-Viewer-Context": huge}) is None
+    assert check(clock, {"X-Viewer-Context": huge[:2_000_000] + "." + huge[:10] + ".x"}) is None
+    assert time.perf_counter() - started < 0.5
+
+
+def test_header_limit_is_configurable(clock: FakeClock) -> None:
+    headers = mint(clock, path="/p")
+    assert verifier(clock, max_header_bytes=50).verify(headers, method="GET", path="/p") is None
+
+
+@pytest.mark.parametrize(
+    "value", ["", "a.b", "a.b.c", "é.é.é", b"a.b.c", None, 7, ["a.b.c"], "a.b.c.d", " ", "..."]
+)
+def test_malformed_headers(clock: FakeClock, value: Any) -> None:
+    assert check(clock, {"X-Viewer-Context": value}) is None
+
+
+@pytest.mark.parametrize("headers", [{}, None, 7, "X-Viewer-Context", Headers()])
+def test_missing_or_odd_header_containers(clock: FakeClock, headers: Any) -> None:
+    assert check(clock, headers) is None
+
+
+def test_bytes_of_a_valid_token_refused(clock: FakeClock) -> None:
+    value = mint(clock, path="/p")["X-Viewer-Context"]
+    assert check(clock, {"X-Viewer-Context": value.encode()}) is None
+
+
+def test_short_secret_refused(clock: FakeClock) -> None:
+    with pytest.raises(ValueError):
+        signer(clock, keys={"k1": "short"})
+    with pytest.raises(ValueError):
+        verifier(clock, keys={"k1": "k" * 31})
+    with pytest.raises(ValueError):
+        verifier(clock, keys={"k1": KEY, "k2": b"x"})
+
+
+def test_signer_without_secret_warns_once(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    for keys, kid in [({}, "k1"), ({"k1": KEY}, None)]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="resource_server"):
+            s = signer(clock, keys=keys, kid=kid)
+            assert s.headers(method="GET", path="/p", user_id="u") == {}
+            assert s.headers(method="POST", path="/q") == {}
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+
+
+def test_refusals_are_logged_without_the_token(clock: FakeClock, caplog: pytest.LogCaptureFixture) -> None:
+    value = mint(clock, path="/p")["X-Viewer-Context"]
+    with caplog.at_level(logging.DEBUG, logger="resource_server"):
+        assert check(clock, {"X-Viewer-Context": value}, method="DELETE") is None
+    assert caplog.records
+    assert all(value not in r.getMessage() for r in caplog.records)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.binary(), st.text(alphabet="abcAB01-_.", max_size=200)))
+def test_random_values_never_raise(value: Any) -> None:
+    clock = FakeClock(1_900_000_000)
+    assert check(clock, {"X-Viewer-Context": value}) is None
