@@ -42,6 +42,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _EXTENSION = "resource_server"
 _WELL_KNOWN = "/.well-known/oauth-protected-resource"
 _FORM = "application/x-www-form-urlencoded"
+_VERIFIED_VIEWER = "resource_server.viewer_context"
 
 
 def _granted() -> Granted:
@@ -283,20 +284,21 @@ class ResourceServer:
             "session": self.session_loader,
             "viewer": self._viewer_loader(req) if viewer_context else None,
         }
-        if "HTTP_X_VIEWER_CONTEXT" in req.environ and not viewer_context:
-            del req.environ["HTTP_X_VIEWER_CONTEXT"]  # a route that did not opt in never sees one
         if compiled is None:
             outcome = guard.authenticate(**credentials)
         else:
             outcome = guard.authorize(method=req.method, scope_map=compiled, **credentials)
+        if req.environ.pop(_VERIFIED_VIEWER, None) is None:
+            # Only a context that verified for this request reaches the view: not a forged one,
+            # not one next to a token, not one on a route that did not opt in.
+            req.environ.pop("HTTP_X_VIEWER_CONTEXT", None)
         if isinstance(outcome, Denial):
             return _response(outcome)
         g._resource_server_granted = outcome
         return outcome
 
     def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:
-        """Verify ``X-Viewer-Context`` against this very request (method, target, body hash);
-        remove it from what the view sees unless it verified."""
+        """Verify ``X-Viewer-Context`` against this very request (method, target, body hash)."""
 
         def load() -> ViewerContext | None:
             if "HTTP_X_VIEWER_CONTEXT" not in req.environ:
@@ -304,8 +306,8 @@ class ResourceServer:
             context = self.viewer_context.verify(  # type: ignore[union-attr]
                 req.headers, method=req.method, path=_request_target(req), body=req.get_data(cache=True)
             )
-            if context is None:
-                del req.environ["HTTP_X_VIEWER_CONTEXT"]
+            if context is not None:
+                req.environ[_VERIFIED_VIEWER] = context
             return context
 
         return load
