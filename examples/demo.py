@@ -14,11 +14,13 @@ import argparse
 import contextlib
 import json
 import logging
+import secrets
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +40,10 @@ from demo_auth_server import (
     create_auth_server,
     fetch_token_with_code,
 )
+from demo_gateway import create_gateway
 
 from policy import parse_challenges
+from resource_server.viewer_context import ViewerContextSigner
 
 
 class _Late:
@@ -52,23 +56,32 @@ class _Late:
         return self.app(environ, start_response)
 
 
+@dataclass
+class Demo:
+    """The running servers' base URLs, and the API's membership table (the script edits it to
+    show a role change taking effect at once)."""
+
+    issuer: str
+    resource: str
+    gateway: str
+    memberships: dict[tuple[str, str], str]
+    gateway_key: bytes
+
+
 @contextmanager
-def demo_servers(
-    as_port: int = 0, api_port: int = 0, db_path: str | None = None
-) -> Iterator[tuple[str, str, dict[tuple[str, str], str]]]:
-    """Run the authorization server and the API on loopback; yields their base URLs and the API's
-    membership table (which the script edits to show a role change taking effect at once)."""
+def demo_servers(as_port: int = 0, api_port: int = 0, gateway_port: int = 0) -> Iterator[Demo]:
+    """Run the authorization server, the API and the gateway on loopback."""
     memberships = dict(MEMBERSHIPS)
-    as_app, api_app = _Late(), _Late()
-    as_server = make_server("127.0.0.1", as_port, as_app, threaded=True)
-    api_server = make_server("127.0.0.1", api_port, api_app, threaded=True)
-    issuer = f"http://127.0.0.1:{as_server.server_port}"
-    resource = f"http://127.0.0.1:{api_server.server_port}"
+    gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
+    apps = [_Late(), _Late(), _Late()]
+    servers = [
+        make_server("127.0.0.1", port, app, threaded=True)
+        for port, app in zip((as_port, api_port, gateway_port), apps, strict=True)
+    ]
+    issuer, resource, gateway = (f"http://127.0.0.1:{server.server_port}" for server in servers)
     with tempfile.TemporaryDirectory() as tmp:
-        as_app.app = create_auth_server(
-            issuer=issuer, db_path=db_path or f"{tmp}/auth.sqlite3", resource=resource
-        )
-        api_app.app = create_api(
+        apps[0].app = create_auth_server(issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource)
+        apps[1].app = create_api(
             issuer=issuer,
             jwks_uri=f"{issuer}/.well-known/jwks.json",
             resource=resource,
@@ -76,14 +89,17 @@ def demo_servers(
             memberships=memberships,
             passwords=PASSWORDS,
             grants_url=f"sqlite:///{tmp}/grants.sqlite3",
+            gateway_key=gateway_key,
         )
-        threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (as_server, api_server)]
-        for thread in threads:
-            thread.start()
+        apps[2].app = create_gateway(
+            api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
+        )
+        for server in servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            yield issuer, resource, memberships
+            yield Demo(issuer, resource, gateway, memberships, gateway_key)
         finally:
-            for server in (as_server, api_server):
+            for server in servers:
                 server.shutdown()
                 server.server_close()
 
@@ -216,8 +232,49 @@ def agent_story(
     call("10. re-minted, the capability can write", "POST", "/orgs/acme/projects", mint(), json={"name": "b"})
 
 
-def serve(as_port: int, api_port: int) -> None:
-    with demo_servers(as_port, api_port) as (issuer, resource, _):
+def gateway_story(demo: Demo) -> list[int]:
+    """A user signs in to the gateway, which calls the API on their behalf with a signed viewer
+    context and the allowed client headers; a context forged or replayed elsewhere gets nothing."""
+    seen = []
+    with httpx.Client(timeout=10) as browser:
+        login = browser.post(
+            f"{demo.gateway}/login",
+            json={"username": "user-admin", "password": PASSWORDS["user-admin"]},
+            headers={"X-Request-Id": "req-42", "Cookie-Hint": "dropped", "X-Forwarded-For": "1.2.3.4"},
+        )
+        print(
+            f"\n   (user-admin signs in to the gateway; headers it will forward: {login.json()['forwarded_headers']})"
+        )
+        through = browser.get(f"{demo.gateway}/api/orgs/acme/projects")
+        show("11. through the gateway: a viewer context, no user credentials, reaches the API", through)
+        seen.append(through.status_code)
+    context = ViewerContextSigner(
+        keys={"gw-1": secrets.token_bytes(32)},
+        signing_kid="gw-1",
+        issuer="demo-gateway",
+        audience=demo.resource,
+    ).headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
+    forged = httpx.get(f"{demo.resource}/orgs/acme/projects", headers=context)
+    show("12. a viewer context signed with another key is no credential at all", forged)
+    seen.append(forged.status_code)
+    return [*seen, _replayed_on_post(demo)]
+
+
+def _replayed_on_post(demo: Demo) -> int:
+    """A context is bound to its method, target and body: a real one, as the gateway signs it for
+    a GET (think of it as captured in transit), is refused when replayed as a POST."""
+    signer = ViewerContextSigner(
+        keys={"gw-1": demo.gateway_key}, signing_kid="gw-1", issuer="demo-gateway", audience=demo.resource
+    )
+    captured = signer.headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
+    replay = httpx.post(f"{demo.resource}/orgs/acme/projects", headers=captured, json={"name": "z"})
+    show("13. a genuine viewer context for a GET, replayed as a POST", replay)
+    return replay.status_code
+
+
+def serve(as_port: int, api_port: int, gateway_port: int) -> None:
+    with demo_servers(as_port, api_port, gateway_port) as demo:
+        issuer, resource = demo.issuer, demo.resource
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
         print(
             f"protected API:        {resource}  (metadata: {resource}/.well-known/oauth-protected-resource)"
@@ -231,7 +288,13 @@ def serve(as_port: int, api_port: int) -> None:
         print(
             f'  curl -i -X POST -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects   # 403 + challenge'
         )
-        print("\nCtrl-C stops both servers.")
+        print(f"\nThrough the gateway ({demo.gateway}): sign in, then call the API as that user:")
+        print(
+            f"  curl -s -c jar -H 'X-Request-Id: r-1' -H 'Content-Type: application/json'"
+            f' -d \'{{"username": "user-admin", "password": "{PASSWORDS["user-admin"]}"}}\' {demo.gateway}/login'
+        )
+        print(f"  curl -s -b jar {demo.gateway}/api/orgs/acme/projects")
+        print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
@@ -243,15 +306,17 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help="keep the servers running for manual use")
     parser.add_argument("--as-port", type=int, default=5000)
     parser.add_argument("--api-port", type=int, default=5001)
+    parser.add_argument("--gateway-port", type=int, default=5002)
     args = parser.parse_args()
     if args.serve:
-        serve(args.as_port, args.api_port)
+        serve(args.as_port, args.api_port, args.gateway_port)
         return
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
-    with demo_servers() as (issuer, resource, memberships):
-        print(f"authorization server on {issuer}, API on {resource}")
-        statuses = run_script(issuer, resource, memberships)
-    expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201]
+    with demo_servers() as demo:
+        print(f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway}")
+        statuses = run_script(demo.issuer, demo.resource, demo.memberships)
+        statuses += gateway_story(demo)
+    expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
     print(f"\nstatuses: {statuses} (expected {expected})")
     sys.exit(0 if statuses == expected else 1)
 

@@ -24,6 +24,7 @@ from resource_server.flask import ResourceServer, current_access, current_token
 from resource_server.flask_agents import agent_blueprint
 from resource_server.grants import GrantStore
 from resource_server.tokens import JWTVerifier
+from resource_server.viewer_context import ViewerContextVerifier
 
 #: Scopes an agent's capability carries without anyone's approval.
 AGENT_READONLY_SCOPES = ("project:read", "team:read")
@@ -40,9 +41,11 @@ def create_api(
     memberships: Mapping[tuple[str, str], str],
     passwords: Mapping[str, str],
     grants_url: str,
+    gateway_key: bytes | None = None,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
-    ``passwords`` are the first-party logins; ``grants_url`` is the grants database."""
+    ``passwords`` are the first-party logins; ``grants_url`` is the grants database;
+    ``gateway_key`` the secret the demo gateway signs viewer contexts with."""
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
     grants = GrantStore(grants_url)
@@ -65,6 +68,9 @@ def create_api(
         membership=lambda subject, org: memberships.get((subject, org)),
         capabilities=capabilities.verifier(),
         session_loader=lambda: session.get("subject"),
+        viewer_context=ViewerContextVerifier(
+            keys={"gw-1": gateway_key or secrets.token_bytes(32)}, audience=resource, issuers=["demo-gateway"]
+        ),
     )
     app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
 
@@ -84,10 +90,13 @@ def create_api(
     ids = itertools.count(2)
 
     @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
-    @rs.require(PROJECTS_SCOPES, org="org")
+    @rs.require(PROJECTS_SCOPES, org="org", viewer_context=True)
     def org_projects(org: str):
         if request.method == "GET":
-            return {"org": org, "projects": projects.get(org, [])}
+            listing = {"org": org, "projects": projects.get(org, []), "subject": current_access.subject}
+            if request.headers.get("X-Gateway"):  # set by the gateway's passthrough policy
+                listing["via"] = {h: request.headers.get(h) for h in ("X-Gateway", "X-Request-Id")}
+            return listing
         body = request.get_json(silent=True)
         name = body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str) or not 0 < len(name) <= 100:

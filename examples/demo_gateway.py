@@ -1,0 +1,65 @@
+"""The demo's gateway: signs users in itself and forwards their calls to the protected API.
+
+It never sends the user's credentials on. Instead each backend request carries:
+
+* ``X-Viewer-Context``: a signed, request-bound assertion of who is acting (the API accepts it on
+  routes that opt in, and checks the member's role there as for any token);
+* the client headers a :class:`~resource_server.passthrough.PassthroughPolicy` allows, captured
+  once when the user's gateway session is created and reused for that session's requests.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Mapping
+
+import httpx
+from flask import Flask, Response, request, session
+
+from resource_server.passthrough import PassthroughPolicy
+from resource_server.viewer_context import ViewerContextSigner
+
+GATEWAY_ISSUER = "demo-gateway"
+PASSTHROUGH = PassthroughPolicy(["X-Request-Id", "Accept-Language"], static={"X-Gateway": GATEWAY_ISSUER})
+
+
+def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Mapping[str, str]) -> Flask:
+    """``api`` is the backend's base URL, ``audience`` the audience its viewer-context verifier
+    expects, ``context_key`` the secret both share (kid ``gw-1``)."""
+    app = Flask("demo_gateway")
+    app.secret_key = secrets.token_bytes(32)
+    signer = ViewerContextSigner(
+        keys={"gw-1": context_key}, signing_kid="gw-1", issuer=GATEWAY_ISSUER, audience=audience
+    )
+    backend = httpx.Client(base_url=api, timeout=10)
+
+    @app.post("/login")
+    def login():
+        body = request.get_json(silent=True)
+        username = body.get("username") if isinstance(body, dict) else None
+        password = body.get("password") if isinstance(body, dict) else None
+        expected = passwords.get(username) if isinstance(username, str) else None
+        if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+            return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
+        session["user"] = username
+        session["passthrough"] = PASSTHROUGH.capture(request.headers.items())  # once per session
+        return {"user": username, "forwarded_headers": sorted(session["passthrough"])}
+
+    @app.route("/api/<path:rest>", methods=["GET", "POST"])
+    def forward(rest: str):
+        user = session.get("user")
+        if user is None:
+            return {"error": "unauthorized", "error_description": "sign in to the gateway first"}, 401
+        path = f"/{rest}" + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
+        body = request.get_data()
+        headers = dict(session.get("passthrough", {}))
+        headers.update(signer.headers(user_id=user, method=request.method, path=path, body=body))
+        if request.content_type:
+            headers["Content-Type"] = request.content_type
+        upstream = backend.request(request.method, path, content=body, headers=headers)
+        return Response(
+            upstream.content, status=upstream.status_code, content_type=upstream.headers.get("content-type")
+        )
+
+    return app
