@@ -32,6 +32,16 @@ AGENT_READONLY_SCOPES = ("project:read", "team:read")
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
 
 
+def checked_login(body: object, passwords: Mapping[str, str]) -> str | None:
+    """The username of a JSON ``{"username", "password"}`` body with the right password, else None."""
+    username = body.get("username") if isinstance(body, dict) else None
+    password = body.get("password") if isinstance(body, dict) else None
+    expected = passwords.get(username) if isinstance(username, str) else None
+    if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+        return None
+    return username
+
+
 def create_api(
     *,
     issuer: str,
@@ -77,11 +87,8 @@ def create_api(
     @app.post("/login")
     def login():
         """A first-party login: the session cookie it sets is the only way to approve grants."""
-        body = request.get_json(silent=True)
-        username = body.get("username") if isinstance(body, dict) else None
-        password = body.get("password") if isinstance(body, dict) else None
-        expected = passwords.get(username) if isinstance(username, str) else None
-        if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+        username = checked_login(request.get_json(silent=True), passwords)
+        if username is None:
             return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
         session["subject"] = username
         return {"subject": username}

@@ -10,11 +10,11 @@ It never sends the user's credentials on. Instead each backend request carries:
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from collections.abc import Mapping
 
 import httpx
+from demo_api import checked_login
 from flask import Flask, Response, request, session
 
 from resource_server.passthrough import PassthroughPolicy
@@ -36,11 +36,8 @@ def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Ma
 
     @app.post("/login")
     def login():
-        body = request.get_json(silent=True)
-        username = body.get("username") if isinstance(body, dict) else None
-        password = body.get("password") if isinstance(body, dict) else None
-        expected = passwords.get(username) if isinstance(username, str) else None
-        if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+        username = checked_login(request.get_json(silent=True), passwords)
+        if username is None:
             return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
         session["user"] = username
         session["passthrough"] = PASSTHROUGH.capture(request.headers.items())  # once per session
