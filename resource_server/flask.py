@@ -65,6 +65,7 @@ class _AppState:
     guard: Guard
     resource: str | None
     authorization_servers: tuple[str, ...]
+    server: ResourceServer
 
 
 def metadata_url_for(resource: str) -> str:
@@ -122,6 +123,7 @@ class ResourceServer:
         self.session_loader = session_loader  # () -> subject of a first-party session, or None
         self.viewer_context = viewer_context  # for routes declared with viewer_context=True
         self._scope_maps: list[ScopeMap] = []
+        self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}  # name -> (map, org variable)
         if app is not None:
             self.init_app(app)
 
@@ -147,7 +149,10 @@ class ResourceServer:
         servers = (servers,) if isinstance(servers, str) else tuple(servers)
         if resource is not None:
             _check_resource(resource)
-        app.extensions[_EXTENSION] = _AppState(guard, resource, servers)
+        app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
+        from .flask_tools import scopes_cli  # the `flask scopes` commands
+
+        app.cli.add_command(scopes_cli)
         if resource and metadata_url and config.get("RESOURCE_SERVER_SERVE_METADATA", True):
             app.add_url_rule(
                 urlsplit(metadata_url).path,
@@ -189,6 +194,7 @@ class ResourceServer:
         """Apply ``scope_map`` to every view of ``blueprint``; a view with its own
         :meth:`require` keeps its own map."""
         compiled = self._register(scope_map)
+        self.blueprint_maps[blueprint.name] = (compiled, org)
 
         def check_blueprint_view() -> Response | None:
             view = current_app.view_functions.get(request.endpoint or "")
@@ -197,6 +203,22 @@ class ResourceServer:
             return self._check(compiled, org)
 
         blueprint.before_request(check_blueprint_view)
+
+    def openapi_security(
+        self,
+        app: Flask | None = None,
+        *,
+        token_url: str,
+        authorization_url: str | None = None,
+        scheme: str = "oauth2",
+    ) -> dict[str, Any]:
+        """OpenAPI 3 ``securitySchemes`` and per-operation ``security`` for every protected route;
+        see :func:`resource_server.flask_tools.openapi_security`."""
+        from .flask_tools import openapi_security
+
+        return openapi_security(
+            app or current_app, self, token_url=token_url, authorization_url=authorization_url, scheme=scheme
+        )
 
     @property
     def scopes_supported(self) -> list[str]:
@@ -237,6 +259,8 @@ class ResourceServer:
             return view(*args, **kwargs)
 
         protected._resource_server_protected = True  # type: ignore[attr-defined]
+        protected._resource_server_scope_map = compiled  # type: ignore[attr-defined]  # for the tooling
+        protected._resource_server_org = org  # type: ignore[attr-defined]
         return protected  # type: ignore[return-value]
 
     # -- per request -------------------------------------------------------------------------------
@@ -396,6 +420,7 @@ def resource_token_required(
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
 
+        protected._resource_server_resource_token = True  # type: ignore[attr-defined]
         return protected  # type: ignore[return-value]
 
     return decorate

@@ -108,4 +108,6 @@ def agent_blueprint(
             return _error(400, "invalid_request", str(exc))
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
+    for view in (agent_token, agent_approvals):
+        view._resource_server_authenticated = True  # type: ignore[attr-defined]  # for `flask scopes check`
     return bp

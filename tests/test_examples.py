@@ -39,7 +39,7 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403."""
     out = run("examples/demo.py")
     assert "statuses: [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]" in out
-    assert "\"X-Request-Id\":\"req-42\"" in out  # passthrough through the gateway
+    assert '"X-Request-Id":"req-42"' in out  # passthrough through the gateway
     assert "approvals need a first-party session" in out  # the agent cannot approve itself
     assert 'error="insufficient_scope", scope="project:write"' in out
     assert 'error="invalid_token"' in out
