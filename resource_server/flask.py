@@ -208,16 +208,24 @@ class ResourceServer:
         self,
         app: Flask | None = None,
         *,
-        token_url: str,
+        token_url: str | None = None,
         authorization_url: str | None = None,
         scheme: str = "oauth2",
     ) -> dict[str, Any]:
         """OpenAPI 3 ``securitySchemes`` and per-operation ``security`` for every protected route;
-        see :func:`resource_server.flask_tools.openapi_security`."""
+        see :func:`resource_server.flask_tools.openapi_security`. ``token_url`` defaults to
+        ``<first RESOURCE_SERVER_AUTHORIZATION_SERVERS entry>/token``; pass the real one if your
+        server's metadata (RFC 8414 ``token_endpoint``) says otherwise."""
         from .flask_tools import openapi_security
 
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        if token_url is None:
+            servers = self._state(app).authorization_servers
+            if not servers:
+                raise ValueError("give token_url, or configure RESOURCE_SERVER_AUTHORIZATION_SERVERS")
+            token_url = f"{servers[0].rstrip('/')}/token"
         return openapi_security(
-            app or current_app, self, token_url=token_url, authorization_url=authorization_url, scheme=scheme
+            app, self, token_url=token_url, authorization_url=authorization_url, scheme=scheme
         )
 
     @property

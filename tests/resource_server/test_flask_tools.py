@@ -116,3 +116,14 @@ def test_commands_need_the_extension(args: list[str]) -> None:
     app.cli.add_command(scopes_cli)
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code != 0 and "ResourceServer" in result.output
+
+
+def test_openapi_token_url_defaults_to_the_authorization_server(es: Signer) -> None:
+    app, rs = make_app(es)
+    with pytest.raises(ValueError, match="token_url"):
+        rs.openapi_security(app)
+    configured = Flask(__name__)
+    configured.config["RESOURCE_SERVER_AUTHORIZATION_SERVERS"] = ["https://as.test/"]
+    rs.init_app(configured)
+    flows = rs.openapi_security(configured)["securitySchemes"]["oauth2"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "https://as.test/token"
