@@ -224,6 +224,7 @@ class CapabilityVerifier:
             client_id=None,
             expires_at=exp,
             claims=MappingProxyType(claims),
+            kind="capability",
         )
 
 

@@ -244,7 +244,7 @@ class ResourceServer:
         compiled = self._register(
             scope_map if scope_map is not None else getattr(cls, "scope_map", None) or {}
         )
-        implemented = {m.upper() for m in (cls.methods or ())} - {"OPTIONS", "HEAD"}
+        implemented = {m.upper() for m in (cls.methods or ())} - {"HEAD"}  # an options() too
         unmapped = sorted(implemented.difference(compiled.methods))
         if unmapped:
             # Fail at start-up, not with a 403 on the first request.
@@ -280,9 +280,16 @@ class ResourceServer:
         # Each proxy access costs a context lookup; this runs on every request, so resolve once.
         req = request._get_current_object()  # type: ignore[attr-defined]
         method = req.method
-        if method == "OPTIONS" and "OPTIONS" not in compiled.methods:
-            return None  # CORS preflights carry no credentials; Flask answers them itself
         app = current_app._get_current_object()  # type: ignore[attr-defined]
+        if method == "OPTIONS" and "OPTIONS" not in compiled.methods:
+            # CORS preflights carry no credentials. Flask answers automatic OPTIONS itself; when a
+            # route lists OPTIONS, answer the same way rather than run the view unauthenticated.
+            rule = req.url_rule
+            return (
+                None
+                if getattr(rule, "provide_automatic_options", False)
+                else app.make_default_options_response()
+            )
         org = None
         if org_arg is not None:
             value = (req.view_args or {}).get(org_arg)

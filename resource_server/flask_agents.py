@@ -30,14 +30,17 @@ def _error(status: int, error: str, description: str) -> Response:
 
 
 def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted] | Response:
-    """The JSON object body and the authenticated member, or the response refusing them."""
+    """The authenticated member and the JSON object body, or the response refusing them
+    (authentication first, so an anonymous caller always gets the 401 challenge)."""
+    granted = rs.authenticate(org)
+    if isinstance(granted, Response):
+        return granted
     if request.mimetype != "application/json":
         return _error(415, "invalid_request", "send a JSON body (Content-Type: application/json)")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         return _error(400, "invalid_request", "the body must be a JSON object")
-    granted = rs.authenticate(org)
-    return granted if isinstance(granted, Response) else (body, granted)
+    return body, granted
 
 
 def agent_blueprint(
@@ -59,6 +62,9 @@ def agent_blueprint(
         if isinstance(checked, Response):
             return checked
         body, granted = checked
+        if granted.token is not None and granted.token.kind == "capability":
+            # Otherwise a capability could renew itself forever and its short ttl would mean nothing.
+            return _error(403, "forbidden", "a capability token cannot mint capability tokens")
         try:
             session_id = check_session_id(body.get("sessionId"))
             requested = body.get("requestedScopes")
@@ -79,7 +85,7 @@ def agent_blueprint(
         if isinstance(checked, Response):
             return checked
         body, granted = checked
-        if not granted.access.is_session:
+        if granted.source != "session":  # not a token, not another service's viewer context
             return _error(403, "forbidden", "approvals need a first-party session; a token cannot approve")
         try:
             session_id = check_session_id(body.get("sessionId"))

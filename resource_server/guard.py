@@ -40,7 +40,8 @@ class Granted:
     """The request may proceed with this access and token."""
 
     access: Access
-    token: VerifiedToken | None  # None for a first-party session
+    token: VerifiedToken | None  # None for a first-party session or a viewer context
+    source: str = "token"  # "token", "session" (a person signed in here) or "viewer" (another service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +131,13 @@ class Guard:
         if raw is None:
             context = viewer() if viewer is not None else None
             if context is not None and context.user_id is not None:
-                return self._member_access(context.user_id, org, context.scopes, context.org_id, None)
+                return self._member_access(
+                    context.user_id, org, context.scopes, context.org_id, None, "viewer"
+                )
             subject = session() if session is not None else None
             if subject is None:
                 return self._no_credentials
-            return self._member_access(subject, org, None, None, None)
+            return self._member_access(subject, org, None, None, None, "session")
         token = self._verify(raw)
         if isinstance(token, Denial):
             return token
@@ -201,6 +204,7 @@ class Guard:
         token_scopes: frozenset[str] | None,
         token_org: str | None,
         token: VerifiedToken | None,
+        source: str = "token",
     ) -> Granted | Denial:
         # Routes without an org in the URL ask about the org the token is bound to, if any.
         role = self.membership(subject, org if org is not None else token_org)
@@ -217,7 +221,7 @@ class Guard:
             return self._invalid_token("the token is bound to a different organization")
         if role is None:
             return self._forbidden(f"{subject!r} is not a member of this organization", access)
-        return Granted(access, token)
+        return Granted(access, token, source)
 
     def _role_scopes(self, role: str | None) -> frozenset[str]:
         if role is None:

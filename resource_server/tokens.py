@@ -40,6 +40,7 @@ class VerifiedToken:
     client_id: str | None
     expires_at: int
     claims: Mapping[str, Any]
+    kind: str = "access"  # "capability" for capability tokens
 
 
 class JWTVerifier:

@@ -132,8 +132,9 @@ class ReplayCache(Protocol):
 
 
 class MemoryReplayCache:
-    """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``
-    (oldest evicted first, so memory stays bounded under a flood). Thread-safe. Several worker
+    """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``.
+    When full of unexpired entries it refuses new contexts rather than forget old ones (memory
+    stays bounded, replay stays impossible); size it above contexts-per-second x lifetime. Thread-safe. Several worker
     processes each hold their own: share one (e.g. Redis ``SET NX EX``) to close that gap."""
 
     def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] | None = None) -> None:
@@ -151,9 +152,11 @@ class MemoryReplayCache:
             expiry = self._entries.get(jti)
             if expiry is not None and expiry > now:
                 return True
+            if len(self._entries) >= self.max_entries:
+                # Full of unexpired entries: evicting one would let its context be replayed, so
+                # refuse new contexts until entries expire (fail closed; logged by the verifier).
+                return True
             self._entries[jti] = exp
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
             return False
 
 

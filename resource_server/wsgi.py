@@ -79,7 +79,13 @@ class BearerMiddleware:
             return self.app(environ, start_response)
         scope_map = self.scope_maps[endpoint]
         method = environ.get("REQUEST_METHOD", "GET").upper()
-        if method == "OPTIONS" and "OPTIONS" not in scope_map.methods:
+        if (
+            method == "OPTIONS"
+            and "OPTIONS" not in scope_map.methods
+            and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in environ
+        ):
+            # A CORS preflight (Fetch standard) carries no credentials: the app answers it. Any
+            # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return self.app(environ, start_response)
         org = args.get(self.org)
         outcome = self.guard.authorize(

@@ -1078,3 +1078,29 @@ def test_a_resource_identifier_breaking_rfc9728_fails_at_init_app(resource: str)
     """RFC 9728 §1.2: an absolute https URL (http allowed for loopback work), no fragment."""
     with pytest.raises(ValueError, match="RESOURCE_SERVER_RESOURCE"):
         metadata_app(RESOURCE=resource)
+
+
+def test_an_explicit_options_route_never_runs_the_view_unauthenticated() -> None:
+    app, rs = build_app()
+
+    @app.route("/orgs/<org>/secret", methods=["GET", "OPTIONS"])
+    @rs.require({"GET": "project:read"})
+    def secret(org: str) -> dict[str, str]:
+        return {"secret": "payroll"}
+
+    response = app.test_client().options("/orgs/acme/secret")
+    assert response.status_code == 200 and b"payroll" not in response.get_data()
+    assert "GET" in response.headers["Allow"]
+
+
+def test_a_method_view_with_an_unmapped_options_fails_at_decoration() -> None:
+    _, rs = build_app()
+    with pytest.raises(ValueError, match="OPTIONS"):
+
+        @rs.require({"GET": "project:read"})
+        class Leaky(MethodView):
+            def get(self) -> str:
+                return "x"
+
+            def options(self) -> str:
+                return "internal"

@@ -199,3 +199,17 @@ def test_minting_needs_a_member(setup) -> None:
     stranger = user_token(es, clock, sub="user-9")
     assert mint(app.test_client(), stranger).status_code == 403
     assert mint(app.test_client(), user_token(es, clock, org_id="globex")).status_code == 401  # org binding
+
+
+def test_a_capability_cannot_mint_capabilities(setup) -> None:
+    app, es, clock, _ = setup
+    agent = app.test_client()
+    capability = mint(agent, user_token(es, clock)).json["token"]
+    renewed = mint(agent, {"Authorization": f"Bearer {capability}"})
+    assert renewed.status_code == 403 and "capability" in renewed.json["error_description"]
+
+
+def test_an_anonymous_caller_gets_the_challenge_before_any_body_check(setup) -> None:
+    app, *_ = setup
+    response = app.test_client().post("/orgs/acme/agent-token", data="x", content_type="text/plain")
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")

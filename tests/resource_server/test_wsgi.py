@@ -327,10 +327,15 @@ def test_method_not_in_the_scope_map(client: Client) -> None:
     )
 
 
-def test_options_passes_through(client: Client) -> None:
-    response = client.options("/orgs/acme/projects")
+def test_cors_preflight_passes_through(client: Client) -> None:
+    response = client.options("/orgs/acme/projects", headers={"Access-Control-Request-Method": "POST"})
     assert granted(response)["method"] == "OPTIONS"
     assert "WWW-Authenticate" not in response.headers
+
+
+def test_other_options_requests_are_checked(client: Client) -> None:
+    """No view runs unauthenticated: a plain OPTIONS needs credentials like any method."""
+    assert client.options("/orgs/acme/projects").status_code == 401
 
 
 def test_options_mapped_explicitly_is_checked() -> None:
@@ -407,7 +412,9 @@ def test_around_flask_refusals(flask_app: Flask) -> None:
 
 
 def test_around_flask_options_reaches_flask(flask_app: Flask) -> None:
-    response = flask_app.test_client().options("/orgs/acme/projects")
+    response = flask_app.test_client().options(
+        "/orgs/acme/projects", headers={"Access-Control-Request-Method": "GET"}
+    )
     assert response.status_code == 200
     assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"GET", "POST", "OPTIONS"}
 
