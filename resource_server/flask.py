@@ -379,7 +379,7 @@ def _token_elsewhere(req: Request) -> bool:
     if environ.get("CONTENT_TYPE", "")[: len(_FORM)].lower() != _FORM:
         return False
     length = req.content_length
-    if length is not None and length > MAX_FORM_INSPECTED:
+    if length is None or length > MAX_FORM_INSPECTED:  # chunked bodies are not buffered to look
         return False
     # get_data() caches the body, so the view still sees it whole through get_data() and form.
     return names_access_token(req.get_data(cache=True))
