@@ -316,21 +316,31 @@ class ResourceServer:
     ) -> Granted | Response:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
         guard = self._state(app).guard
-        credentials = {
-            "authorization": req.environ.get("HTTP_AUTHORIZATION"),
-            "token_elsewhere": _token_elsewhere(req),
-            "org": org,
-            "session": self.session_loader,
-            "viewer": self._viewer_loader(req) if viewer_context else None,
-        }
+        environ = req.environ
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        viewer = self._viewer_loader(req) if viewer_context else None
         if compiled is None:
-            outcome = guard.authenticate(**credentials)
+            outcome = guard.authenticate(
+                authorization=authorization,
+                token_elsewhere=_token_elsewhere(req),
+                org=org,
+                session=self.session_loader,
+                viewer=viewer,
+            )
         else:
-            outcome = guard.authorize(method=req.method, scope_map=compiled, **credentials)
-        if req.environ.pop(_VERIFIED_VIEWER, None) is None:
-            # Only a context that verified for this request reaches the view: not a forged one,
-            # not one next to a token, not one on a route that did not opt in.
-            req.environ.pop("HTTP_X_VIEWER_CONTEXT", None)
+            outcome = guard.authorize(
+                authorization=authorization,
+                token_elsewhere=_token_elsewhere(req),
+                method=req.method,
+                scope_map=compiled,
+                org=org,
+                session=self.session_loader,
+                viewer=viewer,
+            )
+        # Only a context that verified for this request reaches the view: not a forged one, not
+        # one next to a token, not one on a route that did not opt in.
+        if "HTTP_X_VIEWER_CONTEXT" in environ and environ.pop(_VERIFIED_VIEWER, None) is None:
+            del environ["HTTP_X_VIEWER_CONTEXT"]
         if isinstance(outcome, Denial):
             return _response(outcome)
         g._resource_server_granted = outcome
