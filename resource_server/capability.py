@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from policy import Access, InvalidScope, format_scope, parse_scope
-from policy.scopes import validate_scope_token
+from policy.scopes import scope_set
 
 from .jws import InvalidToken, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
 from .tokens import VerifiedToken
@@ -54,16 +54,13 @@ def check_session_id(session_id: object) -> str:
 
 
 def scope_tokens(scopes: object, what: str = "scopes") -> frozenset[str]:
-    """A list of scope tokens, or an RFC 6749 §3.3 scope string, as a validated set."""
+    """A JSON list of scope tokens, or an RFC 6749 §3.3 scope string, as a validated set.
+    Objects are refused outright: ``policy.scope_set`` would quietly take their keys."""
     if isinstance(scopes, str):
         return parse_scope(scopes)
-    if not isinstance(scopes, (list, tuple, set, frozenset)):
-        raise ValueError(f"{what} must be a list of scope strings")
-    for scope in scopes:
-        if not isinstance(scope, str):
-            raise ValueError(f"{what} must be a list of scope strings")
-        validate_scope_token(scope)
-    return frozenset(scopes)
+    if not isinstance(scopes, (list, tuple, set, frozenset)) or not all(isinstance(s, str) for s in scopes):
+        raise ValueError(f"{what} must be a list of scope strings")  # name the field for the client
+    return scope_set(scopes, what=what)
 
 
 class CapabilityIssuer:

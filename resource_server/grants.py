@@ -39,10 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from policy.scopes import format_scope, parse_scope, scope_set
 
+from .capability import MAX_SESSION_ID  # one limit for a session id, wherever it is checked
+
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
 MAX_TTL = 30 * 24 * 3600  # an approval is a short-lived delegation, never a standing permission
-MAX_SESSION_ID = 128
 MAX_NAME = 255
 # A writer waits this long for SQLite's write lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30

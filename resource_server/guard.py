@@ -184,7 +184,7 @@ class Guard:
 
     def _verify(self, raw: str) -> VerifiedToken | Denial:
         verifier = self.verifier
-        if self.capabilities is not None and raw.startswith(self.capabilities.prefix):
+        if self.capabilities is not None and self.capabilities.handles(raw):
             verifier = (
                 self.capabilities
             )  # a cheap prefix test: access tokens are never parsed as capabilities
