@@ -177,7 +177,8 @@ class RemoteKeySet:
     an expired cache, but at most one fetch is attempted per ``cooldown`` seconds whatever its
     outcome, so a flood of tokens with made-up kids cannot become a flood of fetches. A failed
     fetch keeps the last good set in service (logged), so a flaky authorization server does not
-    turn into an outage.
+    turn into an outage. Should ``clock`` step backwards, the time since the last fetch counts as
+    long ago: the set is fetched again rather than trusted as fresh.
     """
 
     def __init__(
@@ -208,19 +209,23 @@ class RemoteKeySet:
     def find(self, kid: str | None) -> VerificationKey | None:
         """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``."""
         now = self._clock()
-        if self._keys is None or now - self._fetched_at >= self._max_age:
-            self._refresh(now)
+        if self._keys is None or not _within(now, self._fetched_at, self._max_age):
+            self._refresh()
         keys = self._keys
         key = keys.find(kid) if keys is not None else None
         if key is None:
-            self._refresh(now)
+            self._refresh()
             keys = self._keys
             key = keys.find(kid) if keys is not None else None
         return key
 
-    def _refresh(self, now: float) -> None:
+    def _refresh(self) -> None:
         with self._lock:
-            if self._last_attempt is not None and now - self._last_attempt < self._cooldown:
+            # Read under the lock, so the times compared below come in the order the attempts
+            # were made: a thread that read the clock earlier but got the lock later would
+            # otherwise see a negative elapsed time, count it as long ago, and fetch again.
+            now = self._clock()
+            if self._last_attempt is not None and _within(now, self._last_attempt, self._cooldown):
                 return
             self._last_attempt = now
             try:
@@ -229,3 +234,11 @@ class RemoteKeySet:
                 log.warning("could not refresh the JWK Set from %s: %s", self.uri, exc)
                 return
             self._keys, self._fetched_at = keys, now
+
+
+def _within(now: float, then: float, seconds: float) -> bool:
+    """Whether ``then`` lies less than ``seconds`` before ``now``. A clock that stepped backwards
+    (an NTP correction of a wall clock) makes ``now - then`` negative: that counts as long ago,
+    never as just now, or the cache would look fresh and the cooldown active until the clock
+    caught up again, refusing every token signed with a newly rotated key meanwhile."""
+    return 0 <= now - then < seconds

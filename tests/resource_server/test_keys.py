@@ -524,3 +524,37 @@ def test_remote_key_set_finds_keys_directly(
     assert keys.find(None) is None
     assert keys.find("../../etc/passwd") is None
     assert server.requests == 1
+
+
+# -- a clock that steps backwards ------------------------------------------------------------------
+
+
+def test_after_the_clock_steps_back_a_rotated_key_is_fetched(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """JWTVerifier hands its wall clock to the key set; an NTP step back must not make the cache
+    look fresh and the cooldown look active for the hour it takes the clock to catch up."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    assert server.requests == 1
+    rotated = Signer("rotated", "ES256", ec.generate_private_key(ec.SECP256R1()))
+    server.document = jwks(es, rotated)
+    clock.advance(-3600)
+    assert verifier.verify(token_at(rotated, clock)).subject == "user-1"
+    assert server.requests == 2
+    # The fetch restarts the cooldown at the new time: made-up kids do not fetch again.
+    unknown_key(verifier, token_at(es, clock, kid="made-up"))
+    clock.advance(29)
+    unknown_key(verifier, token_at(es, clock, kid="made-up-too"))
+    assert server.requests == 2
+
+
+def test_after_the_clock_steps_back_a_retired_key_is_not_trusted_for_an_hour(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    server.document = jwks(Signer("successor", "ES256", ec.generate_private_key(ec.SECP256R1())))
+    clock.advance(-3600)
+    unknown_key(verifier, token_at(es, clock))  # the cache counts as stale: refetched, es is gone
+    assert server.requests == 2
