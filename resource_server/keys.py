@@ -3,7 +3,8 @@
 Every key carries exactly one algorithm, decided here from the key itself (its ``alg`` member, or
 its type and curve), so a token's header can never choose how it is verified (RFC 8725 §3.1).
 Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
-with public keys has no business holding either.
+with public keys has no business holding either. So are RSA keys under 2048 bits and the weak
+Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can be computed from the public ones.
 """
 
 from __future__ import annotations
@@ -88,9 +89,31 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
         parsed = PyJWK(dict(jwk), algorithm=algorithm)
     except (PyJWTError, ValueError, TypeError) as exc:
         raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
-    if jwk.get("kty") == "RSA" and parsed.key.key_size < _MIN_RSA_BITS:
-        raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
+    if jwk.get("kty") == "RSA":
+        if parsed.key.key_size < _MIN_RSA_BITS:
+            raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
+        if _has_roca_fingerprint(parsed.key.public_numbers().n):
+            raise KeySetError(
+                f"key {kid!r} is a known-weak Infineon RSA key (ROCA, CVE-2017-15361): its private"
+                " key can be computed from the public one; replace it"
+            )
     return VerificationKey(kid=kid, algorithm=algorithm, key=parsed.key, _verifier=parsed.Algorithm)
+
+
+# ROCA (CVE-2017-15361; Nemec et al., "The Return of Coppersmith's Attack", ACM CCS 2017): an
+# Infineon library made RSA primes p = k*M + (65537**a mod M), M a primorial, so for each small
+# prime r below, both primes, and hence the modulus, are congruent mod r to a power of 65537. A
+# modulus outside that subgroup for any r is not such a key; a random modulus lies inside it for
+# all of them with negligible probability. This is the "moduli" test of the published detector
+# (github.com/crocs-muni/roca, roca/detect.py, has_fingerprint_moduli, MIT), whose bitmasks are
+# exactly the subgroups computed here.
+_ROCA_PRIMES = tuple(r for r in range(3, 168) if all(r % d for d in range(2, r)))  # odd primes to 167
+_ROCA_SUBGROUPS = tuple((r, frozenset(pow(65537, k, r) for k in range(r))) for r in _ROCA_PRIMES)
+
+
+def _has_roca_fingerprint(modulus: int) -> bool:
+    """Whether an RSA modulus has the structure of the weak Infineon keys (CVE-2017-15361)."""
+    return all(modulus % r in powers for r, powers in _ROCA_SUBGROUPS)
 
 
 def _refuse_secrets(jwk: Mapping[str, Any]) -> None:

@@ -7,6 +7,7 @@ requests the server really receives; time moves only through ``FakeClock``.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError
 from resource_server.keys import KeySet, RemoteKeySet, VerificationKey, load_key
-from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, jwks, rs256
+from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
 
 NOW = 1_900_000_000
 DEFAULT = frozenset({"RS256", "ES256", "EdDSA"})
@@ -558,3 +559,75 @@ def test_after_the_clock_steps_back_a_retired_key_is_not_trusted_for_an_hour(
     clock.advance(-3600)
     unknown_key(verifier, token_at(es, clock))  # the cache counts as stale: refetched, es is gone
     assert server.requests == 2
+
+
+# -- ROCA (CVE-2017-15361): weak Infineon RSA keys -------------------------------------------------
+
+# Public moduli from the test data of the published ROCA detector (github.com/crocs-muni/roca,
+# roca/tests/data, MIT licence): mod03 and mod09 are real vulnerable keys there, mod04 and mod05
+# are not, and mod07 is mod03 with its last hex digit changed.
+ROCA_MODULI = {
+    "2048-bit (mod03)": int(
+        "9dcd7420e420c270a68060eb8b5aa7457a9f6648f86fafed2775cc1f79ae962f1e63f1b9e51c55f9ea6fdc7332e9b0058c9ff2eb1fc89855029cf6aafe21e689feb38ac9ffb12f1ce371bb5d0e9aae64161abce74b4244bf68f1edb4411f756a097c8929c14740245ea355f8332d1aa36bb50c7dcb4505da8de02e4e53d38f8df06097da7524df0df93db48eac8cc4af2d3a16257eb2b2adca6ba464e5974fa92550d31b1babf161e7692d00b86e3dd886ecab4abfbe1a8f8cc263ff4af55cdb45f4249a5193925f5e983d762f0b6800943eb0267b08f42ed311ce1f5c86eacbc8ce4d3cb7a2fee1ef5641423a1cf4114e5ecf50034a60a412523af9e6f4aa11",
+        16,
+    ),
+    "4096-bit (mod09)": int(
+        "c39a928060db513091b604eadad719ed94e246de8fe15fb76efab5cfabbc3fc5486fe2ef2a5a5a8472f0c5be089edec071fb284df4467fa1fa6c8f0b013d3173fe636744666289bf67b5c998c87b59015d94bb9c20d30a70cfe275e42fd3c6f44d4c5252f9c6b6803f92afd928153bdb90ef08ede934c076f33543f9a1c362130929b9a1324c5ebee6831c251c48a7dee24d75ac538ce9a58d7ff09c12a5d772b6c33f4265a4e4830bd73ad221d24d4d3f092e24279c15fc1d10ca69561f4f071313c86b11ab36a5dd28df392f581834eecfdc9e183a466198e33cf01d273bd41d4b7e288cc66f24eba04676bd2090f6f73830336a317bc2d423b558b9d8f632e12af7b0e7fc9bdb69282e81fdf41a68cf4e85f01fc343dfe52a3ad01f67459d380165159e1209ef1ce4ecd26648e061faf0896551f7f1f92d6b6a19af0ab7f1f092d7e168bcec0ee478b8618489a8967a71e5e0a5c197662d8e9756f090a177109d4a34ae20a18c5629efea5ca66623960fc325f779cdae891a7ec051f00e837b8f2fb9fd19f6a35832ca0e5ce8375972c42a308f7d5ca0434022c131874087e826ed737994e46fbe44f5f1e908934f6033e6851ebd05447dddbaa51c0671849cafd3a503cdc150101914edf33b140c168c3dbea4791e74ea619ab1b31c90691de1d425b746b222a2b26ed54222cbcaf27a054f9f66f77be6466198c33e37dd",
+        16,
+    ),
+}
+SOUND_MODULI = {
+    "mod04": int(
+        "af659676197f1db06da7ac111a0a0ec175b8b7ef07192ffcd1f6b854c327785f1a7fd3db7da45cd4a31b2b2e5ce0d823a68e28c8adf1747316becce1fe5768064039ad2062260c8d1a34e0586dce9bc13090fcc9fb8b8b2c08ed3ae8d61b29818a669689a7d9c1dab053b557fb8d3f9c44faad3e18c55e739b00d3c9126558bc8e980cd2af377126ef5b1374136774b8bd370e3c1c149db395c8f99696b628b105946fea20106fe24d103ac062661a9248e8c3f628e00b308d33953aabe555132e218e74ef4b578716b4fe7cf340e8e604a319bf6e9951e1942601d34291032db54999d09e5d036dde3544ad35256bbb97d5e3fffd38166c21eae9199548853b",
+        16,
+    ),
+    "mod05": int(
+        "ba68fc5fbb606c4d428ab98b355d66214db4f7e475b5f7ffddc349c73f7d659965121ab16a4014e6c465c111d850205853d113f712127e4a230aa97f481eed6410f6c345f48e25fb81c42ec6815dc35cdd839e0de91fb2bec848d0910fa77e2c31f99ec9bcc7ed167812bd724318b0adf492d6b47c5ce050184e877ea64045f9501bf70569cffd102db7299f49e9c00222af9115d0aada967dfe759b7e4576e85c3a4ff594039231b90b448b90c3236083bcf819bc318d53a2018ec9b401f102ba9ee13dde592a42b032df136689d9c5619db55d519853a422d3100624d2d9e478218375f460c26930eda8cd0d947e58ffe9b7be2445356deaed988223e3ed1d",
+        16,
+    ),
+    "mod03 with one digit changed (mod07)": int(
+        "9dcd7420e420c270a68060eb8b5aa7457a9f6648f86fafed2775cc1f79ae962f1e63f1b9e51c55f9ea6fdc7332e9b0058c9ff2eb1fc89855029cf6aafe21e689feb38ac9ffb12f1ce371bb5d0e9aae64161abce74b4244bf68f1edb4411f756a097c8929c14740245ea355f8332d1aa36bb50c7dcb4505da8de02e4e53d38f8df06097da7524df0df93db48eac8cc4af2d3a16257eb2b2adca6ba464e5974fa92550d31b1babf161e7692d00b86e3dd886ecab4abfbe1a8f8cc263ff4af55cdb45f4249a5193925f5e983d762f0b6800943eb0267b08f42ed311ce1f5c86eacbc8ce4d3cb7a2fee1ef5641423a1cf4114e5ecf50034a60a412523af9e6f4aa21",
+        16,
+    ),
+}
+
+
+def rsa_jwk(modulus: int, kid: str) -> dict[str, Any]:
+    n = modulus.to_bytes((modulus.bit_length() + 7) // 8, "big")
+    return {"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": b64url(n), "e": "AQAB"}
+
+
+@pytest.mark.parametrize("size", list(ROCA_MODULI))
+def test_a_roca_key_is_refused(size: str, es: Signer) -> None:
+    roca = rsa_jwk(ROCA_MODULI[size], "roca")
+    with pytest.raises(KeySetError, match="ROCA"):
+        load_key(roca, DEFAULT)
+    with pytest.raises(KeySetError, match="ROCA"):
+        KeySet.from_jwks({"keys": [es.jwk, roca]}, DEFAULT)
+    with pytest.raises(ValueError, match="ROCA"):  # configuration: start-up fails
+        JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks={"keys": [roca]})
+
+
+@pytest.mark.parametrize("name", list(SOUND_MODULI))
+def test_moduli_without_the_fingerprint_load(name: str) -> None:
+    assert load_key(rsa_jwk(SOUND_MODULI[name], "sound"), DEFAULT).algorithm == "RS256"
+
+
+@pytest.mark.parametrize("bits", [2048, 3072])
+def test_generated_rsa_keys_load(bits: int) -> None:
+    signer = Signer("fresh", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=bits))
+    key = load_key(signer.jwk, DEFAULT)
+    message = b"header.payload"
+    signature = jwt.get_algorithm_by_name("RS256").sign(message, signer.private_key)
+    assert key.verify(message, signature)
+
+
+def test_a_roca_key_in_a_fetched_set_is_skipped_with_a_warning(
+    es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = {"keys": [rsa_jwk(ROCA_MODULI["2048-bit (mod03)"], "roca"), es.jwk]}
+    with JWKSServer(document).running() as server, caplog.at_level(logging.WARNING, "resource_server"):
+        verifier = remote(server.url, clock)
+        assert verifier.verify(token_at(es, clock)).subject == "user-1"
+        unknown_key(verifier, token_at(es, clock, kid="roca"))
+    assert any("ROCA" in record.getMessage() for record in caplog.records)
