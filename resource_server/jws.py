@@ -8,6 +8,7 @@ import binascii
 import hmac
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -101,12 +102,45 @@ def integer_claim(claims: Mapping[str, Any], name: str, *, required: bool = Fals
     return value
 
 
+# Unicode general categories an identifier must not contain: Cc (C0 controls, DEL, C1 controls),
+# Cs (lone surrogates: JSON's "\ud800" decodes to one, and it cannot even be encoded as UTF-8),
+# Cf (format characters: bidi overrides and isolates such as U+202E, zero-width characters,
+# the BOM, soft hyphen, tag characters), Zl and Zp (U+2028, U+2029: line breaks to many readers).
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cs", "Cf", "Zl", "Zp"})
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _is_printable_identifier(value: str) -> bool:
+    if value.isascii():  # the common case, checked by one regular-expression scan
+        return _ASCII_CONTROL.search(value) is None
+    return not any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value)
+
+
 def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
+    """A claim that identifies someone or something (``sub``, ``client_id``, an org, a session):
+    a non-empty JSON string (RFC 7519 §4.1.2 StringOrURI for ``sub``) without control or invisible
+    characters.
+
+    These values reach log lines, database rows and screens. Control characters (C0, DEL, C1)
+    forge log lines and break terminals; lone surrogates break every UTF-8 encoder downstream.
+    Invisible and bidirectional format characters (U+202E and the other bidi controls, zero-width
+    spaces and joiners, the BOM) and the line and paragraph separators U+2028/U+2029 are refused
+    too: they make two different identifiers look the same to the person reading a log or an
+    audit screen, and no authorization server has a reason to mint them in an identifier. This
+    follows the PRECIS IdentifierClass (RFC 8264 §4.2), which keeps controls and default-ignorable
+    code points out of identifiers; unlike it, the zero-width joiners that some scripts use inside
+    words are refused in every context, a fair price for identifiers, which are machine-made.
+    Visible characters of any script and space characters (Zs) are accepted; nothing is normalized.
+    """
     if name not in claims and not required:
         return None
     value = claims.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidToken(f"the {name} claim must be a non-empty string")
+    if not _is_printable_identifier(value):
+        # The description names the claim, never its value, which could hold the very bytes
+        # this check keeps out of logs.
+        raise InvalidToken(f"the {name} claim holds control or invisible characters")
     return value
 
 

@@ -287,3 +287,23 @@ def test_hostile_capabilities_through_flask_are_401(es: Signer, issuer: Capabili
     client = make_client(es, issuer)
     for token in (forge(good_claims(sub=7)), forge(good_claims(sid="x" * 500)), "cap_" + "a.b.c"):
         assert client.get("/orgs/acme/projects", headers=bearer(token)).status_code == 401
+
+
+# -- identifiers: no control or invisible characters (shared with access tokens) -------------------
+
+
+@pytest.mark.parametrize("claim", ["sub", "org_id", "sid"])
+@pytest.mark.parametrize(
+    "hidden", ["\x00", "\n", "\x7f", "\x85", "\ud800", "\u2028", "\u202e", "\u200b"], ids=repr
+)
+def test_capabilities_with_control_or_invisible_identifiers_are_refused(
+    claim: str, hidden: str, issuer: CapabilityIssuer
+) -> None:
+    with pytest.raises(InvalidToken, match="control or invisible") as refused:
+        issuer.verifier().verify(forge(good_claims(**{claim: f"user{hidden}1"})))
+    assert hidden not in refused.value.description
+
+
+def test_capabilities_with_visible_identifiers_of_any_script_verify(issuer: CapabilityIssuer) -> None:
+    verified = issuer.verifier().verify(forge(good_claims(sub="josé", org_id="用户-1")))
+    assert (verified.subject, verified.org) == ("josé", "用户-1")

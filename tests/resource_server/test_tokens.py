@@ -469,3 +469,71 @@ def test_a_small_rsa_key_is_refused_in_configuration() -> None:
     weak = Signer("weak", "RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024))
     with pytest.raises(KeySetError, match="bits"):
         JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(weak))
+
+
+# -- identifiers: no control or invisible characters -----------------------------------------------
+
+#: Characters that forge log lines, break encoders, or make two identifiers look alike.
+HIDDEN: dict[str, str] = {
+    "NUL": "\x00",
+    "line feed": "\n",
+    "carriage return": "\r",
+    "tab": "\t",
+    "escape": "\x1b",
+    "unit separator": "\x1f",
+    "DEL": "\x7f",
+    "C1 next line": "\x85",
+    "C1 control sequence introducer": "\x9b",
+    "C1 last": "\x9f",
+    "lone high surrogate": "\ud800",
+    "lone low surrogate": "\udfff",
+    "line separator": "\u2028",
+    "paragraph separator": "\u2029",
+    "right-to-left override": "\u202e",
+    "left-to-right isolate": "\u2066",
+    "zero-width space": "\u200b",
+    "zero-width joiner": "\u200d",
+    "byte order mark": "\ufeff",
+    "soft hyphen": "\u00ad",
+    "tag letter": "\U000e0041",
+}
+IDENTIFIER_CLAIMS = ["sub", "org_id", "client_id"]
+
+
+@pytest.mark.parametrize("claim", IDENTIFIER_CLAIMS)
+@pytest.mark.parametrize("hidden", list(HIDDEN))
+def test_identifiers_with_control_or_invisible_characters_are_refused(
+    claim: str, hidden: str, es: Signer, verifier: JWTVerifier
+) -> None:
+    # json.dumps escapes every one of them (\u0000, \ud800, ...): the decoder turns them back.
+    token = make(es, **{claim: f"{MARK}{HIDDEN[hidden]}admin"})
+    refused = refuse(verifier, token, claim)
+    assert HIDDEN[hidden] not in refused.description
+    assert "control or invisible" in refused.description
+
+
+@pytest.mark.parametrize("hidden", ["C1 next line", "right-to-left override", "line separator"])
+def test_unescaped_invisible_characters_in_raw_utf8_are_refused(
+    hidden: str, es: Signer, verifier: JWTVerifier
+) -> None:
+    payload = json.dumps(es.claims(NOW, sub=f"user{HIDDEN[hidden]}1"), ensure_ascii=False).encode()
+    assert HIDDEN[hidden].encode() in payload  # sent as UTF-8, not as a \u escape
+    header = json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": es.kid}).encode()
+    refuse(verifier, es.sign(header, payload), "sub")
+
+
+def test_a_custom_org_claim_is_checked_too(es: Signer, clock: FakeClock) -> None:
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), org_claim="tenant", clock=clock)
+    refuse(verifier, make(es, tenant="acme\u202e"), "tenant")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["josé", "用户-1", "Łódź team", "user 1", "no\u00a0break", "😀", "auth0|5f7c8ec7c33c6c004bbafe82"],
+    ids=["accent", "CJK", "Polish", "space", "no-break space", "astral emoji", "provider prefix"],
+)
+def test_visible_identifiers_of_any_script_are_accepted(
+    value: str, es: Signer, verifier: JWTVerifier
+) -> None:
+    verified = verifier.verify(make(es, sub=value, org_id=value, client_id=value))
+    assert (verified.subject, verified.org, verified.client_id) == (value, value, value)

@@ -315,3 +315,24 @@ def test_refusals_are_logged_without_the_token(clock: FakeClock, caplog: pytest.
 def test_random_values_never_raise(value: Any) -> None:
     clock = FakeClock(1_900_000_000)
     assert check(clock, {"X-Viewer-Context": value}) is None
+
+
+# -- identifiers: no control or invisible characters (shared with access tokens) -------------------
+
+
+@pytest.mark.parametrize("claim", ["user_id", "org_id"])
+@pytest.mark.parametrize(
+    "hidden", ["\x00", "\n", "\x7f", "\x85", "\ud800", "\u2028", "\u202e", "\u200b"], ids=repr
+)
+def test_contexts_with_control_or_invisible_identifiers_are_refused(
+    claim: str, hidden: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="resource_server"):
+        assert check(clock, forged(clock, **{claim: f"user{hidden}1"})) is None
+    assert any("control or invisible" in r.getMessage() for r in caplog.records)
+    assert all(hidden not in r.getMessage() for r in caplog.records)
+
+
+def test_contexts_with_visible_identifiers_of_any_script_verify(clock: FakeClock) -> None:
+    context = check(clock, forged(clock, user_id="josé", org_id="用户-1"))
+    assert context is not None and (context.user_id, context.org_id) == ("josé", "用户-1")
