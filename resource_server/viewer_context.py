@@ -14,12 +14,12 @@ DPoP's ``ath``). It lives for seconds, and its ``jti`` is accepted once.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import logging
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -132,31 +132,39 @@ class ReplayCache(Protocol):
 
 
 class MemoryReplayCache:
-    """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``.
-    When full of unexpired entries it refuses new contexts rather than forget old ones (memory
-    stays bounded, replay stays impossible); size it above contexts-per-second x lifetime. Thread-safe. Several worker
-    processes each hold their own: share one (e.g. Redis ``SET NX EX``) to close that gap."""
+    """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``
+    (RFC 7519 §4.1.7: a ``jti`` is used once; RFC 9449 §11.1 keeps DPoP proof ``jti`` values the
+    same way). When full of unexpired entries it refuses new contexts rather than forget old ones
+    (memory stays bounded, replay stays impossible); size it above contexts-per-second x lifetime.
+    Thread-safe. Several worker processes each hold their own: share one (e.g. Redis
+    ``SET NX EX``) to close that gap.
+
+    Entries leave by expiry, earliest first, from a heap ordered on ``exp``, whatever order they
+    came in: one long-lived entry cannot keep the expired ones behind it in memory and fill the
+    cache with the dead. Each call costs O(log n) amortised, plus O(log n) per entry it expires.
+    """
 
     def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] | None = None) -> None:
         self.max_entries = max_entries
         self._clock = clock or time.time
-        self._entries: OrderedDict[str, int] = OrderedDict()
+        self._expiry: dict[str, int] = {}  # jti -> exp, the entries alive
+        self._by_expiry: list[tuple[int, str]] = []  # a heap of (exp, jti), one per entry alive
         self._lock = threading.Lock()
 
     def seen(self, jti: str, exp: int) -> bool:
         now = self._clock()
         with self._lock:
-            # Insertion order ≈ expiry order (lifetimes are capped), so expired ones sit in front.
-            while self._entries and next(iter(self._entries.values())) <= now:
-                self._entries.popitem(last=False)
-            expiry = self._entries.get(jti)
-            if expiry is not None and expiry > now:
+            while self._by_expiry and self._by_expiry[0][0] <= now:
+                _, expired = heapq.heappop(self._by_expiry)
+                del self._expiry[expired]
+            if jti in self._expiry:  # alive: every expired entry was swept just above
                 return True
-            if len(self._entries) >= self.max_entries:
+            if len(self._expiry) >= self.max_entries:
                 # Full of unexpired entries: evicting one would let its context be replayed, so
                 # refuse new contexts until entries expire (fail closed; logged by the verifier).
                 return True
-            self._entries[jti] = exp
+            self._expiry[jti] = exp
+            heapq.heappush(self._by_expiry, (exp, jti))
             return False
 
 

@@ -336,3 +336,98 @@ def test_contexts_with_control_or_invisible_identifiers_are_refused(
 def test_contexts_with_visible_identifiers_of_any_script_verify(clock: FakeClock) -> None:
     context = check(clock, forged(clock, user_id="josé", org_id="用户-1"))
     assert context is not None and (context.user_id, context.org_id) == ("josé", "用户-1")
+
+
+# -- the memory replay cache sweeps by expiry ------------------------------------------------------
+
+
+def test_a_long_lived_entry_in_front_does_not_keep_expired_ones(clock: FakeClock) -> None:
+    cache = MemoryReplayCache(max_entries=3, clock=clock)
+    now = int(clock())
+    assert not cache.seen("long", now + 1000)
+    assert not cache.seen("a", now + 10)
+    assert not cache.seen("b", now + 10)
+    clock.advance(11)
+    assert not cache.seen("c", now + 30)  # a and b are dead: room, though "long" came first
+    assert not cache.seen("d", now + 30)
+    assert cache.seen("long", now + 1000)  # still remembered: no replay
+    assert cache.seen("e", now + 30)  # truly full of live entries: refused, nothing evicted
+    assert len(cache._expiry) == len(cache._by_expiry) == 3  # memory holds the live ones only
+
+
+def test_a_full_cache_frees_exactly_the_entries_that_expire(clock: FakeClock) -> None:
+    cache = MemoryReplayCache(max_entries=3, clock=clock)
+    now = int(clock())
+    for jti, lifetime in [("x", 30), ("y", 20), ("z", 10)]:  # inserted latest-expiring first
+        assert not cache.seen(jti, now + lifetime)
+    assert cache.seen("new-1", now + 60)
+    clock.advance(10)  # z expires (exp <= now)
+    assert not cache.seen("new-1", now + 60)
+    assert cache.seen("new-2", now + 60)
+    assert cache.seen("x", now + 30) and cache.seen("y", now + 20)
+
+
+def test_a_fresh_context_is_accepted_once_short_lived_ones_expire(clock: FakeClock) -> None:
+    """The reported scenario end to end: one 300 s context in front, short ones behind it."""
+    verify = verifier(clock, replay_cache=MemoryReplayCache(max_entries=3, clock=clock))
+    long_lived = signer(clock, ttl=300).headers(method="GET", path="/p", user_id="u")
+    short = signer(clock, ttl=10)
+    contexts = [long_lived, short.headers(method="GET", path="/p"), short.headers(method="GET", path="/p")]
+    assert all(verify.verify(c, method="GET", path="/p") is not None for c in contexts)
+    clock.advance(16)  # past exp + leeway of the short ones
+    fresh = signer(clock).headers(method="GET", path="/p", user_id="u")
+    assert verify.verify(fresh, method="GET", path="/p") is not None
+    assert verify.verify(long_lived, method="GET", path="/p") is None  # replay still refused
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("advance"), st.integers(0, 40)),
+            st.tuples(st.sampled_from("abcdefgh"), st.integers(1, 60)),
+        ),
+        max_size=60,
+    ),
+    st.integers(1, 5),
+)
+def test_the_cache_agrees_with_a_plain_model(steps: list[tuple[str, int]], size: int) -> None:
+    """Whatever the order of insertion and expiry: remembered while alive, forgotten once dead,
+    refused when the live entries fill it."""
+    clock = FakeClock(1_900_000_000)
+    cache = MemoryReplayCache(max_entries=size, clock=clock)
+    alive: dict[str, float] = {}
+    for what, amount in steps:
+        if what == "advance":
+            clock.advance(amount)
+            continue
+        now, exp = clock(), int(clock()) + amount
+        alive = {jti: e for jti, e in alive.items() if e > now}
+        expected = what in alive or len(alive) >= size
+        if not expected:
+            alive[what] = exp
+        assert cache.seen(what, exp) is expected
+
+
+def test_the_cache_is_thread_safe(clock: FakeClock) -> None:
+    import threading
+
+    cache = MemoryReplayCache(max_entries=10, clock=clock)
+    now = int(clock())
+    jtis = ["same"] * 16 + [f"jti-{n}" for n in range(24)]
+    barrier = threading.Barrier(len(jtis))
+    accepted: list[str] = []
+
+    def record(jti: str) -> None:
+        barrier.wait()
+        if not cache.seen(jti, now + 60):
+            accepted.append(jti)
+
+    threads = [threading.Thread(target=record, args=(jti,)) for jti in jtis]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(accepted) == 10  # the capacity, never more
+    assert accepted.count("same") <= 1  # one jti, accepted at most once
