@@ -10,6 +10,11 @@ Bodies are replayed on retry. httpx reads the request body before the first atte
 (``requires_request_body``), so even streamed bodies can be resent, at the cost of holding them in
 memory. With requests, a body that cannot be replayed (a file or a generator) is not retried: the
 first response is returned as it is.
+
+Neither HTTP library is required: ``StepUpAuth`` exists when httpx is installed,
+``RequestsStepUpAuth`` when requests is, and :class:`InsufficientScope`,
+:func:`insufficient_scope` and :func:`bearer_challenge_of` need neither. Importing a class whose
+library is missing raises an ``ImportError`` that names the library.
 """
 
 from __future__ import annotations
@@ -19,15 +24,25 @@ import threading
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from typing import Any
 
-import httpx
-import requests
-
 from policy import ChallengeSyntaxError, InvalidScope, parse_challenges, parse_scope
+
+# Each adapter needs only its own library: a requests user need not install httpx, nor the reverse.
+try:
+    import httpx
+except ImportError:
+    httpx = None  # type: ignore[assignment]
+try:
+    import requests
+except ImportError:
+    requests = None  # type: ignore[assignment]
+
+#: The adapter classes, by the library each one needs.
+_NEEDS = {"StepUpAuth": "httpx", "RequestsStepUpAuth": "requests"}
 
 __all__ = [
     "InsufficientScope",
-    "RequestsStepUpAuth",
-    "StepUpAuth",
+    *(["RequestsStepUpAuth"] if requests is not None else []),
+    *(["StepUpAuth"] if httpx is not None else []),
     "bearer_challenge_of",
     "insufficient_scope",
 ]
@@ -104,47 +119,53 @@ class _StepUp:
         return token
 
 
-class StepUpAuth(httpx.Auth):
-    """``httpx.Client(auth=StepUpAuth(provider, scopes=...))``. ``provider(scopes)`` returns an
-    access token covering ``scopes`` (None: the provider's default); ``scopes`` are those the first
-    token should cover, kept when stepping up. For ``httpx.AsyncClient`` the provider may be async."""
+if httpx is not None:
 
-    requires_request_body = True  # read before the first attempt, so a retry can resend it
+    class StepUpAuth(httpx.Auth):
+        """``httpx.Client(auth=StepUpAuth(provider, scopes=...))``. ``provider(scopes)`` returns an
+        access token covering ``scopes`` (None: the provider's default); ``scopes`` are those the first
+        token should cover, kept when stepping up. For ``httpx.AsyncClient`` the provider may be async."""
 
-    def __init__(
-        self, token_provider: AsyncTokenProvider, *, max_retries: int = 1, scopes: Iterable[str] | None = None
-    ) -> None:
-        self._state = _StepUp(token_provider, max_retries, scopes)
+        requires_request_body = True  # read before the first attempt, so a retry can resend it
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        state = self._state
-        token = state.token or state.remember(_sync(state.token_provider(state.scopes)), state.scopes)
-        for attempt in range(state.max_retries + 1):
-            request.headers["Authorization"] = f"Bearer {token}"
-            response = yield request
-            retry, scopes = state.next_scopes(
-                response.status_code, response.headers.get_list("www-authenticate")
+        def __init__(
+            self,
+            token_provider: AsyncTokenProvider,
+            *,
+            max_retries: int = 1,
+            scopes: Iterable[str] | None = None,
+        ) -> None:
+            self._state = _StepUp(token_provider, max_retries, scopes)
+
+        def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+            state = self._state
+            token = state.token or state.remember(_sync(state.token_provider(state.scopes)), state.scopes)
+            for attempt in range(state.max_retries + 1):
+                request.headers["Authorization"] = f"Bearer {token}"
+                response = yield request
+                retry, scopes = state.next_scopes(
+                    response.status_code, response.headers.get_list("www-authenticate")
+                )
+                if not retry or attempt == state.max_retries:
+                    return
+                response.read()
+                token = state.remember(_sync(state.token_provider(scopes)), scopes)
+
+        async def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]
+            state = self._state
+            token = state.token or state.remember(
+                await _maybe_await(state.token_provider(state.scopes)), state.scopes
             )
-            if not retry or attempt == state.max_retries:
-                return
-            response.read()
-            token = state.remember(_sync(state.token_provider(scopes)), scopes)
-
-    async def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]
-        state = self._state
-        token = state.token or state.remember(
-            await _maybe_await(state.token_provider(state.scopes)), state.scopes
-        )
-        for attempt in range(state.max_retries + 1):
-            request.headers["Authorization"] = f"Bearer {token}"
-            response = yield request
-            retry, scopes = state.next_scopes(
-                response.status_code, response.headers.get_list("www-authenticate")
-            )
-            if not retry or attempt == state.max_retries:
-                return
-            await response.aread()
-            token = state.remember(await _maybe_await(state.token_provider(scopes)), scopes)
+            for attempt in range(state.max_retries + 1):
+                request.headers["Authorization"] = f"Bearer {token}"
+                response = yield request
+                retry, scopes = state.next_scopes(
+                    response.status_code, response.headers.get_list("www-authenticate")
+                )
+                if not retry or attempt == state.max_retries:
+                    return
+                await response.aread()
+                token = state.remember(await _maybe_await(state.token_provider(scopes)), scopes)
 
 
 def _sync(token: str | Awaitable[str]) -> str:
@@ -157,41 +178,57 @@ async def _maybe_await(token: str | Awaitable[str]) -> str:
     return await token if inspect.isawaitable(token) else token
 
 
-class RequestsStepUpAuth(requests.auth.AuthBase):
-    """``session.auth = RequestsStepUpAuth(provider)``: the same behaviour for ``requests``."""
+if requests is not None:
 
-    def __init__(
-        self, token_provider: TokenProvider, *, max_retries: int = 1, scopes: Iterable[str] | None = None
-    ) -> None:
-        self._state = _StepUp(token_provider, max_retries, scopes)
+    class RequestsStepUpAuth(requests.auth.AuthBase):
+        """``session.auth = RequestsStepUpAuth(provider)``: the same behaviour for ``requests``."""
 
-    def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
-        state = self._state
-        token = state.token or state.remember(state.token_provider(state.scopes), state.scopes)
-        prepared.headers["Authorization"] = f"Bearer {token}"
-        attempts = {"left": state.max_retries}
-        prepared.register_hook("response", lambda r, **kw: self._retry(r, attempts, **kw))
-        return prepared
+        def __init__(
+            self, token_provider: TokenProvider, *, max_retries: int = 1, scopes: Iterable[str] | None = None
+        ) -> None:
+            self._state = _StepUp(token_provider, max_retries, scopes)
 
-    def _retry(
-        self, response: requests.Response, attempts: dict[str, int], **send_kwargs: Any
-    ) -> requests.Response:
-        state = self._state
-        while attempts["left"] > 0:
-            # requests folds repeated header lines into one comma-joined value; the parser splits it.
-            values = [response.headers["WWW-Authenticate"]] if "WWW-Authenticate" in response.headers else []
-            retry, scopes = state.next_scopes(response.status_code, values)
-            body = response.request.body
-            if not retry or not (body is None or isinstance(body, (str, bytes))):
-                break  # nothing to fix, or a streamed body that cannot be sent twice
-            attempts["left"] -= 1
-            token = state.remember(state.token_provider(scopes), scopes)
-            response.content  # noqa: B018 -- drain it, so the connection can be reused
-            response.close()
-            again = response.request.copy()
-            again.headers["Authorization"] = f"Bearer {token}"
-            retried = response.connection.send(again, **send_kwargs)
-            retried.history = [*response.history, response]
-            retried.request = again
-            response = retried
-        return response
+        def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
+            state = self._state
+            token = state.token or state.remember(state.token_provider(state.scopes), state.scopes)
+            prepared.headers["Authorization"] = f"Bearer {token}"
+            attempts = {"left": state.max_retries}
+            prepared.register_hook("response", lambda r, **kw: self._retry(r, attempts, **kw))
+            return prepared
+
+        def _retry(
+            self, response: requests.Response, attempts: dict[str, int], **send_kwargs: Any
+        ) -> requests.Response:
+            state = self._state
+            while attempts["left"] > 0:
+                # requests folds repeated header lines into one comma-joined value; the parser splits it.
+                values = (
+                    [response.headers["WWW-Authenticate"]] if "WWW-Authenticate" in response.headers else []
+                )
+                retry, scopes = state.next_scopes(response.status_code, values)
+                body = response.request.body
+                if not retry or not (body is None or isinstance(body, (str, bytes))):
+                    break  # nothing to fix, or a streamed body that cannot be sent twice
+                attempts["left"] -= 1
+                token = state.remember(state.token_provider(scopes), scopes)
+                response.content  # noqa: B018 -- drain it, so the connection can be reused
+                response.close()
+                again = response.request.copy()
+                again.headers["Authorization"] = f"Bearer {token}"
+                retried = response.connection.send(again, **send_kwargs)
+                retried.history = [*response.history, response]
+                retried.request = again
+                response = retried
+            return response
+
+
+def __getattr__(name: str) -> Any:
+    """An adapter whose library is not installed: say which one to install (PEP 562)."""
+    if name in _NEEDS:
+        library = _NEEDS[name]
+        raise ImportError(
+            f"{name} needs {library}, which is not installed: pip install {library}"
+            " (or scoped-resource-server[client])",
+            name=library,
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,17 +1,24 @@
-"""Step-up clients against the demo's real authorization server and API, over loopback HTTP."""
+"""Step-up clients against the demo's real authorization server and API, and against loopback
+servers that never accept (the retry cap), over real HTTP; and each adapter without the other's
+library installed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import requests
 
 from resource_server.client import InsufficientScope, RequestsStepUpAuth, StepUpAuth, insufficient_scope
+from tests.support import serve_wsgi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 
@@ -149,3 +156,176 @@ def test_the_bearer_challenge_is_picked_among_others(values: list[str]) -> None:
 def test_no_usable_insufficient_scope(status: int, values: list[str]) -> None:
     denied = insufficient_scope(status, values)
     assert denied is None or not denied.scope
+
+
+# -- the max_retries cap, against a server that never accepts --------------------------------------
+
+
+class Refuser:
+    """A WSGI app that refuses every request with ``status`` and the challenge ``challenge(n)`` for
+    the n-th request, recording the Authorization header and body of each."""
+
+    def __init__(self, status: str, challenge: Callable[[int], str]) -> None:
+        self.status, self.challenge = status, challenge
+        self.seen: list[tuple[str | None, bytes]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        with self._lock:
+            self.seen.append((environ.get("HTTP_AUTHORIZATION"), body))
+            count = len(self.seen)
+        headers = [("WWW-Authenticate", self.challenge(count)), ("Content-Type", "application/json")]
+        start_response(self.status, [*headers, ("Content-Length", "2")])
+        return [b"{}"]
+
+
+class Numbered:
+    """A token provider handing out token-1, token-2, ... and recording the scopes asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[frozenset[str] | None] = []
+
+    def __call__(self, scopes: frozenset[str] | None) -> str:
+        self.asked.append(scopes)
+        return f"token-{len(self.asked)}"
+
+
+def post_with_step_up(
+    client: str, url: str, provider: Numbered, max_retries: int, scopes: set[str] | None = None
+) -> int:
+    """POST a small body through the step-up adapter of ``client``; the final status."""
+    body = b'{"name": "x"}'
+    if client == "requests":
+        auth = RequestsStepUpAuth(provider, max_retries=max_retries, scopes=scopes)
+        return requests.post(url, data=body, auth=auth, timeout=10).status_code
+    if client == "httpx":
+        with httpx.Client(auth=StepUpAuth(provider, max_retries=max_retries, scopes=scopes)) as http:
+            return http.post(url, content=body).status_code
+
+    async def run() -> int:
+        auth = StepUpAuth(provider, max_retries=max_retries, scopes=scopes)
+        async with httpx.AsyncClient(auth=auth) as http:
+            return (await http.post(url, content=body)).status_code
+
+    return asyncio.run(run())
+
+
+CLIENTS = ["httpx", "httpx-async", "requests"]
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_invalid_token_forever_stops_after_max_retries(client: str, max_retries: int) -> None:
+    server = Refuser("401 Unauthorized", lambda n: 'Bearer realm="api", error="invalid_token"')
+    provider = Numbered()
+    with serve_wsgi(server) as base:
+        status = post_with_step_up(client, f"{base}/orgs/acme/projects", provider, max_retries)
+    assert status == 401
+    assert len(server.seen) == max_retries + 1
+    # Each attempt carried a fresh token, and the body every time.
+    assert server.seen == [(f"Bearer token-{n}", b'{"name": "x"}') for n in range(1, max_retries + 2)]
+    assert provider.asked == [None] * (max_retries + 1)
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+@pytest.mark.parametrize("client", CLIENTS)
+def test_insufficient_scope_growing_forever_stops_after_max_retries(client: str, max_retries: int) -> None:
+    """Each refusal asks for one scope more, so every retry looks worth it: only the cap ends it."""
+
+    def challenge(n: int) -> str:
+        wanted = " ".join(f"s:{i}" for i in range(1, n + 1))
+        return f'Bearer realm="api", error="insufficient_scope", scope="{wanted}"'
+
+    server = Refuser("403 Forbidden", challenge)
+    provider = Numbered()
+    with serve_wsgi(server) as base:
+        status = post_with_step_up(client, f"{base}/p", provider, max_retries, scopes={"base:read"})
+    assert status == 403
+    assert len(server.seen) == max_retries + 1
+    assert [auth for auth, _ in server.seen] == [f"Bearer token-{n}" for n in range(1, max_retries + 2)]
+    assert provider.asked == [
+        frozenset({"base:read", *(f"s:{i}" for i in range(1, n + 1))}) for n in range(max_retries + 1)
+    ]
+
+
+# -- each adapter works without the other library ---------------------------------------------------
+
+#: Run in a fresh interpreter: make the libraries named in argv[1] impossible to import, then use
+#: whatever resource_server.client still offers against the server at argv[2].
+WITHOUT = """
+import json, sys
+
+class Uninstalled:
+    def __init__(self, names):
+        self.names = names
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+blocked = {name for name in sys.argv[1].split(",") if name}
+sys.meta_path.insert(0, Uninstalled(blocked))
+
+import resource_server.client as client
+from resource_server.client import InsufficientScope, bearer_challenge_of, insufficient_scope
+
+report = {"all": sorted(client.__all__), "missing": {}, "loaded": sorted(blocked & set(sys.modules))}
+for name in ("StepUpAuth", "RequestsStepUpAuth"):
+    try:
+        exec(f"from resource_server.client import {name}")
+    except ImportError as error:
+        report["missing"][name] = str(error)
+denied = insufficient_scope(403, ['Bearer error="insufficient_scope", scope="a:b"'])
+report["helpers"] = [isinstance(denied, InsufficientScope) and sorted(denied.scope),
+                     dict(bearer_challenge_of(['Bearer error="invalid_token"']))]
+tokens = iter(["stale", "fresh"])
+provide = lambda scopes: next(tokens)
+if "httpx" not in blocked:
+    import httpx
+    report["status"] = httpx.get(sys.argv[2], auth=client.StepUpAuth(provide)).status_code
+elif "requests" not in blocked:
+    import requests
+    report["status"] = requests.get(sys.argv[2], auth=client.RequestsStepUpAuth(provide), timeout=10).status_code
+print(json.dumps(report))
+"""
+
+
+def run_without(blocked: str, url: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT, blocked, url],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(("blocked", "kept"), [("requests", "StepUpAuth"), ("httpx", "RequestsStepUpAuth")])
+def test_each_adapter_works_without_the_other_library(blocked: str, kept: str) -> None:
+    server = Refuser("401 Unauthorized", lambda n: 'Bearer error="invalid_token"')
+    with serve_wsgi(server) as base:
+        report = run_without(blocked, f"{base}/p")
+    assert report["loaded"] == []
+    assert report["all"] == sorted(["InsufficientScope", kept, "bearer_challenge_of", "insufficient_scope"])
+    missing = {"StepUpAuth", "RequestsStepUpAuth"} - {kept}
+    assert set(report["missing"]) == missing
+    assert all(blocked in message for message in report["missing"].values())
+    assert report["helpers"] == [["a:b"], {"error": "invalid_token"}]
+    assert report["status"] == 401
+    assert [auth for auth, _ in server.seen] == ["Bearer stale", "Bearer fresh"]  # it really ran
+
+
+def test_the_challenge_helpers_work_without_either_library() -> None:
+    report = run_without("httpx,requests", "http://127.0.0.1:9/unused")
+    assert report["loaded"] == []
+    assert report["all"] == ["InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
+    assert set(report["missing"]) == {"StepUpAuth", "RequestsStepUpAuth"}
+    assert "httpx" in report["missing"]["StepUpAuth"]
+    assert "requests" in report["missing"]["RequestsStepUpAuth"]
+    assert report["helpers"] == [["a:b"], {"error": "invalid_token"}]
+    assert "status" not in report
