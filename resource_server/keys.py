@@ -5,6 +5,26 @@ its type and curve), so a token's header can never choose how it is verified (RF
 Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
 with public keys has no business holding either. So are RSA keys under 2048 bits and the weak
 Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can be computed from the public ones.
+
+Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's source):
+
+- Ours, here: the algorithm taken from the key; refusing ``oct`` keys, private members, RSA
+  under 2048 bits and ROCA keys (PyJWT only warns about short RSA keys, in ``jwt.encode``
+  and ``jwt.decode``); skipping encryption keys; refusing (configured) or dropping (fetched) keys
+  that share a ``kid``; and the cache around fetching: ``max_age``, a refresh on an unknown
+  ``kid``, one attempt per cooldown whatever its outcome, the last good set served through
+  failures, and a clock that steps back. ``PyJWKClient`` is built without its own cache
+  (``cache_jwk_set=False``) and only its ``fetch_data`` is called.
+- Ours, in :mod:`resource_server.tokens`: the header ``alg`` must equal the key's algorithm, and
+  ``crit``, ``typ``, the size and the JSON are checked before any key is used; ``jwt.decode`` is
+  never called, so its own checks (``crit`` since 2.12) are not what protects these tokens.
+- PyJWT's: the signature primitives (``Algorithm.verify`` for RS*, PS*, ES* and EdDSA, over
+  ``cryptography``, including the length check on raw ECDSA signatures, and the HMAC-SHA256 of
+  :mod:`resource_server.jws` for the tokens this server mints itself); building key objects
+  from JWKs (``PyJWK``); and the fetch: ``PyJWKClient.fetch_data`` refuses URIs that are not
+  http(s) (since 2.13; before, urllib read ``file:`` and ``ftp:`` URIs), does not follow
+  redirects (since 2.14, CVE-2026-102267) and applies our ``timeout`` to each socket operation.
+  It does not bound the size of the response: it parses the whole body with ``json.load``.
 """
 
 from __future__ import annotations
@@ -214,7 +234,7 @@ class RemoteKeySet:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # PyJWKClient refuses non-http(s) URIs and never follows redirects.
+        # PyJWKClient refuses non-http(s) URIs (PyJWT >= 2.13) and follows no redirect (>= 2.14).
         try:
             self._client = PyJWKClient(uri, cache_jwk_set=False, timeout=timeout)
         except PyJWKClientError as exc:
