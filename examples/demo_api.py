@@ -19,15 +19,16 @@ from flask import Flask, request, session
 from flask.views import MethodView
 
 from policy import Roles, ScopeMap
+from resource_server.bodies import BodyError, json_object
 from resource_server.capability import CapabilityIssuer
-from resource_server.flask import ResourceServer, current_access, current_token
+from resource_server.flask import ResourceServer, current_access, current_token, request_body
 from resource_server.flask_agents import agent_blueprint
 from resource_server.grants import GrantStore
 from resource_server.tokens import JWTVerifier
 from resource_server.viewer_context import ViewerContextVerifier
 
 #: Scopes an agent's capability carries without anyone's approval.
-AGENT_READONLY_SCOPES = ("project:read", "team:read")
+AGENT_READONLY_SCOPES = ("project:read",)
 
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
 
@@ -84,10 +85,19 @@ def create_api(
     )
     app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
 
+    def json_body() -> dict[str, object]:
+        """The request's JSON object: at most 64 KiB, nested at most 32 deep (BodyError)."""
+        return json_object(request_body(request, 64 * 1024))
+
+    @app.errorhandler(BodyError)
+    def bad_body(error: BodyError):
+        return {"error": "invalid_request", "error_description": error.description}, 400
+
     @app.post("/login")
+    @rs.public
     def login():
         """A first-party login: the session cookie it sets is the only way to approve grants."""
-        username = checked_login(request.get_json(silent=True), passwords)
+        username = checked_login(json_body(), passwords)
         if username is None:
             return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
         session["subject"] = username
@@ -99,27 +109,28 @@ def create_api(
     @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
     @rs.require(PROJECTS_SCOPES, org="org", viewer_context=True)
     def org_projects(org: str):
-        if request.method == "GET":
-            listing = {"org": org, "projects": projects.get(org, []), "subject": current_access.subject}
-            if request.headers.get("X-Gateway"):  # set by the gateway's passthrough policy
-                listing["via"] = {h: request.headers.get(h) for h in ("X-Gateway", "X-Request-Id")}
-            return listing
-        body = request.get_json(silent=True)
-        name = body.get("name") if isinstance(body, dict) else None
-        if not isinstance(name, str) or not 0 < len(name) <= 100:
-            return {
-                "error": "invalid_request",
-                "error_description": "name must be a string of 1-100 characters",
-            }, 400
-        project = {"id": next(ids), "name": name, "created_by": current_access.subject}
-        projects.setdefault(org, []).append(project)
-        return project, 201
+        # Branch on the write method, never on GET: Flask routes HEAD to this view too (with
+        # request.method == "HEAD"), and HEAD is authorized as a read.
+        if request.method == "POST":
+            name = json_body().get("name")
+            if not isinstance(name, str) or not 0 < len(name) <= 100:
+                return {
+                    "error": "invalid_request",
+                    "error_description": "name must be a string of 1-100 characters",
+                }, 400
+            project = {"id": next(ids), "name": name, "created_by": current_access.subject}
+            projects.setdefault(org, []).append(project)
+            return project, 201
+        listing = {"org": org, "projects": projects.get(org, []), "subject": current_access.subject}
+        if request.headers.get("X-Gateway"):  # set by the gateway's passthrough policy
+            listing["via"] = {h: request.headers.get(h) for h in ("X-Gateway", "X-Request-Id")}
+        return listing
 
     @rs.require(org="org")
     class TeamAPI(MethodView):
         """A MethodView: its scope map sits on the class."""
 
-        scope_map = ScopeMap({"GET": ["team:read", "project:read"], "PUT": [["team:write", "project:write"]]})
+        scope_map = ScopeMap({"GET": "project:read", "PUT": [["team:write", "project:write"]]})
 
         def get(self, org: str):
             return {"org": org, "members": sorted({s for s, o in memberships if o == org})}

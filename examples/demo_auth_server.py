@@ -389,7 +389,7 @@ def create_auth_server(
             if error.redirect_uri:  # the redirect URI is verified: tell the client there (§4.1.2.1)
                 return server.handle_error_response(None, error)
             return refusal(f"invalid authorization request: {error.error}: {error.description}", 400)
-        if request.method == "GET":
+        if request.method != "POST":  # GET, and HEAD (which Flask routes here too)
             return LOGIN_FORM
         username, org = request.form.get("username", ""), request.form.get("org", "")
         if not store.check_password(username, request.form.get("password", "")):

@@ -78,12 +78,14 @@ def decide(
     Allowed iff the effective scopes hold every scope of at least one alternative for the
     method (``HEAD`` falls back to ``GET``). When denied:
 
-    * the token falls short (no alternative lies inside the token's scopes): 403 with an
-      RFC 6750 §3.1 ``insufficient_scope`` challenge advertising one alternative, the first in
-      declaration order that the member's role holds, else the first (RFC 6750 §3: the ``scope``
-      attribute names the scope "necessary to access the requested resource");
-    * the token would do but the role does not, the method is not mapped, or the request is a
-      first-party session: 403 without a challenge, since no new token could help.
+    * the token falls short (no alternative lies inside the token's scopes) and the member's role
+      holds some alternative: 403 with an RFC 6750 §3.1 ``insufficient_scope`` challenge
+      advertising one alternative, the first in declaration order that the role holds (RFC 6750
+      §3: the ``scope`` attribute names the scope "necessary to access the requested resource"),
+      so stepping up to it succeeds;
+    * no token could help (the role holds no alternative, the token would do but the role does
+      not, the method is not mapped, or the request is a first-party session): 403 without a
+      challenge and ``error is None``, so a client does not re-authorize its user for nothing.
 
     ``realm`` and ``resource_metadata`` (RFC 9728 §5.1) are added to the challenge when given.
     Pass a prebuilt :class:`~policy.scope_map.ScopeMap`: a plain mapping is compiled on every
@@ -134,21 +136,19 @@ def _deny(access: Access, rule: Rule, realm: str | None, resource_metadata: str 
             f"lacks {missing}, so a new token cannot help."
         )
     advertised = next((alt for alt in alternatives if alt <= role), None)
-    role_can = advertised is not None
     if advertised is None:
-        advertised = alternatives[0]
+        # A challenge here would send the client to re-authorize for scopes the role can never
+        # pass through role ∩ token: a futile round trip for the user (RFC 6750 §3.1 says the
+        # scope attribute names what is "necessary to access", which no token can supply).
+        return _forbidden(
+            f"{method} denied: neither the token nor the member's role grants {needed}, so no token can help."
+        )
     scope = tuple(sorted(advertised))
     missing = describe_alternative(advertised - token)
-    if role_can:
-        reason = (
-            f"{method} denied: the token lacks {missing} (it needs {needed}); "
-            f"a token that also grants {missing} would succeed."
-        )
-    else:
-        reason = (
-            f"{method} denied: neither the token nor the member's role grants {needed}; "
-            "a new token alone cannot help."
-        )
+    reason = (
+        f"{method} denied: the token lacks {missing} (it needs {needed}); "
+        f"a token that also grants {missing} would succeed."
+    )
     return Decision(
         allowed=False,
         status=403,

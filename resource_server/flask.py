@@ -20,6 +20,7 @@ from werkzeug.local import LocalProxy
 
 from policy import Access, Roles, ScopeMap
 
+from .bodies import MAX_BOUND_BODY, BodyError, read_body
 from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .jws import InvalidToken
@@ -204,6 +205,13 @@ class ResourceServer:
 
         blueprint.before_request(check_blueprint_view)
 
+    def public(self, view: F) -> F:
+        """Declare a view public on purpose (``/health``, ``/login``): ``flask scopes check`` then
+        accepts it among protected routes, and OpenAPI marks it ``security: []``. For views you
+        do not write yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
+        view._resource_server_public = True  # type: ignore[attr-defined]
+        return view
+
     def openapi_security(
         self,
         app: Flask | None = None,
@@ -277,6 +285,17 @@ class ResourceServer:
         self, compiled: ScopeMap, org_arg: str | None, viewer_context: bool = False
     ) -> Response | None:
         """None when the request may proceed (``current_access`` is then set), else the refusal."""
+        outcome = self._outcome(compiled, org_arg, viewer_context)
+        if outcome is None or isinstance(outcome, Granted):
+            return None
+        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+
+    def _outcome(
+        self, compiled: ScopeMap, org_arg: str | None, viewer_context: bool = False
+    ) -> Granted | Denial | Response | None:
+        """What the server does with the current request: a grant, a refusal, Flask's own OPTIONS
+        answer, or None to let Flask answer an automatic OPTIONS. ``flask scopes explain`` calls
+        this too, so the tool and the server cannot disagree."""
         # Each proxy access costs a context lookup; this runs on every request, so resolve once.
         req = request._get_current_object()  # type: ignore[attr-defined]
         method = req.method
@@ -294,17 +313,19 @@ class ResourceServer:
         if org_arg is not None:
             value = (req.view_args or {}).get(org_arg)
             if value is None:
-                app.logger.error("the route has no URL variable %r; use org=None if it names no org", org_arg)
-                return _response(Denial(403, "forbidden", "this route is misconfigured", None))
+                # Fail closed: never fall back to the token's own org for a route that declared one.
+                reason = f"the route {req.url_rule} has no URL variable {org_arg!r}; use org=None if it names no org"
+                app.logger.error(reason)
+                return Denial(403, "forbidden", "this route is misconfigured", None, reason)
             org = str(value)
-        outcome = self._guarded(app, req, org, compiled, viewer_context)
-        return outcome if isinstance(outcome, Response) else None
+        return self._guarded(app, req, org, compiled, viewer_context)
 
     def authenticate(self, org: str | None) -> Granted | Response:
         """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
         member may call (such as minting a capability). A refusal comes back as the response."""
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        return self._guarded(app, request._get_current_object(), org, None)  # type: ignore[attr-defined]
+        outcome = self._guarded(app, request._get_current_object(), org, None)  # type: ignore[attr-defined]
+        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
 
     def _guarded(
         self,
@@ -313,37 +334,41 @@ class ResourceServer:
         org: str | None,
         compiled: ScopeMap | None,
         viewer_context: bool = False,
-    ) -> Granted | Response:
+    ) -> Granted | Denial:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
         guard = self._state(app).guard
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None
-        if compiled is None:
-            outcome = guard.authenticate(
-                authorization=authorization,
-                token_elsewhere=_token_elsewhere(req),
-                org=org,
-                session=self.session_loader,
-                viewer=viewer,
-            )
+        try:
+            token_elsewhere = _token_elsewhere(req)
+        except BodyError as exc:
+            outcome: Granted | Denial = guard.bad_body(exc)
         else:
-            outcome = guard.authorize(
-                authorization=authorization,
-                token_elsewhere=_token_elsewhere(req),
-                method=req.method,
-                scope_map=compiled,
-                org=org,
-                session=self.session_loader,
-                viewer=viewer,
-            )
+            if compiled is None:
+                outcome = guard.authenticate(
+                    authorization=authorization,
+                    token_elsewhere=token_elsewhere,
+                    org=org,
+                    session=self.session_loader,
+                    viewer=viewer,
+                )
+            else:
+                outcome = guard.authorize(
+                    authorization=authorization,
+                    token_elsewhere=token_elsewhere,
+                    method=req.method,
+                    scope_map=compiled,
+                    org=org,
+                    session=self.session_loader,
+                    viewer=viewer,
+                )
         # Only a context that verified for this request reaches the view: not a forged one, not
         # one next to a token, not one on a route that did not opt in.
         if "HTTP_X_VIEWER_CONTEXT" in environ and environ.pop(_VERIFIED_VIEWER, None) is None:
             del environ["HTTP_X_VIEWER_CONTEXT"]
-        if isinstance(outcome, Denial):
-            return _response(outcome)
-        g._resource_server_granted = outcome
+        if isinstance(outcome, Granted):
+            g._resource_server_granted = outcome
         return outcome
 
     def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:
@@ -353,7 +378,10 @@ class ResourceServer:
             if "HTTP_X_VIEWER_CONTEXT" not in req.environ:
                 return None
             context = self.viewer_context.verify(  # type: ignore[union-attr]
-                req.headers, method=req.method, path=_request_target(req), body=req.get_data(cache=True)
+                req.headers,
+                method=req.method,
+                path=_request_target(req),
+                body=request_body(req, MAX_BOUND_BODY),
             )
             if context is not None:
                 req.environ[_VERIFIED_VIEWER] = context
@@ -381,7 +409,8 @@ class ResourceServer:
 
 
 def _token_elsewhere(req: Request) -> bool:
-    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2)."""
+    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2).
+    Raises :class:`BodyError` for a form body that cannot be read."""
     environ = req.environ
     if environ.get("QUERY_STRING") and "access_token" in req.args:
         return True
@@ -391,8 +420,26 @@ def _token_elsewhere(req: Request) -> bool:
     length = req.content_length
     if length is None or length > MAX_FORM_INSPECTED:  # chunked bodies are not buffered to look
         return False
-    # get_data() caches the body, so the view still sees it whole through get_data() and form.
-    return names_access_token(req.get_data(cache=True))
+    return names_access_token(request_body(req, MAX_FORM_INSPECTED))
+
+
+def request_body(req: Request, limit: int) -> bytes:
+    """The body of a Flask request, at most ``limit`` bytes, still readable by the view
+    afterwards (``get_data``, ``form``, ``get_json``); :class:`BodyError` when it cannot be read
+    or is larger than ``limit``."""
+    if "stream" not in req.__dict__:  # werkzeug builds the stream lazily: nobody has read yet
+        return read_body(req.environ, limit=limit)
+    # The app read (or opened) the body first; werkzeug caches what get_data() read.
+    length = req.content_length
+    if length is not None and length > limit:
+        raise BodyError(f"the request body is larger than {limit} bytes")
+    try:
+        data = req.get_data(cache=True)
+    except Exception:
+        raise BodyError("the request body could not be read") from None
+    if len(data) > limit:
+        raise BodyError(f"the request body is larger than {limit} bytes")
+    return data
 
 
 def _request_target(req: Request) -> str:
@@ -407,7 +454,8 @@ def _request_target(req: Request) -> str:
     )
 
 
-def _response(denial: Denial) -> Response:
+def denial_response(denial: Denial) -> Response:
+    """The Flask response for a refusal: its status, headers and JSON body, exactly."""
     return Response(denial.body, status=denial.status, headers=denial.headers)
 
 
@@ -429,6 +477,13 @@ def resource_token_required(
         def protected(*args: Any, **kwargs: Any) -> Any:
             values = request.args.getlist(param)
             view_args = request.view_args or {}
+            missing = [name for name in (org, project) if name is not None and view_args.get(name) is None]
+            if missing:
+                # Fail closed: a prefix part the route cannot name must not compare as "None".
+                current_app.logger.error(
+                    "the route has no URL variable %r for its resource token", missing[0]
+                )
+                return denial_response(Denial(403, "forbidden", "this route is misconfigured", None))
             try:
                 if len(values) != 1:
                     raise InvalidToken(f"exactly one {param} query parameter is needed")
@@ -436,16 +491,17 @@ def resource_token_required(
                     values[0],
                     method=request.method,
                     usecase=usecase,
-                    org=str(view_args.get(org)),
-                    project=None if project is None else str(view_args.get(project)),
+                    org=str(view_args[org]),
+                    project=None if project is None else str(view_args[project]),
                 )
             except InvalidToken as exc:
-                return _response(Denial(403, "forbidden", exc.description, None))
+                return denial_response(Denial(403, "forbidden", exc.description, None))
             response = current_app.make_response(current_app.ensure_sync(view)(*args, **kwargs))
             response.headers["Referrer-Policy"] = "no-referrer"
             return response
 
         protected._resource_server_resource_token = True  # type: ignore[attr-defined]
+        protected._resource_server_org = org  # type: ignore[attr-defined]  # for `flask scopes check`
         return protected  # type: ignore[return-value]
 
     return decorate

@@ -10,17 +10,21 @@ bearer or capability token can never approve anything: an agent cannot approve i
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from policy import InvalidScope
 
+from .bodies import MAX_JSON_BYTES, BodyError, json_object
 from .capability import CapabilityIssuer, check_session_id, scope_tokens
-from .flask import ResourceServer
+from .flask import ResourceServer, request_body
 from .guard import Granted
 
 __all__ = ["agent_blueprint"]
+
+_ORG_VARIABLE = re.compile(r"<(?:[^<>:]+:)?org>")
 
 
 def _error(status: int, error: str, description: str) -> Response:
@@ -37,9 +41,12 @@ def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted]
         return granted
     if request.mimetype != "application/json":
         return _error(415, "invalid_request", "send a JSON body (Content-Type: application/json)")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return _error(400, "invalid_request", "the body must be a JSON object")
+    try:
+        # Bounded and strict: size, nesting depth, duplicate members (get_json would let a body
+        # nested 1,000 deep raise RecursionError, a 500).
+        body = json_object(request_body(request, MAX_JSON_BYTES))
+    except BodyError as exc:
+        return _error(400, "invalid_request", exc.description)
     return body, granted
 
 
@@ -53,6 +60,9 @@ def agent_blueprint(
 ) -> Blueprint:
     """Build the blueprint; register it on the app that ``rs`` protects. ``grants`` is a
     :class:`~resource_server.grants.GrantStore` (the one ``issuer`` reads approvals from)."""
+    if _ORG_VARIABLE.search(url_prefix) is None:
+        # The views act in the URL's org; without the variable they could not be called at all.
+        raise ValueError(f"agent_blueprint url_prefix {url_prefix!r} has no <org> URL variable")
     bp = Blueprint("resource_server_agents", __name__, url_prefix=url_prefix)
     known_scopes = rs.roles.all_scopes
 
@@ -114,6 +124,7 @@ def agent_blueprint(
             return _error(400, "invalid_request", str(exc))
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
-    for view in (agent_token, agent_approvals):
-        view._resource_server_authenticated = True  # type: ignore[attr-defined]  # for `flask scopes check`
+    for view in (agent_token, agent_approvals):  # for `flask scopes check` and OpenAPI
+        view._resource_server_authenticated = True  # type: ignore[attr-defined]
+        view._resource_server_org = "org"  # type: ignore[attr-defined]
     return bp

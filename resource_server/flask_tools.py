@@ -1,9 +1,11 @@
 """Tooling for an API team: the ``flask scopes`` commands and OpenAPI security requirements.
 
 ``flask scopes routes``   rule x method x required scopes, and which roles can reach each
-``flask scopes check``    non-zero exit for a method a scope map misses, a scope no role grants,
-                          or an unprotected route among protected ones
-``flask scopes explain --token T METHOD PATH``   the decision and its reason for that request
+``flask scopes check``    non-zero exit for a method a scope map misses, a rule without its
+                          declared org variable, a scope no role grants, or a route that is
+                          unprotected among protected ones without being declared public
+``flask scopes explain --token T METHOD PATH``   the status, ``WWW-Authenticate`` and body the
+                          server would send, built by the server's own code path, and the reason
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 from flask.cli import with_appcontext
 from werkzeug.exceptions import HTTPException
 
 from policy import ScopeMap, decide
 
-from .guard import Denial
+from .flask import denial_response
+from .guard import Denial, Granted
 
 if TYPE_CHECKING:
     from .flask import ResourceServer
@@ -29,14 +32,22 @@ if TYPE_CHECKING:
 __all__ = ["Route", "openapi_security", "protected_routes", "scopes_cli"]
 
 _IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})  # HEAD follows GET; OPTIONS is answered by Flask
-_CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_CONVERTER = re.compile(r"<(?:([^:<>(]+)(?:\([^<>]*\))?:)?([^<>:]+)>")
+# werkzeug converter → OpenAPI schema of the path parameter
+_PARAMETER_SCHEMA = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "uuid": {"type": "string", "format": "uuid"},
+}
 
 
 @dataclass(frozen=True)
 class Route:
     """One URL rule as the extension sees it. ``kind``: "scope map", "authenticated" (any member,
-    such as the agent endpoints), "resource token", "public" (the metadata document, static) or
-    "unprotected"."""
+    such as the agent endpoints), "resource token", "public" (the metadata document, static, and
+    views declared with ``@rs.public`` or in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``) or
+    "unprotected". ``org`` is the URL variable the protection reads the organization from;
+    ``arguments`` are the variables the rule has."""
 
     rule: str
     endpoint: str
@@ -44,6 +55,7 @@ class Route:
     kind: str
     scope_map: ScopeMap | None = None
     org: str | None = None
+    arguments: frozenset[str] = frozenset()
 
 
 def _extension(app: Flask) -> ResourceServer:
@@ -55,32 +67,33 @@ def _extension(app: Flask) -> ResourceServer:
 
 def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
     """Every URL rule of ``app`` with what protects it, sorted by rule."""
+    public_endpoints = {
+        "static",
+        "resource_server_metadata",
+        *app.config.get("RESOURCE_SERVER_PUBLIC_ENDPOINTS", ()),
+    }
     routes = []
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
         methods = tuple(sorted(set(rule.methods or ()) - _IGNORED_METHODS))
         blueprint = rule.endpoint.rpartition(".")[0]
+        arguments = frozenset(rule.arguments)
+
+        def route(kind: str, scope_map: ScopeMap | None = None, org: str | None = None) -> Route:
+            return Route(rule.rule, rule.endpoint, methods, kind, scope_map, org, arguments)  # noqa: B023
+
         if getattr(view, "_resource_server_scope_map", None) is not None:
-            route = Route(
-                rule.rule,
-                rule.endpoint,
-                methods,
-                "scope map",
-                view._resource_server_scope_map,
-                view._resource_server_org,
-            )  # type: ignore[union-attr]
+            routes.append(route("scope map", view._resource_server_scope_map, view._resource_server_org))  # type: ignore[union-attr]
         elif blueprint in rs.blueprint_maps:
-            scope_map, org = rs.blueprint_maps[blueprint]
-            route = Route(rule.rule, rule.endpoint, methods, "scope map", scope_map, org)
+            routes.append(route("scope map", *rs.blueprint_maps[blueprint]))
         elif getattr(view, "_resource_server_authenticated", False):
-            route = Route(rule.rule, rule.endpoint, methods, "authenticated")
+            routes.append(route("authenticated", org=getattr(view, "_resource_server_org", None)))
         elif getattr(view, "_resource_server_resource_token", False):
-            route = Route(rule.rule, rule.endpoint, methods, "resource token")
-        elif rule.endpoint in ("static", "resource_server_metadata"):
-            route = Route(rule.rule, rule.endpoint, methods, "public")
+            routes.append(route("resource token", org=getattr(view, "_resource_server_org", None)))
+        elif rule.endpoint in public_endpoints or getattr(view, "_resource_server_public", False):
+            routes.append(route("public"))
         else:
-            route = Route(rule.rule, rule.endpoint, methods, "unprotected")
-        routes.append(route)
+            routes.append(route("unprotected"))
     return sorted(routes, key=lambda r: (r.rule, r.endpoint))
 
 
@@ -111,6 +124,12 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
     granted = rs.roles.all_scopes
     routes = protected_routes(app, rs)
     for route in routes:
+        if route.org is not None and route.org not in route.arguments:
+            found.append(
+                f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
+                f"{route.org!r}, which the rule does not have: every request gets 403 (use org=None "
+                "for a route that names no organization)"
+            )
         if route.scope_map is None:
             continue
         for method in route.methods:
@@ -118,9 +137,10 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
                 found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
         for scope in sorted(route.scope_map.scopes - granted):
             found.append(f"{route.rule} requires {scope}, which no role grants")
-    if any(r.kind != "unprotected" and r.kind != "public" for r in routes):
+    if any(r.kind not in ("unprotected", "public") for r in routes):
         found += [
-            f"{r.rule} ({r.endpoint}) has no protection while other routes do"
+            f"{r.rule} ({r.endpoint}) has no protection while other routes do; declare it with "
+            "@rs.public or RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
             for r in routes
             if r.kind == "unprotected"
         ]
@@ -135,13 +155,22 @@ def openapi_security(
     authorization_url: str | None = None,
     scheme: str = "oauth2",
 ) -> dict[str, Any]:
-    """``{"securitySchemes": {...}, "paths": {path: {method: [requirement, ...]}}}`` for OpenAPI 3.
+    """An OpenAPI 3.0/3.1 fragment to merge into a document as is::
 
-    Each alternative of a scope map is its own requirement object (OpenAPI: any one of the listed
-    requirements satisfies the operation; the scopes inside one must all be held)."""
+        {"components": {"securitySchemes": {scheme: {...}}},
+         "paths": {path: {"parameters": [...], method: {"security": [...], "responses": {...}}}}}
+
+    Each alternative of a scope map is its own security requirement (OpenAPI: any one of the
+    listed requirements satisfies the operation; the scopes inside one must all be held). Routes
+    any member may call (the agent endpoints) require the scheme with no scopes; routes declared
+    public carry ``security: []``. A method a route accepts but its scope map lacks is left out
+    (every request to it is refused; ``flask scopes check`` reports it): ``security: []`` would
+    say "public". Undeclared and resource-token routes are left out too. Every operation lists
+    the 401 and 403 responses of the status table, which also makes it valid in OpenAPI 3.0.
+    """
     scopes = {scope: "" for scope in rs.scopes_supported}
     if authorization_url:
-        flows = {
+        flows: dict[str, Any] = {
             "authorizationCode": {
                 "authorizationUrl": authorization_url,
                 "tokenUrl": token_url,
@@ -150,15 +179,64 @@ def openapi_security(
         }
     else:
         flows = {"clientCredentials": {"tokenUrl": token_url, "scopes": scopes}}
-    paths: dict[str, dict[str, list[dict[str, list[str]]]]] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for route in protected_routes(app, rs):
-        if route.scope_map is None:
-            continue
-        path = _CONVERTER.sub(r"{\1}", route.rule)
-        for method in route.methods:
-            alternatives = route.scope_map.alternatives(method) or ()
-            paths.setdefault(path, {})[method.lower()] = [{scheme: sorted(alt)} for alt in alternatives]
-    return {"securitySchemes": {scheme: {"type": "oauth2", "flows": flows}}, "paths": paths}
+        operations = _operations(route, scheme) if route.endpoint != "static" else {}  # not the API
+        if operations:
+            item = paths.setdefault(_CONVERTER.sub(r"{\2}", route.rule), {})
+            parameters = _path_parameters(route.rule)
+            if parameters:
+                item["parameters"] = parameters
+            item.update(operations)
+    return {
+        "components": {"securitySchemes": {scheme: {"type": "oauth2", "flows": flows}}},
+        "paths": paths,
+    }
+
+
+_REFUSALS = {
+    "401": {
+        "description": "no, malformed or invalid credentials (RFC 6750 §3.1); see WWW-Authenticate",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+    "403": {
+        "description": "forbidden; with a Bearer insufficient_scope challenge naming the scope a new "
+        "token needs when one would help (RFC 6750 §3.1)",
+        "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+    },
+}
+_PUBLIC_RESPONSES = {"default": {"description": "the view's own response"}}
+
+
+def _operations(route: Route, scheme: str) -> dict[str, Any]:
+    if route.kind == "public":
+        return {m.lower(): {"security": [], "responses": _PUBLIC_RESPONSES} for m in route.methods}
+    if route.kind == "authenticated":
+        return {m.lower(): {"security": [{scheme: []}], "responses": _REFUSALS} for m in route.methods}
+    if route.kind != "scope map" or route.scope_map is None:
+        return {}
+    operations = {}
+    for method in route.methods:
+        alternatives = route.scope_map.alternatives(method)
+        if alternatives:  # an unmapped method is refused to everyone: no requirement describes it
+            operations[method.lower()] = {
+                "security": [{scheme: sorted(alt)} for alt in alternatives],
+                "responses": _REFUSALS,
+            }
+    return operations
+
+
+def _path_parameters(rule: str) -> list[dict[str, Any]]:
+    """OpenAPI path parameters for the rule's variables (every templated name must be declared)."""
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _PARAMETER_SCHEMA.get(converter, {"type": "string"}),
+        }
+        for converter, name in _CONVERTER.findall(rule)
+    ]
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:
@@ -203,35 +281,44 @@ def check_command(as_json: bool) -> None:
 @click.argument("path")
 @with_appcontext
 def explain_command(token: str, as_json: bool, method: str, path: str) -> None:
-    """Why METHOD PATH with this token would be allowed or denied, and what would fix it."""
-    app, rs = current_app, _extension(current_app)
+    """What the server would answer to METHOD PATH with this token (status, WWW-Authenticate and
+    body), and why."""
+    result = explain(current_app, _extension(current_app), method=method, path=path, token=token)
+    text = f"{result['status']}: {result['reason']}"
+    if result["www_authenticate"]:
+        text += f"\nWWW-Authenticate: {result['www_authenticate']}"
+    if result["body"] is not None:
+        text += f"\n{json.dumps(result['body'])}"
+    _emit(result, as_json, text)
+
+
+def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: str) -> dict[str, Any]:
+    """Run the request through the extension's own per-request code in a test request context
+    (the view is never called), so what this says is what the server sends."""
     method = method.upper()
     try:
-        endpoint, args = app.url_map.bind("localhost").match(path, method=method)
+        endpoint, _ = app.url_map.bind("localhost").match(path, method=method)
     except HTTPException as exc:
         raise click.ClickException(f"{method} {path} matches no route ({exc.code})") from None
     route = next((r for r in protected_routes(app, rs) if r.endpoint == endpoint), None)
     if route is None or route.scope_map is None:
         raise click.ClickException(f"{path} is not protected by a scope map")
-    org = str(args[route.org]) if route.org and route.org in args else None
-    guard = app.extensions["resource_server"].guard
-    granted = guard.authenticate(authorization=f"Bearer {token}", token_elsewhere=False, org=org)
-    if isinstance(granted, Denial):
-        result = {
-            "status": granted.status,
-            "reason": granted.description,
-            "www_authenticate": granted.www_authenticate,
-        }
-    else:
-        decision = decide(granted.access, route.scope_map, method, realm=guard.realm)
-        result = {
-            "status": decision.status,
-            "reason": decision.reason,
-            "www_authenticate": decision.www_authenticate,
-        }
-    _emit(
-        result,
-        as_json,
-        f"{result['status']}: {result['reason']}"
-        + (f"\nWWW-Authenticate: {result['www_authenticate']}" if result["www_authenticate"] else ""),
-    )
+    with app.test_request_context(path, method=method, headers={"Authorization": f"Bearer {token}"}):
+        outcome = rs._outcome(route.scope_map, route.org)
+        if isinstance(outcome, Denial):
+            response = denial_response(outcome)
+            return {
+                "status": response.status_code,
+                "reason": outcome.reason,
+                "www_authenticate": response.headers.get("WWW-Authenticate"),
+                "body": response.get_json(),
+            }
+        if isinstance(outcome, Granted):
+            reason = decide(g._resource_server_granted.access, route.scope_map, method).reason
+            return {"status": 200, "reason": reason, "www_authenticate": None, "body": None}
+    return {
+        "status": 200,
+        "reason": f"{method} is answered by Flask itself",
+        "www_authenticate": None,
+        "body": None,
+    }

@@ -67,13 +67,14 @@ grants_table = Table(
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """One approval: the scopes an agent session may use until ``expires_at`` (Unix seconds)."""
+    """One approval: the scopes an agent session may use until ``expires_at`` (integer Unix
+    seconds, like every ``exp`` and ``expires_at`` this library hands out)."""
 
     org: str
     subject: str
     session_id: str
     scopes: frozenset[str]
-    expires_at: float
+    expires_at: int
 
 
 # SQLite: pysqlite's own implicit BEGIN is deferred, so two writers can both read a row and then
@@ -181,7 +182,7 @@ class GrantStore:
         new_scopes = _check_scopes(scopes)
         ttl = _check_ttl(ttl)
         now = float(self._clock())
-        expires_at = now + ttl
+        expires_at = int(now) + ttl  # whole seconds, rounded down: never longer than asked
         t = grants_table.c
         with self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
@@ -209,7 +210,7 @@ class GrantStore:
                 ).one()
                 if row.expires_at > now:
                     merged = parse_scope(row.scopes) | new_scopes
-                    expires_at = max(float(row.expires_at), expires_at)
+                    expires_at = max(int(row.expires_at), expires_at)
                     changes = {"scopes": format_scope(merged), "expires_at": expires_at}
                 else:  # expired: start over, or an old approval would be revived by a new one
                     merged = new_scopes
@@ -227,7 +228,7 @@ class GrantStore:
             ).one_or_none()
         if row is None or not row.expires_at > self._clock():
             return None
-        return Grant(org, subject, session_id, parse_scope(row.scopes), float(row.expires_at))
+        return Grant(org, subject, session_id, parse_scope(row.scopes), int(row.expires_at))
 
     def active_scopes(self, *, org: str, subject: str, session_id: str) -> frozenset[str]:
         """The scopes approved for this session if the grant has not expired, else the empty set."""

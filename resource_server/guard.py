@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer_challenge, decide
 
+from .bodies import BodyError
 from .credentials import MalformedCredentials, bearer_token
 from .tokens import InvalidToken, JWTVerifier, VerifiedToken
 
@@ -46,12 +47,16 @@ class Granted:
 
 @dataclass(frozen=True, slots=True)
 class Denial:
-    """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body."""
+    """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.
+
+    ``reason`` is the sentence for logs and tooling (``flask scopes explain``); it is never sent.
+    """
 
     status: int
     error: str
     description: str
     www_authenticate: str | None
+    reason: str = ""
 
     @property
     def body(self) -> bytes:
@@ -97,6 +102,7 @@ class Guard:
             "unauthorized",
             "bearer credentials are required",
             bearer_challenge(realm=realm, resource_metadata=resource_metadata),
+            "the request carries no credentials",
         )
 
     def authenticate(
@@ -129,7 +135,10 @@ class Guard:
                 else "the access token was sent in more than one way"
             )
         if raw is None:
-            context = viewer() if viewer is not None else None
+            try:
+                context = viewer() if viewer is not None else None
+            except BodyError as exc:  # the context is bound to a body that could not be read
+                return self.bad_body(exc)
             if context is not None and context.user_id is not None:
                 return self._member_access(
                     context.user_id, org, context.scopes, context.org_id, None, "viewer"
@@ -171,16 +180,25 @@ class Guard:
         if decision.allowed:
             return granted
         if decision.www_authenticate is None:
-            return self._forbidden(
-                decision.reason, access, public="the member's role does not permit this request"
+            public = (
+                "the member's role does not permit this request"
+                if method in scope_map
+                else "this method is not permitted on this route"
             )
+            return self._forbidden(decision.reason, access, public=public)
         log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
         return Denial(
             403,
             "insufficient_scope",
             "the token lacks the scope this request needs",
             decision.www_authenticate,
+            decision.reason,
         )
+
+    def bad_body(self, error: BodyError) -> Denial:
+        """``400`` for a request body the library had to read and could not accept."""
+        log.info("400 invalid_request: %s", error.description)
+        return Denial(400, "invalid_request", error.description, None, error.description)
 
     def _verify(self, raw: str) -> VerifiedToken | Denial:
         verifier = self.verifier
@@ -236,7 +254,7 @@ class Guard:
         self, reason: str, access: Access, public: str = "not a member of this organization"
     ) -> Denial:
         log.info("403 for %r in %r: %s", access.subject, access.org, reason)
-        return Denial(403, "forbidden", public, None)
+        return Denial(403, "forbidden", public, None, reason)
 
     def _invalid_request(self, description: str) -> Denial:
         return Denial(
@@ -244,6 +262,7 @@ class Guard:
             "invalid_request",
             description,
             bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
+            description,
         )
 
     def _invalid_token(self, description: str) -> Denial:
@@ -257,4 +276,5 @@ class Guard:
                 error_description=description,
                 resource_metadata=self.resource_metadata,
             ),
+            description,
         )

@@ -4,6 +4,15 @@ For APIs that are not Flask apps (or not only): route patterns map to scope maps
 request is authenticated and authorized before the wrapped application sees it. The granted
 :class:`policy.Access` and :class:`~resource_server.tokens.VerifiedToken` are put in the WSGI
 environ under ``resource_server.access`` and ``resource_server.token``.
+
+Every protected pattern must name the organization its requests act in, or say explicitly that
+it names none (:class:`Route` with ``org=None``)::
+
+    BearerMiddleware(app, verifier=..., roles=..., membership=..., routes={
+        "/orgs/<org>/projects": {"GET": "project:read"},                 # the middleware's org="org"
+        "/teams/<org_id>": Route({"GET": "team:read"}, org="org_id"),      # another variable name
+        "/me": Route({"GET": "profile:read"}, org=None),                   # no org in the URL
+    })
 """
 
 from __future__ import annotations
@@ -18,11 +27,12 @@ from werkzeug.routing import Map, Rule
 
 from policy import Roles, ScopeMap
 
+from .bodies import BodyError
 from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .guard import Denial, Guard, Membership
 from .tokens import JWTVerifier
 
-__all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware"]
+__all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"]
 
 ACCESS_KEY = "resource_server.access"
 TOKEN_KEY = "resource_server.token"
@@ -33,13 +43,35 @@ _FORM = "application/x-www-form-urlencoded"
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
+class Route:
+    """One protected route: its scope map and the URL variable naming the organization.
+
+    ``org=None`` declares that the route names no organization: its requests are checked in the
+    org the token is bound to (if any), which is a choice to make on purpose, never a fallback
+    for a misspelt variable.
+    """
+
+    __slots__ = ("org", "scope_map")
+
+    def __init__(self, scope_map: ScopeMap | Mapping[str, Any], *, org: str | None) -> None:
+        self.scope_map = scope_map if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)
+        if org is not None and (not isinstance(org, str) or not org):
+            raise ValueError("Route org must be a URL variable name or None")
+        self.org = org
+
+    def __repr__(self) -> str:
+        return f"Route({self.scope_map!r}, org={self.org!r})"
+
+
 class BearerMiddleware:
     """Wrap ``app`` so that every path matching one of ``routes`` (werkzeug rule syntax, e.g.
     ``"/orgs/<org>/projects/<int:id>"``) needs a bearer token that satisfies its scope map.
 
     Paths in ``public`` pass through untouched. Every other path is refused with ``403``: an API
     behind this middleware is closed by default, so a route nobody listed is not silently open.
-    ``org`` names the URL variable holding the organization.
+    ``org`` names the URL variable holding the organization in every pattern given with a plain
+    scope map; a :class:`Route` names its own (or ``None``). A pattern without its org variable
+    is a ``ValueError`` here, at start-up: otherwise one org's token would pass on another's URL.
     """
 
     def __init__(
@@ -49,14 +81,13 @@ class BearerMiddleware:
         verifier: JWTVerifier,
         roles: Roles,
         membership: Membership,
-        routes: Mapping[str, ScopeMap | Mapping[str, Any]],
+        routes: Mapping[str, Route | ScopeMap | Mapping[str, Any]],
         public: Iterable[str] = (),
-        org: str = "org",
+        org: str | None = "org",
         realm: str = "api",
         resource_metadata: str | None = None,
     ) -> None:
         self.app = app
-        self.org = org
         self.guard = Guard(
             verifier=verifier,
             roles=roles,
@@ -64,11 +95,18 @@ class BearerMiddleware:
             realm=realm,
             resource_metadata=resource_metadata,
         )
-        self.scope_maps = [m if isinstance(m, ScopeMap) else ScopeMap(m) for m in routes.values()]
+        self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
         rules = [Rule(pattern, endpoint=index) for index, pattern in enumerate(routes)]
-        rules += [Rule(pattern, endpoint=_PUBLIC) for pattern in public]
+        public_rules = [Rule(pattern, endpoint=_PUBLIC) for pattern in public]
         # No slash redirects: a middleware must answer or pass, never redirect on the app's behalf.
-        self._map = Map(rules, strict_slashes=False, merge_slashes=False)
+        self._map = Map(rules + public_rules, strict_slashes=False, merge_slashes=False)
+        for rule, route in zip(rules, self.routes, strict=True):
+            if route.org is not None and route.org not in rule.arguments:
+                raise ValueError(
+                    f"route {rule.rule!r} has no URL variable {route.org!r}: name the variable that "
+                    "holds the organization with Route(scope_map, org=...), or declare "
+                    "Route(scope_map, org=None) for a route that names no organization"
+                )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -77,7 +115,8 @@ class BearerMiddleware:
             return _send(_UNCOVERED, start_response)
         if endpoint == _PUBLIC:
             return self.app(environ, start_response)
-        scope_map = self.scope_maps[endpoint]
+        route = self.routes[endpoint]
+        scope_map = route.scope_map
         method = environ.get("REQUEST_METHOD", "GET").upper()
         if (
             method == "OPTIONS"
@@ -87,13 +126,17 @@ class BearerMiddleware:
             # A CORS preflight (Fetch standard) carries no credentials: the app answers it. Any
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return self.app(environ, start_response)
-        org = args.get(self.org)
+        try:
+            token_elsewhere = _token_elsewhere(environ)
+        except BodyError as exc:
+            return _send(self.guard.bad_body(exc), start_response)
         outcome = self.guard.authorize(
             authorization=environ.get("HTTP_AUTHORIZATION"),
-            token_elsewhere=_token_elsewhere(environ),
+            token_elsewhere=token_elsewhere,
             method=method,
             scope_map=scope_map,
-            org=None if org is None else str(org),
+            # Validated at start-up: a route that declares an org variable always has it.
+            org=None if route.org is None else str(args[route.org]),
         )
         if isinstance(outcome, Denial):
             return _send(outcome, start_response)
@@ -113,7 +156,8 @@ def _token_elsewhere(environ: dict[str, Any]) -> bool:
     """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2).
 
     Up to :data:`MAX_FORM_INSPECTED` bytes of an urlencoded body are read and put back in front
-    of the rest of the stream, so the application still receives the body whole."""
+    of the rest of the stream, so the application still receives the body whole. A body that
+    cannot be read (a malformed chunked encoding, a cut connection) raises :class:`BodyError`."""
     query = environ.get("QUERY_STRING", "")
     if query and names_access_token(query):
         return True
@@ -126,7 +170,13 @@ def _token_elsewhere(environ: dict[str, Any]) -> bool:
     if length <= 0 and not environ.get("wsgi.input_terminated"):
         return False  # no length and no end-of-input guarantee: reading could block
     stream = environ["wsgi.input"]
-    head = stream.read(min(length, MAX_FORM_INSPECTED + 1) if length > 0 else MAX_FORM_INSPECTED + 1)
+    wanted = min(length, MAX_FORM_INSPECTED + 1) if length > 0 else MAX_FORM_INSPECTED + 1
+    try:
+        head = stream.read(wanted)
+    except Exception:  # the server's own exceptions for a broken body
+        raise BodyError("the request body could not be read") from None
+    if length > 0 and len(head) < wanted:  # the connection ended inside the declared length
+        raise BodyError("the request body ended before its Content-Length")
     environ["wsgi.input"] = io.BufferedReader(_Prefixed(head, stream))
     return len(head) <= MAX_FORM_INSPECTED and names_access_token(head)
 

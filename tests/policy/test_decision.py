@@ -61,11 +61,13 @@ def test_challenge_advertises_one_whole_alternative_sorted() -> None:
     assert decision.www_authenticate == 'Bearer error="insufficient_scope", scope="project:write team:write"'
 
 
-def test_when_the_role_holds_no_alternative_the_first_is_advertised() -> None:
-    decision = decide(access({"project:read"}, {"project:read"}), PROJECT, "POST")
-    assert decision.error == "insufficient_scope"
-    assert decision.scope == ("project:write", "team:write")
-    assert "cannot help" in decision.reason
+def test_when_neither_token_nor_role_holds_an_alternative_there_is_no_futile_challenge() -> None:
+    """A challenge would send the client to re-authorize its user for scopes the role can never
+    pass through role ∩ token: no token can help, so there is none."""
+    decision = decide(access({"project:read"}, {"project:read"}), PROJECT, "POST", realm="api")
+    assert (decision.allowed, decision.status, decision.error) == (False, 403, None)
+    assert decision.www_authenticate is None and decision.scope == ()
+    assert "no token can help" in decision.reason
 
 
 def test_token_would_do_but_role_does_not_gets_no_challenge() -> None:
@@ -133,11 +135,13 @@ def test_the_rules_hold_for_every_combination(role, token, method) -> None:
     assert decision.allowed is allowed
     assert decision.status == (200 if allowed else 403)
     token_short = token is not None and alternatives and not any(alt <= token for alt in alternatives)
-    if allowed or not token_short:
+    held_by_role = [alt for alt in alternatives if alt <= role]
+    if allowed or not token_short or not held_by_role:
+        # Allowed, or no token could help (the role holds no alternative, the token would do but
+        # the role does not, a session, an unmapped method): never a challenge.
         assert decision.www_authenticate is None and decision.error is None and decision.scope == ()
         return
-    held_by_role = [alt for alt in alternatives if alt <= role]
-    expected = held_by_role[0] if held_by_role else alternatives[0]
+    expected = held_by_role[0]
     assert decision.scope == tuple(sorted(expected))
     (challenge,) = parse_challenges(decision.www_authenticate)
     assert challenge.is_scheme("bearer")
@@ -146,7 +150,6 @@ def test_the_rules_hold_for_every_combination(role, token, method) -> None:
         "error": "insufficient_scope",
         "scope": " ".join(sorted(expected)),
     }
-    if held_by_role:
-        # Stepping up to the advertised scopes succeeds.
-        stepped = assemble_access(subject="u", role_scopes=role, token_scopes=token | expected)
-        assert decide(stepped, PROJECT, method).allowed
+    # Stepping up to the advertised scopes succeeds: every challenge is one a client can act on.
+    stepped = assemble_access(subject="u", role_scopes=role, token_scopes=token | expected)
+    assert decide(stepped, PROJECT, method).allowed

@@ -35,21 +35,33 @@ def demo() -> Iterator[Demo]:
 class Provider:
     """Gets real tokens from the demo authorization server, counting the calls."""
 
-    def __init__(self, demo: Demo, username: str = "user-admin", first: str | None = None) -> None:
+    def __init__(
+        self,
+        demo: Demo,
+        username: str = "user-admin",
+        first: str | None = None,
+        grants_at_most: frozenset[str] | None = None,
+    ) -> None:
         self.demo, self.username, self.first = demo, username, first
+        # An authorization server may grant less than asked (RFC 6749 §3.3): this one never
+        # grants more than these scopes, whatever the client asks for.
+        self.grants_at_most = grants_at_most
         self.asked: list[frozenset[str] | None] = []
 
     def __call__(self, scopes: frozenset[str] | None) -> str:
         self.asked.append(scopes)
         if self.first is not None and len(self.asked) == 1:
             return self.first
+        wanted = scopes or {"project:read"}
+        if self.grants_at_most is not None:
+            wanted = wanted & self.grants_at_most
         with httpx.Client(timeout=10) as http:
             return fetch_token_with_code(
                 self.demo.issuer,
                 username=self.username,
                 password=PASSWORDS[self.username],
                 org="acme",
-                scope=" ".join(sorted(scopes or {"project:read"})),
+                scope=" ".join(sorted(wanted)),
                 client=http,
             )["access_token"]
 
@@ -90,8 +102,9 @@ def test_async_client_with_an_async_provider(demo: Demo) -> None:
 
 
 def test_no_loop_when_the_new_token_still_falls_short(demo: Demo) -> None:
-    """A member's role caps the token at project:read, so the retry gets 403 again: returned."""
-    provider = Provider(demo, username="user-member")
+    """The admin's role holds project:write, but the authorization server grants only
+    project:read: the retry gets the same challenge again, and it is returned."""
+    provider = Provider(demo, grants_at_most=frozenset({"project:read"}))
     with httpx.Client(
         base_url=demo.resource, auth=StepUpAuth(provider, scopes={"project:read"}, max_retries=3)
     ) as client:
@@ -101,6 +114,19 @@ def test_no_loop_when_the_new_token_still_falls_short(demo: Demo) -> None:
     denied = insufficient_scope(response.status_code, response.headers.get_list("www-authenticate"))
     assert isinstance(denied, InsufficientScope) and denied.scope == {"project:write"}
     assert denied.resource_metadata == f"{demo.resource}/.well-known/oauth-protected-resource"
+
+
+def test_no_step_up_when_the_role_cannot_write(demo: Demo) -> None:
+    """A member's role lacks project:write, so no token could help: the 403 carries no challenge
+    and the client does not send its user to re-authorize for nothing."""
+    provider = Provider(demo, username="user-member")
+    with httpx.Client(
+        base_url=demo.resource, auth=StepUpAuth(provider, scopes={"project:read"}, max_retries=3)
+    ) as client:
+        response = client.post("/orgs/acme/projects", json={"name": "x"})
+    assert response.status_code == 403 and "www-authenticate" not in response.headers
+    assert provider.asked == [{"project:read"}]
+    assert insufficient_scope(response.status_code, response.headers.get_list("www-authenticate")) is None
 
 
 @pytest.mark.parametrize("library", ["httpx", "requests"])

@@ -213,3 +213,30 @@ def test_an_anonymous_caller_gets_the_challenge_before_any_body_check(setup) -> 
     app, *_ = setup
     response = app.test_client().post("/orgs/acme/agent-token", data="x", content_type="text/plain")
     assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_expires_at_is_integer_seconds_everywhere(setup) -> None:
+    """Both endpoints give expires_at as integer Unix seconds, even from a fractional clock."""
+    app, es, clock, _ = setup
+    clock.now += 0.75
+    minted = mint(app.test_client(), user_token(es, clock)).json
+    user = app.test_client()
+    user.post("/login/user-1")
+    approved = user.post("/orgs/acme/agent-approvals", json={"sessionId": "s-1", "scopes": ["project:write"]})
+    for body in (minted, approved.json):
+        assert type(body["expires_at"]) is int, body
+    assert approved.json["expires_at"] == int(clock.now) + 3600
+
+
+def test_the_blueprint_prefix_must_name_the_org(setup) -> None:
+    app, *_ = setup
+    rs = app.extensions["resource_server"].server
+    issuer = CapabilityIssuer(
+        keys={"k1": "k" * 32}, issuer="https://api.test", readonly_scopes=["project:read"]
+    )
+    with pytest.raises(ValueError, match="<org>"):
+        agent_blueprint(rs, issuer=issuer, grants=None, url_prefix="/tenants/<tenant>")
+    assert (
+        agent_blueprint(rs, issuer=issuer, grants=None, url_prefix="/t/<string:org>").url_prefix
+        == "/t/<string:org>"
+    )

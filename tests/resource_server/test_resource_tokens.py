@@ -170,3 +170,21 @@ def test_flask_helper_reads_the_query_parameter_only(
     assert client.get(f"/files/acme/site/logo.png?X-Os-Auth={token}&X-Os-Auth={token}").status_code == 403
     refused = client.get("/files/acme/site/logo.png?X-Os-Auth=garbage")
     assert refused.status_code == 403 and set(refused.json) == {"error", "error_description"}
+
+
+def test_a_route_without_the_declared_variables_fails_closed(
+    issuer: ResourceTokenIssuer, verifier: ResourceTokenVerifier
+) -> None:
+    """The org (or project) variable the helper reads must exist on the route. A missing one used
+    to compare as the string "None", so a token minted for an org named "None" opened the route."""
+    app = Flask(__name__)
+
+    @app.route("/files/<tenant>/<name>")
+    @resource_token_required(verifier, usecase="attachments")  # reads "org", which the rule lacks
+    def read_file(tenant: str, name: str) -> str:
+        return "the file"
+
+    token = issuer.mint(org="None", usecase="attachments", access=reader(org="None"))
+    refused = app.test_client().get(f"/files/x/logo.png?X-Os-Auth={token}")
+    assert refused.status_code == 403
+    assert refused.json == {"error": "forbidden", "error_description": "this route is misconfigured"}

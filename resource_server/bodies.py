@@ -1,0 +1,119 @@
+"""Request bodies the library reads itself, read with bounds and parsed strictly.
+
+The library reads a body in three places: to bind a viewer context to it (its SHA-256), to look
+for an ``access_token`` form field (RFC 6750 §2.2, refused), and in the endpoints it owns (agent
+tokens and approvals). A client controls every byte of it, and the transport can fail halfway
+(a malformed chunked encoding, a connection cut before ``Content-Length`` bytes). Each of those,
+and bodies that are too large or nested too deeply, becomes a :class:`BodyError`, which every
+adapter answers with ``400`` and a JSON error: never a 500, never a hang.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from typing import Any
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length, get_input_stream
+
+__all__ = ["MAX_BOUND_BODY", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "BodyError", "json_object", "read_body"]
+
+#: The largest body a viewer context can be bound to (its hash is taken over the whole body).
+MAX_BOUND_BODY = 1024 * 1024
+
+#: The endpoints this library owns take small JSON objects; nothing legitimate comes near this.
+MAX_JSON_BYTES = 64 * 1024
+#: Objects and arrays nested deeper than this are refused before the JSON parser sees them
+#: (CPython's parser recurses, and a body nested 1,000 deep raised RecursionError).
+MAX_JSON_DEPTH = 32
+
+# A JSON string (RFC 8259 §7), or one bracket. Strings are skipped whole so that brackets inside
+# them do not count; possessive, so the scan is one linear pass with no backtracking.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+
+
+class BodyError(ValueError):
+    """A request body that cannot be accepted. ``description`` is safe to send to the client
+    (it never echoes the body); adapters answer with ``400 invalid_request``."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+def read_body(environ: dict[str, Any], *, limit: int) -> bytes:
+    """The whole request body of a WSGI ``environ``, at most ``limit`` bytes.
+
+    The body is put back into ``environ`` (``wsgi.input`` and ``CONTENT_LENGTH``), so the
+    application, or a second call, still reads it whole. Reading stops at ``Content-Length``, or
+    at the end of input when the server terminates the stream (``wsgi.input_terminated``, set by
+    servers that decode chunked bodies); a body with neither is empty, since reading it could
+    block forever (werkzeug's ``get_input_stream`` rules).
+    """
+    too_large = BodyError(f"the request body is larger than {limit} bytes")
+    try:
+        # One byte over the limit: werkzeug's limited stream stops at its limit without an error,
+        # so a body that reaches limit + 1 is how "more than the limit" shows.
+        data = get_input_stream(environ, max_content_length=limit + 1).read()
+    except RequestEntityTooLarge:  # Content-Length says so before anything is read
+        raise too_large from None
+    except Exception:  # a malformed chunked body, a cut connection: the server's own exceptions
+        raise BodyError("the request body could not be read") from None
+    if len(data) > limit:
+        raise too_large
+    declared = get_content_length(environ)
+    if declared is not None and len(data) != declared:
+        # Servers that terminate the input (wsgi.input_terminated) report a cut connection as
+        # an early end of input, not as an error.
+        raise BodyError("the request body ended before its Content-Length")
+    environ["wsgi.input"] = io.BytesIO(data)
+    environ["CONTENT_LENGTH"] = str(len(data))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now a plain, counted one
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        # RFC 8259 §4: names SHOULD be unique; parsers disagree on which one wins, so refuse.
+        raise BodyError("the JSON body has duplicate member names")
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BodyError("the JSON body holds NaN or Infinity, which JSON does not have")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deeply objects and arrays nest in ``data``, in one linear scan (strings skipped)."""
+    depth = deepest = 0
+    for token in _STRUCTURE.finditer(data):
+        first = token.group()[0]
+        if first in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif first != 0x22:  # a closing bracket; 0x22 is the '"' of a skipped string
+            depth -= 1
+    return deepest
+
+
+def json_object(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse ``data`` as one JSON object (RFC 8259, UTF-8 only), refusing duplicate member
+    names, NaN/Infinity, and nesting deeper than ``max_depth``; :class:`BodyError` otherwise."""
+    if nesting_depth(data) > max_depth:
+        raise BodyError(f"the JSON body nests deeper than {max_depth} levels")
+    try:
+        value = _DECODER.decode(data.decode("utf-8"))
+    except BodyError:
+        raise
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or a 5,000-digit number
+        raise BodyError("the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BodyError("the body must be a JSON object")
+    return value

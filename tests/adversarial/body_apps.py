@@ -1,0 +1,54 @@
+"""WSGI apps for the hostile-body tests, importable by gunicorn (``body_apps:demo()``) as well as
+in process: the demo API (viewer-context route, agent endpoints, login, project writes) and the
+WSGI middleware around a form-reading app. No token is ever needed: the demo's first-party login
+authenticates, so no verifier key or clock is involved."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "body-test-password"
+
+
+def demo() -> Any:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from demo_api import create_api
+    from demo_auth_server import ROLES
+
+    return create_api(
+        issuer="https://as.test",
+        # Never fetched: these tests send no access token, only session cookies and bodies.
+        jwks_uri="https://as.test/jwks.json",
+        resource="https://api.test",
+        roles=ROLES,
+        memberships={("user-admin", "acme"): "admin"},
+        passwords={"user-admin": PASSWORD},
+        # A file, not sqlite:// (which is one database per thread in a threaded server).
+        grants_url=f"sqlite:///{tempfile.mkdtemp(prefix='body-apps-')}/grants.db",
+        gateway_key=b"g" * 32,
+    ).wsgi_app
+
+
+def middleware() -> Any:
+    from policy import Roles
+    from resource_server import JWTVerifier
+    from resource_server.wsgi import BearerMiddleware
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"reached the app"]
+
+    return BearerMiddleware(
+        app,
+        verifier=JWTVerifier(
+            issuer="https://as.test", audience="https://api.test", jwks_uri="https://as.test/jwks.json"
+        ),
+        roles=Roles({"member": ["project:read"]}),
+        membership=lambda subject, org: None,
+        routes={"/orgs/<org>/projects": {"POST": "project:read"}},
+    )

@@ -1,0 +1,238 @@
+"""Hostile request bodies over real servers (gunicorn and werkzeug's), sent through raw sockets:
+every body the library reads (viewer-context binding, form-token detection, the agent endpoints)
+and the demo's own JSON views answer malformed chunked encodings, cut connections, oversized and
+deeply nested JSON with a 400 JSON error: never a 500, never a traceback, never a hang."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.adversarial.body_apps import PASSWORD, ROOT, demo, middleware
+from tests.support import serve_wsgi
+
+DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
+DEEP_OBJECT = b'{"a":' * 1000 + b"1" + b"}" * 1000
+MALFORMED_CHUNKED = b"zz\r\nnot a chunk size\r\n0\r\n\r\n"
+TIMEOUT = 20.0  # a hang fails the test instead of stalling the suite
+
+
+@contextmanager
+def gunicorn(factory: str) -> Iterator[tuple[str, int]]:
+    """``gunicorn -w 1`` on a port the kernel picks; yields (host, port) once it listens."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--no-control-socket",
+            "--chdir",
+            str(ROOT),
+            f"tests.adversarial.body_apps:{factory}()",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line):
+                port = int(found.group(1))
+            if "Booting worker" in line:
+                break
+        assert port is not None, "gunicorn did not start"
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(timeout=TIMEOUT)
+
+
+@contextmanager
+def werkzeug(factory: str) -> Iterator[tuple[str, int]]:
+    with serve_wsgi({"demo": demo, "middleware": middleware}[factory]()) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+SERVERS = {"gunicorn": gunicorn, "werkzeug": werkzeug}
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def demo_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    with SERVERS[request.param]("demo") as address:
+        yield address
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def middleware_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    with SERVERS[request.param]("middleware") as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def cookie(demo_server: tuple[str, int]) -> str:
+    """A first-party session of an admin of acme, from the demo's own login."""
+    host, port = demo_server
+    response = httpx.post(
+        f"http://{host}:{port}/login", json={"username": "user-admin", "password": PASSWORD}, timeout=TIMEOUT
+    )
+    assert response.status_code == 200, response.text
+    return f"session={response.cookies['session']}"
+
+
+def exchange(address: tuple[str, int], raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes, close our sending side (a request shorter than its Content-Length is then
+    a client that died halfway through its body), and read the whole answer."""
+    with socket.create_connection(address, timeout=TIMEOUT) as sock:
+        # Sent from a thread: a server may answer (and stop reading) before the body ends, as
+        # HTTP allows, and then a blocking send would never finish.
+        sender = threading.Thread(target=_send, args=(sock, raw), daemon=True)
+        sender.start()
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        sender.join(TIMEOUT)
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *fields = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (f.partition(":") for f in fields)}
+    return int(status_line.split()[1]), headers, body
+
+
+def _send(sock: socket.socket, raw: bytes) -> None:
+    with contextlib.suppress(OSError):  # the server may close first
+        sock.sendall(raw)
+        # Without it, werkzeug's server, draining a body it did not read, waits for more.
+        sock.shutdown(socket.SHUT_WR)
+
+
+def request(
+    path: str,
+    body: bytes,
+    *,
+    chunked: bool = False,
+    length: int | None = None,
+    content_type: str = "application/json",
+    extra: str = "",
+) -> bytes:
+    framing = (
+        "Transfer-Encoding: chunked\r\n"
+        if chunked
+        else f"Content-Length: {len(body) if length is None else length}\r\n"
+    )
+    head = f"POST {path} HTTP/1.1\r\nHost: api.test\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
+    return f"{head}{framing}{extra}\r\n".encode() + body
+
+
+def chunked(body: bytes) -> bytes:
+    return f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+
+
+def assert_bad_request(answer: tuple[int, dict[str, str], bytes]) -> dict[str, Any]:
+    status, headers, body = answer
+    assert status == 400, body[:300]
+    assert headers["content-type"].startswith("application/json")
+    assert b"Traceback" not in body
+    document = json.loads(body)
+    assert document["error"] == "invalid_request" and document["error_description"]
+    return document
+
+
+# Every way to break a body, each sent whole (so the server's answer is the only variable).
+BROKEN = {
+    "malformed chunked": {"body": MALFORMED_CHUNKED, "chunked": True},
+    "nested 1,000 deep (array)": {"body": DEEP_ARRAY},
+    "nested 1,000 deep (object), chunked": {"body": chunked(DEEP_OBJECT), "chunked": True},
+    "oversized": {"body": b'{"x": "' + b"a" * 200_000 + b'"}'},
+    "not JSON": {"body": b"{'single': 'quotes'}"},
+    "duplicate members": {"body": b'{"sessionId": "a", "sessionId": "b"}'},
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+@pytest.mark.parametrize(
+    "path", ["/orgs/acme/agent-token", "/orgs/acme/agent-approvals", "/orgs/acme/projects"]
+)
+def test_json_endpoints_refuse_broken_bodies(
+    demo_server: tuple[str, int], cookie: str, path: str, case: str
+) -> None:
+    options = dict(BROKEN[case])
+    body = options.pop("body")
+    assert_bad_request(exchange(demo_server, request(path, body, extra=f"Cookie: {cookie}\r\n", **options)))
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_login_refuses_broken_bodies(demo_server: tuple[str, int], case: str) -> None:
+    options = dict(BROKEN[case])
+    body = options.pop("body")
+    assert_bad_request(exchange(demo_server, request("/login", body, **options)))
+
+
+@pytest.mark.parametrize("path", ["/login", "/orgs/acme/agent-token", "/orgs/acme/projects"])
+def test_a_connection_cut_before_the_body_ends_is_a_400(
+    demo_server: tuple[str, int], cookie: str, path: str
+) -> None:
+    raw = request(path, b'{"name": "abc"', length=1000, extra=f"Cookie: {cookie}\r\n")
+    assert_bad_request(exchange(demo_server, raw))
+
+
+@pytest.mark.parametrize(
+    "body", [MALFORMED_CHUNKED, chunked(b"x" * (2 * 1024 * 1024))], ids=["malformed", "2 MiB"]
+)
+def test_a_viewer_context_bound_to_a_broken_body_is_a_400(demo_server: tuple[str, int], body: bytes) -> None:
+    """No credentials but an X-Viewer-Context: the context is bound to the body's hash, so the
+    body is read to verify it; a body that cannot be read (or is too large) is the client's error."""
+    raw = request("/orgs/acme/projects", body, chunked=True, extra="X-Viewer-Context: a.b.c\r\n")
+    assert_bad_request(exchange(demo_server, raw))
+
+
+def test_a_viewer_context_with_a_cut_body_is_a_400(demo_server: tuple[str, int]) -> None:
+    raw = request("/orgs/acme/projects", b"{}", length=500, extra="X-Viewer-Context: a.b.c\r\n")
+    assert_bad_request(exchange(demo_server, raw))
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def test_the_middleware_refuses_a_broken_form_body(middleware_server: tuple[str, int]) -> None:
+    raw = request("/orgs/acme/projects", MALFORMED_CHUNKED, chunked=True, content_type=FORM)
+    assert_bad_request(exchange(middleware_server, raw))
+
+
+def test_the_middleware_refuses_a_cut_form_body(middleware_server: tuple[str, int]) -> None:
+    raw = request("/orgs/acme/projects", b"a=1&b=2", length=900, content_type=FORM)
+    assert_bad_request(exchange(middleware_server, raw))
+
+
+def test_sound_bodies_still_work(demo_server: tuple[str, int], cookie: str) -> None:
+    """The guards refuse what is broken, and only that: the same requests, well formed, succeed."""
+    created = exchange(
+        demo_server,
+        request(
+            "/orgs/acme/projects",
+            chunked(b'{"name": "chunked"}'),
+            chunked=True,
+            extra=f"Cookie: {cookie}\r\n",
+        ),
+    )
+    assert created[0] == 201 and json.loads(created[2])["name"] == "chunked"
+    minted = exchange(
+        demo_server,
+        request("/orgs/acme/agent-token", b'{"sessionId": "s-1"}', extra=f"Cookie: {cookie}\r\n"),
+    )
+    assert minted[0] == 200 and json.loads(minted[2])["token"].startswith("cap_")
