@@ -19,9 +19,8 @@ from flask import Flask, request, session
 from flask.views import MethodView
 
 from policy import Roles, ScopeMap
-from resource_server.bodies import BodyError, json_object
 from resource_server.capability import CapabilityIssuer
-from resource_server.flask import ResourceServer, current_access, current_token, request_body
+from resource_server.flask import ResourceServer, current_access, current_token, json_body
 from resource_server.flask_agents import agent_blueprint
 from resource_server.grants import GrantStore
 from resource_server.tokens import JWTVerifier
@@ -84,14 +83,6 @@ def create_api(
         ),
     )
     app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
-
-    def json_body() -> dict[str, object]:
-        """The request's JSON object: at most 64 KiB, nested at most 32 deep (BodyError)."""
-        return json_object(request_body(request, 64 * 1024))
-
-    @app.errorhandler(BodyError)
-    def bad_body(error: BodyError):
-        return {"error": "invalid_request", "error_description": error.description}, 400
 
     @app.post("/login")
     @rs.public

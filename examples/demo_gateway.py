@@ -17,6 +17,8 @@ import httpx
 from demo_api import checked_login
 from flask import Flask, Response, request, session
 
+from resource_server.bodies import MAX_BOUND_BODY, BodyError
+from resource_server.flask import json_body, request_body
 from resource_server.passthrough import PassthroughPolicy
 from resource_server.viewer_context import ViewerContextSigner
 
@@ -34,9 +36,13 @@ def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Ma
     )
     backend = httpx.Client(base_url=api, timeout=10)
 
+    @app.errorhandler(BodyError)  # bodies are read with bounds: a broken one is the client's 400
+    def bad_body(error: BodyError):
+        return {"error": "invalid_request", "error_description": error.description}, 400
+
     @app.post("/login")
     def login():
-        username = checked_login(request.get_json(silent=True), passwords)
+        username = checked_login(json_body(), passwords)
         if username is None:
             return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
         session["user"] = username
@@ -49,7 +55,7 @@ def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Ma
         if user is None:
             return {"error": "unauthorized", "error_description": "sign in to the gateway first"}, 401
         path = f"/{rest}" + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
-        body = request.get_data()
+        body = request_body(request, MAX_BOUND_BODY)  # the viewer context is bound to all of it
         headers = dict(session.get("passthrough", {}))
         headers.update(signer.headers(user_id=user, method=request.method, path=path, body=body))
         if request.content_type:

@@ -17,9 +17,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from policy import InvalidScope
 
-from .bodies import MAX_JSON_BYTES, BodyError, json_object
+from .bodies import BodyError
 from .capability import CapabilityIssuer, check_session_id, scope_tokens
-from .flask import ResourceServer, request_body
+from .flask import ResourceServer, json_body
 from .guard import Granted
 
 __all__ = ["agent_blueprint"]
@@ -44,7 +44,7 @@ def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted]
     try:
         # Bounded and strict: size, nesting depth, duplicate members (get_json would let a body
         # nested 1,000 deep raise RecursionError, a 500).
-        body = json_object(request_body(request, MAX_JSON_BYTES))
+        body = json_body()
     except BodyError as exc:
         return _error(400, "invalid_request", exc.description)
     return body, granted

@@ -1,6 +1,6 @@
 """WSGI apps for the hostile-body tests, importable by gunicorn (``body_apps:demo()``) as well as
-in process: the demo API (viewer-context route, agent endpoints, login, project writes) and the
-WSGI middleware around a form-reading app. No token is ever needed: the demo's first-party login
+in process: the demo API (viewer-context route, agent endpoints, login, project writes), the demo
+gateway (login, forwarding) and the WSGI middleware around a form-reading app. No token is ever needed: the demo's first-party login
 authenticates, so no verifier key or clock is involved."""
 
 from __future__ import annotations
@@ -31,6 +31,19 @@ def demo() -> Any:
         # A file, not sqlite:// (which is one database per thread in a threaded server).
         grants_url=f"sqlite:///{tempfile.mkdtemp(prefix='body-apps-')}/grants.db",
         gateway_key=b"g" * 32,
+    ).wsgi_app
+
+
+def gateway() -> Any:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from demo_gateway import create_gateway
+
+    return create_gateway(
+        # Never called: every request these tests send is refused before it is forwarded.
+        api="https://api.test",
+        audience="https://api.test",
+        context_key=b"g" * 32,
+        passwords={"user-admin": PASSWORD},
     ).wsgi_app
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.adversarial.body_apps import PASSWORD, ROOT, demo, middleware
+from tests.adversarial.body_apps import PASSWORD, ROOT, demo, gateway, middleware
 from tests.support import serve_wsgi
 
 DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
@@ -65,7 +65,7 @@ def gunicorn(factory: str) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def werkzeug(factory: str) -> Iterator[tuple[str, int]]:
-    with serve_wsgi({"demo": demo, "middleware": middleware}[factory]()) as url:
+    with serve_wsgi({"demo": demo, "gateway": gateway, "middleware": middleware}[factory]()) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -76,6 +76,12 @@ SERVERS = {"gunicorn": gunicorn, "werkzeug": werkzeug}
 @pytest.fixture(scope="module", params=list(SERVERS))
 def demo_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     with SERVERS[request.param]("demo") as address:
+        yield address
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def gateway_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    with SERVERS[request.param]("gateway") as address:
         yield address
 
 
@@ -236,3 +242,29 @@ def test_sound_bodies_still_work(demo_server: tuple[str, int], cookie: str) -> N
         request("/orgs/acme/agent-token", b'{"sessionId": "s-1"}', extra=f"Cookie: {cookie}\r\n"),
     )
     assert minted[0] == 200 and json.loads(minted[2])["token"].startswith("cap_")
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_the_gateway_login_refuses_broken_bodies(gateway_server: tuple[str, int], case: str) -> None:
+    options = dict(BROKEN[case])
+    body = options.pop("body")
+    assert_bad_request(exchange(gateway_server, request("/login", body, **options)))
+
+
+def test_the_gateway_does_not_forward_a_broken_body(gateway_server: tuple[str, int]) -> None:
+    host, port = gateway_server
+    login = httpx.post(
+        f"http://{host}:{port}/login", json={"username": "user-admin", "password": PASSWORD}, timeout=TIMEOUT
+    )
+    cookie = f"session={login.cookies['session']}"
+    for raw in (
+        request("/api/orgs/acme/projects", MALFORMED_CHUNKED, chunked=True, extra=f"Cookie: {cookie}\r\n"),
+        request(
+            "/api/orgs/acme/projects",
+            chunked(b"x" * (2 * 1024 * 1024)),
+            chunked=True,
+            extra=f"Cookie: {cookie}\r\n",
+        ),
+        request("/api/orgs/acme/projects", b"{}", length=300, extra=f"Cookie: {cookie}\r\n"),
+    ):
+        assert_bad_request(exchange(gateway_server, raw))
