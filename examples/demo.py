@@ -1,11 +1,15 @@
-"""The demo: an authorization server, a protected API, and a client that steps up by itself.
+"""The demo: an authorization server, a protected API, a gateway, and a client that steps up by itself.
 
-    python examples/demo.py            # start both servers on loopback, run the scripted client, stop
-    python examples/demo.py --serve    # keep both servers running for curl (ports 5000 and 5001)
+    python examples/demo.py            # start the three servers on loopback (free ports), run the
+                                       # scripted client, stop
+    python examples/demo.py --serve    # keep them running for curl: authorization server on 5000,
+                                       # API on 5001, gateway on 5002 (--as-port, --api-port,
+                                       # --gateway-port choose others)
 
 The authorization server (Authlib, SQLite) issues RFC 9068 JWT access tokens signed with ES256,
 bound to an organization by an ``org_id`` claim and capped by the user's role. The API (Flask and
-this library) fetches the server's JWK Set over HTTP and checks every request.
+this library) fetches the server's JWK Set over HTTP and checks every request. The gateway signs
+users in and calls the API with a signed viewer context.
 """
 
 from __future__ import annotations
@@ -304,9 +308,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--serve", action="store_true", help="keep the servers running for manual use")
-    parser.add_argument("--as-port", type=int, default=5000)
-    parser.add_argument("--api-port", type=int, default=5001)
-    parser.add_argument("--gateway-port", type=int, default=5002)
+    parser.add_argument(
+        "--as-port", type=int, default=5000, help="with --serve: the authorization server's port"
+    )
+    parser.add_argument("--api-port", type=int, default=5001, help="with --serve: the API's port")
+    parser.add_argument("--gateway-port", type=int, default=5002, help="with --serve: the gateway's port")
     args = parser.parse_args()
     if args.serve:
         serve(args.as_port, args.api_port, args.gateway_port)
