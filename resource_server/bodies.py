@@ -11,12 +11,13 @@ adapter answers with ``400`` and a JSON error: never a 500, never a hang.
 from __future__ import annotations
 
 import io
-import json
 import re
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
+
+from .jws import strict_json_decoder
 
 __all__ = ["MAX_BOUND_BODY", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "BodyError", "json_object", "read_body"]
 
@@ -75,19 +76,10 @@ def read_body(environ: dict[str, Any], *, limit: int) -> bytes:
     return data
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        # RFC 8259 §4: names SHOULD be unique; parsers disagree on which one wins, so refuse.
-        raise BodyError("the JSON body has duplicate member names")
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise BodyError("the JSON body holds NaN or Infinity, which JSON does not have")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+_DECODER = strict_json_decoder(
+    lambda: BodyError("the JSON body has duplicate member names"),
+    lambda: BodyError("the JSON body holds NaN or Infinity, which JSON does not have"),
+)
 
 
 def nesting_depth(data: bytes) -> int:

@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jwt.algorithms import HMACAlgorithm
@@ -59,21 +59,31 @@ def b64decode(segment: str) -> bytes:
         raise InvalidToken("the token is not valid base64url") from None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        # RFC 7515 §5.2 / RFC 7519 §7.2: parsers MUST reject duplicate member names (or use the
-        # last); two parsers disagreeing about which one counts is an attack, so refuse.
-        raise InvalidToken("the token has duplicate JSON members")
-    return result
+def strict_json_decoder(
+    duplicate: Callable[[], Exception], constant: Callable[[], Exception]
+) -> json.JSONDecoder:
+    """A JSON decoder that raises ``duplicate()`` for an object with a repeated member name and
+    ``constant()`` for ``NaN``/``Infinity`` (not JSON, RFC 8259 §6). Build it once: ``json.loads``
+    with hooks constructs a new decoder on every call."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            # RFC 7515 §5.2 / RFC 7519 §7.2 / RFC 8259 §4: parsers disagree about which of two
+            # members counts, and that disagreement is an attack: refuse.
+            raise duplicate()
+        return result
+
+    def refuse_constant(name: str) -> Any:
+        raise constant()
+
+    return json.JSONDecoder(object_pairs_hook=no_duplicates, parse_constant=refuse_constant)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise InvalidToken("the token holds a non-standard JSON number")
-
-
-# Built once: json.loads() with hooks would construct a new decoder on every call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+_DECODER = strict_json_decoder(
+    lambda: InvalidToken("the token has duplicate JSON members"),
+    lambda: InvalidToken("the token holds a non-standard JSON number"),
+)
 
 
 def json_object(segment: str, what: str) -> dict[str, Any]:
