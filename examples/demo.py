@@ -166,7 +166,7 @@ def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], st
 
         capped = token("acme", "project:read project:write", username="user-member")
         call(
-            "5. a member asked for project:write; the server granted only what the role holds",
+            "5. a member asked for project:write; granted only what the role holds; no token can help, so no challenge",
             "POST",
             "/orgs/acme/projects",
             capped,
