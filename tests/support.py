@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import threading
 import time
@@ -18,6 +19,14 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 ISSUER = "https://as.test"
 AUDIENCE = "https://api.test"
+
+#: Token ids: unique in a run, and of one fixed width, so that a payload's length (and so its
+#: base64 alignment) never depends on uptime or on how many tokens earlier tests minted.
+_JTI_SERIAL = itertools.count(1)
+
+
+def next_jti(prefix: str = "jti-") -> str:
+    return f"{prefix}{next(_JTI_SERIAL):012d}"
 
 
 @dataclass
@@ -45,7 +54,7 @@ class Signer:
             "exp": now + 600,
             "scope": "project:read",
             "org_id": "acme",
-            "jti": f"jti-{time.monotonic_ns()}",
+            "jti": next_jti(),
         }
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not _DROP}

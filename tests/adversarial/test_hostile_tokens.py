@@ -172,9 +172,13 @@ def with_duplicate(json_text: str, member: str) -> str:
 
 
 def std_b64_segment(char: str, base: dict[str, Any]) -> tuple[str, bytes]:
-    """A JSON object whose *standard* base64 form contains ``char`` ("+" or "/")."""
-    for n in range(200):
-        raw = dumps({**base, "x": "?>~" * (n % 7 + 1) + "a" * (n // 7)})
+    """A JSON object whose *standard* base64 form contains ``char`` ("+" or "/").
+
+    "?" (0x3F) and ">" (0x3E) as the last byte of a 3-byte group encode as "/" and "+". Padding of
+    0, 1 and 2 characters *before* the pattern moves it through every offset, so one of the three
+    always holds ``char``, whatever the length of ``base`` (its jti, say)."""
+    for pad in range(3):
+        raw = dumps({**base, "x": "a" * pad + "?>~" * 2})
         segment = base64.b64encode(raw).decode().rstrip("=")
         if char in segment:
             return segment, raw
@@ -558,6 +562,24 @@ def test_the_table_tokens_are_otherwise_sound(keys: Keys, verifier: JWTVerifier)
     assert verifier.verify(keys.es.token(now=NOW, headers={"x": "a" * 100}))
     for signer in (keys.rs, keys.ed):
         assert verifier.verify(signer.token(now=NOW)).subject == "user-1"
+
+
+@pytest.mark.parametrize("char", ["+", "/"])
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_std_b64_segment_finds_its_character_for_any_base(char: str, part: str, keys: Keys) -> None:
+    """The "'+' / '/' in a segment" cases above get their character whatever the base object's
+    length mod 3, e.g. for a jti of any number of digits (it once came from the uptime)."""
+    residues = set()
+    for digits in range(10, 17):
+        for filler in ("", "b", "bb"):
+            jti = f"jti-{filler}{10 ** (digits - 1)}"
+            base = header_of(keys.es, jti=jti) if part == "header" else payload_of(keys.es, jti=jti)
+            residues.add(len(dumps({**base, "x": ""})) % 3)
+            segment, raw = std_b64_segment(char, base)
+            assert char in segment
+            assert base64.b64decode(segment + "=" * (-len(segment) % 4)) == raw
+            assert json.loads(raw).items() >= base.items()
+    assert residues == {0, 1, 2}
 
 
 @pytest.mark.parametrize(

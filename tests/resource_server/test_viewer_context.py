@@ -66,7 +66,7 @@ def good_claims(clock: FakeClock, **overrides: Any) -> dict[str, Any]:
         "aud": AUD,
         "iat": now,
         "exp": now + 60,
-        "jti": f"j-{time.monotonic_ns()}",
+        "jti": __import__("tests.support", fromlist=["next_jti"]).next_jti("j-"),  # fixed width, not uptime
         "htm": "GET",
         "htu": "/p",
         "bh": b64encode(hashlib.sha256(b"").digest()),
