@@ -232,7 +232,7 @@ def make_client(es: Signer, issuer: CapabilityIssuer):
     app = Flask(__name__)
     rs = ResourceServer(
         app,
-        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es)),
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=FakeClock()),
         roles=ROLES,
         membership=lambda s, o: MEMBERS.get((s, o)),
         capabilities=issuer.verifier(),

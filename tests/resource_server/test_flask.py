@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -21,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from policy import Challenge, Roles, ScopeMap, parse_challenges
 from resource_server import JWTVerifier
 from resource_server.flask import ResourceServer, current_access, current_token
-from tests.support import AUDIENCE, DROP, ISSUER, JWKSServer, es256, jwks, serve_wsgi
+from tests.support import AUDIENCE, DROP, ISSUER, NOW, FakeClock, JWKSServer, es256, jwks, serve_wsgi
 
 SIGNER = es256("es-1")
 # Same kid, different key: its tokens carry a signature our key set cannot verify.
@@ -51,7 +50,8 @@ def membership(subject: str, org: str | None) -> str | None:
 
 
 def verifier(**options: Any) -> JWTVerifier:
-    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), **options)
+    """At the tests' fixed instant (``token()`` mints there too) unless a ``clock`` is given."""
+    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), **{"clock": FakeClock(), **options})
 
 
 VERIFIER = verifier()
@@ -352,8 +352,8 @@ def test_another_scheme_gets_a_plain_challenge(client: Any, value: str) -> None:
 # -- 401 invalid_token ------------------------------------------------------------------------------
 
 BAD_TOKENS = {
-    "expired": lambda: token(now=int(time.time()) - 3600),
-    "not yet valid": lambda: token(nbf=int(time.time()) + 3600),
+    "expired": lambda: token(now=NOW - 3600),
+    "not yet valid": lambda: token(nbf=NOW + 3600),
     "wrong issuer": lambda: token(iss="https://evil.test"),
     "wrong audience": lambda: token(aud="https://other.test"),
     "no audience": lambda: token(aud=DROP),
@@ -392,7 +392,9 @@ def test_a_jwks_uri_on_a_closed_port_is_401_not_500() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    unreachable = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"http://127.0.0.1:{port}/jwks")
+    unreachable = JWTVerifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"http://127.0.0.1:{port}/jwks", clock=FakeClock()
+    )
     app, _ = build_app(unreachable)
     response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
     assert_invalid_token(response)
@@ -402,7 +404,7 @@ def test_a_failing_jwks_server_is_401_not_500() -> None:
     server = JWKSServer(jwks(SIGNER))
     server.status = 500
     with server.running():
-        remote = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=server.url)
+        remote = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=server.url, clock=FakeClock())
         app, _ = build_app(remote)
         response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
     assert_invalid_token(response)

@@ -26,7 +26,7 @@ def jwks_server() -> Iterator[JWKSServer]:
 
 @pytest.fixture(scope="module")
 def base_url(jwks_server: JWKSServer) -> Iterator[str]:
-    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=jwks_server.url)
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=jwks_server.url, clock=FakeClock())
     app, _ = build_app(
         verifier,
         config={

@@ -10,7 +10,7 @@ from flask import Blueprint, Flask
 from policy import Roles
 from resource_server import JWTVerifier
 from resource_server.flask import ResourceServer
-from tests.support import AUDIENCE, ISSUER, Signer, jwks
+from tests.support import AUDIENCE, ISSUER, FakeClock, Signer, jwks
 
 ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write", "team:write"]})
 
@@ -20,7 +20,7 @@ def make_app(es: Signer, *, clean: bool = True) -> tuple[Flask, ResourceServer]:
     app.config["RESOURCE_SERVER_RESOURCE"] = "https://api.test"
     rs = ResourceServer(
         app,
-        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es)),
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=FakeClock()),
         roles=ROLES,
         membership=lambda s, o: {"user-1": "admin"}.get(s),
     )

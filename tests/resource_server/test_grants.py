@@ -210,7 +210,7 @@ def test_validation_runs_before_any_database_access(url: str, bad: dict) -> None
 
 
 def test_a_valid_call_does_reach_the_unreachable_database() -> None:
-    grants = GrantStore("sqlite:////nonexistent-dir/no/grants.db")
+    grants = GrantStore("sqlite:////nonexistent-dir/no/grants.db", clock=Clock())
     with pytest.raises(Exception) as caught:
         grants.approve(**KEY, scopes=["read"], ttl=60)
     assert not isinstance(caught.value, ValueError)

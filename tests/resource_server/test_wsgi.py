@@ -15,12 +15,12 @@ from werkzeug.test import Client
 from policy import Challenge, Roles, ScopeMap, parse_challenges
 from resource_server import JWTVerifier
 from resource_server.wsgi import ACCESS_KEY, TOKEN_KEY, BearerMiddleware
-from tests.support import AUDIENCE, DROP, ISSUER, es256, jwks, serve_wsgi
+from tests.support import AUDIENCE, DROP, ISSUER, FakeClock, es256, jwks, serve_wsgi
 
 SIGNER = es256("wsgi-1")
 ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write", "team:write"]})
 MEMBERS = {("user-1", "acme"): "admin", ("user-2", "acme"): "member", ("user-1", "globex"): "member"}
-VERIFIER = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER))
+VERIFIER = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), clock=FakeClock())
 PROJECTS = ScopeMap({"GET": "project:read", "POST": "project:write"})
 ROUTES: dict[str, Any] = {
     "/orgs/<org>/projects": PROJECTS,
