@@ -389,14 +389,16 @@ def test_org_mismatch_beats_missing_membership(client: Any) -> None:
 
 
 def test_a_jwks_uri_on_a_closed_port_is_401_not_500() -> None:
+    # The port stays bound (and never listens) while the request is made, so connecting is
+    # refused for sure: no other process can take the port in between.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    unreachable = JWTVerifier(
-        issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"http://127.0.0.1:{port}/jwks", clock=FakeClock()
-    )
-    app, _ = build_app(unreachable)
-    response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
+        unreachable = JWTVerifier(
+            issuer=ISSUER, audience=AUDIENCE, jwks_uri=f"http://127.0.0.1:{port}/jwks", clock=FakeClock()
+        )
+        app, _ = build_app(unreachable)
+        response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
     assert_invalid_token(response)
 
 

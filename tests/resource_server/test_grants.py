@@ -7,7 +7,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -47,15 +46,15 @@ def find_pg_ctl() -> Path | None:
     return Path(candidates[-1]) if candidates else None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: The server listens on a Unix socket in its own fresh directory and on no TCP port at all, so
+#: this port number only names the socket file: it can never be taken by another process.
+PG_PORT = 5432
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[int]:
-    """A throwaway PostgreSQL server on 127.0.0.1, superuser ``postgres`` with trust auth; yields its port.
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server, superuser ``postgres`` with trust auth, reached through a Unix
+    socket; yields the socket's directory (libpq's ``host`` for a socket).
 
     initdb and postgres refuse to run as root, so as root the server runs as the ``postgres``
     OS user (which the Debian package creates) through runuser.
@@ -75,13 +74,13 @@ def pg_server() -> Iterator[int]:
             pytest.fail("running as root needs a 'postgres' OS user to run the PostgreSQL server")
         os.chown(base, account.pw_uid, account.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    data, port = base / "data", free_port()
+    data = base / "data"
     run = lambda *args: subprocess.run([*prefix, *map(str, args)], check=True, capture_output=True)  # noqa: E731
     run(pg_ctl.parent / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+    options = f"-p {PG_PORT} -k {base} -c listen_addresses='' -c fsync=off -c max_connections=200"
     run(pg_ctl, "start", "-w", "-D", data, "-l", base / "server.log", "-o", options)
     try:
-        yield port
+        yield str(base)
     finally:
         run(pg_ctl, "stop", "-m", "fast", "-D", data)
         shutil.rmtree(base, ignore_errors=True)
@@ -98,10 +97,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     from pytest_postgresql.janitor import DatabaseJanitor
 
-    port = request.getfixturevalue("pg_server")
+    socket_dir = request.getfixturevalue("pg_server")
     dbname = f"grants_{os.getpid()}_{next(_db_names)}"
-    with DatabaseJanitor(user="postgres", host="127.0.0.1", port=port, dbname=dbname):
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/{dbname}"
+    with DatabaseJanitor(user="postgres", host=socket_dir, port=PG_PORT, dbname=dbname):
+        yield f"postgresql+psycopg://postgres@/{dbname}?host={socket_dir}&port={PG_PORT}"
 
 
 @pytest.fixture

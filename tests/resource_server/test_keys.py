@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -375,12 +376,14 @@ def test_a_server_gone_down_leaves_the_cached_keys_in_service(es: Signer, clock:
 
 
 def test_a_server_down_at_first_use_is_an_invalid_token(es: Signer, clock: FakeClock) -> None:
-    server = JWKSServer(jwks(es))  # never started, then closed: nothing listens on the port
-    server._server.server_close()
-    verifier = remote(server.url, clock)
-    unknown_key(verifier, token_at(es, clock))
-    clock.advance(60)
-    unknown_key(verifier, token_at(es, clock))
+    # A port held bound but never listening: connections are refused, and no other process can
+    # start serving on it while the test runs.
+    with socket.socket() as down:
+        down.bind(("127.0.0.1", 0))
+        verifier = remote(f"http://127.0.0.1:{down.getsockname()[1]}/.well-known/jwks.json", clock)
+        unknown_key(verifier, token_at(es, clock))
+        clock.advance(60)
+        unknown_key(verifier, token_at(es, clock))
 
 
 def test_a_failing_first_fetch_recovers_after_the_cooldown(
