@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# Hypothesis keeps its example database (failures it found, replayed on the next run) under the
+# working directory by default: run from elsewhere, the suite would leave a .hypothesis/ there and
+# forget what it had found. Keep it at the repository's root, whatever the working directory.
+os.environ.setdefault(
+    "HYPOTHESIS_STORAGE_DIRECTORY", str(Path(__file__).resolve().parent.parent / ".hypothesis")
+)
 
 
 @pytest.fixture(scope="session", autouse=True)

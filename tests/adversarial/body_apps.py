@@ -5,6 +5,8 @@ authenticates, so no verifier key or clock is involved."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable
@@ -20,6 +22,8 @@ def demo() -> Any:
     from demo_api import create_api
     from demo_auth_server import ROLES
 
+    directory = tempfile.mkdtemp(prefix="body-apps-")
+    atexit.register(shutil.rmtree, directory, True)  # leave no files behind in the temp directory
     return create_api(
         issuer="https://as.test",
         # Never fetched: these tests send no access token, only session cookies and bodies.
@@ -29,7 +33,7 @@ def demo() -> Any:
         memberships={("user-admin", "acme"): "admin"},
         passwords={"user-admin": PASSWORD},
         # A file, not sqlite:// (which is one database per thread in a threaded server).
-        grants_url=f"sqlite:///{tempfile.mkdtemp(prefix='body-apps-')}/grants.db",
+        grants_url=f"sqlite:///{directory}/grants.db",
         gateway_key=b"g" * 32,
     ).wsgi_app
 

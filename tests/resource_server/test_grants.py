@@ -208,8 +208,9 @@ def test_validation_runs_before_any_database_access(url: str, bad: dict) -> None
     assert connects == []
 
 
-def test_a_valid_call_does_reach_the_unreachable_database() -> None:
-    grants = GrantStore("sqlite:////nonexistent-dir/no/grants.db", clock=Clock())
+def test_a_valid_call_does_reach_the_unreachable_database(tmp_path: Path) -> None:
+    # A directory that surely does not exist (SQLite creates no directories), whatever the machine.
+    grants = GrantStore(f"sqlite:///{tmp_path / 'missing' / 'grants.db'}", clock=Clock())
     with pytest.raises(Exception) as caught:
         grants.approve(**KEY, scopes=["read"], ttl=60)
     assert not isinstance(caught.value, ValueError)
