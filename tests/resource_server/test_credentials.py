@@ -215,7 +215,9 @@ def test_arbitrary_text_yields_none_a_token_or_a_defined_error(value: str) -> No
         assert value.endswith(" " + result)
 
 
-@given(token=st.text(min_size=1, max_size=50).filter(lambda t: t.strip(" ") == t))
+# A leading space would join the separator, and trailing OWS (space or tab, RFC 9110 §5.5) is not
+# part of the field value: neither can be part of a token, so neither is generated.
+@given(token=st.text(min_size=1, max_size=50).filter(lambda t: t == t.lstrip(" ").rstrip(" \t")))
 def test_a_bearer_value_is_returned_only_when_it_is_a_b64token(token: str) -> None:
     is_b64token = re.fullmatch(r"[A-Za-z0-9._~+/-]+=*", token) is not None
     try:
