@@ -128,18 +128,17 @@ def _deny(access: Access, rule: Rule, realm: str | None, resource_metadata: str 
     token, role = access.token_scopes, access.role_scopes
     if token is None:
         return _forbidden(f"{method} denied: the member's role grants none of: {needed}.")
-    held_by_token = next((alt for alt in alternatives if alt <= token), None)
-    if held_by_token is not None:
-        missing = describe_alternative(held_by_token - role)
-        return _forbidden(
-            f"{method} denied: the token grants {describe_alternative(held_by_token)} but the member's role "
-            f"lacks {missing}, so a new token cannot help."
-        )
     advertised = next((alt for alt in alternatives if alt <= role), None)
     if advertised is None:
-        # A challenge here would send the client to re-authorize for scopes the role can never
-        # pass through role ∩ token: a futile round trip for the user (RFC 6750 §3.1 says the
-        # scope attribute names what is "necessary to access", which no token can supply).
+        # No token can help: role ∩ token never reaches an alternative the role lacks. A
+        # challenge would send the client to re-authorize its user for nothing (RFC 6750 §3.1:
+        # the scope attribute names what is "necessary to access", which no token can supply).
+        held_by_token = next((alt for alt in alternatives if alt <= token), None)
+        if held_by_token is not None:
+            return _forbidden(
+                f"{method} denied: the token grants {describe_alternative(held_by_token)} but the member's "
+                f"role lacks {describe_alternative(held_by_token - role)}, so no token can help."
+            )
         return _forbidden(
             f"{method} denied: neither the token nor the member's role grants {needed}, so no token can help."
         )

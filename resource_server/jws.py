@@ -7,6 +7,7 @@ import base64
 import binascii
 import hmac
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -63,7 +64,8 @@ def strict_json_decoder(
     duplicate: Callable[[], Exception], constant: Callable[[], Exception]
 ) -> json.JSONDecoder:
     """A JSON decoder that raises ``duplicate()`` for an object with a repeated member name and
-    ``constant()`` for ``NaN``/``Infinity`` (not JSON, RFC 8259 §6). Build it once: ``json.loads``
+    ``constant()`` for ``NaN``/``Infinity`` and for numbers too large for a float (not JSON
+    values, RFC 8259 §6). Build it once: ``json.loads``
     with hooks constructs a new decoder on every call."""
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -77,7 +79,15 @@ def strict_json_decoder(
     def refuse_constant(name: str) -> Any:
         raise constant()
 
-    return json.JSONDecoder(object_pairs_hook=no_duplicates, parse_constant=refuse_constant)
+    def finite(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):  # 1e999 overflows to infinity, which JSON cannot express either
+            raise constant()
+        return value
+
+    return json.JSONDecoder(
+        object_pairs_hook=no_duplicates, parse_constant=refuse_constant, parse_float=finite
+    )
 
 
 _DECODER = strict_json_decoder(

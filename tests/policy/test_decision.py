@@ -77,6 +77,14 @@ def test_token_would_do_but_role_does_not_gets_no_challenge() -> None:
     assert "role" in decision.reason and "project:admin" in decision.reason
 
 
+def test_a_token_holding_an_alternative_the_role_lacks_still_gets_the_one_the_role_holds() -> None:
+    """The token's team:read is useless (the role lacks it), but the role holds project:read, so
+    a token with project:read would pass: that is the challenge."""
+    scope_map = ScopeMap({"GET": ["team:read", "project:read"]})
+    decision = decide(access({"project:read"}, {"team:read"}), scope_map, "GET")
+    assert decision.error == "insufficient_scope" and decision.scope == ("project:read",)
+
+
 def test_not_a_member_gets_no_challenge() -> None:
     decision = decide(access(set(), {"project:read"}), PROJECT, "GET")
     assert decision.status == 403 and decision.www_authenticate is None
@@ -134,11 +142,10 @@ def test_the_rules_hold_for_every_combination(role, token, method) -> None:
     allowed = any(alt <= acc.scopes for alt in alternatives)
     assert decision.allowed is allowed
     assert decision.status == (200 if allowed else 403)
-    token_short = token is not None and alternatives and not any(alt <= token for alt in alternatives)
     held_by_role = [alt for alt in alternatives if alt <= role]
-    if allowed or not token_short or not held_by_role:
-        # Allowed, or no token could help (the role holds no alternative, the token would do but
-        # the role does not, a session, an unmapped method): never a challenge.
+    if allowed or token is None or not held_by_role:
+        # Allowed, or no token could help (the role holds no alternative, a session, an unmapped
+        # method): never a challenge. Otherwise a token holding a role's alternative would pass.
         assert decision.www_authenticate is None and decision.error is None and decision.scope == ()
         return
     expected = held_by_role[0]

@@ -138,3 +138,42 @@ def test_any_bytes_give_an_object_or_a_body_error(data: bytes) -> None:
         assert isinstance(json_object(data), dict)
     except BodyError as error:
         assert error.description
+
+
+HOSTILE_SHAPES = {
+    "an unterminated string of escaped quotes": lambda n: b'"' + b'\\"' * (n // 2),
+    "quotes only": lambda n: b'"' * n,
+    "open brackets": lambda n: b"[" * n,
+    "bracket pairs": lambda n: b"[]" * (n // 2),
+    "strings in arrays": lambda n: b'["",' * (n // 4),
+    "brackets inside one string": lambda n: b'{"s": "' + b"[" * n + b'"}',
+}
+
+
+def best_time(data: bytes) -> float:
+    import time
+
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        try:
+            json_object(data)
+        except BodyError:
+            pass
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize("shape", list(HOSTILE_SHAPES))
+def test_refusing_a_hostile_body_takes_linear_time(shape: str) -> None:
+    """Eight times the input may cost at most 8 x 4 times as much (a quadratic scan costs 64 x:
+    an unterminated string of escaped quotes once took 17 s for 64 KiB). A ratio in one run, the
+    best of several tries, so a loaded machine does not fail it; no absolute time."""
+    build = HOSTILE_SHAPES[shape]
+    ratios = []
+    for _ in range(3):
+        small, large = best_time(build(8 * 1024)), best_time(build(64 * 1024))
+        ratios.append(large / max(small, 1e-6))
+        if ratios[-1] <= 32:
+            return
+    raise AssertionError(f"{shape}: 8x the input cost {min(ratios):.0f}x the time")
