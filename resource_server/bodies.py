@@ -20,7 +20,15 @@ from werkzeug.wsgi import get_content_length, get_input_stream
 
 from .jws import strict_json_decoder
 
-__all__ = ["MAX_BOUND_BODY", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "BodyError", "json_object", "read_body"]
+__all__ = [
+    "MAX_BOUND_BODY",
+    "MAX_JSON_BYTES",
+    "MAX_JSON_DEPTH",
+    "BodyError",
+    "json_object",
+    "peek_body",
+    "read_body",
+]
 
 #: The largest body a viewer context can be bound to (its hash is taken over the whole body).
 MAX_BOUND_BODY = 1024 * 1024
@@ -78,6 +86,46 @@ def read_body(environ: dict[str, Any], *, limit: int) -> bytes:
     environ["CONTENT_LENGTH"] = str(len(data))
     environ.pop("HTTP_TRANSFER_ENCODING", None)  # the body is now a plain, counted one
     return data
+
+
+def peek_body(environ: dict[str, Any], *, limit: int) -> bytes:
+    """Up to ``limit + 1`` bytes from the start of the request body, put back in front of the
+    rest, which stays unread: the application still receives the body whole, however large.
+
+    The rest is read through werkzeug's limited stream, so nothing past ``Content-Length`` is
+    ever read (on a keep-alive connection that would block on the next request); a body with
+    neither a length nor a server-terminated stream is empty. :class:`BodyError` when the body
+    cannot be read or ends before its ``Content-Length``.
+    """
+    declared = get_content_length(environ)
+    try:
+        stream = get_input_stream(environ)
+        head = stream.read(limit + 1)
+    except Exception:  # a malformed chunked body, a cut connection: the server's own exceptions
+        raise BodyError("the request body could not be read") from None
+    if declared is not None and len(head) < min(declared, limit + 1):
+        raise BodyError("the request body ended before its Content-Length")
+    environ["wsgi.input"] = io.BufferedReader(_Prefixed(head, stream))
+    return head
+
+
+class _Prefixed(io.RawIOBase):
+    """The bytes already read, then the rest of a (bounded) input stream."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head = io.BytesIO(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._head.readinto(buffer)
+        if count:
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 _DECODER = strict_json_decoder(

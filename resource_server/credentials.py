@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qs
 
+from .bodies import peek_body
 from .tokens import InvalidToken
 
-__all__ = ["MAX_FORM_INSPECTED", "MalformedCredentials", "bearer_token", "names_access_token"]
+__all__ = [
+    "MAX_FORM_INSPECTED",
+    "MalformedCredentials",
+    "bearer_token",
+    "names_access_token",
+    "token_elsewhere",
+]
 
 #: Larger urlencoded bodies are not searched for a second token (that would mean buffering them);
 #: a token there is never accepted anyway, only the ``Authorization`` header is.
@@ -68,3 +76,27 @@ def names_access_token(urlencoded: bytes | str) -> bool:
     (RFC 6750 §2.2 and §2.3), percent-encoded names included."""
     text = urlencoded.decode("latin-1") if isinstance(urlencoded, bytes) else urlencoded
     return "access_token" in parse_qs(text, keep_blank_values=True)
+
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def token_elsewhere(environ: dict[str, Any]) -> bool:
+    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or in an urlencoded body
+    (§2.2): this server takes the ``Authorization`` header only, and refuses a token sent another
+    way too, alone or next to the header (RFC 6750 §2: one method per request).
+
+    Up to :data:`MAX_FORM_INSPECTED` bytes of an urlencoded body, chunked or not, are read and
+    put back in front of the rest (:func:`~resource_server.bodies.peek_body`), so the application
+    still reads the body whole; a larger body is not searched. Raises
+    :class:`~resource_server.bodies.BodyError` for a body that cannot be read.
+    """
+    query = environ.get("QUERY_STRING")
+    if query and names_access_token(query):
+        return True
+    # The raw header first: this runs on every request, and most requests are not forms.
+    content_type = environ.get("CONTENT_TYPE")
+    if not content_type or content_type[: len(_FORM)].lower() != _FORM:
+        return False
+    head = peek_body(environ, limit=MAX_FORM_INSPECTED)
+    return len(head) <= MAX_FORM_INSPECTED and names_access_token(head)

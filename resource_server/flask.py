@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,7 +22,7 @@ from werkzeug.local import LocalProxy
 from policy import Access, Roles, ScopeMap
 
 from .bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from .credentials import MAX_FORM_INSPECTED, names_access_token
+from .credentials import MAX_FORM_INSPECTED, names_access_token, token_elsewhere
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .jws import InvalidToken
 from .resource_tokens import ResourceToken, ResourceTokenVerifier
@@ -413,36 +414,47 @@ class ResourceServer:
 
 
 def _token_elsewhere(req: Request) -> bool:
-    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2).
-    Raises :class:`BodyError` for a form body that cannot be read."""
-    environ = req.environ
-    if environ.get("QUERY_STRING") and "access_token" in req.args:
+    """:func:`resource_server.credentials.token_elsewhere` for a Flask request, which the
+    application may have read already (a ``before_request`` hook, another extension)."""
+    if "stream" not in req.__dict__:  # werkzeug opens the body lazily: nobody has read it yet
+        return token_elsewhere(req.environ)
+    if req.environ.get("QUERY_STRING") and "access_token" in req.args:
         return True
-    # Read the raw header first: parsing the mimetype costs more than the rest of the check.
-    if environ.get("CONTENT_TYPE", "")[: len(_FORM)].lower() != _FORM:
+    if req.environ.get("CONTENT_TYPE", "")[: len(_FORM)].lower() != _FORM:
         return False
+    if "form" in req.__dict__:  # parsed already: the raw bytes may be gone, the fields are not
+        return "access_token" in req.form
     length = req.content_length
-    if length is None or length > MAX_FORM_INSPECTED:  # chunked bodies are not buffered to look
-        return False
+    if length is None or length > MAX_FORM_INSPECTED:
+        return False  # opened by the app and unbounded or large: not buffered to look
     return names_access_token(request_body(req, MAX_FORM_INSPECTED))
 
 
 def request_body(req: Request, limit: int) -> bytes:
     """The body of a Flask request, at most ``limit`` bytes, still readable by the view
-    afterwards (``get_data``, ``form``, ``get_json``); :class:`BodyError` when it cannot be read
-    or is larger than ``limit``."""
+    afterwards (``get_data``, ``form``, ``get_json``). :class:`BodyError` when it cannot be
+    read, ends before its ``Content-Length``, is larger than ``limit``, or was consumed by the
+    application's own form parsing before it could be checked."""
     if "stream" not in req.__dict__:  # werkzeug builds the stream lazily: nobody has read yet
         return read_body(req.environ, limit=limit)
-    # The app read (or opened) the body first; werkzeug caches what get_data() read.
+    too_large = BodyError(f"the request body is larger than {limit} bytes")
     length = req.content_length
     if length is not None and length > limit:
-        raise BodyError(f"the request body is larger than {limit} bytes")
-    try:
-        data = req.get_data(cache=True)
-    except Exception:
-        raise BodyError("the request body could not be read") from None
+        raise too_large
+    data = getattr(req, "_cached_data", None)  # werkzeug keeps what get_data() read
+    if data is None:
+        if "form" in req.__dict__:
+            # Form parsing read the stream without keeping the bytes; an empty body would be a lie.
+            raise BodyError("the request body was consumed before it could be checked")
+        try:
+            data = req.stream.read(limit + 1)
+        except Exception:  # a malformed chunked body, a cut connection
+            raise BodyError("the request body could not be read") from None
+        if length is not None and len(data) != length:
+            raise BodyError("the request body ended before its Content-Length")
+        req.__dict__["stream"] = io.BytesIO(data)  # the view reads it whole after us
     if len(data) > limit:
-        raise BodyError(f"the request body is larger than {limit} bytes")
+        raise too_large
     return data
 
 

@@ -17,7 +17,6 @@ it names none (:class:`Route` with ``org=None``)::
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -28,7 +27,7 @@ from werkzeug.routing import Map, Rule
 from policy import Roles, ScopeMap
 
 from .bodies import BodyError
-from .credentials import MAX_FORM_INSPECTED, names_access_token
+from .credentials import token_elsewhere
 from .guard import Denial, Guard, Membership
 from .tokens import JWTVerifier
 
@@ -38,7 +37,6 @@ ACCESS_KEY = "resource_server.access"
 TOKEN_KEY = "resource_server.token"
 _PUBLIC = "public"
 _UNCOVERED = Denial(403, "forbidden", "no access policy covers this path", None)
-_FORM = "application/x-www-form-urlencoded"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -127,12 +125,12 @@ class BearerMiddleware:
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return self.app(environ, start_response)
         try:
-            token_elsewhere = _token_elsewhere(environ)
+            elsewhere = token_elsewhere(environ)
         except BodyError as exc:
             return _send(self.guard.bad_body(exc), start_response)
         outcome = self.guard.authorize(
             authorization=environ.get("HTTP_AUTHORIZATION"),
-            token_elsewhere=token_elsewhere,
+            token_elsewhere=elsewhere,
             method=method,
             scope_map=scope_map,
             # Validated at start-up: a route that declares an org variable always has it.
@@ -150,51 +148,3 @@ def _send(denial: Denial, start_response: Callable[..., Any]) -> list[bytes]:
     status = HTTPStatus(denial.status)
     start_response(f"{status.value} {status.phrase}", [*denial.headers, ("Content-Length", str(len(body)))])
     return [body]
-
-
-def _token_elsewhere(environ: dict[str, Any]) -> bool:
-    """Whether an ``access_token`` came in the query (RFC 6750 §2.3) or a form body (§2.2).
-
-    Up to :data:`MAX_FORM_INSPECTED` bytes of an urlencoded body are read and put back in front
-    of the rest of the stream, so the application still receives the body whole. A body that
-    cannot be read (a malformed chunked encoding, a cut connection) raises :class:`BodyError`."""
-    query = environ.get("QUERY_STRING", "")
-    if query and names_access_token(query):
-        return True
-    if environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != _FORM:
-        return False
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return False
-    if length <= 0 and not environ.get("wsgi.input_terminated"):
-        return False  # no length and no end-of-input guarantee: reading could block
-    stream = environ["wsgi.input"]
-    wanted = min(length, MAX_FORM_INSPECTED + 1) if length > 0 else MAX_FORM_INSPECTED + 1
-    try:
-        head = stream.read(wanted)
-    except Exception:  # the server's own exceptions for a broken body
-        raise BodyError("the request body could not be read") from None
-    if length > 0 and len(head) < wanted:  # the connection ended inside the declared length
-        raise BodyError("the request body ended before its Content-Length")
-    environ["wsgi.input"] = io.BufferedReader(_Prefixed(head, stream))
-    return len(head) <= MAX_FORM_INSPECTED and names_access_token(head)
-
-
-class _Prefixed(io.RawIOBase):
-    """The bytes already read, then the rest of the original input stream."""
-
-    def __init__(self, head: bytes, rest: Any) -> None:
-        self._head = io.BytesIO(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._head.readinto(buffer)
-        if count:
-            return count
-        data = self._rest.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)

@@ -1,6 +1,7 @@
 """WSGI apps for the hostile-body tests, importable by gunicorn (``body_apps:demo()``) as well as
-in process: the demo API (viewer-context route, agent endpoints, login, project writes), the demo
-gateway (login, forwarding) and the WSGI middleware around a form-reading app. No token is ever needed: the demo's first-party login
+in process: the demo API (viewer-context route, agent endpoints, login, project writes), also
+with its body opened by an app hook first, the demo gateway (login, forwarding) and the WSGI
+middleware around a form-reading app. No token is ever needed: the demo's first-party login
 authenticates, so no verifier key or clock is involved."""
 
 from __future__ import annotations
@@ -18,6 +19,20 @@ PASSWORD = "body-test-password"
 
 
 def demo() -> Any:
+    return demo_app().wsgi_app
+
+
+def demo_touched() -> Any:
+    """The demo API under an app hook that opens the request body before the library reads it
+    (as a logging middleware or another extension might): the guards must hold there too."""
+    from flask import request
+
+    app = demo_app()
+    app.before_request(lambda: request.stream and None)
+    return app.wsgi_app
+
+
+def demo_app() -> Any:
     sys.path.insert(0, str(ROOT / "examples"))
     from demo_api import create_api
     from demo_auth_server import ROLES
@@ -35,7 +50,7 @@ def demo() -> Any:
         # A file, not sqlite:// (which is one database per thread in a threaded server).
         grants_url=f"sqlite:///{directory}/grants.db",
         gateway_key=b"g" * 32,
-    ).wsgi_app
+    )
 
 
 def gateway() -> Any:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.adversarial.body_apps import PASSWORD, ROOT, demo, gateway, middleware
+from tests.adversarial.body_apps import PASSWORD, ROOT, demo, demo_touched, gateway, middleware
 from tests.support import serve_wsgi
 
 DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
@@ -65,7 +65,8 @@ def gunicorn(factory: str) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def werkzeug(factory: str) -> Iterator[tuple[str, int]]:
-    with serve_wsgi({"demo": demo, "gateway": gateway, "middleware": middleware}[factory]()) as url:
+    factories = {"demo": demo, "demo_touched": demo_touched, "gateway": gateway, "middleware": middleware}
+    with serve_wsgi(factories[factory]()) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
 
@@ -73,9 +74,14 @@ def werkzeug(factory: str) -> Iterator[tuple[str, int]]:
 SERVERS = {"gunicorn": gunicorn, "werkzeug": werkzeug}
 
 
-@pytest.fixture(scope="module", params=list(SERVERS))
+@pytest.fixture(
+    scope="module",
+    params=[(server, app) for server in SERVERS for app in ("demo", "demo_touched")],
+    ids=lambda param: "-".join(param),
+)
 def demo_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
-    with SERVERS[request.param]("demo") as address:
+    server, app = request.param
+    with SERVERS[server](app) as address:
         yield address
 
 

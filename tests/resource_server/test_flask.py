@@ -12,6 +12,7 @@ import socket
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from flask import Blueprint, Flask, jsonify, request
 from flask.views import MethodView
@@ -959,6 +960,11 @@ def metadata_app(**config: Any) -> tuple[Flask, ResourceServer]:
     def c(org: str) -> str:
         return "c"
 
+    @app.route("/orgs/<org>/w")
+    @rs.require({"GET": "project:write"})  # a scope the admin's role holds: a token can help
+    def w(org: str) -> str:
+        return "w"
+
     @rs.require()
     class E(MethodView):
         scope_map = ScopeMap({"GET": "e:read"})
@@ -987,16 +993,18 @@ def test_metadata_document() -> None:
     assert response.get_json() == {
         "resource": "https://api.test",
         "authorization_servers": ["https://as.test"],
-        "scopes_supported": ["a:write", "b:read", "c:write", "d:read", "e:read"],
+        "scopes_supported": ["a:write", "b:read", "c:write", "d:read", "e:read", "project:write"],
         "bearer_methods_supported": ["header"],
     }
-    assert rs.scopes_supported == ["a:write", "b:read", "c:write", "d:read", "e:read"]
+    assert rs.scopes_supported == ["a:write", "b:read", "c:write", "d:read", "e:read", "project:write"]
     metadata = "https://api.test" + WELL_KNOWN
     assert_no_credentials(client.get("/orgs/acme/b"), metadata=metadata)
     assert (
         challenge_of(client.get("/orgs/acme/b", headers=bearer("a.b.c"))).get("resource_metadata") == metadata
     )
-    scoped = client.get("/orgs/acme/b", headers=bearer(token()))
+    futile = client.get("/orgs/acme/b", headers=bearer(token()))  # no role grants b:read
+    assert futile.status_code == 403 and "WWW-Authenticate" not in futile.headers
+    scoped = client.get("/orgs/acme/w", headers=bearer(token()))
     assert scoped.status_code == 403
     assert challenge_of(scoped).get("resource_metadata") == metadata
 
@@ -1108,3 +1116,69 @@ def test_a_method_view_with_an_unmapped_options_fails_at_decoration() -> None:
 
             def options(self) -> str:
                 return "internal"
+
+
+def test_an_unmapped_method_says_it_is_not_permitted_on_the_route(client: Any) -> None:
+    """The route accepts DELETE but its scope map has no entry: no token or role can allow it, and
+    the body says so rather than blame the member's role."""
+    response = client.delete("/orgs/acme/projects", headers=bearer(token(scope=ALL_SCOPES)))
+    assert_forbidden(response)
+    assert response.get_json()["error_description"] == "this method is not permitted on this route"
+
+
+def test_a_route_without_its_org_variable_is_refused_and_says_why(client: Any) -> None:
+    """Fail closed: the route declared org="org" but has no such variable; never the token's org."""
+    response = client.get("/broken", headers=bearer(token(scope=ALL_SCOPES)))
+    assert_forbidden(response)
+    assert response.get_json()["error_description"] == "this route is misconfigured"
+
+
+def test_json_body_reads_with_bounds_and_refuses_with_a_400() -> None:
+    """json_body() instead of request.get_json(): a body nested 1,000 deep is a 400 JSON error,
+    not a RecursionError (500), even with a catch-all error handler installed."""
+    from resource_server.flask import json_body
+
+    app = Flask(__name__)
+    ResourceServer(app, verifier=VERIFIER, roles=ROLES, membership=membership)
+
+    @app.post("/echo")
+    def echo() -> dict[str, Any]:
+        return json_body(limit=1000)
+
+    @app.errorhandler(Exception)
+    def everything(error: Exception) -> tuple[str, int]:
+        return "caught", 500
+
+    client = app.test_client()
+    assert client.post("/echo", json={"a": [1]}).get_json() == {"a": [1]}
+    for body in (b"[" * 1000 + b"]" * 1000, b'{"a": 1, "a": 2}', b'{"x": "' + b"y" * 2000 + b'"}', b"[]"):
+        response = client.post("/echo", data=body, content_type="application/json")
+        assert response.status_code == 400, body[:20]
+        assert response.get_json()["error"] == "invalid_request"
+
+
+def test_a_form_parsed_by_the_app_first_is_still_searched_for_a_second_token() -> None:
+    """A before_request hook (or another extension) reads request.form before the guard: the
+    raw bytes are gone then, but the fields are not, and a token among them is still refused."""
+    app, _ = build_app()
+    app.before_request(lambda: request.form and None)
+    raw = token(scope=ALL_SCOPES)
+    response = app.test_client().post(
+        "/orgs/acme/projects", headers=bearer(raw), data={"access_token": raw, "x": "1"}
+    )
+    assert response.status_code == 400 and response.get_json()["error"] == "invalid_request"
+
+
+def test_a_chunked_form_with_a_second_token_is_refused_over_real_http() -> None:
+    """The same rule as the WSGI middleware: a chunked urlencoded body is inspected too (up to
+    64 KiB, handed to the view whole)."""
+    app, _ = build_app()
+    raw = token(scope=ALL_SCOPES)
+    with serve_wsgi(app) as base:
+        for body, status in ((b"access_token=" + raw.encode(), 400), (b"name=chunked", 200)):
+            response = httpx.post(
+                f"{base}/orgs/acme/projects",
+                content=iter([body]),  # an iterator: httpx sends it chunked
+                headers={"Content-Type": "application/x-www-form-urlencoded", **bearer(raw)},
+            )
+            assert response.status_code == status, response.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -10,11 +11,11 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 from flask import Flask, jsonify, request
-from werkzeug.test import Client
+from werkzeug.test import Client, EnvironBuilder, run_wsgi_app
 
 from policy import Challenge, Roles, ScopeMap, parse_challenges
 from resource_server import JWTVerifier
-from resource_server.wsgi import ACCESS_KEY, TOKEN_KEY, BearerMiddleware
+from resource_server.wsgi import ACCESS_KEY, TOKEN_KEY, BearerMiddleware, Route
 from tests.support import AUDIENCE, DROP, ISSUER, FakeClock, es256, jwks, serve_wsgi
 
 SIGNER = es256("wsgi-1")
@@ -26,7 +27,7 @@ ROUTES: dict[str, Any] = {
     "/orgs/<org>/projects": PROJECTS,
     "/orgs/<org>/projects/<int:project>": {"GET": "project:read", "DELETE": "project:write"},
     "/orgs/<org>/teams/": {"PUT": [["project:write", "team:write"]]},
-    "/me": {"GET": "project:read"},
+    "/me": Route({"GET": "project:read"}, org=None),
 }
 PUBLIC = ("/health", "/docs/<path:rest>")
 ALL_SCOPES = "project:read project:write team:write"
@@ -475,3 +476,99 @@ def test_a_chunked_form_body_with_a_second_token_is_refused(wrapped: BearerMiddl
         )
     assert status == 400, body
     assert json.loads(body)["error"] == "invalid_request"
+
+
+# -- every protected pattern names its org, or says it names none -----------------------------------
+
+
+def test_a_pattern_without_the_org_variable_is_refused_at_construction() -> None:
+    """The review's finding: with the default org="org", a pattern naming its variable org_id
+    used to fall back to the token's own org, so acme's token read globex's projects."""
+    with pytest.raises(ValueError, match=r"'/orgs/<org_id>/projects' has no URL variable 'org'"):
+        middleware(routes={"/orgs/<org_id>/projects": {"GET": "project:read"}})
+    with pytest.raises(ValueError, match=r"'/me' has no URL variable 'org'"):
+        middleware(routes={"/me": {"GET": "project:read"}})
+    with pytest.raises(ValueError, match=r"has no URL variable 'tenant'"):
+        middleware(routes={"/orgs/<org>/x": Route({"GET": "project:read"}, org="tenant")})
+
+
+def test_a_route_names_its_own_org_variable() -> None:
+    client = Client(middleware(routes={"/orgs/<org_id>/projects": Route(PROJECTS, org="org_id")}))
+    acme = bearer(token(org_id="acme"))
+    assert granted(client.get("/orgs/acme/projects", headers=acme))["org"] == "acme"
+    assert_refused(client.get("/orgs/globex/projects", headers=acme), 401, "invalid_token", "invalid_token")
+
+
+def test_the_middleware_wide_org_variable_applies_to_plain_scope_maps() -> None:
+    client = Client(middleware(org="tenant", routes={"/t/<tenant>/projects": PROJECTS}))
+    assert granted(client.get("/t/acme/projects", headers=bearer(token())))["org"] == "acme"
+    response = client.get("/t/globex/projects", headers=bearer(token()))
+    assert_refused(response, 401, "invalid_token", "invalid_token")
+
+
+def test_routes_without_an_org_are_declared_explicitly() -> None:
+    """org=None, on one Route or for the whole middleware, is the only way to check a request in
+    the token's own org."""
+    for wrapped in (
+        middleware(routes={"/me": Route({"GET": "project:read"}, org=None)}),
+        middleware(org=None, routes={"/me": {"GET": "project:read"}}),
+    ):
+        assert granted(Client(wrapped).get("/me", headers=bearer(token(org_id="globex"))))["org"] == "globex"
+
+
+@pytest.mark.parametrize("org", ["", 7, b"org"])
+def test_a_route_org_must_be_a_variable_name_or_none(org: Any) -> None:
+    with pytest.raises(ValueError, match="org"):
+        Route({"GET": "project:read"}, org=org)
+
+
+def test_an_unmapped_method_says_so(client: Client) -> None:
+    """No token or role can allow a method the route's map lacks, and the body says that, not
+    that the member's role is short."""
+    response = client.delete("/orgs/acme/projects", headers=bearer(token(scope=ALL_SCOPES)))
+    assert (
+        error_body(response, "forbidden")["error_description"] == "this method is not permitted on this route"
+    )
+    short = client.post("/orgs/acme/projects", headers=bearer(token(sub="user-2", scope=ALL_SCOPES)))
+    assert (
+        error_body(short, "forbidden")["error_description"]
+        == "the member's role does not permit this request"
+    )
+
+
+@pytest.mark.parametrize("size", [65_536, 70_000, 200_000])
+def test_a_large_form_body_on_a_keep_alive_connection_reaches_the_app(flask_app: Flask, size: int) -> None:
+    """The inspected head is put back in front of the rest, and the rest is read no further than
+    Content-Length: reading ahead on a kept-alive socket waited for bytes that never come."""
+    form = b"name=" + b"a" * (size - 5)
+    raw = token(scope="project:write")
+    with serve_wsgi(flask_app) as base:
+        parts = urlsplit(base)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)  # keep-alive
+        try:
+            conn.request(
+                "POST",
+                "/orgs/acme/projects",
+                body=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded", **bearer(raw)},
+            )
+            response = conn.getresponse()
+            assert response.status == 200
+            assert len(json.loads(response.read())["form"]["name"]) == size - 5
+        finally:
+            conn.close()
+
+
+def test_a_cut_form_body_is_a_400(wrapped: BearerMiddleware) -> None:
+    """Content-Length says 900; the client sends 10 bytes and stops."""
+    environ = EnvironBuilder(
+        path="/orgs/acme/projects",
+        method="POST",
+        input_stream=io.BytesIO(b"name=short"),
+        content_type="application/x-www-form-urlencoded",
+        headers=bearer(token(scope="project:write")),
+    ).get_environ()
+    environ["CONTENT_LENGTH"] = "900"  # what the client promised
+    body, status, _ = run_wsgi_app(wrapped, environ)  # as a server calls it: no rebuilt environ
+    assert status == "400 Bad Request"
+    assert json.loads(b"".join(body))["error"] == "invalid_request"
