@@ -94,17 +94,15 @@ class BearerMiddleware:
             resource_metadata=resource_metadata,
         )
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
-        rules = [Rule(pattern, endpoint=index) for index, pattern in enumerate(routes)]
-        public_rules = [Rule(pattern, endpoint=_PUBLIC) for pattern in public]
-        # No slash redirects: a middleware must answer or pass, never redirect on the app's behalf.
-        self._map = Map(rules + public_rules, strict_slashes=False, merge_slashes=False)
+        try:
+            rules = [Rule(pattern, endpoint=index) for index, pattern in enumerate(routes)]
+            public_rules = [Rule(pattern, endpoint=_PUBLIC) for pattern in public]
+            # No slash redirects: a middleware answers or passes, never redirects for the app.
+            self._map = Map(rules + public_rules, strict_slashes=False, merge_slashes=False)
+        except (ValueError, SyntaxError, LookupError) as exc:  # werkzeug: bad syntax, unknown converter
+            raise ValueError(f"a route pattern is not valid werkzeug rule syntax: {exc}") from None
         for rule, route in zip(rules, self.routes, strict=True):
-            if route.org is not None and route.org not in rule.arguments:
-                raise ValueError(
-                    f"route {rule.rule!r} has no URL variable {route.org!r}: name the variable that "
-                    "holds the organization with Route(scope_map, org=...), or declare "
-                    "Route(scope_map, org=None) for a route that names no organization"
-                )
+            _check_org_variable(rule, route, {"org", org} - {None})
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -148,3 +146,21 @@ def _send(denial: Denial, start_response: Callable[..., Any]) -> list[bytes]:
     status = HTTPStatus(denial.status)
     start_response(f"{status.value} {status.phrase}", [*denial.headers, ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _check_org_variable(rule: Rule, route: Route, org_names: set[str | None]) -> None:
+    """Fail closed at start-up: a route reads its organization from a variable it has, and a
+    route that names an org variable does not declare that it has none."""
+    if route.org is not None and route.org not in rule.arguments:
+        raise ValueError(
+            f"route {rule.rule!r} has no URL variable {route.org!r}: name the variable that "
+            "holds the organization with Route(scope_map, org=...), or declare "
+            "Route(scope_map, org=None) for a route that names no organization"
+        )
+    named = org_names & rule.arguments
+    if route.org is None and named:
+        raise ValueError(
+            f"route {rule.rule!r} has the URL variable {sorted(named)[0]!r} but declares org=None, "
+            "which would check its requests in the token's own organization: give "
+            f"Route(scope_map, org={sorted(named)[0]!r})"
+        )

@@ -572,3 +572,20 @@ def test_a_cut_form_body_is_a_400(wrapped: BearerMiddleware) -> None:
     body, status, _ = run_wsgi_app(wrapped, environ)  # as a server calls it: no rebuilt environ
     assert status == "400 Bad Request"
     assert json.loads(b"".join(body))["error"] == "invalid_request"
+
+
+def test_org_none_on_a_pattern_that_names_the_org_is_refused() -> None:
+    """org=None checks a request in the token's own org: on a URL that names one it would let
+    acme's token act on /orgs/globex/..."""
+    with pytest.raises(ValueError, match=r"has the URL variable 'org' but declares org=None"):
+        middleware(org=None, routes={"/orgs/<org>/projects": {"GET": "project:read"}})
+    with pytest.raises(ValueError, match=r"has the URL variable 'org' but declares org=None"):
+        middleware(routes={"/orgs/<org>/projects": Route({"GET": "project:read"}, org=None)})
+    with pytest.raises(ValueError, match=r"has the URL variable 'tenant' but declares org=None"):
+        middleware(org="tenant", routes={"/t/<tenant>/x": Route({"GET": "project:read"}, org=None)})
+
+
+@pytest.mark.parametrize("pattern", ["/orgs/<org>/<org>", "/orgs/<nope:org>", "/orgs/<org"])
+def test_a_malformed_pattern_is_a_value_error(pattern: str) -> None:
+    with pytest.raises(ValueError):
+        middleware(routes={pattern: {"GET": "project:read"}})
