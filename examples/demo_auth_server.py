@@ -36,6 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, Response, jsonify, request
 from joserfc.jwk import ECKey, KeySet
 
+from resource_server.bodies import BodyError
+from resource_server.flask import request_body
+
 ORGS = ("acme", "globex")
 ROLES: dict[str, list[str]] = {
     "member": ["project:read"],
@@ -359,6 +362,16 @@ def create_auth_server(
     server.register_token_generator("default", TokenGenerator(issuer, resource, key, store))
     server.register_grant(make_code_grant(store), [S256CodeChallenge(required=True)])
     server.register_grant(ServiceGrant)
+
+    @app.before_request
+    def bounded_body() -> Response | None:
+        """Read every body with the library's bounds before Authlib parses it: a malformed chunked
+        body or a cut connection is the client's 400, not a 500 inside the form parser."""
+        try:
+            request_body(request, 64 * 1024)
+        except BodyError as error:
+            return refusal(error.description, 400)
+        return None
 
     @app.get("/.well-known/jwks.json")
     def jwks() -> Response:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from flask.views import View
 from werkzeug.local import LocalProxy
 
@@ -127,7 +128,8 @@ class ResourceServer:
         self.session_loader = session_loader  # () -> subject of a first-party session, or None
         self.viewer_context = viewer_context  # for routes declared with viewer_context=True
         self._scope_maps: list[ScopeMap] = []
-        self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}  # name -> (map, org variable)
+        # registered endpoint prefix -> (map, org variable), for the tooling
+        self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
         if app is not None:
             self.init_app(app)
 
@@ -200,7 +202,13 @@ class ResourceServer:
         """Apply ``scope_map`` to every view of ``blueprint``; a view with its own
         :meth:`require` keeps its own map."""
         compiled = self._register(scope_map)
-        self.blueprint_maps[blueprint.name] = (compiled, org)
+
+        def remember(state: BlueprintSetupState) -> None:
+            # Keyed by the endpoint prefix the blueprint is registered under (a renamed or nested
+            # blueprint's differs from its name), for the tooling.
+            self.blueprint_maps[f"{state.name_prefix}.{state.name}".lstrip(".")] = (compiled, org)
+
+        blueprint.record(remember)
 
         def check_blueprint_view() -> Response | None:
             view = current_app.view_functions.get(request.endpoint or "")
@@ -386,7 +394,7 @@ class ResourceServer:
                 req.headers,
                 method=req.method,
                 path=_request_target(req),
-                body=request_body(req, MAX_BOUND_BODY),
+                body=lambda: request_body(req, MAX_BOUND_BODY),  # read only for a sound context
             )
             if context is not None:
                 req.environ[_VERIFIED_VIEWER] = context

@@ -67,7 +67,8 @@ def agent_blueprint(
     known_scopes = rs.roles.all_scopes
 
     @bp.post("/agent-token")
-    def agent_token(org: str):
+    def agent_token(org: object):
+        org = str(org)  # the same text _outcome compares, whatever converter the prefix uses
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
             return checked
@@ -83,14 +84,17 @@ def agent_blueprint(
                 session_id=session_id,
                 requested_scopes=None if requested is None else scope_tokens(requested, "requestedScopes"),
             )
-        except (ValueError, InvalidScope) as exc:
+        except UnicodeError:  # a database driver's, a ValueError too: its text is not ours to send
+            return _error(400, "invalid_request", "the request holds text that cannot be stored")
+        except (ValueError, InvalidScope) as exc:  # our own validation: safe, specific messages
             return _error(400, "invalid_request", str(exc))
         return jsonify(
             token=capability.token, expires_at=capability.expires_at, scopes=sorted(capability.scopes)
         )
 
     @bp.post("/agent-approvals")
-    def agent_approvals(org: str):
+    def agent_approvals(org: object):
+        org = str(org)
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
             return checked
@@ -120,6 +124,8 @@ def agent_blueprint(
                 scopes=approved,
                 ttl=approval_ttl,
             )
+        except UnicodeError:
+            return _error(400, "invalid_request", "the request holds text that cannot be stored")
         except ValueError as exc:  # the store's own checks (a NUL in an id, say), made before any SQL
             return _error(400, "invalid_request", str(exc))
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201

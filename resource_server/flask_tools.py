@@ -15,6 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 from flask import Flask, current_app, g
@@ -77,7 +78,10 @@ def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
         view = app.view_functions.get(rule.endpoint)
         methods = tuple(sorted(set(rule.methods or ()) - _IGNORED_METHODS))
         blueprint = rule.endpoint.rpartition(".")[0]
-        arguments = frozenset(rule.arguments)
+        # The variables a request can supply: those in the pattern, and defaults that are values
+        # (werkzeug counts defaults as arguments, a None default too).
+        defaults = {name for name, value in (rule.defaults or {}).items() if value is not None}
+        arguments = frozenset(name for _, name in _CONVERTER.findall(rule.rule)) | defaults
 
         def route(kind: str, scope_map: ScopeMap | None = None, org: str | None = None) -> Route:
             return Route(rule.rule, rule.endpoint, methods, kind, scope_map, org, arguments)  # noqa: B023
@@ -129,6 +133,11 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
                 f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
                 f"{route.org!r}, which the rule does not have: every request gets 403 (use org=None "
                 "for a route that names no organization)"
+            )
+        if route.org is None and route.kind == "scope map" and "org" in route.arguments:
+            found.append(
+                f"{route.rule} ({route.endpoint}) declares org=None but has the URL variable 'org': "
+                "its requests are checked in the token's own organization, not the URL's"
             )
         if route.scope_map is None:
             continue
@@ -296,8 +305,11 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
     """Run the request through the extension's own per-request code in a test request context
     (the view is never called), so what this says is what the server sends."""
     method = method.upper()
+    if any(ord(char) < 0x21 or ord(char) > 0x7E for char in token):  # no header could carry it
+        raise click.ClickException("the token holds spaces, control characters or non-ASCII")
+    target = urlsplit(path)
     try:
-        endpoint, _ = app.url_map.bind("localhost").match(path, method=method)
+        endpoint, _ = app.url_map.bind("localhost").match(target.path, method=method)
     except HTTPException as exc:
         raise click.ClickException(f"{method} {path} matches no route ({exc.code})") from None
     route = next((r for r in protected_routes(app, rs) if r.endpoint == endpoint), None)
@@ -311,7 +323,7 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
                 "status": response.status_code,
                 "reason": outcome.reason,
                 "www_authenticate": response.headers.get("WWW-Authenticate"),
-                "body": response.get_json(),
+                "body": None if method == "HEAD" else response.get_json(),  # HEAD has no content
             }
         if isinstance(outcome, Granted):
             reason = decide(g._resource_server_granted.access, route.scope_map, method).reason

@@ -130,7 +130,7 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cs", "Cf", "Zl", "Zp"})
 _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _is_printable_identifier(value: str) -> bool:
+def is_printable_identifier(value: str) -> bool:
     if value.isascii():  # the common case, checked by one regular-expression scan
         return _ASCII_CONTROL.search(value) is None
     return not any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value)
@@ -157,7 +157,7 @@ def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str
     value = claims.get(name)
     if not isinstance(value, str) or not value:
         raise InvalidToken(f"the {name} claim must be a non-empty string")
-    if not _is_printable_identifier(value):
+    if not is_printable_identifier(value):
         # The description names the claim, never its value, which could hold the very bytes
         # this check keeps out of logs.
         raise InvalidToken(f"the {name} claim holds control or invisible characters")

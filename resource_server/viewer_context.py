@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from policy import InvalidScope, format_scope, parse_scope
 
+from .bodies import BodyError
 from .jws import InvalidToken, b64encode, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
 
 __all__ = [
@@ -196,16 +197,26 @@ class ViewerContextVerifier:
         self._clock = clock or time.time
         self.replay_cache = replay_cache if replay_cache is not None else MemoryReplayCache(clock=self._clock)
 
-    def verify(self, headers: Any, *, method: str, path: str, body: bytes = b"") -> ViewerContext | None:
+    def verify(
+        self, headers: Any, *, method: str, path: str, body: bytes | Callable[[], bytes] = b""
+    ) -> ViewerContext | None:
+        """The verified context of this request, or None. ``body`` is the request body, or a
+        function that reads it: called only once the header's signature and claims hold, so a
+        forged header costs no body read. A :class:`~resource_server.bodies.BodyError` it raises
+        propagates (the adapter answers 400); every other failure is None."""
         try:
             return self._verify(_lookup(headers), method, path, body)
+        except BodyError:
+            raise
         except InvalidToken as refused:
             logger.info("viewer context refused: %s", refused.description)
         except Exception as error:  # hostile input must never become a 500
             logger.info("viewer context refused: %s", type(error).__name__)
         return None
 
-    def _verify(self, value: object, method: str, path: str, body: bytes) -> ViewerContext | None:
+    def _verify(
+        self, value: object, method: str, path: str, body: bytes | Callable[[], bytes]
+    ) -> ViewerContext | None:
         if value is None:
             logger.debug("no viewer context header")
             return None
@@ -217,7 +228,9 @@ class ViewerContextVerifier:
         claims = hs256_verify(value, self._keys, VIEWER_TYPE)  # fixed alg, known kid, constant time
         return self._claims(claims, method, path, body)
 
-    def _claims(self, claims: dict[str, Any], method: str, path: str, body: bytes) -> ViewerContext:
+    def _claims(
+        self, claims: dict[str, Any], method: str, path: str, body: bytes | Callable[[], bytes]
+    ) -> ViewerContext:
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or issuer not in self.issuers:
             raise InvalidToken("unknown issuer")
@@ -239,7 +252,7 @@ class ViewerContextVerifier:
         if claims.get("htm") != method.upper() or claims.get("htu") != path:
             raise InvalidToken("bound to another request")
         bh = claims.get("bh")
-        if not isinstance(bh, str) or not hmac.compare_digest(bh.encode(), body_hash(body).encode()):
+        if not isinstance(bh, str):
             raise InvalidToken("bound to another body")
         user_id = string_claim(claims, "user_id", required=False)
         org_id = string_claim(claims, "org_id", required=False)
@@ -252,6 +265,10 @@ class ViewerContextVerifier:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI:
             raise InvalidToken("invalid jti")
+        # The body is read only for a context sound in every other respect (a forged header costs
+        # no read), and hashed last before the replay record.
+        if not hmac.compare_digest(bh.encode(), body_hash(body() if callable(body) else body).encode()):
+            raise InvalidToken("bound to another body")
         # Recorded last, so a context refused for another reason does not burn its jti.
         if self.replay_cache.seen(jti, exp + self.leeway):
             raise InvalidToken("replayed jti")

@@ -1,6 +1,7 @@
 """WSGI apps for the hostile-body tests, importable by gunicorn (``body_apps:demo()``) as well as
 in process: the demo API (viewer-context route, agent endpoints, login, project writes), also
-with its body opened by an app hook first, the demo gateway (login, forwarding) and the WSGI
+with its body opened by an app hook first, the demo authorization server, the demo gateway
+(login, forwarding) and the WSGI
 middleware around a form-reading app. No token is ever needed: the demo's first-party login
 authenticates, so no verifier key or clock is involved."""
 
@@ -16,6 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "body-test-password"
+GATEWAY_KEY = b"g" * 32  # the viewer-context secret the demo API shares with its gateway
 
 
 def demo() -> Any:
@@ -49,8 +51,19 @@ def demo_app() -> Any:
         passwords={"user-admin": PASSWORD},
         # A file, not sqlite:// (which is one database per thread in a threaded server).
         grants_url=f"sqlite:///{directory}/grants.db",
-        gateway_key=b"g" * 32,
+        gateway_key=GATEWAY_KEY,
     )
+
+
+def auth_server() -> Any:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from demo_auth_server import create_auth_server
+
+    directory = tempfile.mkdtemp(prefix="body-apps-")
+    atexit.register(shutil.rmtree, directory, True)
+    return create_auth_server(
+        issuer="https://as.test", db_path=f"{directory}/as.db", resource="https://api.test"
+    ).wsgi_app
 
 
 def gateway() -> Any:
@@ -61,7 +74,7 @@ def gateway() -> Any:
         # Never called: every request these tests send is refused before it is forwarded.
         api="https://api.test",
         audience="https://api.test",
-        context_key=b"g" * 32,
+        context_key=GATEWAY_KEY,
         passwords={"user-admin": PASSWORD},
     ).wsgi_app
 

@@ -19,7 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.adversarial.body_apps import PASSWORD, ROOT, demo, demo_touched, gateway, middleware
+from resource_server.viewer_context import ViewerContextSigner
+from tests.adversarial.body_apps import (
+    GATEWAY_KEY,
+    PASSWORD,
+    ROOT,
+    auth_server,
+    demo,
+    demo_touched,
+    gateway,
+    middleware,
+)
 from tests.support import serve_wsgi
 
 DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
@@ -65,7 +75,13 @@ def gunicorn(factory: str) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def werkzeug(factory: str) -> Iterator[tuple[str, int]]:
-    factories = {"demo": demo, "demo_touched": demo_touched, "gateway": gateway, "middleware": middleware}
+    factories = {
+        "auth_server": auth_server,
+        "demo": demo,
+        "demo_touched": demo_touched,
+        "gateway": gateway,
+        "middleware": middleware,
+    }
     with serve_wsgi(factories[factory]()) as url:
         host, port = url.removeprefix("http://").split(":")
         yield host, int(port)
@@ -203,19 +219,45 @@ def test_a_connection_cut_before_the_body_ends_is_a_400(
     assert_bad_request(exchange(demo_server, raw))
 
 
+def viewer_context(body: bytes = b"{}") -> str:
+    """A genuine context from the demo's gateway key for POST /orgs/acme/projects with ``body``:
+    the body is read only for a context sound in every other respect."""
+    signer = ViewerContextSigner(
+        keys={"gw-1": GATEWAY_KEY}, signing_kid="gw-1", issuer="demo-gateway", audience="https://api.test"
+    )
+    headers = signer.headers(user_id="user-admin", method="POST", path="/orgs/acme/projects", body=body)
+    return f"X-Viewer-Context: {headers['X-Viewer-Context']}\r\n"
+
+
 @pytest.mark.parametrize(
     "body", [MALFORMED_CHUNKED, chunked(b"x" * (2 * 1024 * 1024))], ids=["malformed", "2 MiB"]
 )
 def test_a_viewer_context_bound_to_a_broken_body_is_a_400(demo_server: tuple[str, int], body: bytes) -> None:
     """No credentials but an X-Viewer-Context: the context is bound to the body's hash, so the
     body is read to verify it; a body that cannot be read (or is too large) is the client's error."""
-    raw = request("/orgs/acme/projects", body, chunked=True, extra="X-Viewer-Context: a.b.c\r\n")
+    raw = request("/orgs/acme/projects", body, chunked=True, extra=viewer_context())
     assert_bad_request(exchange(demo_server, raw))
 
 
 def test_a_viewer_context_with_a_cut_body_is_a_400(demo_server: tuple[str, int]) -> None:
-    raw = request("/orgs/acme/projects", b"{}", length=500, extra="X-Viewer-Context: a.b.c\r\n")
+    raw = request("/orgs/acme/projects", b"{}", length=500, extra=viewer_context())
     assert_bad_request(exchange(demo_server, raw))
+
+
+def test_a_forged_viewer_context_reads_no_body(demo_server: tuple[str, int]) -> None:
+    """The signature is checked before the body is read: a forged header with a broken body is
+    a plain 401 (no credentials), not a 400 about a body nobody needed to read."""
+    raw = request("/orgs/acme/projects", MALFORMED_CHUNKED, chunked=True, extra="X-Viewer-Context: a.b.c\r\n")
+    status, _, body = exchange(demo_server, raw)
+    assert status == 401 and json.loads(body)["error"] == "unauthorized"
+
+
+def test_a_genuine_viewer_context_with_its_body_is_accepted(demo_server: tuple[str, int]) -> None:
+    body = b'{"name": "via context"}'
+    status, _, answer = exchange(
+        demo_server, request("/orgs/acme/projects", body, extra=viewer_context(body))
+    )
+    assert status == 201 and json.loads(answer)["created_by"] == "user-admin"
 
 
 FORM = "application/x-www-form-urlencoded"
@@ -274,3 +316,24 @@ def test_the_gateway_does_not_forward_a_broken_body(gateway_server: tuple[str, i
         request("/api/orgs/acme/projects", b"{}", length=300, extra=f"Cookie: {cookie}\r\n"),
     ):
         assert_bad_request(exchange(gateway_server, raw))
+
+
+@pytest.fixture(scope="module", params=list(SERVERS))
+def auth_server_address(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    with SERVERS[request.param]("auth_server") as address:
+        yield address
+
+
+@pytest.mark.parametrize("path", ["/token", "/authorize?response_type=code&client_id=x"])
+@pytest.mark.parametrize("cut", [False, True], ids=["malformed chunked", "cut"])
+def test_the_demo_authorization_server_refuses_broken_bodies(
+    auth_server_address: tuple[str, int], path: str, cut: bool
+) -> None:
+    raw = (
+        request(path, b"grant_type=client", length=400, content_type=FORM)
+        if cut
+        else request(path, MALFORMED_CHUNKED, chunked=True, content_type=FORM)
+    )
+    status, _, body = exchange(auth_server_address, raw)
+    assert status == 400, body[:300]
+    assert b"Traceback" not in body

@@ -240,3 +240,39 @@ def test_the_blueprint_prefix_must_name_the_org(setup) -> None:
         agent_blueprint(rs, issuer=issuer, grants=None, url_prefix="/t/<string:org>").url_prefix
         == "/t/<string:org>"
     )
+
+
+@pytest.mark.parametrize("session_id", ["\ud800", "s\u202e1", "s\n1", "\x00"])
+def test_session_ids_with_control_or_invisible_characters_are_refused(setup, session_id: str) -> None:
+    """Refused before any I/O, with our own message: never the database driver's text."""
+    app, es, clock, _ = setup
+    user = app.test_client()
+    user.post("/login/user-1")
+    for response in (
+        mint(user, user_token(es, clock), {"sessionId": session_id}),
+        user.post("/orgs/acme/agent-approvals", json={"sessionId": session_id, "scopes": ["project:write"]}),
+    ):
+        assert response.status_code == 400
+        assert response.json["error_description"] == "sessionId holds control or invisible characters"
+
+
+def test_an_integer_org_converter_compares_as_text(setup, tmp_path) -> None:
+    """A prefix with <int:org> hands the views an int; they act in str(org), as every route does."""
+    _, es, clock, grants = setup
+    app = Flask(__name__)
+    issuer = CapabilityIssuer(
+        keys={"k1": "k" * 32},
+        issuer="https://api.test",
+        readonly_scopes=["project:read"],
+        grants=grants,
+        clock=clock,
+    )
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=lambda s, o: "admin" if (s, o) == ("user-1", "5") else None,
+    )
+    app.register_blueprint(agent_blueprint(rs, issuer=issuer, grants=grants, url_prefix="/orgs/<int:org>"))
+    response = mint(app.test_client(), user_token(es, clock, org_id="5"), org="5")
+    assert response.status_code == 200, response.json
