@@ -257,7 +257,7 @@ def test_oversized_header_refused_quickly(clock: FakeClock) -> None:
     started = time.perf_counter()
     assert check(clock, {"X-Viewer-Context": huge}) is None
     assert check(clock, {"X-Viewer-Context": huge[:2_000_000] + "." + huge[:10] + ".x"}) is None
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2  # a hang guard, not a benchmark: the size is checked first
 
 
 def test_header_limit_is_configurable(clock: FakeClock) -> None:
