@@ -50,8 +50,13 @@ _FORM = "application/x-www-form-urlencoded"
 _VERIFIED_VIEWER = "resource_server.viewer_context"
 
 
+#: Where the extension leaves the request's grant: the WSGI environ, which lives exactly as long
+#: as the request (no second lookup through ``g``'s proxy on every request).
+_GRANT = "resource_server.grant"
+
+
 def _granted() -> Granted:
-    granted = g.get("_resource_server_granted")
+    granted = request.environ.get(_GRANT)
     if granted is None:
         raise RuntimeError(
             "current_access and current_token exist only inside a view protected by ResourceServer"
@@ -130,6 +135,8 @@ class ResourceServer:
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
+        self._apps = 0
+        self._only_guard: Guard | None = None
         if app is not None:
             self.init_app(app)
 
@@ -156,6 +163,10 @@ class ResourceServer:
         if resource is not None:
             _check_resource(resource)
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
+        # One app (the usual case): its guard without a context lookup per request. A second app
+        # means looking each request's app up.
+        self._apps += 1
+        self._only_guard = guard if self._apps == 1 else None
         # json_body() and request_body() raise BodyError from inside views: answer it as a 400.
         app.register_error_handler(BodyError, _bad_body)
         from .flask_tools import scopes_cli  # the `flask scopes` commands
@@ -280,9 +291,9 @@ class ResourceServer:
 
         @functools.wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
-            denied = self._check(compiled, org, viewer_context)
-            if denied is not None:
-                return denied
+            outcome = self._outcome(compiled, org, viewer_context)
+            if outcome.__class__ is not Granted and outcome is not None:
+                return denial_response(outcome) if isinstance(outcome, Denial) else outcome
             if is_async:
                 return current_app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
@@ -311,50 +322,49 @@ class ResourceServer:
         this too, so the tool and the server cannot disagree."""
         # Each proxy access costs a context lookup; this runs on every request, so resolve once.
         req = request._get_current_object()  # type: ignore[attr-defined]
-        method = req.method
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        if method == "OPTIONS" and "OPTIONS" not in compiled.methods:
+        if req.method == "OPTIONS" and "OPTIONS" not in compiled:
             # CORS preflights carry no credentials. Flask answers automatic OPTIONS itself; when a
             # route lists OPTIONS, answer the same way rather than run the view unauthenticated.
             rule = req.url_rule
             return (
                 None
                 if getattr(rule, "provide_automatic_options", False)
-                else app.make_default_options_response()
+                else current_app.make_default_options_response()
             )
         org = None
         if org_arg is not None:
-            value = (req.view_args or {}).get(org_arg)
+            value = req.view_args.get(org_arg) if req.view_args else None
             if value is None:
                 # Fail closed: never fall back to the token's own org for a route that declared one.
                 reason = f"the route {req.url_rule} has no URL variable {org_arg!r}; use org=None if it names no org"
-                app.logger.error(reason)
+                current_app.logger.error(reason)
                 return Denial(403, "forbidden", "this route is misconfigured", None, reason)
-            org = str(value)
-        return self._guarded(app, req, org, compiled, viewer_context)
+            org = value if value.__class__ is str else str(value)
+        return self._guarded(req, org, compiled, viewer_context)
 
     def authenticate(self, org: str | None) -> Granted | Response:
         """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
         member may call (such as minting a capability). A refusal comes back as the response."""
-        app = current_app._get_current_object()  # type: ignore[attr-defined]
-        outcome = self._guarded(app, request._get_current_object(), org, None)  # type: ignore[attr-defined]
+        outcome = self._guarded(request._get_current_object(), org, None)  # type: ignore[attr-defined]
         return denial_response(outcome) if isinstance(outcome, Denial) else outcome
 
     def _guarded(
         self,
-        app: Flask,
         req: Request,
         org: str | None,
         compiled: ScopeMap | None,
         viewer_context: bool = False,
     ) -> Granted | Denial:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
-        guard = self._state(app).guard
+        guard = self._only_guard or self._state(current_app).guard
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None
         try:
-            token_elsewhere = _token_elsewhere(req)
+            # Most requests have neither a query string nor a body: nothing to look into.
+            token_elsewhere = (
+                _token_elsewhere(req) if environ.get("QUERY_STRING") or environ.get("CONTENT_TYPE") else False
+            )
         except BodyError as exc:
             outcome: Granted | Denial = guard.bad_body(exc)
         else:
@@ -381,7 +391,7 @@ class ResourceServer:
         if "HTTP_X_VIEWER_CONTEXT" in environ and environ.pop(_VERIFIED_VIEWER, None) is None:
             del environ["HTTP_X_VIEWER_CONTEXT"]
         if isinstance(outcome, Granted):
-            g._resource_server_granted = outcome
+            environ[_GRANT] = outcome
         return outcome
 
     def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
-from flask import Flask, current_app, g
+from flask import Flask, current_app
 from flask.cli import with_appcontext
 from werkzeug.exceptions import HTTPException
 
@@ -326,7 +326,7 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
                 "body": None if method == "HEAD" else response.get_json(),  # HEAD has no content
             }
         if isinstance(outcome, Granted):
-            reason = decide(g._resource_server_granted.access, route.scope_map, method).reason
+            reason = decide(outcome.access, route.scope_map, method).reason
             return {"status": 200, "reason": reason, "www_authenticate": None, "body": None}
     return {
         "status": 200,

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer_challenge, decide
 
 from .bodies import BodyError
 from .credentials import MalformedCredentials, bearer_token
+from .expiring import ExpiringCache
 from .tokens import InvalidToken, JWTVerifier, VerifiedToken
 
 __all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
@@ -43,6 +45,19 @@ class Granted:
     access: Access
     token: VerifiedToken | None  # None for a first-party session or a viewer context
     source: str = "token"  # "token", "session" (a person signed in here) or "viewer" (another service)
+
+
+#: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
+_GRANTS_PER_CREDENTIAL = 16
+
+
+@dataclass(slots=True)
+class _Credential:
+    """A verified access token, cached under the exact ``Authorization`` value it came in, with
+    the grants already assembled for it: (request org, member role) → :class:`Granted`."""
+
+    token: VerifiedToken
+    grants: dict[tuple[str | None, str], Granted] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +86,15 @@ class Denial:
 
 
 class Guard:
-    """Authenticates and authorizes one request at a time; holds no per-request state."""
+    """Authenticates and authorizes one request at a time.
+
+    It keeps no per-request state, only one cache: verified access tokens keyed by the exact
+    ``Authorization`` field value they arrived in (bounded by ``cache_size``; an entry leaves at
+    the token's ``exp``, never answers after it, and is found only by the same header form),
+    with the :class:`Granted` already built for each (org, role) the token was used in. A
+    request whose header is in the cache costs a dict lookup, the ``membership`` call (roles
+    change, so it is asked every time) and the decision. Capability tokens are not kept in it.
+    """
 
     def __init__(
         self,
@@ -82,6 +105,7 @@ class Guard:
         realm: str = "api",
         resource_metadata: str | None = None,
         capabilities: CapabilityVerifier | None = None,
+        cache_size: int = 4096,
     ) -> None:
         if not isinstance(roles, Roles):
             raise TypeError("roles must be a policy.Roles")
@@ -93,6 +117,9 @@ class Guard:
         self.realm = realm
         self.resource_metadata = resource_metadata
         self.capabilities = capabilities
+        # The verifier's own clock, so a cached token expires exactly when the verifier says.
+        self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
+        self._credentials: ExpiringCache[str, _Credential] = ExpiringCache(cache_size, self.clock)
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
         )
@@ -121,6 +148,9 @@ class Guard:
         token's; its ``org_id`` binds like a token's), and then ``session`` the subject of a
         first-party session, whose access is the member role's scopes (``token`` is then None).
         """
+        credential = self._cached(authorization) if not token_elsewhere else None
+        if credential is not None:
+            return self._token_access(credential, org)
         try:
             raw = bearer_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
@@ -147,10 +177,42 @@ class Guard:
             if subject is None:
                 return self._no_credentials
             return self._member_access(subject, org, None, None, None, "session")
-        token = self._verify(raw)
+        if self.capabilities is not None and self.capabilities.handles(raw):
+            # A cheap prefix test: access tokens are never parsed as capabilities. Capabilities
+            # live minutes and have their own verifier and clock: they are not cached here.
+            token = self._verify(self.capabilities, raw)
+            if isinstance(token, Denial):
+                return token
+            return self._member_access(token.subject, org, token.scopes, token.org, token)
+        token = self._verify(self.verifier, raw)
         if isinstance(token, Denial):
             return token
-        return self._member_access(token.subject, org, token.scopes, token.org, token)
+        credential = _Credential(token)
+        self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[arg-type]
+        return self._token_access(credential, org)
+
+    def _cached(self, authorization: str | None) -> _Credential | None:
+        """The verified access token cached for this exact ``Authorization`` value, or None."""
+        if authorization is None:
+            return None
+        try:
+            return self._credentials.get(authorization)
+        except Exception:  # a failing clock: verification fails the same way, as a 401
+            return None
+
+    def _token_access(self, credential: _Credential, org: str | None) -> Granted | Denial:
+        """The grant of a verified access token in ``org``: built once per (org, role), then
+        reused; the role is asked for every time."""
+        token = credential.token
+        # Routes declared without an org (org=None) ask about the org the token is bound to.
+        role = self.membership(token.subject, org if org is not None else token.org)
+        granted = credential.grants.get((org, role))  # type: ignore[arg-type]
+        if granted is not None:
+            return granted
+        outcome = self._role_access(token.subject, org, role, token.scopes, token.org, token, "token")
+        if isinstance(outcome, Granted) and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
+            credential.grants[(org, role)] = outcome  # type: ignore[index]
+        return outcome
 
     def authorize(
         self,
@@ -164,16 +226,20 @@ class Guard:
         viewer: ViewerLoader | None = None,
     ) -> Granted | Denial:
         """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
-        granted = self.authenticate(
-            authorization=authorization,
-            token_elsewhere=token_elsewhere,
-            org=org,
-            session=session,
-            viewer=viewer,
-        )
-        if isinstance(granted, Denial):
+        credential = self._cached(authorization) if not token_elsewhere else None
+        if credential is not None:  # the warm path: no parsing, no hashing, no verification
+            granted = self._token_access(credential, org)
+        else:
+            granted = self.authenticate(
+                authorization=authorization,
+                token_elsewhere=token_elsewhere,
+                org=org,
+                session=session,
+                viewer=viewer,
+            )
+        if granted.__class__ is Denial:
             return granted
-        access = granted.access
+        access = granted.access  # type: ignore[union-attr]
         decision = decide(
             access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
         )
@@ -200,12 +266,7 @@ class Guard:
         log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 
-    def _verify(self, raw: str) -> VerifiedToken | Denial:
-        verifier = self.verifier
-        if self.capabilities is not None and self.capabilities.handles(raw):
-            verifier = (
-                self.capabilities
-            )  # a cheap prefix test: access tokens are never parsed as capabilities
+    def _verify(self, verifier: Any, raw: str) -> VerifiedToken | Denial:
         try:
             return verifier.verify(raw)
         except InvalidToken as exc:
@@ -224,8 +285,20 @@ class Guard:
         token: VerifiedToken | None,
         source: str = "token",
     ) -> Granted | Denial:
-        # Routes without an org in the URL ask about the org the token is bound to, if any.
+        # Routes declared without an org (org=None) ask about the org the credential is bound to.
         role = self.membership(subject, org if org is not None else token_org)
+        return self._role_access(subject, org, role, token_scopes, token_org, token, source)
+
+    def _role_access(
+        self,
+        subject: str,
+        org: str | None,
+        role: str | None,
+        token_scopes: frozenset[str] | None,
+        token_org: str | None,
+        token: VerifiedToken | None,
+        source: str,
+    ) -> Granted | Denial:
         try:
             access = assemble_access(
                 subject=subject,

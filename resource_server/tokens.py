@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -19,6 +17,7 @@ from typing import Any
 
 from policy import InvalidScope, parse_scope
 
+from .expiring import ExpiringCache
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 
@@ -99,9 +98,14 @@ class JWTVerifier:
             self._keys = KeySet.from_jwks(jwks, self.algorithms)
         else:
             self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock)
-        self._cache: OrderedDict[bytes, VerifiedToken] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
+        # Keyed on the token's SHA-256, so the cache holds no token text; never answers at or
+        # after a token's exp (the leeway never extends a cached token).
+        self._cache: ExpiringCache[bytes, VerifiedToken] = ExpiringCache(cache_size, self._clock)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock tokens are checked against (Unix time); the guard's caches use it too."""
+        return self._clock
 
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` and return what it says; raise :class:`InvalidToken` otherwise."""
@@ -111,10 +115,10 @@ class JWTVerifier:
             raise InvalidToken("the token is too large")
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         cached = self._cache.get(digest)
-        if cached is not None and self._clock() < cached.expires_at:
+        if cached is not None:
             return cached
         verified = self._verify(token)
-        self._remember(digest, verified)
+        self._cache.put(digest, verified, verified.expires_at)
         return verified
 
     def _verify(self, token: str) -> VerifiedToken:
@@ -196,11 +200,3 @@ class JWTVerifier:
             return parse_scope(claims[self.scope_claim])
         except InvalidScope:
             raise InvalidToken("the token scope claim is not a valid scope string") from None
-
-    def _remember(self, digest: bytes, verified: VerifiedToken) -> None:
-        """Bounded cache of verified tokens keyed on the token's SHA-256. Entries are served only
-        while ``now < exp`` (the leeway never extends a cached token); when full, the oldest goes."""
-        with self._cache_lock:
-            self._cache[digest] = verified
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)

@@ -1,0 +1,209 @@
+"""The hot path against its floor: what a protected request costs over the bare view, next to the
+cryptography it cannot avoid.
+
+Requests are WSGI calls on ``app.wsgi_app`` (and on a ``BearerMiddleware``), with a prebuilt
+environ, so neither a test client nor a socket dilutes the ratio. In the same run, interleaved
+round by round so machine noise hits every case alike:
+
+* the bare Flask view and the bare WSGI app (the references);
+* ``@rs.require`` and the middleware with a warm token (the same token again);
+* with a new ES256 and a new RS256 token every request (full verification);
+* Authlib's ``ResourceProtector`` (RFC 9068) on the same view;
+* the floors: one bare ``cryptography`` ECDSA P-256 verification and one RSA-2048 (PKCS#1 v1.5,
+  SHA-256) verification of a token's signing input.
+
+Printed: each case's cost, its ratio to its bare reference, and for cold cases the extra over
+bare divided by the verification floor of the same algorithm.
+
+    python benchmarks/bench_hot_path.py            # about a minute
+    python benchmarks/bench_hot_path.py --quick    # a smoke run, numbers not meaningful
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import ResourceProtector
+from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from flask import Flask
+from joserfc.jwk import KeySet
+from werkzeug.test import EnvironBuilder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jwt.utils import der_to_raw_signature, raw_to_der_signature
+
+from policy import Roles
+from resource_server.flask import ResourceServer
+from resource_server.tokens import JWTVerifier
+from resource_server.wsgi import BearerMiddleware
+from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
+
+PATH = "/orgs/acme/projects"
+ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write"]})
+MEMBERS = {("user-1", "acme"): "admin"}
+SCOPES = {"GET": "project:read"}
+
+
+def membership(subject: str, org: str | None) -> str | None:
+    return MEMBERS.get((subject, org))
+
+
+def verifier(signers: tuple[Signer, ...]) -> JWTVerifier:
+    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(*signers))
+
+
+def flask_app(signers: tuple[Signer, ...]) -> Flask:
+    """The same trivial view mounted bare, under ``@rs.require`` and under Authlib."""
+    app = Flask(__name__)
+    rs = ResourceServer(app, verifier=verifier(signers), roles=ROLES, membership=membership)
+    keys = KeySet.import_key_set(jwks(*signers))  # imported once: Authlib is not charged for it
+
+    class Validator(JWTBearerTokenValidator):
+        def get_jwks(self) -> KeySet:
+            return keys
+
+    authlib = ResourceProtector()
+    authlib.register_token_validator(Validator(issuer=ISSUER, resource_server=AUDIENCE))
+
+    def projects(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    rule = "/orgs/<org>/projects"
+    app.add_url_rule("/bare" + rule, "bare", projects)
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
+    app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
+    return app
+
+
+def plain_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    body = b'{"projects": []}'
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def middleware(signers: tuple[Signer, ...]) -> BearerMiddleware:
+    return BearerMiddleware(
+        plain_app,
+        verifier=verifier(signers),
+        roles=ROLES,
+        membership=membership,
+        routes={"/orgs/<org>/projects": SCOPES},
+    )
+
+
+def caller(app: Callable[..., Any], path: str, tokens: Iterator[str]) -> Callable[[], None]:
+    """One GET as a WSGI server makes it. Every case, the bare ones included, receives an
+    ``Authorization`` header, so only what is done with it is measured."""
+    base = EnvironBuilder(path=path, headers={"Authorization": "Bearer x"}).get_environ()
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    def one() -> None:
+        environ = dict(base)
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {next(tokens)}"
+        environ["wsgi.input"] = io.BytesIO()
+        result = app(environ, start_response)
+        try:
+            for _ in result:
+                pass
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        if statuses.pop() != "200 OK":
+            raise RuntimeError(f"{path}: refused")
+
+    return one
+
+
+def fresh_tokens(signer: Signer, count: int) -> Iterator[str]:
+    """Distinct tokens, minted before timing starts (each has its own jti)."""
+    return iter([signer.token(now=int(time.time())) for _ in range(count)])
+
+
+def same_token(signer: Signer) -> Iterator[str]:
+    token = signer.token(now=int(time.time()))  # the verifiers check it against the real clock
+    while True:
+        yield token
+
+
+def verification_floor(signer: Signer) -> Callable[[], None]:
+    """One bare ``cryptography`` verification of a token's signature: the cost nothing can avoid."""
+    token = signer.token(now=int(time.time()))
+    signing_input, _, signature_b64 = token.rpartition(".")
+    signature = base64.urlsafe_b64decode(signature_b64 + "=" * (-len(signature_b64) % 4))
+    data = signing_input.encode()
+    public = signer.private_key.public_key()
+    if signer.algorithm == "ES256":
+        der = raw_to_der_signature(signature, ec.SECP256R1())
+        assert der_to_raw_signature(der, ec.SECP256R1()) == signature
+        return lambda: public.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    return lambda: public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+
+
+def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -> dict[str, float]:
+    """Median over interleaved rounds of the mean seconds per call."""
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, one in cases.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                one()
+            samples[name].append((time.perf_counter() - start) / number)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
+    args = parser.parse_args()
+    number, rounds = (20, 2) if args.quick else (500, 21)
+    needed = number * rounds + 10
+    es, rs = es256(), rs256()
+    signers = (es, rs)
+    app, wrapped = flask_app(signers).wsgi_app, middleware(signers)
+    cases = {
+        "Flask: bare view": caller(app, "/bare" + PATH, same_token(es)),
+        "Flask: @rs.require, warm": caller(app, "/rs" + PATH, same_token(es)),
+        "Flask: @rs.require, cold ES256": caller(app, "/rs" + PATH, fresh_tokens(es, needed)),
+        "Flask: @rs.require, cold RS256": caller(app, "/rs" + PATH, fresh_tokens(rs, needed)),
+        "Flask: Authlib ResourceProtector, ES256": caller(app, "/authlib" + PATH, same_token(es)),
+        "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
+        "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
+        "WSGI: BearerMiddleware, cold ES256": caller(wrapped, PATH, fresh_tokens(es, needed)),
+        "floor: ECDSA P-256 verification": verification_floor(es),
+        "floor: RSA-2048 verification": verification_floor(rs),
+    }
+    for one in cases.values():  # warm-up: imports, first-request set-up, the warm token's entry
+        one()
+    results = measure(cases, number=number, rounds=rounds)
+    floors = {
+        "ES256": results["floor: ECDSA P-256 verification"],
+        "RS256": results["floor: RSA-2048 verification"],
+    }
+    print(f"{'case':<42} {'µs/call':>9} {'÷ bare':>8} {'extra ÷ floor':>14}")
+    for name, seconds in results.items():
+        bare = results["WSGI: bare app"] if name.startswith("WSGI") else results["Flask: bare view"]
+        ratio = "" if name.startswith("floor") else f"{seconds / bare:>7.3f}x"
+        algorithm = next((alg for alg in floors if alg in name), None)
+        over = f"{(seconds - bare) / floors[algorithm]:>13.2f}x" if algorithm and "cold" in name else ""
+        print(f"{name:<42} {seconds * 1e6:>9.1f} {ratio:>8} {over:>14}")
+
+
+if __name__ == "__main__":
+    main()
