@@ -51,12 +51,18 @@ def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+# base64url → base64 for binascii, and "+" "/" (not base64url) → a byte strict mode refuses.
+_FROM_BASE64URL = bytes.maketrans(b"-_+/", b"+/!!")
+
+
 def b64decode(segment: str) -> bytes:
+    """base64url without padding (RFC 7515 §2), strictly: any other character is refused."""
     if len(segment) % 4 == 1:  # no base64url string has this length (RFC 4648 §5)
         raise InvalidToken("the token is not valid base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        data = (segment + "=" * (-len(segment) % 4)).encode("ascii").translate(_FROM_BASE64URL)
+        return binascii.a2b_base64(data, strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: a non-ASCII character
         raise InvalidToken("the token is not valid base64url") from None
 
 

@@ -25,6 +25,8 @@ __all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
 
 log = logging.getLogger(__name__)
 
+#: Distinct JOSE headers remembered as checked; more are simply parsed again.
+_CHECKED_HEADERS = 64
 # RFC 9068 §4: "at+jwt"; media types compare case-insensitively (RFC 7515 §4.1.9).
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
@@ -101,6 +103,7 @@ class JWTVerifier:
         # Keyed on the token's SHA-256, so the cache holds no token text; never answers at or
         # after a token's exp (the leeway never extends a cached token).
         self._cache: ExpiringCache[bytes, VerifiedToken] = ExpiringCache(cache_size, self._clock)
+        self._headers: dict[str, tuple[str | None, str]] = {}  # header segment → (kid, alg), checked
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -123,14 +126,33 @@ class JWTVerifier:
 
     def _verify(self, token: str) -> VerifiedToken:
         header_b64, payload_b64, signature_b64 = split_compact(token)
-        header = json_object(header_b64, "header")
-        key = self._key_for(header)
+        key = self._key_for(header_b64)
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
         return self._claims(json_object(payload_b64, "payload"))
 
-    def _key_for(self, header: Mapping[str, Any]) -> VerificationKey:
+    def _key_for(self, header_b64: str) -> VerificationKey:
+        """The key for a token with this header segment. An authorization server signs with a
+        handful of headers; each is parsed and checked once (kept in a small bounded dict), and
+        its key is looked up every time, so a rotated or retired key is seen at once."""
+        checked = self._headers.get(header_b64)
+        if checked is None:
+            checked = self._check_header(json_object(header_b64, "header"))
+            if len(self._headers) >= _CHECKED_HEADERS:
+                self._headers.clear()
+            self._headers[header_b64] = checked
+        kid, alg = checked
+        # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
+        key = self._keys.find(kid)
+        if key is None:
+            raise InvalidToken("the token is signed with an unknown key")
+        if alg != key.algorithm:
+            raise InvalidToken("the token algorithm does not match its key")
+        return key
+
+    def _check_header(self, header: Mapping[str, Any]) -> tuple[str | None, str]:
+        """(kid, alg) of a JOSE header this server accepts (RFC 7515 §4.1, RFC 9068 §2.1)."""
         alg = header.get("alg")
         if not isinstance(alg, str) or alg.lower() == "none":
             raise InvalidToken("the token is not signed with an accepted algorithm")
@@ -144,13 +166,7 @@ class JWTVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("the token kid is not a string")
-        # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
-        key = self._keys.find(kid)
-        if key is None:
-            raise InvalidToken("the token is signed with an unknown key")
-        if alg != key.algorithm:
-            raise InvalidToken("the token algorithm does not match its key")
-        return key
+        return kid, alg
 
     def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
         now = self._clock()
