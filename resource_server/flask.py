@@ -123,6 +123,7 @@ class ResourceServer:
         capabilities: CapabilityVerifier | None = None,
         session_loader: SessionLoader | None = None,
         viewer_context: ViewerContextVerifier | None = None,
+        cache_size: int = 4096,
     ) -> None:
         self.verifier = verifier
         self.roles = roles
@@ -132,6 +133,7 @@ class ResourceServer:
         self.capabilities = capabilities  # tokens with its prefix are verified as capabilities
         self.session_loader = session_loader  # () -> subject of a first-party session, or None
         self.viewer_context = viewer_context  # for routes declared with viewer_context=True
+        self.cache_size = cache_size  # verified credentials kept per app (Guard)
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
@@ -157,6 +159,7 @@ class ResourceServer:
             realm=realm,
             resource_metadata=metadata_url,
             capabilities=self.capabilities,
+            cache_size=self.cache_size,
         )
         servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ())
         servers = (servers,) if isinstance(servers, str) else tuple(servers)

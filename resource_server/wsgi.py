@@ -87,6 +87,7 @@ class BearerMiddleware:
         org: str | None = "org",
         realm: str = "api",
         resource_metadata: str | None = None,
+        cache_size: int = 4096,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -95,6 +96,7 @@ class BearerMiddleware:
             membership=membership,
             realm=realm,
             resource_metadata=resource_metadata,
+            cache_size=cache_size,
         )
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
         try:
