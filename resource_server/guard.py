@@ -151,6 +151,17 @@ class Guard:
         credential = self._cached(authorization) if not token_elsewhere else None
         if credential is not None:
             return self._token_access(credential, org)
+        return self._authenticate(authorization, token_elsewhere, org, session, viewer)
+
+    def _authenticate(
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        org: str | None,
+        session: SessionLoader | None,
+        viewer: ViewerLoader | None,
+    ) -> Granted | Denial:
+        """:meth:`authenticate` for credentials the cache does not hold."""
         try:
             raw = bearer_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
@@ -230,13 +241,7 @@ class Guard:
         if credential is not None:  # the warm path: no parsing, no hashing, no verification
             granted = self._token_access(credential, org)
         else:
-            granted = self.authenticate(
-                authorization=authorization,
-                token_elsewhere=token_elsewhere,
-                org=org,
-                session=session,
-                viewer=viewer,
-            )
+            granted = self._authenticate(authorization, token_elsewhere, org, session, viewer)
         if granted.__class__ is Denial:
             return granted
         access = granted.access  # type: ignore[union-attr]
