@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import random
 import statistics
 import sys
 import time
@@ -154,16 +155,22 @@ def verification_floor(signer: Signer) -> Callable[[], None]:
     return lambda: public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
-def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -> dict[str, float]:
-    """Median over interleaved rounds of the mean seconds per call."""
+def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per call of each case, one sample per round. Within a round the cases run in an
+    order shuffled by the round's number (fixed seeds, so every run shuffles alike), so neither
+    drift nor a fixed order favours any of them; ratios are then taken within each round."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, one in cases.items():
+    names = list(cases)
+    for number_of_round in range(rounds):
+        order = names[:]
+        random.Random(number_of_round).shuffle(order)
+        for name in order:
+            one = cases[name]
             start = time.perf_counter()
             for _ in range(number):
                 one()
             samples[name].append((time.perf_counter() - start) / number)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return samples
 
 
 def best_of(one: Callable[[], object], number: int, repeat: int = 7) -> float:
@@ -264,7 +271,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
     args = parser.parse_args()
-    number, rounds = (20, 2) if args.quick else (500, 21)
+    number, rounds = (20, 2) if args.quick else (200, 51)
     needed = number * rounds + 10
     es, rs = es256(), rs256()
     signers = (es, rs)
@@ -283,18 +290,29 @@ def main() -> None:
     }
     for one in cases.values():  # warm-up: imports, first-request set-up, the warm token's entry
         one()
-    results = measure(cases, number=number, rounds=rounds)
+    samples = measure(cases, number=number, rounds=rounds)
+    results = {name: statistics.median(times) for name, times in samples.items()}
     floors = {
         "ES256": results["floor: ECDSA P-256 verification"],
         "RS256": results["floor: RSA-2048 verification"],
     }
+    print(f"median of {rounds} rounds of {number} calls; ratios are medians of per-round ratios")
     print(f"{'case':<42} {'µs/call':>9} {'÷ bare':>8} {'extra ÷ floor':>14}")
-    for name, seconds in results.items():
-        bare = results["WSGI: bare app"] if name.startswith("WSGI") else results["Flask: bare view"]
-        ratio = "" if name.startswith("floor") else f"{seconds / bare:>7.3f}x"
+    for name, times in samples.items():
+        bare_name = "WSGI: bare app" if name.startswith("WSGI") else "Flask: bare view"
+        bare = samples[bare_name]
+        ratio = (
+            ""
+            if name.startswith("floor")
+            else f"{statistics.median(t / b for t, b in zip(times, bare, strict=True)):>7.3f}x"
+        )
         algorithm = next((alg for alg in floors if alg in name), None)
-        over = f"{(seconds - bare) / floors[algorithm]:>13.2f}x" if algorithm and "cold" in name else ""
-        print(f"{name:<42} {seconds * 1e6:>9.1f} {ratio:>8} {over:>14}")
+        over = ""
+        if algorithm and "cold" in name:
+            floor = samples[f"floor: {'ECDSA P-256' if algorithm == 'ES256' else 'RSA-2048'} verification"]
+            extra = statistics.median((t - b) / f for t, b, f in zip(times, bare, floor, strict=True))
+            over = f"{extra:>13.2f}x"
+        print(f"{name:<42} {results[name] * 1e6:>9.1f} {ratio:>8} {over:>14}")
     flask_bare = results["Flask: bare view"]
     print()
     print("where the time goes, each stage alone in a loop (µs):")
