@@ -20,16 +20,17 @@ class ExpiringCache(Generic[K, V]):
 
     :meth:`get` answers only while ``clock() < expires_at``, and costs a dict lookup and one
     comparison: it takes no lock. Expired entries are removed, oldest expiry first, whenever a
-    call finds one due (so no entry outlives its expiry by more than the time to the next call),
-    and when the cache is full the entry that expires soonest makes room: being a cache, it may
-    forget a live entry, which is then verified again. Thread-safe.
+    call finds one due (so no entry outlives its expiry by more than the time to the next call).
+    When the cache is full the oldest entry makes room (first in, first out), so no caller can
+    hold the cache with long-lived entries: being a cache, it may forget a live entry, which is
+    then verified again. ``size=0`` keeps nothing. Thread-safe.
     """
 
     __slots__ = ("_clock", "_entries", "_expiries", "_lock", "_order", "size")
 
     def __init__(self, size: int, clock: Callable[[], float]) -> None:
-        if not isinstance(size, int) or size < 1:
-            raise ValueError("the cache size must be a positive integer")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError("the cache size must be an integer, 0 or more")
         self.size = size
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
@@ -41,8 +42,11 @@ class ExpiringCache(Generic[K, V]):
     def get(self, key: K) -> V | None:
         """The live value for ``key``, or None."""
         now = self._clock()
-        expiries = self._expiries
-        if expiries and expiries[0][0] <= now:
+        try:
+            due = self._expiries[0][0] <= now
+        except IndexError:  # empty (or emptied by another thread just now)
+            due = False
+        if due:
             self._sweep(now)
         found = self._entries.get(key)
         if found is None or now >= found[0]:
@@ -52,17 +56,17 @@ class ExpiringCache(Generic[K, V]):
     def put(self, key: K, value: V, expires_at: float) -> None:
         """Remember ``value`` for ``key`` until ``expires_at`` (nothing already expired is kept)."""
         now = self._clock()
-        if expires_at <= now:
+        if expires_at <= now or self.size == 0:
             return
         with self._lock:
             self._sweep_locked(now)
             entries, expiries = self._entries, self._expiries
-            while len(entries) >= self.size and key not in entries:
-                _, _, soonest = heapq.heappop(expiries)
-                entries.pop(soonest, None)
+            entries.pop(key, None)  # a replaced entry moves to the back of the line
+            while len(entries) >= self.size:
+                del entries[next(iter(entries))]  # dicts keep insertion order: the oldest
             entries[key] = (expires_at, value)
             heapq.heappush(expiries, (expires_at, next(self._order), key))
-            if len(expiries) > 2 * self.size:  # entries replaced in place leave stale heap items
+            if len(expiries) > 2 * self.size:  # evicted and replaced entries leave stale items
                 self._expiries = [(exp, next(self._order), k) for k, (exp, _) in entries.items()]
                 heapq.heapify(self._expiries)
 

@@ -137,8 +137,6 @@ class ResourceServer:
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
-        self._apps = 0
-        self._only_guard: Guard | None = None
         if app is not None:
             self.init_app(app)
 
@@ -166,10 +164,6 @@ class ResourceServer:
         if resource is not None:
             _check_resource(resource)
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
-        # One app (the usual case): its guard without a context lookup per request. A second app
-        # means looking each request's app up.
-        self._apps += 1
-        self._only_guard = guard if self._apps == 1 else None
         # json_body() and request_body() raise BodyError from inside views: answer it as a 400.
         app.register_error_handler(BodyError, _bad_body)
         from .flask_tools import scopes_cli  # the `flask scopes` commands
@@ -359,7 +353,7 @@ class ResourceServer:
         viewer_context: bool = False,
     ) -> Granted | Denial:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
-        guard = self._only_guard or self._state(current_app).guard
+        guard = self._state(current_app._get_current_object()).guard  # type: ignore[attr-defined]
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None

@@ -199,7 +199,11 @@ class Guard:
         if isinstance(token, Denial):
             return token
         credential = _Credential(token)
-        self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[arg-type]
+        if authorization == f"Bearer {raw}":
+            # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
+            # and verified (from the verifier's own cache) each time, so one token cannot fill
+            # the cache with its spellings, nor an entry grow past the token's own size limit.
+            self._credentials.put(authorization, credential, token.expires_at)
         return self._token_access(credential, org)
 
     def _cached(self, authorization: str | None) -> _Credential | None:
@@ -217,11 +221,12 @@ class Guard:
         token = credential.token
         # Routes declared without an org (org=None) ask about the org the token is bound to.
         role = self.membership(token.subject, org if org is not None else token.org)
-        granted = credential.grants.get((org, role))  # type: ignore[arg-type]
+        cacheable = role.__class__ is str  # anything else is an app bug, refused as no role below
+        granted = credential.grants.get((org, role)) if cacheable else None  # type: ignore[arg-type]
         if granted is not None:
             return granted
         outcome = self._role_access(token.subject, org, role, token.scopes, token.org, token, "token")
-        if isinstance(outcome, Granted) and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
+        if cacheable and isinstance(outcome, Granted) and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
             credential.grants[(org, role)] = outcome  # type: ignore[index]
         return outcome
 

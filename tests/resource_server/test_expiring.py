@@ -47,15 +47,22 @@ def test_an_expired_value_is_never_stored(clock: FakeClock) -> None:
     assert len(cache) == 0 and cache.get("past") is None and cache.get("now") is None
 
 
-def test_the_size_is_a_bound_and_the_soonest_to_expire_makes_room(clock: FakeClock) -> None:
+def test_the_size_is_a_bound_and_the_oldest_entry_makes_room(clock: FakeClock) -> None:
+    """First in, first out, whatever the expiries: long-lived entries cannot hold the cache."""
     cache: ExpiringCache[str, int] = ExpiringCache(3, clock)
-    cache.put("late", 1, clock.now + 300)
+    cache.put("long-lived", 1, clock.now + 86400)
     cache.put("soon", 2, clock.now + 10)
     cache.put("middle", 3, clock.now + 100)
     cache.put("new", 4, clock.now + 200)
     assert len(cache) == 3
-    assert cache.get("soon") is None
-    assert (cache.get("late"), cache.get("middle"), cache.get("new")) == (1, 3, 4)
+    assert cache.get("long-lived") is None
+    assert (cache.get("soon"), cache.get("middle"), cache.get("new")) == (2, 3, 4)
+
+
+def test_size_zero_keeps_nothing(clock: FakeClock) -> None:
+    cache: ExpiringCache[str, int] = ExpiringCache(0, clock)
+    cache.put("a", 1, clock.now + 10)
+    assert len(cache) == 0 and cache.get("a") is None
 
 
 def test_replacing_an_entry_keeps_the_bookkeeping_bounded(clock: FakeClock) -> None:
@@ -66,8 +73,8 @@ def test_replacing_an_entry_keeps_the_bookkeeping_bounded(clock: FakeClock) -> N
     assert len(cache) == 1 and len(cache._expiries) <= 2 * cache.size
 
 
-@pytest.mark.parametrize("size", [0, -1, 1.5, "4"])
-def test_a_size_must_be_a_positive_integer(size: object) -> None:
+@pytest.mark.parametrize("size", [-1, 1.5, "4", True])
+def test_a_size_must_be_an_integer_of_zero_or_more(size: object) -> None:
     with pytest.raises(ValueError):
         ExpiringCache(size, FakeClock())  # type: ignore[arg-type]
 

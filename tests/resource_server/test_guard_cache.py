@@ -221,3 +221,43 @@ def test_at_exp_the_cache_does_not_answer(clock: FakeClock, members: Members) ->
     assert client.get("/orgs/acme/projects", headers=headers).status_code == 200
     clock.advance(0.001)
     assert client.get("/orgs/acme/projects", headers=headers).status_code == 401
+
+
+def test_a_role_that_is_not_a_name_is_no_role_not_a_500(clock: FakeClock) -> None:
+    """membership() returning a list (an app bug) is refused as no role, as before the cache."""
+    app, _ = app_with(clock, lambda subject, org: ["member"])  # type: ignore[arg-type,return-value]
+    response = app.test_client().get(
+        "/orgs/acme/projects", headers={"Authorization": f"Bearer {SIGNER.token(now=NOW)}"}
+    )
+    assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
+
+
+def test_only_the_canonical_spelling_is_kept(clock: FakeClock, members: Members) -> None:
+    """One token in many spellings ("bearer", padded, extra spaces) cannot fill the cache or grow
+    an entry past the token's size limit: those forms are judged each time, not kept."""
+    app, _ = app_with(clock, members)
+    client = app.test_client()
+    raw = SIGNER.token(now=NOW)
+    for spaces in range(1, 50):
+        for scheme in ("bearer", "BEARER", "Bearer"):
+            header = f"{scheme}{' ' * spaces}{raw}"
+            assert client.get("/orgs/acme/projects", headers={"Authorization": header}).status_code == 200
+    credentials = guard_of(app)._credentials
+    assert len(credentials) == 1 and credentials.get(f"Bearer {raw}") is not None
+
+
+def test_a_long_lived_token_cannot_hold_the_cache(clock: FakeClock, members: Members) -> None:
+    """Eviction is first in, first out: a flood of day-long tokens is pushed out by the next
+    tokens like any others, rather than outliving every short-lived user token."""
+    app, _ = app_with(clock, members, cache_size=8)
+    client = app.test_client()
+    for number in range(8):
+        long_lived = SIGNER.token(now=NOW, exp=NOW + 86400, jti=f"long-{number}")
+        client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {long_lived}"})
+    users = [SIGNER.token(now=NOW, exp=NOW + 300, jti=f"user-{number}") for number in range(8)]
+    for token in users:
+        assert (
+            client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        )
+    credentials = guard_of(app)._credentials
+    assert all(credentials.get(f"Bearer {token}") is not None for token in users)
