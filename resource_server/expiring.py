@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -33,7 +34,7 @@ class ExpiringCache(Generic[K, V]):
             raise ValueError("the cache size must be an integer, 0 or more")
         self.size = size
         self._clock = clock
-        self._entries: dict[K, tuple[float, V]] = {}
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()  # oldest first, O(1) to drop
         # (expires_at, insertion number, key); the number keeps keys from ever being compared.
         self._expiries: list[tuple[float, int, K]] = []
         self._order = itertools.count()
@@ -63,7 +64,7 @@ class ExpiringCache(Generic[K, V]):
             entries, expiries = self._entries, self._expiries
             entries.pop(key, None)  # a replaced entry moves to the back of the line
             while len(entries) >= self.size:
-                del entries[next(iter(entries))]  # dicts keep insertion order: the oldest
+                entries.popitem(last=False)  # the oldest
             entries[key] = (expires_at, value)
             heapq.heappush(expiries, (expires_at, next(self._order), key))
             if len(expiries) > 2 * self.size:  # evicted and replaced entries leave stale items
