@@ -23,47 +23,21 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from authlib.integrations.flask_oauth2 import ResourceProtector
-from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from flask import Flask
-from joserfc.jwk import KeySet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policy import Roles
-from resource_server.flask import ResourceServer
-from resource_server.tokens import JWTVerifier
+import apps
+
 from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
 
 URL = "/orgs/acme/projects"
-ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write"]})
-MEMBERS = {("user-1", "acme"): "admin"}
 
 
 def build_app(signers: tuple[Signer, ...]) -> Flask:
-    """One app, the same trivial view mounted bare, under ``@rs.require`` and under Authlib."""
-    app = Flask(__name__)
-    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(*signers))
-    rs = ResourceServer(app, verifier=verifier, roles=ROLES, membership=lambda s, o: MEMBERS.get((s, o)))
-
-    keys = KeySet.import_key_set(jwks(*signers))  # imported once, so Authlib is not charged for it
-
-    class Validator(JWTBearerTokenValidator):
-        def get_jwks(self) -> KeySet:
-            return keys
-
-    authlib = ResourceProtector()
-    authlib.register_token_validator(Validator(issuer=ISSUER, resource_server=AUDIENCE))
-
-    def projects(org: str) -> dict:
-        return {"org": org, "projects": []}
-
-    app.add_url_rule("/bare" + URL.replace("acme", "<org>"), "bare", projects)
-    app.add_url_rule(
-        "/rs" + URL.replace("acme", "<org>"), "rs", rs.require({"GET": "project:read"})(projects)
-    )
-    app.add_url_rule("/authlib" + URL.replace("acme", "<org>"), "authlib", authlib("project:read")(projects))
-    return app
+    """The benchmarks' shared app (``apps.flask_app``): the same view bare, under
+    ``@rs.require`` and under Authlib."""
+    return apps.flask_app(jwks(*signers), issuer=ISSUER, audience=AUDIENCE)
 
 
 def requester(app: Flask, prefix: str, tokens: Iterator[str]) -> Callable[[], None]:

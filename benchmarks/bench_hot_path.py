@@ -32,32 +32,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from authlib.integrations.flask_oauth2 import ResourceProtector
-from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from flask import Flask
-from joserfc.jwk import KeySet
 from werkzeug.test import EnvironBuilder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import apps
 from jwt.utils import der_to_raw_signature, raw_to_der_signature
 
-from policy import Roles
-from resource_server.flask import ResourceServer
 from resource_server.tokens import JWTVerifier
 from resource_server.wsgi import BearerMiddleware
 from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
 
 PATH = "/orgs/acme/projects"
-ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write"]})
-MEMBERS = {("user-1", "acme"): "admin"}
-SCOPES = {"GET": "project:read"}
-
-
-def membership(subject: str, org: str | None) -> str | None:
-    return MEMBERS.get((subject, org))
+# The same roles, membership and scope map as the shared app's.
+ROLES, SCOPES, membership = apps.ROLES, apps.SCOPES, apps.membership
 
 
 def verifier(signers: tuple[Signer, ...]) -> JWTVerifier:
@@ -65,26 +56,8 @@ def verifier(signers: tuple[Signer, ...]) -> JWTVerifier:
 
 
 def flask_app(signers: tuple[Signer, ...]) -> Flask:
-    """The same trivial view mounted bare, under ``@rs.require`` and under Authlib."""
-    app = Flask(__name__)
-    rs = ResourceServer(app, verifier=verifier(signers), roles=ROLES, membership=membership)
-    keys = KeySet.import_key_set(jwks(*signers))  # imported once: Authlib is not charged for it
-
-    class Validator(JWTBearerTokenValidator):
-        def get_jwks(self) -> KeySet:
-            return keys
-
-    authlib = ResourceProtector()
-    authlib.register_token_validator(Validator(issuer=ISSUER, resource_server=AUDIENCE))
-
-    def projects(org: str) -> dict[str, Any]:
-        return {"org": org, "projects": []}
-
-    rule = "/orgs/<org>/projects"
-    app.add_url_rule("/bare" + rule, "bare", projects)
-    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
-    app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
-    return app
+    """The benchmarks' shared app (``apps.flask_app``), trusting these signers."""
+    return apps.flask_app(jwks(*signers), issuer=ISSUER, audience=AUDIENCE)
 
 
 def plain_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from load_app import AUDIENCE, ISSUER
+from apps import AUDIENCE, ISSUER
 
 from tests.support import Signer, es256, jwks
 
@@ -76,7 +76,7 @@ def gunicorn(keys: dict) -> Iterator[str]:
             "--no-control-socket",
             "--chdir",
             str(ROOT / "benchmarks"),
-            "load_app:create()",
+            "apps:create()",
         ],
         stderr=subprocess.PIPE,
         text=True,

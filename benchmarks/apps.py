@@ -1,9 +1,10 @@
-"""The app ``bench_load.py`` serves with gunicorn: one trivial view mounted bare, under
-``@rs.require``, under Authlib's ``ResourceProtector`` and behind ``BearerMiddleware``.
+"""The apps the benchmarks measure: one trivial view mounted bare, under ``@rs.require`` and
+under Authlib's ``ResourceProtector`` (:func:`flask_app`), and for gunicorn (``apps:create()``)
+the same behind ``BearerMiddleware`` too.
 
-The JWK Set to trust comes from the ``LOAD_JWKS`` environment variable (the benchmark holds the
-private keys and mints the tokens). Tokens are checked against the real clock: this is a
-benchmark, minted seconds before it runs.
+For gunicorn the JWK Set to trust comes from the ``LOAD_JWKS`` environment variable (the
+benchmark holds the private keys and mints the tokens). Tokens are checked against the real
+clock: this is a benchmark, minted seconds before it runs.
 """
 
 from __future__ import annotations
@@ -34,26 +35,28 @@ SCOPES = {"GET": "project:read"}
 
 
 def membership(subject: str, org: str | None) -> str | None:
-    return "admin" if org == "acme" else None
+    return "admin" if (subject, org) == ("user-1", "acme") else None
 
 
-def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    jwks = json.loads(os.environ["LOAD_JWKS"])
+def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:
+    """The view at ``/bare/orgs/<org>/projects``, ``/rs/...`` (``@rs.require``) and
+    ``/authlib/...`` (Authlib's ``ResourceProtector`` with its RFC 9068 validator, keys imported
+    once so Authlib is not charged for that)."""
     app = Flask(__name__)
     rs = ResourceServer(
         app,
-        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks),
+        verifier=JWTVerifier(issuer=issuer, audience=audience, jwks=jwks),
         roles=ROLES,
         membership=membership,
     )
-    keys = KeySet.import_key_set(jwks)  # imported once: Authlib is not charged for it
+    keys = KeySet.import_key_set(jwks)
 
     class Validator(JWTBearerTokenValidator):
         def get_jwks(self) -> KeySet:
             return keys
 
     authlib = ResourceProtector()
-    authlib.register_token_validator(Validator(issuer=ISSUER, resource_server=AUDIENCE))
+    authlib.register_token_validator(Validator(issuer=issuer, resource_server=audience))
 
     def projects(org: str) -> dict[str, Any]:
         return {"org": org, "projects": []}
@@ -62,19 +65,26 @@ def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     app.add_url_rule("/bare" + rule, "bare", projects)
     app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
     app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
-    app.add_url_rule("/mw" + rule, "mw", projects)  # reached only through the middleware below
+    app.add_url_rule("/mw" + rule, "mw", projects)  # reached through a BearerMiddleware only
+    return app
+
+
+def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """For gunicorn: the Flask app, with ``/mw/...`` behind ``BearerMiddleware``."""
+    jwks = json.loads(os.environ["LOAD_JWKS"])
+    app = flask_app(jwks)
     protected = BearerMiddleware(
         app.wsgi_app,
         verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks),
         roles=ROLES,
         membership=membership,
-        routes={"/mw" + rule: SCOPES},
+        routes={"/mw/orgs/<org>/projects": SCOPES},
     )
-    flask_app = app.wsgi_app
+    flask_wsgi = app.wsgi_app
 
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith("/mw/"):
             return protected(environ, start_response)
-        return flask_app(environ, start_response)
+        return flask_wsgi(environ, start_response)
 
     return dispatch
