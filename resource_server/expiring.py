@@ -58,6 +58,9 @@ class ExpiringCache(Generic[K, V]):
         """Remember ``value`` for ``key`` until ``expires_at`` (nothing already expired is kept)."""
         now = self._clock()
         if expires_at <= now or self.size == 0:
+            if key in self._entries:  # the newest word on this key is that it is over
+                with self._lock:
+                    self._entries.pop(key, None)
             return
         with self._lock:
             self._sweep_locked(now)
