@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resource_server.expiring import ExpiringCache
@@ -79,6 +79,7 @@ def test_a_size_must_be_an_integer_of_zero_or_more(size: object) -> None:
         ExpiringCache(size, FakeClock())  # type: ignore[arg-type]
 
 
+@settings(max_examples=400)
 @given(
     st.lists(
         st.tuples(
