@@ -133,3 +133,11 @@ def test_concurrent_puts_and_gets_stay_bounded_and_consistent(clock: FakeClock) 
     for thread in threads:
         thread.join()
     assert errors == [] and len(cache) <= 64
+
+
+def test_an_expired_put_ends_the_older_entry_under_its_key(clock: FakeClock) -> None:
+    """The newest word on a key wins: an already-expired value put for it removes the live one."""
+    cache: ExpiringCache[str, int] = ExpiringCache(8, clock)
+    cache.put("a", 1, clock.now + 10)
+    cache.put("a", 2, clock.now - 1)
+    assert cache.get("a") is None and len(cache) == 0
