@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,17 @@ SCOPES = {"GET": "project:read"}
 
 def membership(subject: str, org: str | None) -> str | None:
     return "admin" if (subject, org) == ("user-1", "acme") else None
+
+
+def fresh_tokens(signer: Any, count: int) -> Iterator[str]:
+    """Distinct tokens, minted before timing starts (each has its own jti)."""
+    return iter([signer.token(now=int(time.time())) for _ in range(count)])
+
+
+def same_token(signer: Any) -> Iterator[str]:
+    token = signer.token(now=int(time.time()))  # the verifiers check it against the real clock
+    while True:
+        yield token
 
 
 def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:

@@ -28,6 +28,7 @@ from flask import Flask
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import apps
+from apps import fresh_tokens, same_token
 
 from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
 
@@ -52,18 +53,6 @@ def requester(app: Flask, prefix: str, tokens: Iterator[str]) -> Callable[[], No
             raise RuntimeError(f"{prefix}: {response.status_code} {response.get_data(as_text=True)}")
 
     return one
-
-
-def fresh_tokens(signer: Signer, count: int) -> Iterator[str]:
-    """Distinct tokens, minted before timing starts (each has its own jti)."""
-    return iter([signer.token(now=int(time.time())) for _ in range(count)])
-
-
-def same_token(signer: Signer) -> Iterator[str]:
-    # Real time: the verifier and Authlib both check the token against the wall clock.
-    token = signer.token(now=int(time.time()))
-    while True:
-        yield token
 
 
 def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -> dict[str, float]:

@@ -40,6 +40,7 @@ from werkzeug.test import EnvironBuilder
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import apps
+from apps import fresh_tokens, same_token
 from jwt.utils import der_to_raw_signature, raw_to_der_signature
 
 from resource_server.tokens import JWTVerifier
@@ -101,17 +102,6 @@ def caller(app: Callable[..., Any], path: str, tokens: Iterator[str]) -> Callabl
             raise RuntimeError(f"{path}: refused")
 
     return one
-
-
-def fresh_tokens(signer: Signer, count: int) -> Iterator[str]:
-    """Distinct tokens, minted before timing starts (each has its own jti)."""
-    return iter([signer.token(now=int(time.time())) for _ in range(count)])
-
-
-def same_token(signer: Signer) -> Iterator[str]:
-    token = signer.token(now=int(time.time()))  # the verifiers check it against the real clock
-    while True:
-        yield token
 
 
 def verification_floor(signer: Signer) -> Callable[[], None]:
