@@ -18,10 +18,11 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
 - Ours, in :mod:`resource_server.tokens`: the header ``alg`` must equal the key's algorithm, and
   ``crit``, ``typ``, the size and the JSON are checked before any key is used; ``jwt.decode`` is
   never called, so its own checks (``crit`` since 2.12) are not what protects these tokens.
-- PyJWT's: the signature primitives (``Algorithm.verify`` for RS*, PS*, ES* and EdDSA, over
-  ``cryptography``, including the length check on raw ECDSA signatures, and the HMAC-SHA256 of
-  :mod:`resource_server.jws` for the tokens this server mints itself); building key objects
-  from JWKs (``PyJWK``); and the fetch: ``PyJWKClient.fetch_data`` refuses URIs that are not
+- ``cryptography``'s: the signature primitives, called directly with padding and hash objects
+  built once per key (RFC 7518 §3; the raw R || S of an ECDSA signature is length-checked here
+  and re-encoded as DER, as PyJWT does).
+- PyJWT's: the HMAC-SHA256 of :mod:`resource_server.jws` for the tokens this server mints
+  itself; building key objects from JWKs (``PyJWK``); and the fetch: ``PyJWKClient.fetch_data`` refuses URIs that are not
   http(s) (since 2.13; before, urllib read ``file:`` and ``ftp:`` URIs), does not follow
   redirects (since 2.14, CVE-2026-102267) and applies our ``timeout`` to each socket operation.
   It does not bound the size of the response: it parses the whole body with ``json.load``.
@@ -36,8 +37,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt import PyJWK, PyJWKClient
-from jwt.algorithms import Algorithm
 from jwt.exceptions import PyJWKClientError, PyJWTError
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
@@ -67,11 +71,69 @@ class VerificationKey:
     kid: str | None
     algorithm: str
     key: Any
-    _verifier: Algorithm
+    _check: Callable[[bytes, bytes], bool]
 
     def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        """Check a JWS signature (RFC 7515 §5.2) with PyJWT's implementation of the algorithm."""
-        return bool(self._verifier.verify(signing_input, self.key, signature))
+        """Check a JWS signature (RFC 7515 §5.2, RFC 7518 §3) over ``signing_input``."""
+        return self._check(signing_input, signature)
+
+
+# RFC 7518 §3.1: the hash each algorithm's number names.
+_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def _signature_check(algorithm: str, key: Any) -> Callable[[bytes, bytes], bool]:
+    """``check(signing_input, signature)`` for one key, calling ``cryptography`` directly with
+    the padding and hash objects built once here (PyJWT's ``Algorithm.verify`` builds them on
+    every call, which costs about as much as the rest of the claims checks)."""
+    if algorithm == "EdDSA":  # RFC 8037 §3.1: the signature is verified as is
+
+        def check(data: bytes, signature: bytes) -> bool:
+            try:
+                key.verify(signature, data)
+            except InvalidSignature:
+                return False
+            return True
+
+        return check
+    digest = _HASHES[algorithm[2:]]()
+    if algorithm.startswith("ES"):
+        return _ecdsa_check(key, digest)
+    # RFC 7518 §3.3 (RSASSA-PKCS1-v1_5) and §3.5 (RSASSA-PSS: MGF1 with the same hash, a salt as
+    # long as the hash output).
+    scheme = (
+        padding.PKCS1v15()
+        if algorithm.startswith("RS")
+        else padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+    )
+
+    def check_rsa(data: bytes, signature: bytes) -> bool:
+        try:
+            key.verify(signature, data, scheme, digest)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check_rsa
+
+
+def _ecdsa_check(key: Any, digest: hashes.HashAlgorithm) -> Callable[[bytes, bytes], bool]:
+    """RFC 7518 §3.4: the JWS signature is R || S, each exactly as long as the curve's order;
+    ``cryptography`` takes DER, so it is re-encoded (any other length is refused here)."""
+    half = (key.curve.key_size + 7) // 8
+    ecdsa = ec.ECDSA(digest)
+
+    def check(data: bytes, signature: bytes) -> bool:
+        if len(signature) != 2 * half:
+            return False
+        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        try:
+            key.verify(encode_dss_signature(r, s), data, ecdsa)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
 
 
 def _algorithm_of(jwk: Mapping[str, Any]) -> str:
@@ -117,7 +179,7 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
                 f"key {kid!r} is a known-weak Infineon RSA key (ROCA, CVE-2017-15361): its private"
                 " key can be computed from the public one; replace it"
             )
-    return VerificationKey(kid=kid, algorithm=algorithm, key=parsed.key, _verifier=parsed.Algorithm)
+    return VerificationKey(kid, algorithm, parsed.key, _signature_check(algorithm, parsed.key))
 
 
 # ROCA (CVE-2017-15361; Nemec et al., "The Return of Coppersmith's Attack", ACM CCS 2017): an

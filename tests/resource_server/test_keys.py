@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError
-from resource_server.keys import KeySet, RemoteKeySet, VerificationKey, load_key
+from resource_server.keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey, load_key
 from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
 
 NOW = 1_900_000_000
@@ -79,6 +79,41 @@ def test_a_loaded_key_checks_real_signatures(signer_name: str, request: Any) -> 
     assert key.verify(message, flipped) is False
     for wrong_length in (b"", signature[:-1], signature + b"\x00"):
         assert key.verify(message, wrong_length) is False
+
+
+def _private_key_for(algorithm: str) -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    if algorithm[:2] in ("RS", "PS"):
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    curves = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+    if algorithm in curves:
+        return ec.generate_private_key(curves[algorithm]())
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.mark.parametrize("algorithm", [*sorted(ASYMMETRIC_ALGORITHMS), "EdDSA/Ed448"])
+def test_every_accepted_algorithm_checks_signatures_made_by_pyjwt(algorithm: str) -> None:
+    """The signature check calls ``cryptography`` directly; PyJWT's signer is the reference, so
+    the two agree on encodings (raw R || S, PSS salt length, Ed448)."""
+    from cryptography.hazmat.primitives.asymmetric import ed448
+
+    name = algorithm.split("/")[0]
+    private = ed448.Ed448PrivateKey.generate() if algorithm.endswith("Ed448") else _private_key_for(name)
+    implementation = jwt.get_algorithm_by_name(name)
+    jwk = {**json.loads(implementation.to_jwk(private.public_key())), "alg": name, "kid": "k"}
+    key = load_key(jwk, ASYMMETRIC_ALGORITHMS)
+    message = b"header.payload"
+    signature = implementation.sign(message, private)
+    assert key.verify(message, signature) is True
+    assert key.verify(message + b"x", signature) is False
+    assert key.verify(message, signature[:-1] + bytes([signature[-1] ^ 1])) is False
+    for wrong_length in (b"", signature[:-1], signature + b"\x00"):
+        assert key.verify(message, wrong_length) is False
+    if name.startswith("ES"):  # R or S zero, or the order-sized all-ones value: not a signature
+        half = len(signature) // 2
+        for forged in (bytes(2 * half), signature[:half] + bytes(half), b"\xff" * (2 * half)):
+            assert key.verify(message, forged) is False
 
 
 REFUSED_JWKS: dict[str, Any] = {
