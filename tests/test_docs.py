@@ -66,6 +66,10 @@ def test_the_code_block_runs(block: Block, tmp_path: Path) -> None:
     script = tmp_path / name
     # Line numbers in tracebacks point into the document.
     script.write_text("\n" * block.line + block.code, encoding="utf-8")
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name] if block.mode == "pytest" else [sys.executable, name]
+    command = (
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", name]
+        if block.mode == "pytest"
+        else [sys.executable, name]
+    )
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{block.id} failed:\n{result.stdout}\n{result.stderr}"

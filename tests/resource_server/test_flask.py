@@ -52,7 +52,9 @@ def membership(subject: str, org: str | None) -> str | None:
 
 def verifier(**options: Any) -> JWTVerifier:
     """At the tests' fixed instant (``token()`` mints there too) unless a ``clock`` is given."""
-    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), **{"clock": FakeClock(), **options})
+    return JWTVerifier(
+        issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), **{"clock": FakeClock(), **options}
+    )
 
 
 VERIFIER = verifier()
