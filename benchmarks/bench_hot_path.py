@@ -153,7 +153,7 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
     from policy import ScopeMap
     from resource_server.credentials import bearer_token
     from resource_server.guard import Guard
-    from resource_server.jws import b64decode, json_object, split_compact
+    from resource_server.tokens.jws import b64decode, json_object, split_compact
 
     guard = Guard(verifier=verifier((signer,)), roles=ROLES, membership=membership)
     scope_map = ScopeMap(SCOPES)

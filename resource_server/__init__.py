@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .credentials import MalformedCredentials
-from .keys import KeySetError
 from .tokens import InvalidToken, JWTVerifier, VerifiedToken
+from .tokens.keys import KeySetError
 
 __all__ = ["InvalidToken", "JWTVerifier", "KeySetError", "MalformedCredentials", "VerifiedToken"]

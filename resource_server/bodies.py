@@ -18,7 +18,7 @@ from typing import Any
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
 
-from .jws import strict_json_decoder
+from .tokens.jws import strict_json_decoder
 
 __all__ = [
     "MAX_BOUND_BODY",

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 from policy import Access, InvalidScope, format_scope, parse_scope
 from policy.scopes import scope_set
 
-from .jws import (
+from .tokens import VerifiedToken
+from .tokens.jws import (
     InvalidToken,
     hmac_keys,
     hs256_sign,
@@ -30,7 +31,6 @@ from .jws import (
     is_printable_identifier,
     string_claim,
 )
-from .tokens import VerifiedToken
 
 __all__ = ["MAX_SESSION_ID", "Capability", "CapabilityIssuer", "CapabilityVerifier", "GrantSource"]
 
@@ -57,7 +57,7 @@ class Capability:
 def check_session_id(session_id: object) -> str:
     """A session id is a non-empty string of at most 128 characters without control or
     invisible characters or lone surrogates (the rules of identifier claims,
-    :func:`~resource_server.jws.string_claim`), checked before any I/O."""
+    :func:`~resource_server.tokens.jws.string_claim`), checked before any I/O."""
     if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
         raise ValueError(f"sessionId must be a string of 1 to {MAX_SESSION_ID} characters")
     if not is_printable_identifier(session_id):

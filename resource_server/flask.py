@@ -25,9 +25,9 @@ from policy import Access, Roles, ScopeMap
 from .bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
 from .credentials import MAX_FORM_INSPECTED, names_access_token, token_elsewhere
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
-from .jws import InvalidToken
 from .resource_tokens import ResourceToken, ResourceTokenVerifier
 from .tokens import JWTVerifier, VerifiedToken
+from .tokens.jws import InvalidToken
 from .viewer_context import ViewerContext, ViewerContextVerifier
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 
 from policy import Access
 
-from .jws import InvalidToken, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
+from .tokens.jws import InvalidToken, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
 
 __all__ = ["READ_METHODS", "ResourceToken", "ResourceTokenIssuer", "ResourceTokenVerifier"]
 

@@ -27,7 +27,15 @@ from typing import Any, Protocol
 from policy import InvalidScope, format_scope, parse_scope
 
 from .bodies import BodyError
-from .jws import InvalidToken, b64encode, hmac_keys, hs256_sign, hs256_verify, integer_claim, string_claim
+from .tokens.jws import (
+    InvalidToken,
+    b64encode,
+    hmac_keys,
+    hs256_sign,
+    hs256_verify,
+    integer_claim,
+    string_claim,
+)
 
 __all__ = [
     "HEADER",

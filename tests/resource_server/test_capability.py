@@ -15,7 +15,7 @@ from policy import Roles, assemble_access, parse_challenges
 from resource_server import InvalidToken, JWTVerifier
 from resource_server.capability import CapabilityIssuer, CapabilityVerifier
 from resource_server.flask import ResourceServer, current_access
-from resource_server.jws import b64encode, json_object
+from resource_server.tokens.jws import b64encode, json_object
 from tests.support import AUDIENCE, ISSUER, FakeClock, Signer, jwks
 
 KEY = "k" * 32

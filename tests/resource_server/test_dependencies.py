@@ -59,7 +59,7 @@ def test_the_installed_versions_meet_the_declared_floors(requirement: Requiremen
 
 
 def test_pyjwt_is_recent_enough_for_the_fetch_protections_keys_relies_on() -> None:
-    """resource_server.keys relies on PyJWKClient refusing non-http(s) URIs (2.13) and not
+    """resource_server.tokens.keys relies on PyJWKClient refusing non-http(s) URIs (2.13) and not
     following redirects (2.14, CVE-2026-102267); 2.12 made ``crit`` checked (CVE-2026-32597)."""
     (pyjwt,) = (r for r in REQUIRED if canonicalize_name(r.name) == "pyjwt")
     assert "crypto" in pyjwt.extras

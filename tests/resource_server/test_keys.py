@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError
-from resource_server.keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey, load_key
+from resource_server.tokens.keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey, load_key
 from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
 
 NOW = 1_900_000_000

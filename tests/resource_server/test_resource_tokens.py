@@ -10,8 +10,8 @@ from flask import Flask
 from policy import assemble_access
 from resource_server import InvalidToken
 from resource_server.flask import current_resource_token, resource_token_required
-from resource_server.jws import hs256_sign
 from resource_server.resource_tokens import ResourceTokenIssuer, ResourceTokenVerifier
+from resource_server.tokens.jws import hs256_sign
 from tests.support import FakeClock
 
 KEY, OLD = "r" * 32, "o" * 32

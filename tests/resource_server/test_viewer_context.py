@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
-from resource_server.jws import b64encode, json_object
+from resource_server.tokens.jws import b64encode, json_object
 from resource_server.viewer_context import (
     MemoryReplayCache,
     ViewerContext,

@@ -15,13 +15,13 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
   ``kid``, one attempt per cooldown whatever its outcome, the last good set served through
   failures, and a clock that steps back. ``PyJWKClient`` is built without its own cache
   (``cache_jwk_set=False``) and only its ``fetch_data`` is called.
-- Ours, in :mod:`resource_server.tokens`: the header ``alg`` must equal the key's algorithm, and
+- Ours, in :mod:`resource_server.tokens.jwt`: the header ``alg`` must equal the key's algorithm, and
   ``crit``, ``typ``, the size and the JSON are checked before any key is used; ``jwt.decode`` is
   never called, so its own checks (``crit`` since 2.12) are not what protects these tokens.
 - ``cryptography``'s: the signature primitives, called directly with padding and hash objects
   built once per key (RFC 7518 §3; the raw R || S of an ECDSA signature is length-checked here
   and re-encoded as DER, as PyJWT does).
-- PyJWT's: the HMAC-SHA256 of :mod:`resource_server.jws` for the tokens this server mints
+- PyJWT's: the HMAC-SHA256 of :mod:`resource_server.tokens.jws` for the tokens this server mints
   itself; building key objects from JWKs (``PyJWK``); and the fetch: ``PyJWKClient.fetch_data`` refuses URIs that are not
   http(s) (since 2.13; before, urllib read ``file:`` and ``ftp:`` URIs), does not follow
   redirects (since 2.14, CVE-2026-102267) and applies our ``timeout`` to each socket operation.

@@ -17,7 +17,7 @@ from typing import Any
 
 from policy import InvalidScope, parse_scope
 
-from .expiring import ExpiringCache
+from ..expiring import ExpiringCache
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 
@@ -48,7 +48,7 @@ class JWTVerifier:
     """Verifies JWT access tokens (RFC 9068) signed with a key from a JWK Set.
 
     Give exactly one of ``jwks`` (a JWK Set dict) or ``jwks_uri`` (fetched, cached, refreshed on
-    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.keys.RemoteKeySet`).
+    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.tokens.keys.RemoteKeySet`).
     ``clock`` returns the current Unix time; ``max_lifetime`` caps ``exp - iat``;
     ``cache_size`` bounds the verified-token cache.
     """

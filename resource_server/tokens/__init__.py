@@ -1,0 +1,10 @@
+"""Credential → :class:`VerifiedToken`, framework-free: strict compact JWS parsing
+(:mod:`~resource_server.tokens.jws`), JWK Sets and their fetching (:mod:`~resource_server.tokens.keys`),
+JWT access tokens (:mod:`~resource_server.tokens.jwt`)."""
+
+from __future__ import annotations
+
+from .jws import InvalidToken
+from .jwt import JWTVerifier, VerifiedToken
+
+__all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
