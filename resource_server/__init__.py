@@ -7,7 +7,14 @@
 from __future__ import annotations
 
 from .credentials import MalformedCredentials
-from .tokens import InvalidToken, JWTVerifier, VerifiedToken
+from .tokens import InvalidToken, JWTVerifier, VerificationUnavailable, VerifiedToken
 from .tokens.keys import KeySetError
 
-__all__ = ["InvalidToken", "JWTVerifier", "KeySetError", "MalformedCredentials", "VerifiedToken"]
+__all__ = [
+    "InvalidToken",
+    "JWTVerifier",
+    "KeySetError",
+    "MalformedCredentials",
+    "VerificationUnavailable",
+    "VerifiedToken",
+]

@@ -26,7 +26,7 @@ from .bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, j
 from .credentials import MAX_FORM_INSPECTED, names_access_token, token_elsewhere
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .resource_tokens import ResourceToken, ResourceTokenVerifier
-from .tokens import JWTVerifier, VerifiedToken
+from .tokens import TokenVerifier, VerifiedToken
 from .tokens.jws import InvalidToken
 from .viewer_context import ViewerContext, ViewerContextVerifier
 
@@ -115,7 +115,7 @@ class ResourceServer:
         self,
         app: Flask | None = None,
         *,
-        verifier: JWTVerifier,
+        verifier: TokenVerifier,
         roles: Roles,
         membership: Membership,
         realm: str = "api",

@@ -20,7 +20,7 @@ from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer
 from .bodies import BodyError
 from .credentials import MalformedCredentials, bearer_token
 from .expiring import ExpiringCache
-from .tokens import InvalidToken, JWTVerifier, VerifiedToken
+from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
 __all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
 
@@ -72,6 +72,7 @@ class Denial:
     description: str
     www_authenticate: str | None
     reason: str = ""
+    retry_after: int | None = None  # seconds, for a 503 (RFC 9110 §10.2.3)
 
     @property
     def body(self) -> bytes:
@@ -82,6 +83,8 @@ class Denial:
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
         if self.www_authenticate is not None:
             headers.append(("WWW-Authenticate", self.www_authenticate))
+        if self.retry_after is not None:
+            headers.append(("Retry-After", str(self.retry_after)))
         return headers
 
 
@@ -99,7 +102,7 @@ class Guard:
     def __init__(
         self,
         *,
-        verifier: JWTVerifier,
+        verifier: TokenVerifier,
         roles: Roles,
         membership: Membership,
         realm: str = "api",
@@ -282,6 +285,17 @@ class Guard:
         except InvalidToken as exc:
             log.info("401 invalid_token: %s", exc.description)
             return self._invalid_token(exc.description)
+        except VerificationUnavailable as exc:
+            # Not the client's fault and not the token's: no challenge, nothing to throw away.
+            log.error("503: the token cannot be verified now: %s", exc.description)
+            return Denial(
+                503,
+                "temporarily_unavailable",
+                "the token cannot be verified right now; retry later",
+                None,
+                exc.description,
+                max(1, int(exc.retry_after)),
+            )
         except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
             log.exception("unexpected error while verifying a token")
             return self._invalid_token("the token could not be verified")

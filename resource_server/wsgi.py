@@ -30,7 +30,7 @@ from policy import Roles, ScopeMap
 from .bodies import BodyError
 from .credentials import token_elsewhere
 from .guard import Denial, Guard, Membership
-from .tokens import JWTVerifier
+from .tokens import TokenVerifier
 
 __all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"]
 
@@ -79,7 +79,7 @@ class BearerMiddleware:
         self,
         app: WSGIApp,
         *,
-        verifier: JWTVerifier,
+        verifier: TokenVerifier,
         roles: Roles,
         membership: Membership,
         routes: Mapping[str, Route | ScopeMap | Mapping[str, Any]],

@@ -4,7 +4,8 @@ JWT access tokens (:mod:`~resource_server.tokens.jwt`)."""
 
 from __future__ import annotations
 
-from .jws import InvalidToken
-from .jwt import JWTVerifier, VerifiedToken
+from .errors import InvalidToken, VerificationUnavailable
+from .jwt import JWTVerifier
+from .verified import TokenVerifier, VerifiedToken
 
-__all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
+__all__ = ["InvalidToken", "JWTVerifier", "TokenVerifier", "VerificationUnavailable", "VerifiedToken"]

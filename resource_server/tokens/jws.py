@@ -15,6 +15,8 @@ from typing import Any
 
 from jwt.algorithms import HMACAlgorithm
 
+from .errors import InvalidToken
+
 __all__ = [
     "InvalidToken",
     "b64decode",
@@ -27,15 +29,6 @@ __all__ = [
 
 # RFC 7515 §7.1 compact serialization, base64url without padding (RFC 7515 §2), nothing else.
 _COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
-
-
-class InvalidToken(ValueError):
-    """The token cannot be accepted. ``description`` is short and safe to send to the client
-    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__(description)
-        self.description = description
 
 
 def split_compact(token: str) -> tuple[str, str, str]:

@@ -11,7 +11,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -20,6 +19,7 @@ from policy import InvalidScope, parse_scope
 from ..expiring import ExpiringCache
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
+from .verified import VerifiedToken
 
 __all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
 
@@ -29,19 +29,6 @@ log = logging.getLogger(__name__)
 _CHECKED_HEADERS = 64
 # RFC 9068 §4: "at+jwt"; media types compare case-insensitively (RFC 7515 §4.1.9).
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedToken:
-    """A verified access token. ``claims`` is a read-only view of the whole payload."""
-
-    subject: str
-    scopes: frozenset[str]
-    org: str | None
-    client_id: str | None
-    expires_at: int
-    claims: Mapping[str, Any]
-    kind: str = "access"  # "capability" for capability tokens
 
 
 class JWTVerifier:
