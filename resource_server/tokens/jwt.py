@@ -14,9 +14,8 @@ from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from policy import InvalidScope, parse_scope
-
 from ..expiring import ExpiringCache
+from .claims import org_of, scopes_of
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 from .verified import VerifiedToken
@@ -56,6 +55,7 @@ class JWTVerifier:
         clock: Callable[[], float] | None = None,
         max_lifetime: int = 86400,
         cache_size: int = 4096,
+        issuer_org: str | None = None,
     ) -> None:
         if (jwks is None) == (jwks_uri is None):
             raise ValueError("give exactly one of jwks or jwks_uri")
@@ -72,7 +72,10 @@ class JWTVerifier:
             raise ValueError(f"unsupported algorithms {sorted(unsupported)}; use public-key algorithms")
         if require_typ is not None and require_typ.lower() not in _ACCESS_TOKEN_TYPES:
             raise ValueError('require_typ must be "at+jwt" (RFC 9068 §2.1) or None')
+        if issuer_org is not None and (not isinstance(issuer_org, str) or not issuer_org):
+            raise ValueError("issuer_org must be a non-empty string (the organization this issuer serves)")
         self.issuer = issuer
+        self.issuer_org = issuer_org
         self.audiences = audiences
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway
@@ -173,11 +176,11 @@ class JWTVerifier:
             raise InvalidToken("the token issuer is not accepted")
         self._check_audience(claims.get("aud"))
         subject = string_claim(claims, "sub", required=True)
-        org = string_claim(claims, self.org_claim, required=False)
+        org = org_of(claims, self.org_claim, self.issuer_org)
         client_id = string_claim(claims, "client_id", required=False)
         return VerifiedToken(
             subject=subject,
-            scopes=self._scopes(claims),
+            scopes=scopes_of(claims, self.scope_claim),
             org=org,
             client_id=client_id,
             expires_at=exp,
@@ -194,12 +197,3 @@ class JWTVerifier:
             accepted = False
         if not accepted:
             raise InvalidToken("the token audience is not this server")
-
-    def _scopes(self, claims: Mapping[str, Any]) -> frozenset[str]:
-        """RFC 9068 §2.2.3: the ``scope`` claim is an RFC 6749 §3.3 scope string."""
-        if self.scope_claim not in claims:
-            return frozenset()
-        try:
-            return parse_scope(claims[self.scope_claim])
-        except InvalidScope:
-            raise InvalidToken("the token scope claim is not a valid scope string") from None

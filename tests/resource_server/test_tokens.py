@@ -191,6 +191,35 @@ def test_org_and_scope_claim_names_are_configurable(es: Signer, clock: FakeClock
     refuse(custom, make(es, tenant=5), "tenant")
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("scope", "project:read project:write"),  # RFC 9068 §2.2.3
+        ("scp", ["project:read", "project:write"]),  # Okta, Entra ID (an array)
+        ("scp", "project:read project:write"),  # Entra ID delegated tokens (a string)
+        ("permissions", ["project:read", "project:write"]),  # Auth0 RBAC
+    ],
+)
+def test_the_scope_claim_may_be_a_string_or_an_array(
+    claim: str, value: Any, es: Signer, clock: FakeClock
+) -> None:
+    shaped = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock, scope_claim=claim)
+    verified = shaped.verify(make(es, **{"scope": DROP, claim: value}))
+    assert verified.scopes == frozenset({"project:read", "project:write"})
+    assert shaped.verify(make(es, **{"scope": DROP, claim: []})).scopes == frozenset()
+
+
+def test_issuer_org_binds_every_token_of_the_issuer(es: Signer, clock: FakeClock) -> None:
+    tenant = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock, issuer_org="globex")
+    assert tenant.verify(make(es, org_id=DROP)).org == "globex"
+    assert tenant.verify(make(es, org_id="globex")).org == "globex"
+    refuse(tenant, make(es, org_id="acme"), "organization")
+    refuse(tenant, make(es, org_id=""), "org_id")
+    for bad in ("", 5):
+        with pytest.raises(ValueError, match="issuer_org"):
+            JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), issuer_org=bad)  # type: ignore[arg-type]
+
+
 def test_an_audience_collection_accepts_any_of_its_members(es: Signer, clock: FakeClock) -> None:
     two = JWTVerifier(issuer=ISSUER, audience=[AUDIENCE, "https://api2.test"], jwks=jwks(es), clock=clock)
     assert two.verify(make(es, aud="https://api2.test")).subject == "user-1"
@@ -296,8 +325,14 @@ BAD_CLAIMS: dict[str, tuple[dict[str, Any], str]] = {
     "scope with newline": ({"scope": "project:read\nadmin"}, "scope"),
     "scope with ideographic space": ({"scope": "project:read\u3000admin"}, "scope"),
     "scope with quote": ({"scope": 'project:"read'}, "scope"),
-    "scope as a list": ({"scope": ["project:read", "admin"]}, "scope"),
+    "scope array holding a space-delimited string": ({"scope": ["project:read admin"]}, "scope"),
+    "scope array holding an empty token": ({"scope": ["project:read", ""]}, "scope"),
+    "scope array holding a number": ({"scope": ["project:read", 7]}, "scope"),
+    "scope array holding an array": ({"scope": [["project:read"]]}, "scope"),
+    "scope array holding NBSP": ({"scope": ["project:read\u00a0admin"]}, "scope"),
+    "scope as an object": ({"scope": {"project:read": True}}, "scope"),
     "scope as a number": ({"scope": 1}, "scope"),
+    "scope array too long": ({"scope": ["s"] * 1025}, "scope"),
     "scope null": ({"scope": None}, "scope"),
     "org_id empty": ({"org_id": ""}, "org_id"),
     "org_id number": ({"org_id": 123}, "org_id"),
