@@ -11,14 +11,12 @@ adapter answers with ``400`` and a JSON error: never a 500, never a hang.
 from __future__ import annotations
 
 import io
-import re
-from itertools import accumulate
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length, get_input_stream
 
-from .tokens.jws import strict_json_decoder
+from .strict_json import parse_object, strict_json_decoder
 
 __all__ = [
     "MAX_BOUND_BODY",
@@ -38,14 +36,6 @@ MAX_JSON_BYTES = 64 * 1024
 #: Objects and arrays nested deeper than this are refused before the JSON parser sees them
 #: (CPython's parser recurses, and a body nested 1,000 deep raised RecursionError).
 MAX_JSON_DEPTH = 32
-
-# A JSON string (RFC 8259 §7), possessive, so matching never backtracks. A string that never
-# closes runs to the end of the input: were it to fail instead, the search would start again at
-# every later quote and rescan the rest each time (quadratic: 17 s for 64 KiB of \").
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-# The depth change of each byte value, for the brackets that survive the translate below.
-_STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 
 
 class BodyError(ValueError):
@@ -134,25 +124,7 @@ _DECODER = strict_json_decoder(
 )
 
 
-def nesting_depth(data: bytes) -> int:
-    """How deeply objects and arrays nest in ``data``, strings skipped. Linear, and every step
-    runs in C (a regex substitution, a translate, then accumulate over the brackets)."""
-    brackets = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
-    return max(0, max(accumulate(map(_STEP.__getitem__, brackets)), default=0))
-
-
 def json_object(data: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     """Parse ``data`` as one JSON object (RFC 8259, UTF-8 only), refusing duplicate member
     names, NaN/Infinity, and nesting deeper than ``max_depth``; :class:`BodyError` otherwise."""
-    # No body with few brackets can nest deeply: most bodies skip the scan.
-    if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
-        raise BodyError(f"the JSON body nests deeper than {max_depth} levels")
-    try:
-        value = _DECODER.decode(data.decode("utf-8"))
-    except BodyError:
-        raise
-    except (ValueError, RecursionError):  # bad UTF-8 or JSON, or a 5,000-digit number
-        raise BodyError("the body is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BodyError("the body must be a JSON object")
-    return value
+    return parse_object(data, _DECODER, BodyError, what="body", max_depth=max_depth)

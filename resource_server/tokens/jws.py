@@ -7,14 +7,14 @@ import base64
 import binascii
 import hmac
 import json
-import math
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from jwt.algorithms import HMACAlgorithm
 
+from ..strict_json import strict_json_decoder
 from .errors import InvalidToken
 
 __all__ = [
@@ -57,36 +57,6 @@ def b64decode(segment: str) -> bytes:
         return binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, ValueError):  # ValueError: a non-ASCII character
         raise InvalidToken("the token is not valid base64url") from None
-
-
-def strict_json_decoder(
-    duplicate: Callable[[], Exception], constant: Callable[[], Exception]
-) -> json.JSONDecoder:
-    """A JSON decoder that raises ``duplicate()`` for an object with a repeated member name and
-    ``constant()`` for ``NaN``/``Infinity`` and for numbers too large for a float (not JSON
-    values, RFC 8259 §6). Build it once: ``json.loads``
-    with hooks constructs a new decoder on every call."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
-        if len(result) != len(pairs):
-            # RFC 7515 §5.2 / RFC 7519 §7.2 / RFC 8259 §4: parsers disagree about which of two
-            # members counts, and that disagreement is an attack: refuse.
-            raise duplicate()
-        return result
-
-    def refuse_constant(name: str) -> Any:
-        raise constant()
-
-    def finite(text: str) -> float:
-        value = float(text)
-        if math.isinf(value):  # 1e999 overflows to infinity, which JSON cannot express either
-            raise constant()
-        return value
-
-    return json.JSONDecoder(
-        object_pairs_hook=no_duplicates, parse_constant=refuse_constant, parse_float=finite
-    )
 
 
 _DECODER = strict_json_decoder(

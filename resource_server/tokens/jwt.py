@@ -16,6 +16,7 @@ from typing import Any
 
 from ..expiring import ExpiringCache
 from .claims import org_of, scopes_of
+from .discovery import DiscoveredKeySet
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 from .verified import VerifiedToken
@@ -33,8 +34,12 @@ _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 class JWTVerifier:
     """Verifies JWT access tokens (RFC 9068) signed with a key from a JWK Set.
 
-    Give exactly one of ``jwks`` (a JWK Set dict) or ``jwks_uri`` (fetched, cached, refreshed on
-    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.tokens.keys.RemoteKeySet`).
+    Give exactly one of ``jwks`` (a JWK Set dict), ``jwks_uri`` (fetched, cached, refreshed on
+    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.tokens.keys.RemoteKeySet`)
+    or ``discover=True`` (the ``jwks_uri`` found in the issuer's RFC 8414 or OpenID Connect
+    metadata, see :class:`~resource_server.tokens.discovery.DiscoveredKeySet`). ``issuer_org``
+    binds every token of this issuer to one organization (a per-customer issuer);
+    ``scope_claim`` may hold a scope string or an array of scope tokens.
     ``clock`` returns the current Unix time; ``max_lifetime`` caps ``exp - iat``;
     ``cache_size`` bounds the verified-token cache.
     """
@@ -56,9 +61,10 @@ class JWTVerifier:
         max_lifetime: int = 86400,
         cache_size: int = 4096,
         issuer_org: str | None = None,
+        discover: bool = False,
     ) -> None:
-        if (jwks is None) == (jwks_uri is None):
-            raise ValueError("give exactly one of jwks or jwks_uri")
+        if (jwks is not None) + (jwks_uri is not None) + bool(discover) != 1:
+            raise ValueError("give exactly one of jwks, jwks_uri or discover=True")
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
         audiences = frozenset([audience] if isinstance(audience, str) else audience)
@@ -85,11 +91,13 @@ class JWTVerifier:
         self.scope_claim = scope_claim
         self.require_typ = require_typ
         self._clock = clock or time.time
-        self._keys: KeySet | RemoteKeySet
+        self._keys: KeySet | RemoteKeySet | DiscoveredKeySet
         if jwks is not None:
             self._keys = KeySet.from_jwks(jwks, self.algorithms)
-        else:
+        elif jwks_uri is not None:
             self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock)
+        else:  # nothing is fetched before the first token needs a key
+            self._keys = DiscoveredKeySet(issuer, algorithms=self.algorithms, clock=self._clock)
         # Keyed on the token's SHA-256, so the cache holds no token text; never answers at or
         # after a token's exp (the leeway never extends a cached token).
         self._cache: ExpiringCache[bytes, VerifiedToken] = ExpiringCache(cache_size, self._clock)

@@ -13,8 +13,10 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
   and ``jwt.decode``); skipping encryption keys; refusing (configured) or dropping (fetched) keys
   that share a ``kid``; and the cache around fetching: ``max_age``, a refresh on an unknown
   ``kid``, one attempt per cooldown whatever its outcome, the last good set served through
-  failures, and a clock that steps back. ``PyJWKClient`` is built without its own cache
-  (``cache_jwk_set=False``) and only its ``fetch_data`` is called.
+  failures, ``Cache-Control: max-age`` honoured within [60 s, 24 h], and a clock that steps
+  back. The fetch itself is :mod:`resource_server.tokens.fetch` (``urllib3``): https only (http
+  on loopback), no redirects, a timeout, at most 256 KiB, strict JSON. PyJWT's ``PyJWKClient``
+  is not used: it exposes no response headers and parses bodies of any size.
 - Ours, in :mod:`resource_server.tokens.jwt`: the header ``alg`` must equal the key's algorithm, and
   ``crit``, ``typ``, the size and the JSON are checked before any key is used; ``jwt.decode`` is
   never called, so its own checks (``crit`` since 2.12) are not what protects these tokens.
@@ -22,15 +24,13 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
   built once per key (RFC 7518 §3; the raw R || S of an ECDSA signature is length-checked here
   and re-encoded as DER, as PyJWT does).
 - PyJWT's: the HMAC-SHA256 of :mod:`resource_server.tokens.jws` for the tokens this server mints
-  itself; building key objects from JWKs (``PyJWK``); and the fetch: ``PyJWKClient.fetch_data`` refuses URIs that are not
-  http(s) (since 2.13; before, urllib read ``file:`` and ``ftp:`` URIs), does not follow
-  redirects (since 2.14, CVE-2026-102267) and applies our ``timeout`` to each socket operation.
-  It does not bound the size of the response: it parses the whole body with ``json.load``.
+  itself, and building key objects from JWKs (``PyJWK``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -41,8 +41,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from jwt import PyJWK, PyJWKClient
-from jwt.exceptions import PyJWKClientError, PyJWTError
+from jwt import PyJWK
+from jwt.exceptions import PyJWTError
+
+from .errors import VerificationUnavailable
+from .fetch import FetchError, JSONFetcher, check_uri
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 
@@ -276,14 +279,17 @@ def _drop_ambiguous(keys: list[VerificationKey]) -> list[VerificationKey]:
 
 
 class RemoteKeySet:
-    """A JWK Set fetched from a ``jwks_uri`` (RFC 8414 §2) with PyJWT's ``PyJWKClient``.
+    """A JWK Set fetched from a ``jwks_uri`` (RFC 8414 §2) and cached.
 
-    The set is cached for ``max_age`` seconds. An unknown ``kid`` triggers a refresh, and so does
-    an expired cache, but at most one fetch is attempted per ``cooldown`` seconds whatever its
-    outcome, so a flood of tokens with made-up kids cannot become a flood of fetches. A failed
-    fetch keeps the last good set in service (logged), so a flaky authorization server does not
-    turn into an outage. Should ``clock`` step backwards, the time since the last fetch counts as
-    long ago: the set is fetched again rather than trusted as fresh.
+    The set is trusted for the ``max-age`` its response declares (``Cache-Control``, clamped to
+    [60 s, 24 h]), or ``max_age`` seconds when it declares none. An unknown ``kid`` triggers a
+    refresh, and so does an expired cache, but at most one fetch is attempted per ``cooldown``
+    seconds whatever its outcome, so a flood of tokens with made-up kids cannot become a flood
+    of fetches. A failed fetch keeps the last good set in service (logged), so a flaky
+    authorization server does not turn into an outage; while no set has ever been fetched,
+    :class:`VerificationUnavailable` (503) says so rather than call every token invalid. Should
+    ``clock`` step backwards, the time since the last fetch counts as long ago: the set is
+    fetched again rather than trusted as fresh.
     """
 
     def __init__(
@@ -295,34 +301,45 @@ class RemoteKeySet:
         max_age: float = 300.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        fetcher: JSONFetcher | None = None,
     ) -> None:
-        # PyJWKClient refuses non-http(s) URIs (PyJWT >= 2.13) and follows no redirect (>= 2.14).
         try:
-            self._client = PyJWKClient(uri, cache_jwk_set=False, timeout=timeout)
-        except PyJWKClientError as exc:
-            raise KeySetError(f"jwks_uri {uri!r} is not usable: {exc}") from None
+            self.uri = check_uri(uri, "jwks_uri")
+        except ValueError as exc:
+            raise KeySetError(str(exc)) from None
+        self._fetcher = fetcher or JSONFetcher(timeout=timeout)
         self._algorithms = frozenset(algorithms)
         self._cooldown = cooldown
+        self._default_max_age = max_age
         self._max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
         self._keys: KeySet | None = None
         self._fetched_at = 0.0
         self._last_attempt: float | None = None
-        self.uri = uri
 
     def find(self, kid: str | None) -> VerificationKey | None:
         """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``."""
         now = self._clock()
-        if self._keys is None or not _within(now, self._fetched_at, self._max_age):
+        if self._keys is None or not within(now, self._fetched_at, self._max_age):
             self._refresh()
         keys = self._keys
         key = keys.find(kid) if keys is not None else None
         if key is None:
             self._refresh()
             keys = self._keys
-            key = keys.find(kid) if keys is not None else None
+            if keys is None:
+                raise VerificationUnavailable(
+                    "the authorization server's keys have never been fetched", retry_after=self._retry_after()
+                )
+            key = keys.find(kid)
         return key
+
+    def _retry_after(self) -> int:
+        """Seconds until the cooldown lets the next fetch happen."""
+        if self._last_attempt is None:
+            return 1
+        return max(1, math.ceil(self._cooldown - (self._clock() - self._last_attempt)))
 
     def _refresh(self) -> None:
         with self._lock:
@@ -330,18 +347,20 @@ class RemoteKeySet:
             # were made: a thread that read the clock earlier but got the lock later would
             # otherwise see a negative elapsed time, count it as long ago, and fetch again.
             now = self._clock()
-            if self._last_attempt is not None and _within(now, self._last_attempt, self._cooldown):
+            if self._last_attempt is not None and within(now, self._last_attempt, self._cooldown):
                 return
             self._last_attempt = now
             try:
-                keys = KeySet.from_jwks(self._client.fetch_data(), self._algorithms, strict=False)
-            except Exception as exc:  # any failure keeps the cached set; it is logged, not raised
+                fetched = self._fetcher.get(self.uri)
+                keys = KeySet.from_jwks(fetched.document, self._algorithms, strict=False)
+            except (FetchError, KeySetError) as exc:  # the cached set stays; logged, not raised
                 log.warning("could not refresh the JWK Set from %s: %s", self.uri, exc)
                 return
             self._keys, self._fetched_at = keys, now
+            self._max_age = fetched.max_age if fetched.max_age is not None else self._default_max_age
 
 
-def _within(now: float, then: float, seconds: float) -> bool:
+def within(now: float, then: float, seconds: float) -> bool:
     """Whether ``then`` lies less than ``seconds`` before ``now``. A clock that stepped backwards
     (an NTP correction of a wall clock) makes ``now - then`` negative: that counts as long ago,
     never as just now, or the cache would look fresh and the cooldown active until the clock

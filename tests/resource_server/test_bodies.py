@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
-from resource_server.bodies import BodyError, json_object, nesting_depth, read_body
+from resource_server.bodies import BodyError, json_object, read_body
+from resource_server.strict_json import nesting_depth
 
 
 def environ(body: bytes, **overrides: Any) -> dict[str, Any]:

@@ -391,7 +391,16 @@ def test_org_mismatch_beats_missing_membership(client: Any) -> None:
     assert_invalid_token(response)
 
 
-def test_a_jwks_uri_on_a_closed_port_is_401_not_500() -> None:
+def assert_unavailable(response: Any) -> None:
+    """503 with Retry-After and no challenge: the token may be good, so nothing tells the client
+    to throw it away (RFC 6750 §3.1 ``invalid_token`` would)."""
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "temporarily_unavailable"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert "WWW-Authenticate" not in response.headers
+
+
+def test_a_jwks_uri_on_a_closed_port_is_503_not_500() -> None:
     # The port stays bound (and never listens) while the request is made, so connecting is
     # refused for sure: no other process can take the port in between.
     with socket.socket() as sock:
@@ -402,17 +411,17 @@ def test_a_jwks_uri_on_a_closed_port_is_401_not_500() -> None:
         )
         app, _ = build_app(unreachable)
         response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
-    assert_invalid_token(response)
+    assert_unavailable(response)
 
 
-def test_a_failing_jwks_server_is_401_not_500() -> None:
+def test_a_failing_jwks_server_is_503_until_keys_are_fetched() -> None:
     server = JWKSServer(jwks(SIGNER))
     server.status = 500
     with server.running():
         remote = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=server.url, clock=FakeClock())
         app, _ = build_app(remote)
         response = app.test_client().get("/orgs/acme/projects", headers=bearer(token()))
-    assert_invalid_token(response)
+    assert_unavailable(response)
     assert server.requests >= 1
 
 

@@ -19,7 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from resource_server import InvalidToken, JWTVerifier, KeySetError
+from resource_server import InvalidToken, JWTVerifier, KeySetError, VerificationUnavailable
 from resource_server.tokens.keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey, load_key
 from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
 
@@ -410,15 +410,26 @@ def test_a_server_gone_down_leaves_the_cached_keys_in_service(es: Signer, clock:
     unknown_key(verifier, token_at(es, clock, kid="unknown"))
 
 
-def test_a_server_down_at_first_use_is_an_invalid_token(es: Signer, clock: FakeClock) -> None:
+def unavailable(verifier: JWTVerifier, token: str) -> VerificationUnavailable:
+    """No keys were ever fetched: verification cannot happen now (503), which is not the token's
+    fault (a 401 would tell the client to discard it)."""
+    with pytest.raises(VerificationUnavailable) as caught:
+        verifier.verify(token)
+    assert caught.value.retry_after >= 1
+    return caught.value
+
+
+def test_a_server_down_at_first_use_is_unavailable_not_an_invalid_token(es: Signer, clock: FakeClock) -> None:
     # A port held bound but never listening: connections are refused, and no other process can
     # start serving on it while the test runs.
     with socket.socket() as down:
         down.bind(("127.0.0.1", 0))
         verifier = remote(f"http://127.0.0.1:{down.getsockname()[1]}/.well-known/jwks.json", clock)
-        unknown_key(verifier, token_at(es, clock))
+        assert unavailable(verifier, token_at(es, clock)).retry_after == 30  # the whole cooldown
+        clock.advance(20)
+        assert unavailable(verifier, token_at(es, clock)).retry_after == 10
         clock.advance(60)
-        unknown_key(verifier, token_at(es, clock))
+        unavailable(verifier, token_at(es, clock))
 
 
 def test_a_failing_first_fetch_recovers_after_the_cooldown(
@@ -426,10 +437,10 @@ def test_a_failing_first_fetch_recovers_after_the_cooldown(
 ) -> None:
     server.status = 503
     verifier = remote(server.url, clock)
-    unknown_key(verifier, token_at(es, clock))
+    unavailable(verifier, token_at(es, clock))
     server.status = 200
     clock.advance(10)
-    unknown_key(verifier, token_at(es, clock))  # still inside the cooldown
+    unavailable(verifier, token_at(es, clock))  # still inside the cooldown
     assert server.requests == 1
     clock.advance(20)
     assert verifier.verify(token_at(es, clock)).subject == "user-1"
@@ -473,7 +484,7 @@ def run_concurrently(verifier: JWTVerifier, tokens: list[str]) -> list[BaseExcep
         barrier.wait()
         try:
             verifier.verify(token)
-        except InvalidToken:
+        except (InvalidToken, VerificationUnavailable):
             pass
         except BaseException as exc:
             unexpected.append(exc)
@@ -535,7 +546,7 @@ def test_a_redirect_is_not_followed(es: Signer, server: JWKSServer, clock: FakeC
     thread.start()
     try:
         verifier = remote(f"http://127.0.0.1:{redirector.server_port}/jwks.json", clock)
-        unknown_key(verifier, token_at(es, clock))
+        unavailable(verifier, token_at(es, clock))
     finally:
         redirector.shutdown()
         redirector.server_close()
