@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from .credentials import MalformedCredentials
-from .tokens import InvalidToken, JWTVerifier, VerificationUnavailable, VerifiedToken
+from .tokens import InvalidToken, JWTVerifier, TrustedIssuers, VerificationUnavailable, VerifiedToken
 from .tokens.keys import KeySetError
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "JWTVerifier",
     "KeySetError",
     "MalformedCredentials",
+    "TrustedIssuers",
     "VerificationUnavailable",
     "VerifiedToken",
 ]

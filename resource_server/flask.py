@@ -159,7 +159,8 @@ class ResourceServer:
             capabilities=self.capabilities,
             cache_size=self.cache_size,
         )
-        servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", ())
+        # Unset, the issuers a TrustedIssuers verifier trusts are the authorization servers.
+        servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", getattr(self.verifier, "issuers", ()))
         servers = (servers,) if isinstance(servers, str) else tuple(servers)
         if resource is not None:
             _check_resource(resource)

@@ -5,7 +5,15 @@ JWT access tokens (:mod:`~resource_server.tokens.jwt`)."""
 from __future__ import annotations
 
 from .errors import InvalidToken, VerificationUnavailable
+from .issuers import TrustedIssuers
 from .jwt import JWTVerifier
 from .verified import TokenVerifier, VerifiedToken
 
-__all__ = ["InvalidToken", "JWTVerifier", "TokenVerifier", "VerificationUnavailable", "VerifiedToken"]
+__all__ = [
+    "InvalidToken",
+    "JWTVerifier",
+    "TokenVerifier",
+    "TrustedIssuers",
+    "VerificationUnavailable",
+    "VerifiedToken",
+]
