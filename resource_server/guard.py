@@ -183,6 +183,8 @@ class Guard:
                 context = viewer() if viewer is not None else None
             except BodyError as exc:  # the context is bound to a body that could not be read
                 return self.bad_body(exc)
+            except VerificationUnavailable as exc:  # its replay cache cannot be reached
+                return self.unavailable(exc)
             if context is not None and context.user_id is not None:
                 return self._member_access(
                     context.user_id, org, context.scopes, context.org_id, None, "viewer"
@@ -279,6 +281,20 @@ class Guard:
         log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 
+    def unavailable(self, error: VerificationUnavailable) -> Denial:
+        """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
+        server or a shared store is unreachable). Not the client's fault and not the
+        credential's: no challenge, nothing for the client to throw away."""
+        log.error("503: the credentials cannot be verified now: %s", error.description)
+        return Denial(
+            503,
+            "temporarily_unavailable",
+            "the credentials cannot be verified right now; retry later",
+            None,
+            error.description,
+            max(1, int(error.retry_after)),
+        )
+
     def _verify(self, verifier: Any, raw: str) -> VerifiedToken | Denial:
         try:
             return verifier.verify(raw)
@@ -286,16 +302,7 @@ class Guard:
             log.info("401 invalid_token: %s", exc.description)
             return self._invalid_token(exc.description)
         except VerificationUnavailable as exc:
-            # Not the client's fault and not the token's: no challenge, nothing to throw away.
-            log.error("503: the token cannot be verified now: %s", exc.description)
-            return Denial(
-                503,
-                "temporarily_unavailable",
-                "the token cannot be verified right now; retry later",
-                None,
-                exc.description,
-                max(1, int(exc.retry_after)),
-            )
+            return self.unavailable(exc)
         except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
             log.exception("unexpected error while verifying a token")
             return self._invalid_token("the token could not be verified")

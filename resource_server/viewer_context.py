@@ -14,19 +14,19 @@ DPoP's ``ath``). It lives for seconds, and its ``jti`` is accepted once.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from policy import InvalidScope, format_scope, parse_scope
 
 from .bodies import BodyError
+from .state import MemoryReplayCache, ReplayCache
+from .tokens.errors import VerificationUnavailable
 from .tokens.jws import (
     InvalidToken,
     b64encode,
@@ -39,8 +39,6 @@ from .tokens.jws import (
 
 __all__ = [
     "HEADER",
-    "MemoryReplayCache",
-    "ReplayCache",
     "ViewerContext",
     "ViewerContextSigner",
     "ViewerContextVerifier",
@@ -134,49 +132,6 @@ class ViewerContext:
     issuer: str
 
 
-class ReplayCache(Protocol):
-    def seen(self, jti: str, exp: int) -> bool:
-        """True if ``jti`` was already recorded; otherwise record it until ``exp``."""
-        ...
-
-
-class MemoryReplayCache:
-    """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``
-    (RFC 7519 §4.1.7: a ``jti`` is used once; RFC 9449 §11.1 keeps DPoP proof ``jti`` values the
-    same way). When full of unexpired entries it refuses new contexts rather than forget old ones
-    (memory stays bounded, replay stays impossible); size it above contexts-per-second x lifetime.
-    Thread-safe. Several worker processes each hold their own: share one (e.g. Redis
-    ``SET NX EX``) to close that gap.
-
-    Entries leave by expiry, earliest first, from a heap ordered on ``exp``, whatever order they
-    came in: one long-lived entry cannot keep the expired ones behind it in memory and fill the
-    cache with the dead. Each call costs O(log n) amortised, plus O(log n) per entry it expires.
-    """
-
-    def __init__(self, max_entries: int = 10_000, clock: Callable[[], float] | None = None) -> None:
-        self.max_entries = max_entries
-        self._clock = clock or time.time
-        self._expiry: dict[str, int] = {}  # jti -> exp, the entries alive
-        self._by_expiry: list[tuple[int, str]] = []  # a heap of (exp, jti), one per entry alive
-        self._lock = threading.Lock()
-
-    def seen(self, jti: str, exp: int) -> bool:
-        now = self._clock()
-        with self._lock:
-            while self._by_expiry and self._by_expiry[0][0] <= now:
-                _, expired = heapq.heappop(self._by_expiry)
-                del self._expiry[expired]
-            if jti in self._expiry:  # alive: every expired entry was swept just above
-                return True
-            if len(self._expiry) >= self.max_entries:
-                # Full of unexpired entries: evicting one would let its context be replayed, so
-                # refuse new contexts until entries expire (fail closed; logged by the verifier).
-                return True
-            self._expiry[jti] = exp
-            heapq.heappush(self._by_expiry, (exp, jti))
-            return False
-
-
 class ViewerContextVerifier:
     """Verifies ``X-Viewer-Context`` headers. Every failure is ``None`` (logged with its reason,
     never the token): a missing or bad context means "no viewer", and the caller decides whether
@@ -211,10 +166,12 @@ class ViewerContextVerifier:
         """The verified context of this request, or None. ``body`` is the request body, or a
         function that reads it: called only once the header's signature and claims hold, so a
         forged header costs no body read. A :class:`~resource_server.bodies.BodyError` it raises
-        propagates (the adapter answers 400); every other failure is None."""
+        propagates (the adapter answers 400), and so does
+        :class:`~resource_server.VerificationUnavailable` from a replay cache that cannot be
+        reached (503: never accepted unchecked); every other failure is None."""
         try:
             return self._verify(_lookup(headers), method, path, body)
-        except BodyError:
+        except (BodyError, VerificationUnavailable):
             raise
         except InvalidToken as refused:
             logger.info("viewer context refused: %s", refused.description)

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
+from resource_server.state import MemoryReplayCache
 from resource_server.tokens.jws import b64encode, json_object
 from resource_server.viewer_context import (
-    MemoryReplayCache,
     ViewerContext,
     ViewerContextSigner,
     ViewerContextVerifier,
