@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
 import json
 import threading
@@ -100,6 +101,61 @@ def eddsa(kid: str = "ed-1") -> Signer:
 
 def jwks(*signers: Signer) -> dict[str, Any]:
     return {"keys": [s.jwk for s in signers]}
+
+
+@dataclass
+class ProofSigner:
+    """A client's DPoP key (RFC 9449 §4.2) minting proofs, every member overridable for the
+    hostile-proof tests (``DROP`` leaves one out)."""
+
+    algorithm: str
+    private_key: Any
+    jwk: dict[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        public = self.private_key.public_key()
+        to_jwk = {"ES256": ECAlgorithm, "RS256": RSAAlgorithm, "PS256": RSAAlgorithm, "EdDSA": OKPAlgorithm}
+        self.jwk = json.loads(to_jwk[self.algorithm].to_jwk(public))
+
+    @property
+    def jkt(self) -> str:
+        from resource_server.dpop import jwk_thumbprint
+
+        return jwk_thumbprint(self.jwk)
+
+    def proof(
+        self,
+        method: str = "GET",
+        url: str = "https://api.test/orgs/acme/projects",
+        *,
+        access_token: str | None = None,
+        now: int | None = None,
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        header = {"typ": "dpop+jwt", "alg": self.algorithm, "jwk": self.jwk, **(headers or {})}
+        body: dict[str, Any] = {
+            "jti": next_jti("dpop-"),
+            "htm": method,
+            "htu": url,
+            "iat": NOW if now is None else now,
+        }
+        if access_token is not None:
+            body["ath"] = b64url(hashlib.sha256(access_token.encode()).digest())
+        body.update(claims)
+        header = {k: v for k, v in header.items() if v is not _DROP}
+        body = {k: v for k, v in body.items() if v is not _DROP}
+        signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(body).encode())}"
+        signature = jwt.get_algorithm_by_name(self.algorithm).sign(signing_input.encode(), self.private_key)
+        return f"{signing_input}.{b64url(signature)}"
+
+
+def dpop_key(algorithm: str = "ES256") -> ProofSigner:
+    if algorithm == "ES256":
+        return ProofSigner(algorithm, ec.generate_private_key(ec.SECP256R1()))
+    if algorithm == "EdDSA":
+        return ProofSigner(algorithm, ed25519.Ed25519PrivateKey.generate())
+    return ProofSigner(algorithm, rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 class FakeClock:

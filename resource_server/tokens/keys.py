@@ -163,7 +163,7 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
     """Build a :class:`VerificationKey` from one JWK (RFC 7517 §4), refusing anything unsafe."""
     if not isinstance(jwk, Mapping):
         raise KeySetError("a JWK must be a JSON object")
-    _refuse_secrets(jwk)
+    refuse_secrets(jwk)
     kid = jwk.get("kid")
     if kid is not None and (not isinstance(kid, str) or not kid):
         raise KeySetError("the JWK 'kid' member must be a non-empty string")
@@ -201,7 +201,8 @@ def _has_roca_fingerprint(modulus: int) -> bool:
     return all(modulus % r in powers for r, powers in _ROCA_SUBGROUPS)
 
 
-def _refuse_secrets(jwk: Mapping[str, Any]) -> None:
+def refuse_secrets(jwk: Mapping[str, Any]) -> None:
+    """``KeySetError`` for a symmetric key or one with private members (RFC 7518 §6)."""
     if jwk.get("kty") == "oct":
         raise KeySetError("symmetric (oct) keys are not accepted; tokens are verified with public keys")
     if any(member in jwk for member in _SECRET_MEMBERS):
@@ -244,7 +245,7 @@ class KeySet:
         for jwk in jwks["keys"]:
             try:
                 if not _is_signing_key(jwk):
-                    _refuse_secrets(jwk)  # a secret is a leak to fix, whatever "use" it claims
+                    refuse_secrets(jwk)  # a secret is a leak to fix, whatever "use" it claims
                     continue
                 loaded.append(load_key(jwk, algorithms))
             except KeySetError as exc:

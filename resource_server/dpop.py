@@ -1,0 +1,328 @@
+"""Sender-constrained tokens (DPoP, RFC 9449): the proof a client signs for every request, and
+stateless nonces every worker accepts.
+
+A DPoP-bound access token carries ``cnf.jkt``, the RFC 7638 thumbprint of the client's public
+key. Each request then carries a fresh proof, a JWS signed with that key over the method, the
+URL, the time and the token's hash; a stolen token is useless without the key. The guard
+(:mod:`resource_server.guard`) compares the proof's key with the token's ``cnf.jkt``; this
+module checks the proof itself, every step of RFC 9449 §4.3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .state import MemoryReplayCache, ReplayCache
+from .tokens.errors import InvalidToken
+from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
+from .tokens.keys import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
+
+__all__ = [
+    "DPOP_ALGORITHMS",
+    "DPoPNonceRequired",
+    "DPoPNonces",
+    "DPoPProof",
+    "DPoPVerifier",
+    "InvalidDPoPProof",
+    "jwk_thumbprint",
+    "normalize_htu",
+]
+
+#: The default allow-list: asymmetric algorithms clients commonly hold keys for.
+DPOP_ALGORITHMS = ("ES256", "EdDSA", "PS256", "RS256")
+#: A proof is a few hundred bytes (a P-256 key) to about 1.5 KiB (RSA-4096); more is refused.
+MAX_PROOF_BYTES = 4096
+#: RFC 7638 §3.2: the members of each key type that its thumbprint covers.
+_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
+#: Header members that would point at a key elsewhere: a proof carries its key, nothing else.
+_REFUSED_HEADERS = ("jku", "x5u", "x5c", "x5t", "x5t#S256", "kid", "crit")
+_MAX_JTI = 256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CACHED_KEYS = 1024
+
+
+class InvalidDPoPProof(InvalidToken):
+    """The ``DPoP`` proof cannot be accepted: ``401`` with ``error="invalid_dpop_proof"``
+    (RFC 9449 §7.1). ``description`` is safe to send; it never holds the proof."""
+
+
+class DPoPNonceRequired(InvalidDPoPProof):
+    """The proof lacks the server's current nonce, or holds a stale one (RFC 9449 §9): ``401``
+    with ``error="use_dpop_nonce"`` and ``nonce`` in a ``DPoP-Nonce`` header."""
+
+    def __init__(self, description: str, nonce: str) -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPProof:
+    """A verified proof: the key's thumbprint (``jkt``, to compare with the token's ``cnf.jkt``)
+    and what the proof says. ``fresh_nonce`` is a newer nonce to send back, when there is one."""
+
+    jkt: str
+    jti: str
+    iat: int
+    htm: str
+    htu: str
+    nonce: str | None = None
+    fresh_nonce: str | None = None
+
+
+def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3: base64url(SHA-256) of the key's required members, sorted, without
+    whitespace. :class:`InvalidDPoPProof` for a key type or member that is not a public key's."""
+    kty = jwk.get("kty")
+    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
+    if members is None or not all(isinstance(jwk.get(name), str) for name in members):
+        raise InvalidDPoPProof("the proof's jwk is not a supported public key")
+    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
+    return b64encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def access_token_hash(access_token: str) -> str:
+    """RFC 9449 §4.2 ``ath``: base64url(SHA-256(the ASCII access token))."""
+    return b64encode(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
+
+
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _normalize_path(path: str) -> str:
+    """RFC 3986 §6.2.2.1-2: percent-encodings in upper case, unreserved characters decoded; an
+    empty path is ``/`` (§6.2.3). One regular-expression pass: linear."""
+
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else match.group(0).upper()
+
+    return _PERCENT.sub(one, path) or "/"
+
+
+def normalize_htu(url: str) -> str:
+    """The URL as RFC 9449 §4.3 compares it: without query and fragment, after RFC 3986 §6.2.2
+    and §6.2.3 normalization (scheme and host in lower case, the default port dropped, an empty
+    path as ``/``, percent-encodings normalized). ``ValueError`` for anything not an absolute
+    http(s) URL."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+        raise ValueError("not an absolute http(s) URL")
+    host = parts.hostname  # lower-cased by urlsplit
+    port = parts.port  # ValueError for a port out of range
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, _normalize_path(parts.path), "", ""))
+
+
+class DPoPNonces:
+    """Stateless DPoP nonces (RFC 9449 §9): an HMAC over a time window, so every worker that
+    holds ``secret`` issues and accepts the same nonces without sharing state.
+
+    A nonce names its window (``floor(now / ttl)``) and is accepted during that window and the
+    next one, so it lives between ``ttl`` and ``2 * ttl`` seconds; :meth:`current` is the one to
+    hand out. ``secret`` is at least 32 bytes (``ValueError`` otherwise).
+    """
+
+    def __init__(self, secret: bytes, *, ttl: int = 300) -> None:
+        if not isinstance(secret, bytes) or len(secret) < 32:
+            raise ValueError("the DPoP nonce secret must be at least 32 bytes")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            raise ValueError("ttl must be a positive number of seconds")
+        self._secret = secret
+        self.ttl = ttl
+
+    def _for_window(self, window: int) -> str:
+        packed = struct.pack(">Q", window)
+        mac = hmac.new(self._secret, b"dpop-nonce:" + packed, hashlib.sha256).digest()[:16]
+        return b64encode(packed + mac)
+
+    def current(self, now: float) -> str:
+        return self._for_window(math.floor(now / self.ttl))
+
+    def is_current(self, nonce: str, now: float) -> bool:
+        return hmac.compare_digest(nonce, self.current(now))
+
+    def accepts(self, nonce: object, now: float) -> bool:
+        """Whether ``nonce`` was issued for this window or the previous one (constant time)."""
+        if not isinstance(nonce, str) or len(nonce) != 32:
+            return False
+        window = math.floor(now / self.ttl)
+        # Both compared, always, so timing does not say which window matched.
+        this, previous = (hmac.compare_digest(nonce, self._for_window(w)) for w in (window, window - 1))
+        return this or previous
+
+
+class DPoPVerifier:
+    """Verifies DPoP proofs (RFC 9449 §4.3), every step:
+
+    one well-formed compact JWS, at most 4 KiB; ``typ`` exactly ``dpop+jwt``; ``alg`` from the
+    allow-list (asymmetric only: never ``none`` or a MAC); the public key in the ``jwk`` header,
+    nothing private in it and no ``jku``/``x5c``/``kid``/``crit`` beside it; the signature with
+    that key; ``htm`` equal to the method; ``htu`` equal to the request URL (without query and
+    fragment, after RFC 3986 normalization); ``iat`` at most ``max_age`` seconds in the past and
+    ``leeway`` in the future; ``ath`` equal to the access token's hash; a nonce when ``nonces``
+    is given; and last, ``jti`` unseen for this key (``replay_cache``, a fresh
+    :class:`~resource_server.state.MemoryReplayCache` by default, never "no replay check";
+    with several workers, a :class:`~resource_server.state.RedisReplayCache`). A replay entry
+    lives until the proof could no longer be accepted (``iat + max_age + leeway``).
+
+    Parsed keys are cached by thumbprint (bounded), so a client's key is loaded once.
+    """
+
+    def __init__(
+        self,
+        *,
+        algorithms: Collection[str] = DPOP_ALGORITHMS,
+        max_age: int = 300,
+        leeway: int = 5,
+        replay_cache: ReplayCache | None = None,
+        nonces: DPoPNonces | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if isinstance(algorithms, str) or not algorithms:
+            raise ValueError("algorithms must be a non-empty collection of names")
+        unsupported = set(algorithms) - ASYMMETRIC_ALGORITHMS
+        if unsupported:
+            raise ValueError(f"unsupported DPoP algorithms {sorted(unsupported)}; use public-key algorithms")
+        for name, value in (("max_age", max_age), ("leeway", leeway)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer number of seconds")
+        self.algorithms = tuple(dict.fromkeys(algorithms))
+        self.max_age = max_age
+        self.leeway = leeway
+        self.nonces = nonces
+        self._clock = clock or time.time
+        self.replay_cache: ReplayCache = (
+            replay_cache if replay_cache is not None else MemoryReplayCache(clock=self._clock)
+        )
+        self._keys: dict[tuple[str, str], VerificationKey] = {}  # (thumbprint, alg) → key
+        self._keys_lock = threading.Lock()
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    def verify(self, proof: str, *, method: str, url: str, access_token: str | None) -> DPoPProof:
+        """Check ``proof`` for a request with ``method`` to ``url`` carrying ``access_token``
+        (its hash must be the proof's ``ath``); :class:`InvalidDPoPProof` otherwise."""
+        if not isinstance(proof, str) or not proof:
+            raise InvalidDPoPProof("the DPoP proof is missing")
+        if len(proof) > MAX_PROOF_BYTES:
+            raise InvalidDPoPProof("the DPoP proof is too large")
+        try:
+            header_b64, payload_b64, signature_b64 = split_compact(proof)
+            header = json_object(header_b64, "header")
+        except InvalidDPoPProof:
+            raise
+        except InvalidToken as exc:
+            raise InvalidDPoPProof(exc.description.replace("the token", "the DPoP proof")) from None
+        jkt, key = self._key(header)
+        if not key.verify(f"{header_b64}.{payload_b64}".encode("ascii"), _signature(signature_b64)):
+            raise InvalidDPoPProof("the DPoP proof signature is invalid")
+        try:
+            claims = json_object(payload_b64, "payload")
+        except InvalidToken:
+            raise InvalidDPoPProof("the DPoP proof payload is not a JSON object") from None
+        return self._claims(claims, jkt, method, url, access_token)
+
+    def _key(self, header: Mapping[str, Any]) -> tuple[str, VerificationKey]:
+        if header.get("typ") != "dpop+jwt":  # RFC 9449 §4.2: explicit typing, exactly
+            raise InvalidDPoPProof('the DPoP proof typ is not "dpop+jwt"')
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            raise InvalidDPoPProof("the DPoP proof is not signed with an accepted algorithm")
+        if any(name in header for name in _REFUSED_HEADERS):
+            raise InvalidDPoPProof("the DPoP proof header may carry its key in jwk only")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, Mapping):
+            raise InvalidDPoPProof("the DPoP proof has no jwk header")
+        if jwk.get("alg", alg) != alg:
+            raise InvalidDPoPProof("the DPoP proof's jwk is for another algorithm")
+        jkt = jwk_thumbprint(jwk)
+        key = self._keys.get((jkt, alg))
+        if key is None:
+            key = self._load(jwk, jkt, alg)
+        return jkt, key
+
+    def _load(self, jwk: Mapping[str, Any], jkt: str, alg: str) -> VerificationKey:
+        public = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+        try:
+            # Private members are refused, not ignored: a client that sends its private key has
+            # leaked it, and its proofs prove nothing.
+            refuse_secrets(jwk)
+            key = load_key({**public, "alg": alg}, {alg})  # alg must fit the key type and curve
+        except KeySetError:
+            raise InvalidDPoPProof("the DPoP proof's jwk is not a usable public key for its alg") from None
+        with self._keys_lock:
+            if len(self._keys) >= _CACHED_KEYS:
+                self._keys.clear()
+            self._keys[(jkt, alg)] = key
+        return key
+
+    def _claims(
+        self, claims: Mapping[str, Any], jkt: str, method: str, url: str, access_token: str | None
+    ) -> DPoPProof:
+        now = self._clock()
+        jti, htm, htu = claims.get("jti"), claims.get("htm"), claims.get("htu")
+        if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI:
+            raise InvalidDPoPProof("the DPoP proof jti is missing or malformed")
+        if htm != method:
+            raise InvalidDPoPProof("the DPoP proof is for another HTTP method")
+        if not isinstance(htu, str) or not _same_url(htu, url):
+            raise InvalidDPoPProof("the DPoP proof is for another URL")
+        try:
+            iat = integer_claim(claims, "iat", required=True)
+        except InvalidToken:
+            raise InvalidDPoPProof("the DPoP proof iat is missing or not an integer") from None
+        assert iat is not None
+        if iat > now + self.leeway:
+            raise InvalidDPoPProof("the DPoP proof was issued in the future")
+        if iat < now - self.max_age:
+            raise InvalidDPoPProof("the DPoP proof is too old")
+        if access_token is not None:
+            ath = claims.get("ath")
+            if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(access_token)):
+                raise InvalidDPoPProof("the DPoP proof is not bound to this access token (ath)")
+        nonce, fresh = self._nonce(claims.get("nonce"), now)
+        # Last, so a proof refused for another reason does not burn its jti.
+        if self.replay_cache.seen(f"{jkt}:{jti}", iat + self.max_age + self.leeway):
+            raise InvalidDPoPProof("the DPoP proof has been used before")
+        return DPoPProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=htu, nonce=nonce, fresh_nonce=fresh)
+
+    def _nonce(self, nonce: object, now: float) -> tuple[str | None, str | None]:
+        """(the proof's nonce, a newer one to send back or None)."""
+        if self.nonces is None:
+            return (nonce if isinstance(nonce, str) else None), None
+        current = self.nonces.current(now)
+        if not self.nonces.accepts(nonce, now):
+            raise DPoPNonceRequired("the DPoP proof must carry the server's current nonce", current)
+        assert isinstance(nonce, str)
+        return nonce, (None if hmac.compare_digest(nonce, current) else current)
+
+
+def _signature(segment: str) -> bytes:
+    try:
+        return b64decode(segment)
+    except InvalidToken:
+        raise InvalidDPoPProof("the DPoP proof is not valid base64url") from None
+
+
+def _same_url(htu: str, url: str) -> bool:
+    try:
+        return normalize_htu(htu) == normalize_htu(url)
+    except ValueError:
+        return False

@@ -1,0 +1,337 @@
+"""DPoP proofs (RFC 9449 §4.3), each check broken one at a time, with real keys and a fake clock."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from resource_server.dpop import (
+    DPoPNonceRequired,
+    DPoPNonces,
+    DPoPVerifier,
+    InvalidDPoPProof,
+    jwk_thumbprint,
+    normalize_htu,
+)
+from resource_server.state import MemoryReplayCache
+from resource_server.tokens.errors import InvalidToken
+from tests.support import DROP, NOW, FakeClock, ProofSigner, b64url, dpop_key
+
+URL = "https://api.test/orgs/acme/projects"
+TOKEN = "access-token-value"
+
+
+@pytest.fixture(scope="module")
+def key() -> ProofSigner:
+    return dpop_key("ES256")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+@pytest.fixture
+def verifier(clock: FakeClock) -> DPoPVerifier:
+    return DPoPVerifier(clock=clock)
+
+
+def check(
+    verifier: DPoPVerifier, proof: str, *, method: str = "GET", url: str = URL, token: str | None = TOKEN
+) -> Any:
+    return verifier.verify(proof, method=method, url=url, access_token=token)
+
+
+def refuse(verifier: DPoPVerifier, proof: Any, fragment: str, **request: Any) -> InvalidDPoPProof:
+    with pytest.raises(InvalidDPoPProof) as caught:
+        check(verifier, proof, **request)
+    assert fragment in caught.value.description
+    assert isinstance(caught.value, InvalidToken)  # an InvalidToken: every adapter answers 401
+    if isinstance(proof, str) and len(proof) > 20:
+        assert proof not in caught.value.description
+    return caught.value
+
+
+@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA", "PS256", "RS256"])
+def test_a_good_proof_is_accepted(algorithm: str, verifier: DPoPVerifier) -> None:
+    signer = dpop_key(algorithm)
+    proof = check(verifier, signer.proof(access_token=TOKEN))
+    assert proof.jkt == signer.jkt and (proof.htm, proof.htu, proof.iat) == ("GET", URL, NOW)
+
+
+def test_the_thumbprint_is_rfc7638s() -> None:
+    """RFC 7638 §3.1's own example key and thumbprint."""
+    jwk = {
+        "kty": "RSA",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECP"
+        "ebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQ"
+        "MicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcR"
+        "wr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "e": "AQAB",
+        "alg": "RS256",
+        "kid": "2011-04-29",
+    }
+    assert jwk_thumbprint(jwk) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+BROKEN: dict[str, tuple[Any, str]] = {
+    "typ JWT": (lambda k: k.proof(access_token=TOKEN, headers={"typ": "JWT"}), "typ"),
+    "typ in upper case": (lambda k: k.proof(access_token=TOKEN, headers={"typ": "DPOP+JWT"}), "typ"),
+    "no typ": (lambda k: k.proof(access_token=TOKEN, headers={"typ": DROP}), "typ"),
+    "alg not allowed (ES384 name on a P-256 key)": (
+        lambda k: k.proof(access_token=TOKEN, headers={"alg": "ES384"}),
+        "algorithm",
+    ),
+    "no jwk": (lambda k: k.proof(access_token=TOKEN, headers={"jwk": DROP}), "jwk"),
+    "jwk a string": (lambda k: k.proof(access_token=TOKEN, headers={"jwk": "key"}), "jwk"),
+    "jwk with a private d": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jwk": {**k.jwk, "d": "AAAA"}}),
+        "jwk",
+    ),
+    "jwk of an oct key": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jwk": {"kty": "oct", "k": "c2VjcmV0"}}),
+        "jwk",
+    ),
+    "jwk kty not a string": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jwk": {**k.jwk, "kty": ["EC"]}}),
+        "jwk",
+    ),
+    "jwk alg differs": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jwk": {**k.jwk, "alg": "RS256"}}),
+        "jwk",
+    ),
+    "jwk of another curve": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jwk": {**k.jwk, "crv": "P-384"}}),
+        "jwk",
+    ),
+    "jku beside the jwk": (
+        lambda k: k.proof(access_token=TOKEN, headers={"jku": "https://evil.test/k"}),
+        "jwk only",
+    ),
+    "x5c beside the jwk": (lambda k: k.proof(access_token=TOKEN, headers={"x5c": ["MIIB"]}), "jwk only"),
+    "kid beside the jwk": (lambda k: k.proof(access_token=TOKEN, headers={"kid": "1"}), "jwk only"),
+    "crit": (lambda k: k.proof(access_token=TOKEN, headers={"crit": ["exp"]}), "jwk only"),
+    "another method": (lambda k: k.proof("POST", access_token=TOKEN), "method"),
+    "method in lower case": (lambda k: k.proof("get", access_token=TOKEN), "method"),
+    "no htm": (lambda k: k.proof(access_token=TOKEN, htm=DROP), "method"),
+    "another path": (
+        lambda k: k.proof(url="https://api.test/orgs/globex/projects", access_token=TOKEN),
+        "URL",
+    ),
+    "another port": (
+        lambda k: k.proof(url="https://api.test:8443/orgs/acme/projects", access_token=TOKEN),
+        "URL",
+    ),
+    "another scheme": (
+        lambda k: k.proof(url="http://api.test/orgs/acme/projects", access_token=TOKEN),
+        "URL",
+    ),
+    "another host": (
+        lambda k: k.proof(url="https://evil.test/orgs/acme/projects", access_token=TOKEN),
+        "URL",
+    ),
+    "a relative htu": (lambda k: k.proof(url="/orgs/acme/projects", access_token=TOKEN), "URL"),
+    "htu not a string": (lambda k: k.proof(access_token=TOKEN, htu=["x"]), "URL"),
+    "iat far past": (lambda k: k.proof(access_token=TOKEN, now=NOW - 301), "too old"),
+    "iat in the future": (lambda k: k.proof(access_token=TOKEN, now=NOW + 6), "future"),
+    "iat a string": (lambda k: k.proof(access_token=TOKEN, iat=str(NOW)), "iat"),
+    "iat a float": (lambda k: k.proof(access_token=TOKEN, iat=NOW + 0.5), "iat"),
+    "iat true": (lambda k: k.proof(access_token=TOKEN, iat=True), "iat"),
+    "no iat": (lambda k: k.proof(access_token=TOKEN, iat=DROP), "iat"),
+    "no ath": (lambda k: k.proof(), "ath"),
+    "ath of another token": (lambda k: k.proof(access_token="another-token"), "ath"),
+    "ath not a string": (lambda k: k.proof(access_token=TOKEN, ath=5), "ath"),
+    "no jti": (lambda k: k.proof(access_token=TOKEN, jti=DROP), "jti"),
+    "empty jti": (lambda k: k.proof(access_token=TOKEN, jti=""), "jti"),
+    "jti too long": (lambda k: k.proof(access_token=TOKEN, jti="j" * 257), "jti"),
+    "signature of another key": (
+        lambda k: dpop_key("ES256").proof(access_token=TOKEN, headers={"jwk": k.jwk}),
+        "signature",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_each_broken_check_is_refused(case: str, key: ProofSigner, verifier: DPoPVerifier) -> None:
+    make, fragment = BROKEN[case]
+    refuse(verifier, make(key), fragment)
+
+
+def raw_proof(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    return f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}.{b64url(signature)}"
+
+
+def claims_for(**extra: Any) -> dict[str, Any]:
+    return {"jti": "j-1", "htm": "GET", "htu": URL, "iat": NOW, **extra}
+
+
+def test_alg_none_and_hmac_are_refused(key: ProofSigner, verifier: DPoPVerifier) -> None:
+    unsigned = raw_proof({"typ": "dpop+jwt", "alg": "none", "jwk": key.jwk}, claims_for()) + "AA"
+    refuse(verifier, unsigned, "algorithm")
+    secret = b"s" * 32
+    header = {"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": b64url(secret)}}
+    signing_input = raw_proof(header, claims_for()).rsplit(".", 1)[0]
+    mac = jwt.get_algorithm_by_name("HS256").sign(signing_input.encode(), secret)
+    refuse(verifier, f"{signing_input}.{b64url(mac)}", "algorithm")
+    with pytest.raises(ValueError):
+        DPoPVerifier(algorithms=["HS256"])
+    with pytest.raises(ValueError):
+        DPoPVerifier(algorithms="ES256")
+
+
+@pytest.mark.parametrize(
+    "proof",
+    [None, "", 7, "a.b", "a.b.c.d", "!!!.b.c", "x" * 5000, "e30.e30.", "bm90IGpzb24.e30.AA"],
+    ids=[
+        "None",
+        "empty",
+        "int",
+        "two segments",
+        "four segments",
+        "bad base64",
+        "oversized",
+        "empty signature",
+        "header not JSON",
+    ],
+)
+def test_malformed_proofs_are_refused(proof: Any, verifier: DPoPVerifier) -> None:
+    with pytest.raises(InvalidDPoPProof):
+        check(verifier, proof)
+
+
+def test_a_proof_is_used_once_per_key(key: ProofSigner, verifier: DPoPVerifier) -> None:
+    proof = key.proof(access_token=TOKEN, jti="once")
+    check(verifier, proof)
+    refuse(verifier, proof, "used before")
+    # The same jti from another key is another proof (the replay key is thumbprint + jti).
+    check(verifier, dpop_key("ES256").proof(access_token=TOKEN, jti="once"))
+
+
+def test_a_refused_proof_does_not_burn_its_jti(key: ProofSigner, verifier: DPoPVerifier) -> None:
+    refuse(verifier, key.proof("POST", access_token=TOKEN, jti="kept"), "method")
+    check(verifier, key.proof(access_token=TOKEN, jti="kept"))
+
+
+def test_a_replay_entry_lives_until_the_proof_could_no_longer_be_accepted(
+    key: ProofSigner, clock: FakeClock
+) -> None:
+    cache = MemoryReplayCache(clock=clock)
+    verifier = DPoPVerifier(clock=clock, replay_cache=cache)
+    proof = key.proof(access_token=TOKEN, jti="late", now=NOW)
+    check(verifier, proof)
+    clock.advance(300)  # iat + max_age: still acceptable, still remembered
+    refuse(verifier, proof, "used before")
+    clock.advance(6)  # past iat + max_age + leeway: too old anyway, and forgotten
+    refuse(verifier, proof, "too old")
+    assert cache.seen(f"{key.jkt}:other", NOW + 1) is False and len(cache._expiry) == 1
+
+
+def test_iat_bounds_are_inclusive(key: ProofSigner, verifier: DPoPVerifier) -> None:
+    check(verifier, key.proof(access_token=TOKEN, now=NOW - 300))
+    check(verifier, key.proof(access_token=TOKEN, now=NOW + 5))
+
+
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        ("https://API.test/orgs/acme/projects", URL),
+        ("HTTPS://api.test:443/orgs/acme/projects", URL),
+        ("https://api.test/orgs/acme/projects?x=1#f", URL),
+        (URL, "https://api.test/orgs/acme/projects?page=2"),
+        ("https://api.test/orgs/%61cme/projects", URL),  # an unreserved character, encoded
+        ("https://api.test/a%2fb", "https://api.test/a%2Fb"),  # hex case
+        ("http://127.0.0.1:80", "http://127.0.0.1/"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+    ],
+)
+def test_urls_compare_after_rfc3986_normalization(
+    htu: str, url: str, key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    check(verifier, key.proof(url=htu, access_token=TOKEN), url=url)
+
+
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        ("https://api.test/a%2Fb", "https://api.test/a/b"),  # an encoded slash is not a slash
+        ("https://api.test/orgs/acme/projects/", URL),
+        ("https://user@api.test/orgs/acme/projects", URL),
+        ("https://api.test:99999/orgs/acme/projects", URL),
+    ],
+)
+def test_urls_that_differ_after_normalization_are_refused(
+    htu: str, url: str, key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    refuse(verifier, key.proof(url=htu, access_token=TOKEN), "URL", url=url)
+
+
+def test_normalize_htu_refuses_what_is_not_an_http_url() -> None:
+    for bad in ("ftp://a/b", "//a/b", "/a", "https://", "https://u:p@a/"):
+        with pytest.raises(ValueError):
+            normalize_htu(bad)
+
+
+# -- nonces ----------------------------------------------------------------------------------------
+
+
+def test_nonces_are_stateless_and_windowed() -> None:
+    nonces, twin = DPoPNonces(b"n" * 32, ttl=60), DPoPNonces(b"n" * 32, ttl=60)
+    now = float(NOW - NOW % 60)  # the start of a window
+    first = nonces.current(now)
+    assert twin.accepts(first, now)  # another worker with the secret, no shared state
+    assert nonces.accepts(first, now + 119)  # this window and the next
+    assert not nonces.accepts(first, now + 120)
+    assert not nonces.accepts(first, now - 1)  # the window before it
+    assert not DPoPNonces(b"o" * 32, ttl=60).accepts(first, now)
+    for bad in (None, 5, "", first[:-1], first + "A"):
+        assert not nonces.accepts(bad, now)
+    for secret in (b"short", "s" * 40):
+        with pytest.raises(ValueError):
+            DPoPNonces(secret)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        DPoPNonces(b"n" * 32, ttl=0)
+
+
+def test_a_proof_without_the_nonce_is_told_the_nonce(key: ProofSigner, clock: FakeClock) -> None:
+    nonces = DPoPNonces(b"n" * 32, ttl=60)
+    verifier = DPoPVerifier(clock=clock, nonces=nonces)
+    with pytest.raises(DPoPNonceRequired) as caught:
+        check(verifier, key.proof(access_token=TOKEN))
+    nonce = caught.value.nonce
+    assert nonce == nonces.current(clock())
+    with pytest.raises(DPoPNonceRequired):
+        check(verifier, key.proof(access_token=TOKEN, nonce="stale-or-made-up"))
+    accepted = check(verifier, key.proof(access_token=TOKEN, nonce=nonce))
+    assert accepted.nonce == nonce and accepted.fresh_nonce is None
+    clock.advance(60)  # the next window: still accepted, and a fresh nonce is offered
+    later = check(verifier, key.proof(access_token=TOKEN, nonce=nonce, now=int(clock())))
+    assert later.fresh_nonce == nonces.current(clock()) != nonce
+    clock.advance(60)
+    with pytest.raises(DPoPNonceRequired):
+        check(verifier, key.proof(access_token=TOKEN, nonce=nonce, now=int(clock())))
+
+
+def test_keys_are_parsed_once_per_thumbprint(key: ProofSigner, verifier: DPoPVerifier) -> None:
+    check(verifier, key.proof(access_token=TOKEN))
+    cached = dict(verifier._keys)
+    check(verifier, key.proof(access_token=TOKEN))
+    assert verifier._keys == cached and len(cached) == 1
+
+
+def test_an_rsa_key_under_2048_bits_is_refused(verifier: DPoPVerifier) -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    weak = ProofSigner("RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024))
+    refuse(verifier, weak.proof(access_token=TOKEN), "jwk")
+
+
+def test_a_p256_proof_with_a_p384_key_is_refused(verifier: DPoPVerifier) -> None:
+    signer = ProofSigner("ES256", ec.generate_private_key(ec.SECP256R1()))
+    other = json.loads(
+        jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key())
+    )
+    refuse(verifier, signer.proof(access_token=TOKEN, headers={"jwk": other}), "jwk")
