@@ -1,0 +1,480 @@
+"""Opaque access tokens, checked by asking the authorization server (RFC 7662, OAuth 2.0 Token
+Introspection).
+
+The answer is trusted only as far as it is well-formed: a bounded, strict JSON object whose
+``active`` is exactly ``true`` and whose claims pass the same checks a JWT access token's would
+(RFC 9068 §4: audience, issuer, lifetime, type). An answer that cannot be had or cannot be read is
+:class:`VerificationUnavailable` (503), never a 401: the token may well be good.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import io
+import ipaddress
+import logging
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote_plus, urlencode, urlsplit
+
+import urllib3
+import urllib3.connection
+
+from ..expiring import ExpiringCache
+from .claims import org_of, scopes_of
+from .errors import InvalidToken, VerificationUnavailable
+from .jws import integer_claim, strict_json_decoder, string_claim
+from .verified import VerifiedToken
+
+__all__ = ["MAX_RESPONSE_BYTES", "IntrospectionVerifier"]
+
+log = logging.getLogger(__name__)
+
+#: The largest introspection response read. Real ones are a few hundred bytes; more is refused
+#: after reading one byte past this, never read whole.
+MAX_RESPONSE_BYTES = 64 * 1024
+# RFC 6750 §2.1 b64token: anything else is not a bearer token and is never sent anywhere.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 7662 §2.2 token_type holds an RFC 6749 §7.1 type; access tokens for this API are these.
+_ACCESS_TOKEN_TYPES = frozenset({"bearer", "dpop"})
+# RFC 6749 §5.2: a 400 with these codes is about our request, not about the token.
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_request"})
+_IDLE_CONNECTIONS = 16  # keep-alive connections kept open to the authorization server
+_MAX_RETRY_AFTER = 300
+
+_DECODER = strict_json_decoder(
+    lambda: ValueError("duplicate JSON members"), lambda: ValueError("a non-standard JSON number")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """An answer that refuses the token; cached for ``negative_ttl``."""
+
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Unavailable:
+    """No answer; shared with the callers that waited for it, never cached."""
+
+    description: str
+    retry_after: int
+
+
+_Outcome = VerifiedToken | _Refusal | _Unavailable
+
+
+class _Flight:
+    """One introspection call in progress: callers presenting the same token wait for its outcome."""
+
+    __slots__ = ("done", "outcome", "waiters")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.waiters = 0  # callers waiting besides the one making the request
+        self.outcome: _Outcome = _Refusal("the token could not be verified")
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: bytes
+    retry_after: str | None
+
+
+class IntrospectionVerifier:
+    """Verifies opaque access tokens at an RFC 7662 introspection ``endpoint``.
+
+    The token is POSTed as a form (RFC 7662 §2.1) with HTTP Basic client authentication
+    (``client_secret_basic``, RFC 6749 §2.3.1). ``endpoint`` must be ``https``; plain ``http`` is
+    accepted for loopback hosts only. ``audience`` is this API's identifier, which the answer's
+    ``aud`` must contain; ``None`` skips that check, which accepts tokens minted for any API the
+    authorization server serves (RFC 8707, RFC 9068 §4). ``issuer``, when given, must equal ``iss``.
+
+    Answers are cached by the token's SHA-256: an active one until the token's ``exp`` or
+    ``cache_ttl`` seconds, whichever is sooner (so ``cache_ttl`` bounds how long a revoked token
+    keeps working here), a refusal for ``negative_ttl`` seconds; ``cache_size`` entries at most.
+    ``timeout`` bounds the whole exchange (connect, send, and the complete answer). Concurrent
+    calls for the same uncached token share one request. ``clock`` is the Unix-time clock.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        client_id: str,
+        client_secret: str,
+        audience: str | None,
+        issuer: str | None = None,
+        scope_claim: str = "scope",
+        org_claim: str = "org_id",
+        issuer_org: str | None = None,
+        cache_ttl: float = 60.0,
+        negative_ttl: float = 5.0,
+        cache_size: int = 4096,
+        timeout: float = 3.0,
+        clock: Callable[[], float] | None = None,
+        max_token_bytes: int = 8192,
+    ) -> None:
+        self.endpoint = _endpoint(endpoint)
+        self.client_id = _text("client_id", client_id)
+        self.audience = _text("audience", audience, optional=True)
+        self.issuer = _text("issuer", issuer, optional=True)
+        self.scope_claim = _text("scope_claim", scope_claim)
+        self.org_claim = _text("org_claim", org_claim)
+        self.issuer_org = _text("issuer_org", issuer_org, optional=True)
+        self.cache_ttl = _seconds("cache_ttl", cache_ttl)
+        self.negative_ttl = _seconds("negative_ttl", negative_ttl)
+        self.timeout = _seconds("timeout", timeout, positive=True)
+        self.max_token_bytes = _count("max_token_bytes", max_token_bytes, positive=True)
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning the Unix time")
+        self._clock: Callable[[], float] = clock or time.time
+        # RFC 6749 §2.3.1: each part is form-urlencoded before the two are joined and encoded.
+        basic = f"{quote_plus(self.client_id, safe='')}:{quote_plus(_text('client_secret', client_secret), safe='')}"
+        self._headers = {
+            "Authorization": "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii"),
+            "Accept": "application/json",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        # Keyed on the token's SHA-256, so no token text is kept.
+        self._cache: ExpiringCache[bytes, VerifiedToken | _Refusal] = ExpiringCache(
+            _count("cache_size", cache_size), self._clock
+        )
+        self._flights: dict[bytes, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        # The leader's exchange ends within about ``timeout``; twice that leaves room for DNS
+        # and scheduling without letting a waiter hang.
+        self._wait_limit = 2 * self.timeout
+        self._http = _pool_manager(self.timeout)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock answers are checked against (Unix time); the guard's caches use it too."""
+        return self._clock
+
+    def verify(self, token: str) -> VerifiedToken:
+        """Verify ``token`` and return what the authorization server says of it.
+
+        Raises :class:`InvalidToken` for a token that is malformed, inactive or not acceptable
+        here, and :class:`VerificationUnavailable` when the authorization server cannot answer.
+        ``expires_at`` of the result is when this verification stops being reusable:
+        ``min(exp, now + cache_ttl)``, floored.
+        """
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("the token must be a non-empty string")
+        if len(token) > self.max_token_bytes:  # before any regular expression or hashing work
+            raise InvalidToken("the token is too large")
+        if _B64TOKEN.fullmatch(token) is None:
+            raise InvalidToken("the token holds characters a bearer token cannot have")
+        digest = hashlib.sha256(token.encode("ascii")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return _settle(cached)
+        with self._flights_lock:
+            flight = self._flights.get(digest)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[digest] = _Flight()
+            else:
+                flight.waiters += 1
+        if not leading:
+            if not flight.done.wait(self._wait_limit):
+                raise VerificationUnavailable("the authorization server has not answered in time")
+            return _settle(flight.outcome)
+        try:
+            outcome = flight.outcome = self._introspect(token)
+            if isinstance(outcome, VerifiedToken):
+                self._cache.put(digest, outcome, outcome.expires_at)
+            else:
+                self._cache.put(digest, outcome, self._clock() + self.negative_ttl)
+        except VerificationUnavailable as exc:
+            flight.outcome = _Unavailable(exc.description, exc.retry_after)
+        finally:
+            # After the cache is filled: a caller arriving now finds the cache or a new flight.
+            # On an unexpected error the waiters get the default outcome, a refusal.
+            with self._flights_lock:
+                del self._flights[digest]
+            flight.done.set()
+        return _settle(flight.outcome)
+
+    # -- the exchange ------------------------------------------------------------------------------
+
+    def _introspect(self, token: str) -> VerifiedToken | _Refusal:
+        """One introspection request and what its answer means (RFC 7662 §2.2, §2.3)."""
+        answer = self._exchange(token)
+        if answer.status == 200:
+            claims = self._json_object(answer.body)
+            try:
+                return self._verified(claims)
+            except InvalidToken as exc:
+                return _Refusal(exc.description)
+        if answer.status == 400 and _error_code(answer.body) not in _CLIENT_ERRORS:
+            # RFC 7662 §2.3 (e.g. unsupported_token_type): nothing here makes the token acceptable.
+            return _Refusal("the token is not active")
+        if answer.status in (400, 401, 403):
+            # Our own client authentication or request was refused: configuration to fix, not
+            # the caller's fault, and no reason to tell the caller its token is bad.
+            raise self._unavailable(
+                f"the introspection endpoint refused this resource server's request or credentials "
+                f"(HTTP {answer.status}); check endpoint, client_id and client_secret",
+                level=logging.ERROR,
+            )
+        raise self._unavailable(
+            f"the introspection endpoint answered HTTP {answer.status}", answer.retry_after
+        )
+
+    def _exchange(self, token: str) -> _Answer:
+        body = urlencode({"token": token, "token_type_hint": "access_token"})
+        try:
+            response = self._http.request(
+                "POST",
+                self.endpoint,
+                body=body,
+                headers=self._headers,
+                preload_content=False,
+                decode_content=False,  # no decompression: a small gzip body can inflate to gigabytes
+                redirect=False,  # RFC 7662 names one endpoint; the token goes nowhere else
+            )
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            # Only the error's class is logged: a message can quote what the server sent back.
+            raise self._unavailable(f"the request failed ({type(exc).__name__})") from None
+        # Only the bodies of 200 and 400 answers mean anything here (RFC 7662 §2.2, §2.3).
+        wanted = response.status in (200, 400)
+        data = None
+        try:
+            data = response.read(MAX_RESPONSE_BYTES + 1) if wanted else b""
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            raise self._unavailable(f"the answer could not be read ({type(exc).__name__})") from None
+        finally:
+            if not wanted or data is None or len(data) > MAX_RESPONSE_BYTES:
+                # The connection is closed, not reused: bytes left unread (or sent after a 204)
+                # would be read as the next request's answer.
+                response.close()
+            response.release_conn()
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise self._unavailable(f"the introspection answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        return _Answer(response.status, data, response.headers.get("Retry-After"))
+
+    def _json_object(self, body: bytes) -> dict[str, Any]:
+        """The answer as one JSON object (RFC 7662 §2.2, RFC 8259 UTF-8), strictly."""
+        try:
+            value = _DECODER.decode(body.decode("utf-8"))
+        except (ValueError, RecursionError):  # bad UTF-8 or JSON, duplicates, NaN, deep nesting
+            value = None
+        if not isinstance(value, dict):
+            raise self._unavailable("the introspection answer is not a strict JSON object")
+        return value
+
+    def _unavailable(
+        self, reason: str, retry_after: str | None = None, *, level: int = logging.WARNING
+    ) -> VerificationUnavailable:
+        log.log(level, "token introspection at %s: %s", self.endpoint, reason)
+        return VerificationUnavailable(reason, retry_after=_retry_after(retry_after))
+
+    # -- the answer --------------------------------------------------------------------------------
+
+    def _verified(self, claims: dict[str, Any]) -> VerifiedToken:
+        """The checks of RFC 7662 §2.2 and RFC 9068 §4 on an answer's members."""
+        if claims.get("active") is not True:  # the JSON value true, not "true" or 1
+            raise InvalidToken("the token is not active")
+        now = self._clock()
+        exp = integer_claim(claims, "exp")
+        nbf = integer_claim(claims, "nbf")
+        integer_claim(claims, "iat")
+        if exp is not None and now >= exp:
+            raise InvalidToken("the token has expired")
+        if nbf is not None and now < nbf:
+            raise InvalidToken("the token is not valid yet")
+        if self.issuer is not None and claims.get("iss") != self.issuer:
+            raise InvalidToken("the token issuer is not accepted")
+        token_type = claims.get("token_type")
+        if token_type is not None and (
+            not isinstance(token_type, str) or token_type.lower() not in _ACCESS_TOKEN_TYPES
+        ):
+            raise InvalidToken("the token is not an access token")
+        # Some servers (Ory Hydra) tell refresh tokens apart by token_use instead.
+        if claims.get("token_use", "access_token") != "access_token":
+            raise InvalidToken("the token is not an access token")
+        if self.audience is not None and not _has_audience(claims.get("aud"), self.audience):
+            raise InvalidToken("the token audience is not this server")
+        client_id = string_claim(claims, "client_id", required=False)
+        # RFC 9068 §2.2: a client-credentials token's subject is the client itself.
+        subject = string_claim(claims, "sub", required=False) or client_id
+        if subject is None:
+            raise InvalidToken("the token has neither sub nor client_id")
+        # Compared, not added to: exp may be any JSON integer, 10**400 included.
+        reuse_until = min(exp, now + self.cache_ttl) if exp is not None else now + self.cache_ttl
+        return VerifiedToken(
+            subject=subject,
+            scopes=scopes_of(claims, self.scope_claim),
+            org=org_of(claims, self.org_claim, self.issuer_org),
+            client_id=client_id,
+            expires_at=math.floor(reuse_until),
+            claims=MappingProxyType(claims),
+        )
+
+
+def _settle(outcome: _Outcome) -> VerifiedToken:
+    """The outcome as a result or a fresh exception (each caller raises its own instance)."""
+    if isinstance(outcome, VerifiedToken):
+        return outcome
+    if isinstance(outcome, _Refusal):
+        raise InvalidToken(outcome.description)
+    raise VerificationUnavailable(outcome.description, retry_after=outcome.retry_after)
+
+
+def _has_audience(aud: object, audience: str) -> bool:
+    """RFC 7519 §4.1.3 / RFC 7662 §2.2: a string, or an array of strings one of which is ours."""
+    if isinstance(aud, str):
+        return aud == audience
+    return isinstance(aud, list) and all(isinstance(a, str) for a in aud) and audience in aud
+
+
+def _error_code(body: bytes) -> str | None:
+    """The RFC 6749 §5.2 ``error`` of an error answer, if it has a readable one."""
+    try:
+        value = _DECODER.decode(body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    error = value.get("error") if isinstance(value, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def _retry_after(value: str | None) -> int:
+    """The server's own ``Retry-After`` in seconds (RFC 9110 §10.2.3), within bounds, or 5."""
+    if value is not None and value.isascii() and value.isdigit():
+        return max(1, min(int(value), _MAX_RETRY_AFTER))
+    return 5
+
+
+# -- construction checks ---------------------------------------------------------------------------
+
+
+def _endpoint(url: object) -> str:
+    """An absolute https URL, or http on a loopback host (RFC 7662 §4: TLS protects the token)."""
+    if not isinstance(url, str) or re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError("endpoint must be an absolute URL string without spaces or controls")
+    parts = urlsplit(url)
+    parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("endpoint must be an absolute https URL")
+    if parts.username is not None or parts.fragment:
+        raise ValueError("endpoint must not carry credentials or a fragment")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError("endpoint must use https (http is accepted for loopback hosts only)")
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def _text(name: str, value: object, *, optional: bool = False) -> Any:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string" + (" or None" if optional else ""))
+    return value
+
+
+def _seconds(name: str, value: object, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'more than 0' if positive else '0 or more'}")
+    return float(value)
+
+
+def _count(name: str, value: object, *, positive: bool = False) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
+        raise ValueError(f"{name} must be an integer, {'1' if positive else '0'} or more")
+    return value
+
+
+# -- the HTTP client -------------------------------------------------------------------------------
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's byte stream in which each read gets only the time left before a deadline."""
+
+    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the answer did not arrive in time")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """http.client's response, read so that the status line, headers and body together arrive
+    within the read timeout: a socket timeout bounds each read, not their sum, and a server
+    trickling a byte at a time would otherwise hold the request for as long as it liked."""
+
+    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        budget = sock.gettimeout()  # urllib3 has just set it to what is left of the timeout
+        if budget is not None:
+            raw = self.fp.detach()  # nothing has been read or buffered yet
+            self.fp = io.BufferedReader(_DeadlineReader(raw, sock, time.monotonic() + budget))
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _pool_manager(timeout: float) -> urllib3.PoolManager:
+    """Pooled keep-alive connections; no retries and no redirects (a retry is the client's
+    call, after our 503); ``total`` makes the read timeout what the connect left over."""
+    manager = urllib3.PoolManager(
+        num_pools=2,
+        maxsize=_IDLE_CONNECTIONS,
+        block=False,  # more connections when busy; only this many are kept
+        retries=False,
+        timeout=urllib3.Timeout(connect=timeout, read=timeout, total=timeout),
+    )
+    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+    return manager

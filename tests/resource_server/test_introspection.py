@@ -1,0 +1,1022 @@
+"""IntrospectionVerifier (RFC 7662) against a real introspection endpoint on 127.0.0.1.
+
+The endpoint below checks HTTP Basic client authentication and the request's form, counts calls
+and connections, and can be switched per test to misbehave: slow, trickling, garbage, huge,
+duplicate members, any status. Time for token validity comes from a FakeClock; only the bounds on
+how long a misbehaving server can hold a request are measured, with generous margins.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+
+import pytest
+from flask import Flask, jsonify
+from werkzeug.test import Client
+
+from policy import Roles, parse_challenges
+from resource_server.flask import ResourceServer, current_access, current_token
+from resource_server.tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+from resource_server.tokens.introspection import MAX_RESPONSE_BYTES, IntrospectionVerifier
+from resource_server.wsgi import TOKEN_KEY, BearerMiddleware
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, next_jti
+
+CLIENT_ID = "resource-server"
+CLIENT_SECRET = "introspection-secret-0123456789abcdef"
+#: Tokens minted in the current test; no log line may contain one.
+MINTED: list[str] = []
+
+
+def opaque() -> str:
+    """A fresh opaque access token (RFC 6750 b64token characters, as real servers mint)."""
+    token = f"op.{next_jti()}~Zz+/9-_="
+    MINTED.append(token)
+    return token
+
+
+def active(**overrides: Any) -> dict[str, Any]:
+    """An RFC 7662 §2.2 answer for an active access token at the tests' instant."""
+    answer: dict[str, Any] = {
+        "active": True,
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-1",
+        "client_id": "client-1",
+        "token_type": "Bearer",
+        "scope": "project:read",
+        "org_id": "acme",
+        "iat": NOW - 10,
+        "exp": NOW + 600,
+    }
+    answer.update(overrides)
+    return {k: v for k, v in answer.items() if v is not DROP}
+
+
+DROP = object()
+
+
+class IntrospectionServer:
+    """A real introspection endpoint. ``answers`` maps tokens to JSON answers (unknown tokens are
+    inactive); ``behaviour`` switches how every request is answered."""
+
+    def __init__(self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.answers: dict[str, dict[str, Any]] = {}
+        self.behaviour = "normal"
+        self.status = 200
+        self.headers: dict[str, str] = {}
+        self.raw_body: bytes | None = None
+        self.calls = 0
+        self.connections = 0
+        self.problems: list[str] = []  # requests that broke RFC 7662 §2.1; checked at teardown
+        self.holds: dict[str, threading.Event] = {}  # token → answered once set
+        self.released = threading.Event()  # ends every slow or held answer at teardown
+        self.lock = threading.Lock()
+        self.sockets: list[socket.socket] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, so connection reuse can be seen
+
+            def setup(self) -> None:
+                super().setup()
+                # Headers and body leave in two writes: without this, Nagle's algorithm and the
+                # client's delayed ACK add 40 ms to every answer.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with owner.lock:
+                    owner.connections += 1
+                    owner.sockets.append(self.connection)
+
+            def do_POST(self) -> None:
+                owner.handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        self.url = f"http://127.0.0.1:{self._server.server_port}/introspect"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening and cut every open connection, pooled keep-alive ones included."""
+        self.released.set()
+        self._server.shutdown()
+        self._server.server_close()
+        with self.lock:
+            for sock in self.sockets:
+                with suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def hold(self, token: str) -> threading.Event:
+        self.holds[token] = threading.Event()
+        return self.holds[token]
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        body = request.rfile.read(int(request.headers.get("Content-Length", "0")))
+        with self.lock:
+            self.calls += 1
+        form = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+        if not self.authenticated(request.headers.get("Authorization", "")):
+            self.send(request, 401, {"error": "invalid_client"}, {"WWW-Authenticate": 'Basic realm="as"'})
+            return
+        self.check(request, form)
+        token = form["token"][0]
+        if token in self.holds:
+            self.holds[token].wait(5)
+        behaviour = self.behaviour
+        if behaviour == "slow":
+            self.released.wait(2)
+        elif behaviour == "trickle body":
+            self.trickle(request, b"HTTP/1.1 200 OK\r\nContent-Length: 200\r\n\r\n", b" " * 200)
+            return
+        elif behaviour == "trickle headers":
+            self.trickle(request, b"", b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 200)
+            return
+        elif behaviour == "not http":
+            request.wfile.write(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+            request.close_connection = True
+            return
+        elif behaviour == "cut":
+            request.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"active": ')
+            request.close_connection = True
+            return
+        if self.raw_body is not None:
+            self.send_bytes(request, self.status, self.raw_body, self.headers)
+        else:
+            self.send(request, self.status, self.answers.get(token, {"active": False}), self.headers)
+
+    def authenticated(self, header: str) -> bool:
+        """RFC 6749 §2.3.1: Basic, with each part form-urlencoded before base64."""
+        scheme, _, credentials = header.partition(" ")
+        if scheme != "Basic":
+            return False
+        client_id, _, secret = base64.b64decode(credentials).decode("utf-8").partition(":")
+        return (unquote_plus(client_id), unquote_plus(secret)) == (self.client_id, self.client_secret)
+
+    def check(self, request: BaseHTTPRequestHandler, form: dict[str, list[str]]) -> None:
+        if request.path != "/introspect":
+            self.problems.append(f"path {request.path}")
+        if request.headers.get("Content-Type") != "application/x-www-form-urlencoded":
+            self.problems.append("content type")
+        if request.headers.get("Accept") != "application/json":
+            self.problems.append("accept")
+        if set(form) != {"token", "token_type_hint"} or form["token_type_hint"] != ["access_token"]:
+            self.problems.append(f"form fields {sorted(form)}")
+
+    def trickle(self, request: BaseHTTPRequestHandler, head: bytes, slow: bytes) -> None:
+        """``head`` at once, then ``slow`` a byte every 20 ms (4 s in all, unless cut short)."""
+        request.close_connection = True
+        try:
+            request.wfile.write(head)
+            for byte in slow:
+                if self.released.wait(0.02):
+                    return
+                request.wfile.write(bytes([byte]))
+        except OSError:  # the client gave up, as it should
+            pass
+
+    def send(
+        self, request: BaseHTTPRequestHandler, status: int, answer: Any, headers: dict[str, str]
+    ) -> None:
+        self.send_bytes(request, status, json.dumps(answer).encode(), headers)
+
+    def send_bytes(
+        self, request: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]
+    ) -> None:
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(body)))
+            for name, value in headers.items():
+                request.send_header(name, value)
+            request.end_headers()
+            request.wfile.write(body)
+        except OSError:  # the client gave up (a slow answer)
+            pass
+
+
+@pytest.fixture(autouse=True)
+def _no_token_or_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    MINTED.clear()
+    caplog.set_level(logging.DEBUG)
+    yield
+    text = caplog.text
+    assert not [token for token in MINTED if token in text]
+    assert CLIENT_SECRET not in text
+
+
+@pytest.fixture
+def server() -> Iterator[IntrospectionServer]:
+    running = IntrospectionServer()
+    running.start()
+    yield running
+    running.stop()
+    assert not running.problems
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+def verifier_for(
+    server: IntrospectionServer, clock: Callable[[], float], **options: Any
+) -> IntrospectionVerifier:
+    settings: dict[str, Any] = {
+        "endpoint": server.url,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "audience": AUDIENCE,
+        "issuer": ISSUER,
+        "clock": clock,
+        "timeout": 2.0,
+    }
+    settings.update(options)
+    return IntrospectionVerifier(**settings)
+
+
+@pytest.fixture
+def verifier(server: IntrospectionServer, clock: FakeClock) -> IntrospectionVerifier:
+    return verifier_for(server, clock)
+
+
+def issue(server: IntrospectionServer, **overrides: Any) -> str:
+    token = opaque()
+    server.answers[token] = active(**overrides)
+    return token
+
+
+def refused(verifier: IntrospectionVerifier, token: str, fragment: str) -> InvalidToken:
+    with pytest.raises(InvalidToken) as caught:
+        verifier.verify(token)
+    assert fragment in caught.value.description
+    assert token not in caught.value.description
+    return caught.value
+
+
+def unavailable(verifier: IntrospectionVerifier, token: str) -> VerificationUnavailable:
+    with pytest.raises(VerificationUnavailable) as caught:
+        verifier.verify(token)
+    assert token not in caught.value.description
+    return caught.value
+
+
+@contextmanager
+def closed_port() -> Iterator[str]:
+    """An endpoint URL whose port is bound but not listening: connections are refused, and no
+    other process can take the port while the test runs."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/introspect"
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll until ``condition`` holds (synchronization between threads, never token expiry)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.005)
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+GOOD: dict[str, Any] = {
+    "endpoint": "https://as.example.com/oauth2/introspect",
+    "client_id": CLIENT_ID,
+    "client_secret": CLIENT_SECRET,
+    "audience": AUDIENCE,
+}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("endpoint", "http://as.example.com/introspect"),
+        ("endpoint", "http://10.0.0.1/introspect"),
+        ("endpoint", "http://localhost.example.com/introspect"),
+        ("endpoint", "ftp://127.0.0.1/introspect"),
+        ("endpoint", "/introspect"),
+        ("endpoint", "https:///introspect"),
+        ("endpoint", "https://user:pass@as.example.com/introspect"),
+        ("endpoint", "https://as.example.com/introspect#frag"),
+        ("endpoint", "https://as.example.com/intro spect"),
+        ("endpoint", "https://as.example.com:99999/introspect"),
+        ("endpoint", None),
+        ("client_id", ""),
+        ("client_id", None),
+        ("client_secret", ""),
+        ("client_secret", b"secret"),
+        ("audience", ""),
+        ("audience", [AUDIENCE]),
+        ("issuer", ""),
+        ("scope_claim", ""),
+        ("org_claim", None),
+        ("issuer_org", ""),
+        ("cache_ttl", -1),
+        ("cache_ttl", float("nan")),
+        ("cache_ttl", float("inf")),
+        ("cache_ttl", "60"),
+        ("cache_ttl", True),
+        ("negative_ttl", -0.5),
+        ("cache_size", -1),
+        ("cache_size", 1.5),
+        ("cache_size", True),
+        ("timeout", 0),
+        ("timeout", -1),
+        ("timeout", float("inf")),
+        ("max_token_bytes", 0),
+        ("max_token_bytes", False),
+    ],
+)
+def test_bad_options_fail_at_construction(option: str, value: Any) -> None:
+    with pytest.raises(ValueError):
+        IntrospectionVerifier(**{**GOOD, option: value})
+
+
+def test_a_clock_must_be_callable() -> None:
+    with pytest.raises(TypeError):
+        IntrospectionVerifier(**GOOD, clock=1_900_000_000)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://as.example.com/oauth2/introspect",
+        "https://as.invalid:8443/introspect?tenant=acme",
+        "http://127.0.0.1:8080/introspect",
+        "http://127.9.8.7/introspect",
+        "http://[::1]:9000/introspect",
+        "http://localhost/introspect",
+    ],
+)
+def test_https_and_loopback_http_are_accepted_without_network_io(endpoint: str) -> None:
+    # as.invalid cannot resolve (RFC 6761): construction must not try.
+    verifier = IntrospectionVerifier(**{**GOOD, "endpoint": endpoint})
+    assert verifier.endpoint == endpoint
+
+
+def test_it_is_a_token_verifier(clock: FakeClock) -> None:
+    verifier = IntrospectionVerifier(**GOOD, clock=clock, max_token_bytes=4096)
+    assert isinstance(verifier, TokenVerifier)
+    assert verifier.clock is clock and verifier.max_token_bytes == 4096
+    assert IntrospectionVerifier(**GOOD).clock is time.time
+    assert CLIENT_SECRET not in repr(vars(verifier))  # kept only inside the encoded header
+
+
+# -- the raw token, checked before any I/O --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "a b", "tok\n", "tok,en", "=abc", "ab=c", "tök", "a" * 8193, "\x00", "ab\u202e"],
+    ids=repr,
+)
+def test_malformed_tokens_are_refused_without_a_request(
+    raw: str, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    with pytest.raises(InvalidToken):
+        verifier.verify(raw)
+    assert server.calls == 0
+
+
+def test_a_non_string_token_is_refused(verifier: IntrospectionVerifier) -> None:
+    with pytest.raises(InvalidToken):
+        verifier.verify(b"token")  # type: ignore[arg-type]
+
+
+# -- what an active token yields -------------------------------------------------------------------
+
+
+def test_an_active_token_is_verified(verifier: IntrospectionVerifier, server: IntrospectionServer) -> None:
+    token = issue(
+        server, scope="project:read project:write", cnf={"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
+    )
+    verified = verifier.verify(token)
+    assert isinstance(verified, VerifiedToken)
+    assert (verified.subject, verified.client_id, verified.org) == ("user-1", "client-1", "acme")
+    assert verified.scopes == frozenset({"project:read", "project:write"})
+    assert verified.kind == "access"
+    assert verified.expires_at == NOW + 60  # cache_ttl is sooner than exp
+    assert verified.claims["cnf"] == {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
+    assert verified.claims["active"] is True
+    with pytest.raises(TypeError):
+        verified.claims["sub"] = "admin"  # type: ignore[index]
+    assert server.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [("client:1 é+", "s3cr:t/+ %&="), ("plain", "pa ss")],
+)
+def test_client_credentials_are_form_urlencoded_before_base64(
+    client_id: str, secret: str, clock: FakeClock
+) -> None:
+    """RFC 6749 §2.3.1: a ':' in the id or a '+' in the secret must reach the server intact."""
+    server = IntrospectionServer(client_id, secret)
+    server.start()
+    try:
+        token = issue(server)
+        verifier = verifier_for(server, clock, client_id=client_id, client_secret=secret)
+        assert verifier.verify(token).subject == "user-1"
+    finally:
+        server.stop()
+    assert not server.problems
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "options"),
+    [
+        ("scope", ["project:read", "project:write"], {}),
+        ("scp", ["project:read", "project:write"], {"scope_claim": "scp"}),
+        ("scp", "project:read project:write", {"scope_claim": "scp"}),
+    ],
+)
+def test_scopes_as_a_string_or_an_array(
+    claim: str, value: Any, options: dict[str, Any], server: IntrospectionServer, clock: FakeClock
+) -> None:
+    verifier = verifier_for(server, clock, **options)
+    token = issue(server, **{"scope": DROP, claim: value})
+    assert verifier.verify(token).scopes == frozenset({"project:read", "project:write"})
+
+
+@pytest.mark.parametrize("value", [["project:read", "a b"], "bad\x00scope", 5, {"a": 1}])
+def test_bad_scopes_are_refused(
+    value: Any, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    refused(verifier, issue(server, scope=value), "scope")
+
+
+def test_issuer_org_binds_every_token(server: IntrospectionServer, clock: FakeClock) -> None:
+    verifier = verifier_for(server, clock, issuer_org="acme", org_claim="tenant")
+    assert verifier.verify(issue(server, org_id=DROP)).org == "acme"
+    assert verifier.verify(issue(server, tenant="acme")).org == "acme"
+    refused(verifier, issue(server, tenant="globex"), "organization")
+
+
+def test_a_client_credentials_token_is_its_client(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    """RFC 9068 §2.2: without a sub, the subject is the client."""
+    verified = verifier.verify(issue(server, sub=DROP, client_id="batch-job"))
+    assert (verified.subject, verified.client_id) == ("batch-job", "batch-job")
+    refused(verifier, issue(server, sub=DROP, client_id=DROP), "neither sub nor client_id")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"active": "true"}, "not active"),
+        ({"active": 1}, "not active"),
+        ({"active": False}, "not active"),
+        ({"active": None}, "not active"),
+        ({"active": DROP}, "not active"),
+        ({"token_type": "refresh_token"}, "not an access token"),
+        ({"token_type": "Refresh"}, "not an access token"),
+        ({"token_type": "mac"}, "not an access token"),
+        ({"token_type": 1}, "not an access token"),
+        ({"token_use": "refresh_token"}, "not an access token"),
+        ({"aud": "https://other.test"}, "audience"),
+        ({"aud": ["https://other.test"]}, "audience"),
+        ({"aud": []}, "audience"),
+        ({"aud": [AUDIENCE, 5]}, "audience"),
+        ({"aud": DROP}, "audience"),
+        ({"iss": "https://other-as.test"}, "issuer"),
+        ({"iss": DROP}, "issuer"),
+        ({"exp": NOW}, "expired"),
+        ({"exp": NOW - 1}, "expired"),
+        ({"exp": float(NOW + 600)}, "exp"),
+        ({"exp": True}, "exp"),
+        ({"nbf": NOW + 1}, "not valid yet"),
+        ({"nbf": "0"}, "nbf"),
+        ({"iat": "yesterday"}, "iat"),
+        ({"sub": ""}, "sub"),
+        ({"sub": "user\u202e1"}, "sub"),
+        ({"sub": 42}, "sub"),
+        ({"client_id": ["a"]}, "client_id"),
+        ({"org_id": 7}, "org_id"),
+    ],
+)
+def test_unacceptable_answers_are_refused(
+    overrides: dict[str, Any], fragment: str, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    refused(verifier, issue(server, **overrides), fragment)
+
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", "DPoP", "dpop", DROP])
+def test_bearer_and_dpop_token_types_are_accepted(
+    token_type: Any, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    assert verifier.verify(issue(server, token_type=token_type)).subject == "user-1"
+
+
+def test_audience_lists_and_optional_members(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    assert verifier.verify(issue(server, aud=["https://other.test", AUDIENCE])).subject == "user-1"
+    assert verifier.verify(issue(server, nbf=NOW, iat=DROP, exp=DROP, token_type=DROP)).subject == "user-1"
+
+
+def test_audience_none_accepts_tokens_for_any_api(server: IntrospectionServer, clock: FakeClock) -> None:
+    """The weaker setting: a token minted for another API passes (RFC 8707, RFC 9068 §4)."""
+    verifier = verifier_for(server, clock, audience=None, issuer=None)
+    assert verifier.verify(issue(server, aud="https://other.test")).subject == "user-1"
+    assert verifier.verify(issue(server, aud=DROP, iss="https://anyone.test")).subject == "user-1"
+    refused(verifier, issue(server, active=False), "not active")  # everything else still holds
+
+
+# -- what the endpoint answers ---------------------------------------------------------------------
+
+
+def test_a_400_answer_is_an_inactive_token(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.status = 400
+    server.raw_body = b'{"error": "unsupported_token_type"}'
+    token = opaque()
+    refused(verifier, token, "not active")
+    refused(verifier, token, "not active")
+    assert server.calls == 1  # a refusal, cached for negative_ttl
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (401, b'{"error": "invalid_client"}'),
+        (403, b'{"error": "access_denied"}'),
+        (400, b'{"error": "invalid_client"}'),  # RFC 6749 §5.2 allows 400 for it
+    ],
+)
+def test_our_credentials_refused_is_unavailable_and_an_error_log(
+    status: int,
+    body: bytes,
+    verifier: IntrospectionVerifier,
+    server: IntrospectionServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server.status, server.raw_body = status, body
+    token = opaque()
+    unavailable(verifier, token)
+    unavailable(verifier, token)
+    assert server.calls == 2  # never cached
+    errors = [
+        r for r in caplog.records if r.levelno == logging.ERROR and r.name.startswith("resource_server")
+    ]
+    assert errors and "client_id" in errors[0].getMessage()
+
+
+def test_a_wrong_secret_is_unavailable_not_invalid(server: IntrospectionServer, clock: FakeClock) -> None:
+    verifier = verifier_for(server, clock, client_secret="not-the-secret")
+    unavailable(verifier, issue(server))
+    assert server.calls == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 404, 204, 302, 429])
+def test_other_statuses_are_unavailable(
+    status: int, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.status = status
+    server.headers = {"Location": server.url.replace("/introspect", "/elsewhere")} if status == 302 else {}
+    token = issue(server)
+    error = unavailable(verifier, token)
+    assert error.retry_after == 5
+    assert server.calls == 1  # no retry, no redirect followed
+    server.status, server.headers = 200, {}
+    # Nothing was cached, and the connection was not reused (this server sends a body even
+    # after its 204, which would otherwise be read as the next answer).
+    assert verifier.verify(token).subject == "user-1"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("30", 30), ("0", 1), ("100000", 300), ("Fri, 01 Jan 2100 00:00:00 GMT", 5)]
+)
+def test_the_servers_retry_after_is_passed_on(
+    value: str, seconds: int, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.status, server.headers = 503, {"Retry-After": value}
+    assert unavailable(verifier, opaque()).retry_after == seconds
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>Service Unavailable</html>",
+        b"",
+        b"[]",
+        b'"active"',
+        b'{"active": true, "sub": "a", "sub": "b", "aud": "https://api.test"}',
+        b'{"active": true, "exp": NaN}',
+        b'{"active": true, "exp": 1e999}',
+        b'{"active": true, "sub": "\xff"}',
+        b"\xef\xbb\xbf{}",
+        b'{"active": true, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        json.dumps(active(padding="x" * MAX_RESPONSE_BYTES)).encode(),
+    ],
+    ids=[
+        "html",
+        "empty",
+        "array",
+        "string",
+        "duplicates",
+        "NaN",
+        "1e999",
+        "bad utf-8",
+        "BOM",
+        "deep",
+        "huge",
+    ],
+)
+def test_a_garbage_answer_is_unavailable(
+    body: bytes, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.raw_body = body
+    token = opaque()
+    unavailable(verifier, token)
+    unavailable(verifier, token)
+    assert server.calls == 2  # the server's fault: nothing cached against the token
+
+
+def test_an_answer_of_exactly_the_limit_is_read(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    token = opaque()
+    answer = active()
+    base = len(json.dumps({**answer, "padding": ""}).encode())
+    exact = json.dumps({**answer, "padding": "x" * (MAX_RESPONSE_BYTES - base)}).encode()
+    assert len(exact) == MAX_RESPONSE_BYTES
+    server.raw_body = exact
+    assert verifier.verify(token).subject == "user-1"
+    server.raw_body = exact[:-1] + b" }"
+    unavailable(verifier, opaque())
+    server.raw_body = None
+    assert verifier.verify(issue(server)).subject == "user-1"  # the refused connection was not reused
+
+
+@pytest.mark.parametrize("behaviour", ["not http", "cut"])
+def test_a_broken_exchange_is_unavailable(
+    behaviour: str, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.behaviour = behaviour
+    token = issue(server)
+    unavailable(verifier, token)
+    server.behaviour = "normal"
+    assert verifier.verify(token).subject == "user-1"
+
+
+def test_a_closed_port_is_unavailable(clock: FakeClock) -> None:
+    with closed_port() as endpoint:
+        verifier = IntrospectionVerifier(**{**GOOD, "endpoint": endpoint, "clock": clock})
+        token = opaque()
+        assert unavailable(verifier, token).retry_after >= 1
+
+
+def test_a_server_that_went_away_is_unavailable(clock: FakeClock) -> None:
+    server = IntrospectionServer()
+    server.start()
+    verifier = verifier_for(server, clock)
+    assert verifier.verify(issue(server)).subject == "user-1"  # a pooled connection now exists
+    server.stop()
+    unavailable(verifier, issue(server))
+
+
+@pytest.mark.parametrize("behaviour", ["slow", "trickle body", "trickle headers"])
+def test_a_slow_server_cannot_hold_a_request_past_the_timeout(
+    behaviour: str, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    """A socket timeout bounds each read; the whole answer must come within ``timeout`` too,
+    however the server spreads its bytes (unbounded, the trickles would take 4 s)."""
+    verifier = verifier_for(server, clock, timeout=0.2)
+    server.behaviour = behaviour
+    started = time.monotonic()
+    unavailable(verifier, issue(server))
+    assert time.monotonic() - started < 1.5
+
+
+def test_connections_are_kept_alive(verifier: IntrospectionVerifier, server: IntrospectionServer) -> None:
+    for _ in range(5):
+        verifier.verify(issue(server))
+    assert (server.calls, server.connections) == (5, 1)
+
+
+# -- the cache --------------------------------------------------------------------------------------
+
+
+def test_an_answer_is_reused_for_cache_ttl(
+    verifier: IntrospectionVerifier, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    token = issue(server)
+    first = verifier.verify(token)
+    clock.advance(59.999)
+    assert verifier.verify(token) is first
+    assert server.calls == 1
+    clock.advance(0.001)
+    second = verifier.verify(token)
+    assert server.calls == 2
+    assert second.expires_at == NOW + 120
+
+
+def test_exp_ends_reuse_when_it_comes_first(
+    verifier: IntrospectionVerifier, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    token = issue(server, exp=NOW + 30)
+    assert verifier.verify(token).expires_at == NOW + 30
+    clock.advance(29.5)
+    verifier.verify(token)
+    assert server.calls == 1
+    clock.advance(0.5)
+    refused(verifier, token, "expired")  # asked again, and the answer's exp has passed
+    assert server.calls == 2
+
+
+def test_expires_at_is_floored_and_without_exp_is_the_ttl(server: IntrospectionServer) -> None:
+    clock = FakeClock(NOW + 0.75)
+    verifier = verifier_for(server, clock, cache_ttl=10.5)
+    assert verifier.verify(issue(server, exp=DROP)).expires_at == NOW + 11  # floor(NOW + 11.25)
+    assert verifier.verify(issue(server, exp=NOW + 5)).expires_at == NOW + 5
+
+
+@pytest.mark.parametrize("options", [{"cache_ttl": 0}, {"cache_size": 0}])
+def test_caching_can_be_turned_off(
+    options: dict[str, Any], server: IntrospectionServer, clock: FakeClock
+) -> None:
+    verifier = verifier_for(server, clock, **options)
+    token = issue(server)
+    for _ in range(3):
+        verifier.verify(token)
+    assert server.calls == 3
+    if options.get("cache_ttl") == 0:
+        assert verifier.verify(token).expires_at <= clock()  # nothing downstream keeps it either
+
+
+def test_a_refusal_is_remembered_for_negative_ttl(
+    verifier: IntrospectionVerifier, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    token = opaque()  # unknown to the server: inactive
+    refused(verifier, token, "not active")
+    clock.advance(4.999)
+    refused(verifier, token, "not active")
+    assert server.calls == 1
+    server.answers[token] = active()
+    clock.advance(0.001)
+    assert verifier.verify(token).subject == "user-1"
+    assert server.calls == 2
+
+
+def test_refused_claims_are_remembered_too(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    token = issue(server, aud="https://other.test")
+    refused(verifier, token, "audience")
+    refused(verifier, token, "audience")
+    assert server.calls == 1
+
+
+def test_negative_ttl_zero_remembers_no_refusal(server: IntrospectionServer, clock: FakeClock) -> None:
+    verifier = verifier_for(server, clock, negative_ttl=0)
+    token = opaque()
+    refused(verifier, token, "not active")
+    refused(verifier, token, "not active")
+    assert server.calls == 2
+
+
+def test_unavailability_is_never_cached(verifier: IntrospectionVerifier, server: IntrospectionServer) -> None:
+    token = issue(server)
+    server.status = 500
+    unavailable(verifier, token)
+    server.status = 200
+    assert verifier.verify(token).subject == "user-1"
+
+
+def test_the_cache_is_bounded_first_in_first_out(server: IntrospectionServer, clock: FakeClock) -> None:
+    verifier = verifier_for(server, clock, cache_size=2)
+    first, second, third = issue(server), issue(server), issue(server)
+    for token in (first, second, third):
+        verifier.verify(token)
+    verifier.verify(third)
+    verifier.verify(second)
+    assert server.calls == 3
+    verifier.verify(first)
+    assert server.calls == 4
+
+
+def test_the_cache_holds_digests_not_tokens(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    token = issue(server)
+    verifier.verify(token)
+    keys = list(verifier._cache._entries)
+    assert len(keys) == 1 and isinstance(keys[0], bytes) and len(keys[0]) == 32
+    assert token.encode() not in keys[0]
+
+
+# -- single flight ----------------------------------------------------------------------------------
+
+
+def run_together(count: int, work: Callable[[], Any]) -> tuple[list[threading.Thread], list[Any]]:
+    """``work`` in ``count`` threads started together; their results or raised exceptions."""
+    results: list[Any] = [None] * count
+    start = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        start.wait()
+        try:
+            results[index] = work()
+        except Exception as exc:
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, results
+
+
+def flight_waiters(verifier: IntrospectionVerifier) -> int:
+    """Callers waiting for the flights in progress."""
+    return sum(flight.waiters for flight in list(verifier._flights.values()))
+
+
+@pytest.mark.parametrize("answer", ["active", "inactive", "error"])
+def test_fifty_threads_with_one_new_token_make_one_call(
+    answer: str, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    verifier = verifier_for(server, clock, cache_size=0)  # so only the flight can share an answer
+    token = issue(server) if answer != "inactive" else opaque()
+    if answer == "error":
+        server.status = 500
+    held = server.hold(token)
+    threads, results = run_together(50, lambda: verifier.verify(token))
+    wait_for(lambda: server.calls == 1 and flight_waiters(verifier) == 49)
+    held.set()
+    for thread in threads:
+        thread.join(5)
+    assert server.calls == 1
+    if answer == "active":
+        assert all(result is results[0] for result in results)
+        assert results[0].subject == "user-1"
+    else:
+        kind = InvalidToken if answer == "inactive" else VerificationUnavailable
+        assert all(type(result) is kind for result in results)
+        assert len({id(result) for result in results}) == 50  # each caller raises its own
+
+
+def test_different_tokens_do_not_wait_for_each_other(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    slow, quick = issue(server), issue(server, sub="user-2")
+    held = server.hold(slow)
+    threads, results = run_together(1, lambda: verifier.verify(slow))
+    wait_for(lambda: server.calls == 1)
+    assert verifier.verify(quick).subject == "user-2"  # while the first is still held
+    held.set()
+    threads[0].join(5)
+    assert results[0].subject == "user-1"
+
+
+class StallingClock(FakeClock):
+    """A FakeClock that stalls one thread at its second reading (the leader, checking the
+    answer's exp after its request), to show that waiters do not wait forever."""
+
+    def __init__(self) -> None:
+        super().__init__(NOW)
+        self.thread: threading.Thread | None = None
+        self.readings = 0
+        self.stalled = threading.Event()
+        self.resume = threading.Event()
+
+    def __call__(self) -> float:
+        if threading.current_thread() is self.thread:
+            self.readings += 1
+            if self.readings == 2:
+                self.stalled.set()
+                self.resume.wait(5)
+        return super().__call__()
+
+
+def test_waiters_give_up_after_about_the_timeout(server: IntrospectionServer) -> None:
+    clock = StallingClock()
+    verifier = verifier_for(server, clock, timeout=0.2)
+    token = issue(server)
+    leader_result: list[Any] = []
+    clock.thread = threading.Thread(target=lambda: leader_result.append(verifier.verify(token)))
+    clock.thread.start()
+    assert clock.stalled.wait(5)
+    started = time.monotonic()
+    error = unavailable(verifier, token)
+    assert 0.3 < time.monotonic() - started < 2.0
+    assert "in time" in error.description
+    clock.resume.set()
+    clock.thread.join(5)
+    assert leader_result[0].subject == "user-1" and server.calls == 1
+
+
+# -- end to end: Flask and WSGI ---------------------------------------------------------------------
+
+ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write"]})
+MEMBERS = {("user-1", "acme"): "admin", ("batch-job", "acme"): "member"}
+
+
+def membership(subject: str, org: str | None) -> str | None:
+    return MEMBERS.get((subject, org))
+
+
+def flask_client(verifier: IntrospectionVerifier) -> Any:
+    app = Flask(__name__)
+    rs = ResourceServer(app, verifier=verifier, roles=ROLES, membership=membership)
+
+    @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
+    @rs.require({"GET": "project:read", "POST": "project:write"})
+    def projects(org: str) -> Any:
+        return jsonify(
+            subject=current_access.subject,
+            scopes=sorted(current_access.scopes),
+            client=current_token.client_id,
+        )
+
+    return app.test_client()
+
+
+def wsgi_client(verifier: IntrospectionVerifier) -> Client:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        body = json.dumps({"subject": environ[TOKEN_KEY].subject}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    routes = {"/orgs/<org>/projects": {"GET": "project:read", "POST": "project:write"}}
+    return Client(BearerMiddleware(app, verifier=verifier, roles=ROLES, membership=membership, routes=routes))
+
+
+ADAPTERS = {"flask": flask_client, "wsgi": wsgi_client}
+
+
+def get(client: Any, token: str, method: str = "GET") -> Any:
+    response = client.open("/orgs/acme/projects", method=method, headers={"Authorization": f"Bearer {token}"})
+    text = response.get_data(as_text=True)
+    assert token not in text
+    assert not any(token in value for _, value in response.headers.items())
+    return response
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_end_to_end_200_401_403_and_503(adapter: str, server: IntrospectionServer, clock: FakeClock) -> None:
+    client = ADAPTERS[adapter](verifier_for(server, clock))
+    good = issue(server)
+    assert get(client, good).status_code == 200
+    assert get(client, issue(server, sub=DROP, client_id="batch-job")).status_code == 200
+    assert get(client, issue(server, sub=DROP, client_id="batch-job"), "POST").status_code == 403
+
+    inactive = get(client, opaque())
+    assert inactive.status_code == 401
+    (challenge,) = parse_challenges(inactive.headers["WWW-Authenticate"])
+    assert challenge.get("error") == "invalid_token"
+    assert inactive.get_json()["error"] == "invalid_token"
+
+    server.status = 500
+    down = get(client, issue(server))
+    assert down.status_code == 503
+    assert "WWW-Authenticate" not in down.headers
+    assert int(down.headers["Retry-After"]) >= 1
+    body = down.get_json()
+    assert body["error"] == "temporarily_unavailable" and body["error_description"]
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_end_to_end_with_the_endpoint_down(adapter: str, clock: FakeClock) -> None:
+    with closed_port() as endpoint:
+        client = ADAPTERS[adapter](IntrospectionVerifier(**{**GOOD, "endpoint": endpoint, "clock": clock}))
+        response = get(client, opaque())
+    assert response.status_code == 503
+    assert "WWW-Authenticate" not in response.headers and "Retry-After" in response.headers
+    assert response.get_json()["error"] == "temporarily_unavailable"
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_revocation_is_seen_within_cache_ttl(
+    adapter: str, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    """The guard keeps a verified token until ``expires_at``: that, min(exp, now + cache_ttl),
+    is how long a revoked token can still be used here."""
+    client = ADAPTERS[adapter](verifier_for(server, clock, cache_ttl=30))
+    token = issue(server)
+    assert get(client, token).status_code == 200
+    server.answers[token] = {"active": False}  # revoked at the authorization server
+    clock.advance(29.999)
+    assert get(client, token).status_code == 200
+    assert server.calls == 1
+    clock.advance(0.001)
+    assert get(client, token).status_code == 401
+    assert server.calls == 2
