@@ -141,7 +141,7 @@ class IntrospectionVerifier:
             raise TypeError("clock must be a callable returning the Unix time")
         self._clock: Callable[[], float] = clock or time.time
         # RFC 6749 §2.3.1: each part is form-urlencoded before the two are joined and encoded.
-        basic = f"{quote_plus(self.client_id, safe='')}:{quote_plus(_text('client_secret', client_secret), safe='')}"
+        basic = f"{quote_plus(self.client_id)}:{quote_plus(_text('client_secret', client_secret))}"
         self._headers = {
             "Authorization": "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii"),
             "Accept": "application/json",
@@ -181,6 +181,8 @@ class IntrospectionVerifier:
         cached = self._cache.get(digest)
         if cached is not None:
             return _settle(cached)
+        # A caller that missed the cache just as a flight ended makes a request of its own:
+        # rare and harmless, and it keeps the (injected) clock out of this lock.
         with self._flights_lock:
             flight = self._flights.get(digest)
             leading = flight is None
