@@ -1,21 +1,25 @@
-"""The demo: an authorization server, a protected API, a gateway, and a client that steps up by itself.
+"""The demo: two authorization servers, a protected API, a gateway, and a client that steps up by itself.
 
-    python examples/demo.py            # start the three servers on loopback (free ports), run the
+    python examples/demo.py            # start the four servers on loopback (free ports), run the
                                        # scripted client, stop
     python examples/demo.py --serve    # keep them running for curl: authorization server on 5000,
-                                       # API on 5001, gateway on 5002 (--as-port, --api-port,
-                                       # --gateway-port choose others)
+                                       # API on 5001, gateway on 5002, globex's authorization
+                                       # server on 5003 (--as-port, --api-port, --gateway-port,
+                                       # --globex-port choose others)
 
 The authorization server (Authlib, SQLite) issues RFC 9068 JWT access tokens signed with ES256,
-bound to an organization by an ``org_id`` claim and capped by the user's role. The API (Flask and
-this library) fetches the server's JWK Set over HTTP and checks every request. The gateway signs
-users in and calls the API with a signed viewer context.
+bound to an organization by an ``org_id`` claim and capped by the user's role, and, to one service
+account, opaque tokens. The API (Flask and this library) fetches the server's JWK Set over HTTP,
+asks the server about opaque tokens (RFC 7662 introspection) and checks every request. A second
+authorization server, globex's own, has its own users and keys; the API trusts its tokens for
+globex only. The gateway signs users in and calls the API with a signed viewer context.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import secrets
@@ -34,14 +38,24 @@ from werkzeug.serving import make_server
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo_api import create_api
+from demo_api import Introspection, create_api
 from demo_auth_server import (
+    API_CLIENT,
+    API_SECRET,
+    GLOBEX,
+    GLOBEX_MEMBERSHIPS,
+    GLOBEX_PASSWORDS,
+    GLOBEX_SERVICE_CLIENT,
+    GLOBEX_SERVICE_SECRET,
     MEMBERSHIPS,
+    OPAQUE_CLIENT,
+    OPAQUE_SECRET,
     PASSWORDS,
     ROLES,
     SERVICE_CLIENT,
     SERVICE_SECRET,
     create_auth_server,
+    fetch_token_client_credentials,
     fetch_token_with_code,
 )
 from demo_gateway import create_gateway
@@ -62,29 +76,36 @@ class _Late:
 
 @dataclass
 class Demo:
-    """The running servers' base URLs, and the API's membership table (the script edits it to
-    show a role change taking effect at once)."""
+    """The running servers' base URLs (``globex`` is globex's own authorization server), and the
+    API's membership table (the script edits it to show a role change taking effect at once)."""
 
     issuer: str
     resource: str
     gateway: str
     memberships: dict[tuple[str, str], str]
     gateway_key: bytes
+    globex: str
 
 
 @contextmanager
-def demo_servers(as_port: int = 0, api_port: int = 0, gateway_port: int = 0) -> Iterator[Demo]:
-    """Run the authorization server, the API and the gateway on loopback."""
-    memberships = dict(MEMBERSHIPS)
+def demo_servers(
+    as_port: int = 0, api_port: int = 0, gateway_port: int = 0, globex_port: int = 0
+) -> Iterator[Demo]:
+    """Run the two authorization servers, the API and the gateway on loopback."""
+    memberships = {**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS}  # the API's own knowledge of both tenants
     gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
-    apps = [_Late(), _Late(), _Late()]
+    apps = [_Late(), _Late(), _Late(), _Late()]
     servers = [
         make_server("127.0.0.1", port, app, threaded=True)
-        for port, app in zip((as_port, api_port, gateway_port), apps, strict=True)
+        for port, app in zip((as_port, api_port, gateway_port, globex_port), apps, strict=True)
     ]
-    issuer, resource, gateway = (f"http://127.0.0.1:{server.server_port}" for server in servers)
+    issuer, resource, gateway, globex = (f"http://127.0.0.1:{server.server_port}" for server in servers)
     with tempfile.TemporaryDirectory() as tmp:
         apps[0].app = create_auth_server(issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource)
+        # Its own database, users and signing key: nothing is shared with acme's server.
+        apps[3].app = create_auth_server(
+            issuer=globex, db_path=f"{tmp}/globex.sqlite3", resource=resource, tenant=GLOBEX
+        )
         apps[1].app = create_api(
             issuer=issuer,
             jwks_uri=f"{issuer}/.well-known/jwks.json",
@@ -94,14 +115,17 @@ def demo_servers(as_port: int = 0, api_port: int = 0, gateway_port: int = 0) -> 
             passwords=PASSWORDS,
             grants_url=f"sqlite:///{tmp}/grants.sqlite3",
             gateway_key=gateway_key,
+            introspection=Introspection(f"{issuer}/introspect", API_CLIENT, API_SECRET),
+            tenant_issuers={"globex": globex},
         )
         apps[2].app = create_gateway(
             api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
         )
         for server in servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+            # A short poll interval: shutdown() waits for it, once per server, when the demo ends.
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:
-            yield Demo(issuer, resource, gateway, memberships, gateway_key)
+            yield Demo(issuer, resource, gateway, memberships, gateway_key, globex)
         finally:
             for server in servers:
                 server.shutdown()
@@ -120,6 +144,23 @@ def show(step: str, response: httpx.Response) -> None:
     print(f"   {text}")
 
 
+def bearer_call(
+    http: httpx.Client,
+    resource: str,
+    seen: list[int],
+    step: str,
+    method: str,
+    path: str,
+    bearer: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Call the API with a bearer token, show the exchange and note its status."""
+    response = http.request(method, resource + path, headers={"Authorization": f"Bearer {bearer}"}, **kwargs)
+    show(step, response)
+    seen.append(response.status_code)
+    return response
+
+
 def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], str]) -> list[int]:
     """The scripted client. Returns the status codes it saw, in order (the tests check them)."""
     seen: list[int] = []
@@ -132,13 +173,7 @@ def run_script(issuer: str, resource: str, memberships: dict[tuple[str, str], st
             print(f"\n   (token for {username} in {org}: asked for {scope!r}, granted {granted['scope']!r})")
             return granted["access_token"]
 
-        def call(step: str, method: str, path: str, bearer: str, **kwargs: Any) -> httpx.Response:
-            response = http.request(
-                method, resource + path, headers={"Authorization": f"Bearer {bearer}"}, **kwargs
-            )
-            show(step, response)
-            seen.append(response.status_code)
-            return response
+        call = functools.partial(bearer_call, http, resource, seen)
 
         read = token("acme", "project:read")
         call("1. a read token reads", "GET", "/orgs/acme/projects", read)
@@ -276,8 +311,64 @@ def _replayed_on_post(demo: Demo) -> int:
     return replay.status_code
 
 
-def serve(as_port: int, api_port: int, gateway_port: int) -> None:
-    with demo_servers(as_port, api_port, gateway_port) as demo:
+def tenant_story(demo: Demo) -> list[int]:
+    """Two more kinds of token. An opaque one from acme's server, which means nothing to the API
+    until that server, asked (RFC 7662 introspection), says what it is; and one from globex's own
+    server, which the API trusts for globex and nothing else."""
+    seen: list[int] = []
+    with httpx.Client(timeout=10) as http:
+        call = functools.partial(bearer_call, http, demo.resource, seen)
+        opaque = fetch_token_client_credentials(
+            demo.issuer,
+            client_id=OPAQUE_CLIENT,
+            client_secret=OPAQUE_SECRET,
+            scope="project:read",
+            client=http,
+        )
+        print(
+            f"\n   (an opaque token for the service account {OPAQUE_CLIENT} in acme:"
+            f" {opaque['access_token'][:10]}..., granted {opaque['scope']!r})"
+        )
+        call(
+            "14. an opaque token, which the API checks by introspection at acme's server",
+            "GET",
+            "/orgs/acme/projects",
+            opaque["access_token"],
+        )
+        made_up = "at_" + secrets.token_urlsafe(32)
+        call(
+            "15. an opaque token acme's server never issued: not active",
+            "GET",
+            "/orgs/acme/projects",
+            made_up,
+        )
+        globex = fetch_token_with_code(
+            demo.globex,
+            username="user-globex",
+            password=GLOBEX_PASSWORDS["user-globex"],
+            org="globex",
+            scope="project:read project:write",
+            client=http,
+        )
+        print(f"\n   (token for user-globex from globex's own server, granted {globex['scope']!r})")
+        call(
+            "16. globex's server speaks for globex: its token writes on globex's URL",
+            "POST",
+            "/orgs/globex/projects",
+            globex["access_token"],
+            json={"name": "launch"},
+        )
+        call(
+            "17. and for nothing else: the same token on acme's URL",
+            "GET",
+            "/orgs/acme/projects",
+            globex["access_token"],
+        )
+    return seen
+
+
+def serve(as_port: int, api_port: int, gateway_port: int, globex_port: int) -> None:
+    with demo_servers(as_port, api_port, gateway_port, globex_port) as demo:
         issuer, resource = demo.issuer, demo.resource
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
         print(
@@ -298,6 +389,21 @@ def serve(as_port: int, api_port: int, gateway_port: int) -> None:
             f' -d \'{{"username": "user-admin", "password": "{PASSWORDS["user-admin"]}"}}\' {demo.gateway}/login'
         )
         print(f"  curl -s -b jar {demo.gateway}/api/orgs/acme/projects")
+        print(f"\nAn opaque token ({OPAQUE_CLIENT}), which the API checks at {issuer}/introspect:")
+        print(
+            f"  OPAQUE=$(curl -s -u {OPAQUE_CLIENT}:{OPAQUE_SECRET} -d grant_type=client_credentials"
+            f" {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+        )
+        print(f'  curl -i -H "Authorization: Bearer $OPAQUE" {resource}/me')
+        print(f"\nglobex's own authorization server ({demo.globex}), trusted for org globex only:")
+        print(
+            f"  GLOBEX=$(curl -s -u {GLOBEX_SERVICE_CLIENT}:{GLOBEX_SERVICE_SECRET} -d grant_type=client_credentials"
+            f" {demo.globex}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+        )
+        print(f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/globex/projects')
+        print(
+            f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/acme/projects   # 401 invalid_token'
+        )
         print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
@@ -313,18 +419,27 @@ def main() -> None:
     )
     parser.add_argument("--api-port", type=int, default=5001, help="with --serve: the API's port")
     parser.add_argument("--gateway-port", type=int, default=5002, help="with --serve: the gateway's port")
+    parser.add_argument(
+        "--globex-port", type=int, default=5003, help="with --serve: globex's authorization server's port"
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.as_port, args.api_port, args.gateway_port)
+        serve(args.as_port, args.api_port, args.gateway_port, args.globex_port)
         return
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
     with demo_servers() as demo:
-        print(f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway}")
+        print(
+            f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway},"
+            f" globex's authorization server on {demo.globex}"
+        )
         statuses = run_script(demo.issuer, demo.resource, demo.memberships)
         statuses += gateway_story(demo)
+        tenants = tenant_story(demo)
     expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
+    expected_tenants = [200, 401, 201, 401]
     print(f"\nstatuses: {statuses} (expected {expected})")
-    sys.exit(0 if statuses == expected else 1)
+    print(f"opaque tokens and the second tenant: {tenants} (expected {expected_tenants})")
+    sys.exit(0 if statuses == expected and tenants == expected_tenants else 1)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """The demo's protected API: a Flask app whose views declare, per method, the scopes they need.
 
-It trusts one authorization server (``issuer``), whose signing keys it fetches over HTTP from
-``jwks_uri``; who is a member of which organization, in which role, is the API's own knowledge,
-given as ``memberships``. Agents get de-escalated capability tokens at
-``POST /orgs/<org>/agent-token``; people approve write scopes for one agent session at
-``POST /orgs/<org>/agent-approvals`` from a first-party session (``POST /login``), and those
-approvals live in a SQLite grants store.
+It trusts a shared authorization server (``issuer``), whose signing keys it fetches over HTTP from
+``jwks_uri`` and which it asks about opaque tokens (RFC 7662 introspection, when ``introspection``
+is given), and one authorization server per customer (``tenant_issuers``), found by discovery
+(RFC 8414), whose tokens count for that customer's organization only. Who is a member of which
+organization, in which role, is the API's own knowledge, given as ``memberships``. Agents get
+de-escalated capability tokens at ``POST /orgs/<org>/agent-token``; people approve write scopes
+for one agent session at ``POST /orgs/<org>/agent-approvals`` from a first-party session
+(``POST /login``), and those approvals live in a SQLite grants store.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from __future__ import annotations
 import hmac
 import itertools
 import secrets
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from flask import Flask, request, session
 from flask.views import MethodView
@@ -23,13 +27,23 @@ from resource_server.capability import CapabilityIssuer
 from resource_server.flask import ResourceServer, current_access, current_token, json_body
 from resource_server.flask_agents import agent_blueprint
 from resource_server.grants import GrantStore
-from resource_server.tokens import JWTVerifier
+from resource_server.tokens import JWTVerifier, TrustedIssuers
+from resource_server.tokens.introspection import IntrospectionVerifier
 from resource_server.viewer_context import ViewerContextVerifier
 
 #: Scopes an agent's capability carries without anyone's approval.
 AGENT_READONLY_SCOPES = ("project:read",)
 
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
+
+
+@dataclass(frozen=True)
+class Introspection:
+    """Where the API asks about opaque tokens, and the client credentials it asks with."""
+
+    endpoint: str
+    client_id: str
+    client_secret: str
 
 
 def checked_login(body: object, passwords: Mapping[str, str]) -> str | None:
@@ -52,10 +66,14 @@ def create_api(
     passwords: Mapping[str, str],
     grants_url: str,
     gateway_key: bytes | None = None,
+    introspection: Introspection | None = None,
+    tenant_issuers: Mapping[str, str] | None = None,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
     ``passwords`` are the first-party logins; ``grants_url`` is the grants database;
-    ``gateway_key`` the secret the demo gateway signs viewer contexts with."""
+    ``gateway_key`` the secret the demo gateway signs viewer contexts with; ``introspection``
+    where opaque tokens from ``issuer`` are checked; ``tenant_issuers`` maps an organization to
+    the issuer URL of its own authorization server."""
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
     grants = GrantStore(grants_url)
@@ -66,11 +84,32 @@ def create_api(
         readonly_scopes=AGENT_READONLY_SCOPES,
         grants=grants,
     )
-    app.config.update(
-        RESOURCE_SERVER_RESOURCE=resource,  # serves RFC 9728 metadata and names it in challenges
-        RESOURCE_SERVER_AUTHORIZATION_SERVERS=[issuer],
+    # Serves RFC 9728 metadata (whose authorization_servers are the trusted issuers) and names it
+    # in challenges.
+    app.config.update(RESOURCE_SERVER_RESOURCE=resource)
+    clock = time.time  # one clock for every verifier: the guard caches results until their expiry
+    tenants = [
+        # A customer's own server speaks for that customer only: a token it issues is bound to
+        # its org, and one naming any other org is refused (issuer_org).
+        JWTVerifier(issuer=url, audience=resource, discover=True, issuer_org=org, clock=clock)
+        for org, url in (tenant_issuers or {}).items()
+    ]
+    opaque = (
+        IntrospectionVerifier(
+            endpoint=introspection.endpoint,
+            client_id=introspection.client_id,
+            client_secret=introspection.client_secret,
+            audience=resource,
+            issuer=issuer,
+            clock=clock,
+        )
+        if introspection
+        else None
     )
-    verifier = JWTVerifier(issuer=issuer, audience=resource, jwks_uri=jwks_uri)
+    verifier = TrustedIssuers(
+        [JWTVerifier(issuer=issuer, audience=resource, jwks_uri=jwks_uri, clock=clock), *tenants],
+        opaque=opaque,
+    )
     rs = ResourceServer(
         app,
         verifier=verifier,

@@ -1,13 +1,23 @@
-"""The demo's authorization server: Authlib, SQLite, RFC 9068 JWT access tokens signed with ES256.
+"""The demo's authorization server: Authlib, SQLite, RFC 9068 JWT access tokens signed with ES256,
+and opaque access tokens checked through RFC 7662 introspection.
 
 Grants: authorization code with PKCE (RFC 6749 §4.1, RFC 7636 with S256 required) for users, and
-client credentials (RFC 6749 §4.4) for a service account. Each token is bound to one organization
+client credentials (RFC 6749 §4.4) for service accounts. Each token is bound to one organization
 (an ``org_id`` claim) and its scope is capped by the subject's role there (RFC 6749 §3.3 lets the
 server grant less than asked), so a token never carries more than its subject may do. The
 authorization endpoint is scriptable, a form POST with the user's credentials and the org, so the
-demo's client runs unattended. Orgs, users, memberships, clients and codes live in SQLite.
+demo's client runs unattended. Orgs, users, memberships, clients, codes and opaque tokens live in
+SQLite.
+
+Most clients get JWTs; a client registered with the ``opaque`` token format gets random strings
+that mean nothing outside this server, which a resource server learns about at ``/introspect``
+(RFC 7662), authenticated as a client allowed to introspect (``client_secret_basic``).
+
+Each server serves one :class:`Tenant` (its orgs, users, memberships and clients): ``ACME`` is the
+shared server of the demo, ``GLOBEX`` a server of globex's own, which the API trusts for globex only.
 
     python examples/demo_auth_server.py --port 5000 --resource http://127.0.0.1:5001
+    python examples/demo_auth_server.py --port 5003 --resource http://127.0.0.1:5001 --tenant globex
 """
 
 from __future__ import annotations
@@ -20,16 +30,17 @@ import secrets
 import sqlite3
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import astuple, dataclass
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, errors, grants
+from authlib.oauth2.rfc6749 import ClientMixin, TokenMixin, errors, grants
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -48,15 +59,27 @@ ROLES: dict[str, list[str]] = {
 ALL_SCOPES = sorted({scope for scopes in ROLES.values() for scope in scopes})
 #: Demo credentials, for the loopback demo only.
 PASSWORDS = {"user-admin": "demo-admin-password", "user-member": "demo-member-password"}
-#: (subject, org) -> role. The service account is a member like any user.
+#: (subject, org) -> role. Service accounts are members like any user.
 MEMBERSHIPS: dict[tuple[str, str], str] = {
     ("user-admin", "acme"): "admin",
     ("user-admin", "globex"): "member",
     ("user-member", "acme"): "member",
     ("svc-reporting", "acme"): "member",
+    ("svc-billing", "acme"): "member",
 }
 PUBLIC_CLIENT, REDIRECT_URI = "demo-cli", "http://127.0.0.1/callback"
 SERVICE_CLIENT, SERVICE_SECRET, SERVICE_ORG = "svc-reporting", "demo-service-secret-0123456789abcdef", "acme"
+#: A service account whose access tokens are opaque.
+OPAQUE_CLIENT, OPAQUE_SECRET = "svc-billing", "demo-billing-secret-0123456789abcdef"
+#: The API, as a client of the authorization server: it may only introspect.
+API_CLIENT, API_SECRET = "demo-api", "demo-api-introspection-secret-0123456789"
+#: globex's own server: its users, memberships and service account.
+GLOBEX_PASSWORDS = {"user-globex": "demo-globex-password"}
+GLOBEX_MEMBERSHIPS: dict[tuple[str, str], str] = {
+    ("user-globex", "globex"): "admin",
+    ("svc-globex", "globex"): "member",
+}
+GLOBEX_SERVICE_CLIENT, GLOBEX_SERVICE_SECRET = "svc-globex", "demo-globex-service-secret-0123456789"
 CODE_LIFETIME, TOKEN_LIFETIME = 60, 600
 # OWASP asks 600,000 PBKDF2-SHA256 iterations; fewer keep the demo's logins quick.
 PASSWORD_ITERATIONS = 50_000
@@ -67,10 +90,74 @@ CREATE TABLE IF NOT EXISTS users (id TEXT PRIMARY KEY, salt BLOB NOT NULL, passw
 CREATE TABLE IF NOT EXISTS memberships (subject TEXT, org TEXT REFERENCES orgs (id), role TEXT NOT NULL,
     PRIMARY KEY (subject, org));
 CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, secret_hash BLOB, auth_methods TEXT NOT NULL,
-    grant_types TEXT NOT NULL, redirect_uris TEXT NOT NULL, scope TEXT NOT NULL, org TEXT REFERENCES orgs (id));
+    grant_types TEXT NOT NULL, redirect_uris TEXT NOT NULL, scope TEXT NOT NULL, endpoints TEXT NOT NULL,
+    token_format TEXT NOT NULL, org TEXT REFERENCES orgs (id));
 CREATE TABLE IF NOT EXISTS codes (code TEXT PRIMARY KEY, client_id TEXT, user_id TEXT, org TEXT,
     redirect_uri TEXT, scope TEXT, code_challenge TEXT, code_challenge_method TEXT, issued_at REAL);
+CREATE TABLE IF NOT EXISTS tokens (token_hash BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL,
+    org TEXT NOT NULL, scope TEXT NOT NULL, audience TEXT NOT NULL, issued_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL);
 """
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A client registered when the database is created (RFC 6749 §2). ``endpoints`` are where it
+    may authenticate (``token``, ``introspection``); ``token_format`` is ``jwt`` or ``opaque``."""
+
+    client_id: str
+    secret: str | None
+    auth_methods: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    redirect_uris: tuple[str, ...] = ()
+    org: str | None = None
+    endpoints: tuple[str, ...] = ("token",)
+    token_format: str = "jwt"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """What one authorization server serves: its orgs, users, memberships and clients."""
+
+    orgs: tuple[str, ...]
+    passwords: Mapping[str, str]
+    memberships: Mapping[tuple[str, str], str]
+    clients: tuple[Registration, ...]
+
+
+_CONFIDENTIAL = ("client_secret_basic", "client_secret_post")
+_PUBLIC = Registration(PUBLIC_CLIENT, None, ("none",), ("authorization_code",), (REDIRECT_URI,))
+ACME = Tenant(
+    orgs=ORGS,
+    passwords=PASSWORDS,
+    memberships=MEMBERSHIPS,
+    clients=(
+        _PUBLIC,
+        Registration(SERVICE_CLIENT, SERVICE_SECRET, _CONFIDENTIAL, ("client_credentials",), org=SERVICE_ORG),
+        Registration(
+            OPAQUE_CLIENT,
+            OPAQUE_SECRET,
+            _CONFIDENTIAL,
+            ("client_credentials",),
+            org="acme",
+            token_format="opaque",
+        ),
+        # RFC 7662 §2.1: the resource server authenticates; it has no grant and gets no tokens.
+        Registration(API_CLIENT, API_SECRET, ("client_secret_basic",), (), endpoints=("introspection",)),
+    ),
+)
+GLOBEX = Tenant(
+    orgs=("globex",),
+    passwords=GLOBEX_PASSWORDS,
+    memberships=GLOBEX_MEMBERSHIPS,
+    clients=(
+        _PUBLIC,
+        Registration(
+            GLOBEX_SERVICE_CLIENT, GLOBEX_SERVICE_SECRET, _CONFIDENTIAL, ("client_credentials",), org="globex"
+        ),
+    ),
+)
+TENANTS = {"acme": ACME, "globex": GLOBEX}
 
 
 def hash_password(password: str, salt: bytes) -> bytes:
@@ -87,6 +174,8 @@ class Client(ClientMixin):
     grant_types: tuple[str, ...]
     redirect_uris: tuple[str, ...]
     scopes: tuple[str, ...]
+    endpoints: tuple[str, ...]
+    token_format: str
     org: str | None
 
     def get_client_id(self) -> str:
@@ -109,7 +198,9 @@ class Client(ClientMixin):
         return self.secret_hash is not None and hmac.compare_digest(self.secret_hash, digest)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in self.auth_methods
+        # Authlib asks this at every endpoint that authenticates clients, named: a resource
+        # server's credentials open the introspection endpoint and nothing else.
+        return method in self.auth_methods and endpoint in self.endpoints
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.grant_types
@@ -148,15 +239,43 @@ class AuthorizationCode:
         return self.scope
 
 
+@dataclass(frozen=True)
+class IssuedToken(TokenMixin):
+    """An opaque access token's record, as found at one moment (``expired`` is as of then)."""
+
+    client_id: str
+    subject: str
+    org: str
+    scope: str
+    audience: str
+    issued_at: int
+    expires_at: int
+    expired: bool
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return self.expired
+
+    def is_revoked(self) -> bool:
+        return False  # the demo has no revocation endpoint
+
+
+def token_hash(token: str) -> bytes:
+    """Only a digest is stored: a copy of the database holds no usable token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
 class Store:
     """SQLite storage, one connection per call: the server is threaded and sqlite3 connections are not."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, tenant: Tenant = ACME) -> None:
         self.path = path
         with self._db() as db:
             db.executescript(SCHEMA)
             if db.execute("SELECT COUNT(*) FROM orgs").fetchone()[0] == 0:
-                self._seed(db)
+                self._seed(db, tenant)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -168,27 +287,31 @@ class Store:
             return db.execute(sql, params).fetchone()
 
     @staticmethod
-    def _seed(db: sqlite3.Connection) -> None:
-        db.executemany("INSERT INTO orgs VALUES (?)", [(org,) for org in ORGS])
-        for user, password in PASSWORDS.items():
+    def _seed(db: sqlite3.Connection, tenant: Tenant) -> None:
+        db.executemany("INSERT INTO orgs VALUES (?)", [(org,) for org in tenant.orgs])
+        for user, password in tenant.passwords.items():
             salt = secrets.token_bytes(16)
             db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, salt, hash_password(password, salt)))
-        db.executemany("INSERT INTO memberships VALUES (?, ?, ?)", [(*k, v) for k, v in MEMBERSHIPS.items()])
-        scope = " ".join(ALL_SCOPES)
-        secret_hash = hashlib.sha256(SERVICE_SECRET.encode()).digest()  # a random secret needs no slow hash
         db.executemany(
-            "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO memberships VALUES (?, ?, ?)", [(*k, v) for k, v in tenant.memberships.items()]
+        )
+        scope = " ".join(ALL_SCOPES)
+        db.executemany(
+            "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (PUBLIC_CLIENT, None, "none", "authorization_code", REDIRECT_URI, scope, None),
                 (
-                    SERVICE_CLIENT,
-                    secret_hash,
-                    "client_secret_basic client_secret_post",
-                    "client_credentials",
-                    "",
-                    scope,
-                    SERVICE_ORG,
-                ),
+                    c.client_id,
+                    # A random secret needs no slow hash.
+                    hashlib.sha256(c.secret.encode()).digest() if c.secret is not None else None,
+                    " ".join(c.auth_methods),
+                    " ".join(c.grant_types),
+                    " ".join(c.redirect_uris),
+                    scope if c.grant_types else "",
+                    " ".join(c.endpoints),
+                    c.token_format,
+                    c.org,
+                )
+                for c in tenant.clients
             ],
         )
 
@@ -196,8 +319,8 @@ class Store:
         row = self._row("SELECT * FROM clients WHERE id = ?", client_id)
         if row is None:
             return None
-        client_id, secret_hash, *lists, org = row  # the lists are space-separated in their columns
-        return Client(client_id, secret_hash, *(tuple(value.split()) for value in lists), org)
+        client_id, secret_hash, *lists, token_format, org = row  # the lists are space-separated
+        return Client(client_id, secret_hash, *(tuple(value.split()) for value in lists), token_format, org)
 
     def check_password(self, user_id: str, password: str) -> bool:
         row = self._row("SELECT salt, password_hash FROM users WHERE id = ?", user_id)
@@ -223,6 +346,18 @@ class Store:
         with self._db() as db:
             return db.execute("DELETE FROM codes WHERE code = ?", (code,)).rowcount == 1
 
+    def save_token(self, token: str, record: IssuedToken) -> None:
+        with self._db() as db:
+            db.execute("DELETE FROM tokens WHERE expires_at <= ?", (record.issued_at,))  # no endless growth
+            columns = astuple(record)[:-1]  # all but ``expired``, which is worked out when read
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (token_hash(token), *columns))
+
+    def find_token(self, token: str, now: float) -> IssuedToken | None:
+        """The token's record, ``expired`` as of ``now``; None for a token this server never issued."""
+        sql = "SELECT *, expires_at <= ? FROM tokens WHERE token_hash = ?"
+        row = self._row(sql, now, token_hash(token))
+        return IssuedToken(*row[1:-1], expired=bool(row[-1])) if row else None
+
 
 def cap_scope(requested: str | None, *limits: Collection[str]) -> str:
     """Granted scope = requested ∩ every limit; an omitted scope asks for all the limits allow (RFC 6749 §3.3)."""
@@ -234,11 +369,14 @@ def cap_scope(requested: str | None, *limits: Collection[str]) -> str:
 
 
 class TokenGenerator(JWTBearerTokenGenerator):
-    """RFC 9068 access tokens (``typ: at+jwt``) with ``org_id``, the scope capped by the subject's role."""
+    """RFC 9068 access tokens (``typ: at+jwt``) with ``org_id``, the scope capped by the subject's
+    role; opaque ones, recorded in the store, for clients registered with that token format."""
 
-    def __init__(self, issuer: str, resource: str, key: ECKey, store: Store) -> None:
+    def __init__(
+        self, issuer: str, resource: str, key: ECKey, store: Store, clock: Callable[[], float]
+    ) -> None:
         super().__init__(issuer=issuer, alg="ES256", expires_generator=TOKEN_LIFETIME)
-        self.resource, self.keys, self.store = resource, KeySet([key]), store
+        self.resource, self.keys, self.store, self.clock = resource, KeySet([key]), store, clock
 
     def get_jwks(self) -> KeySet:
         return self.keys  # joserfc puts the key's kid in the header
@@ -263,10 +401,23 @@ class TokenGenerator(JWTBearerTokenGenerator):
         # Capped again at the token endpoint: a role lost since the code was issued is lost here too.
         subject, org = (user.user_id, user.org) if user else (client.client_id, client.org)
         granted = cap_scope(scope, self.store.role_scopes(subject, org) or (), client.scopes)
+        if client.token_format == "opaque":
+            return self.opaque(client, subject, org, granted)
         return super().generate(grant_type, client, user, granted, expires_in, include_refresh_token=False)
 
+    def opaque(self, client: Client, subject: str, org: str, scope: str) -> dict[str, Any]:
+        """A random token (256 bits) that only this server can say anything about (RFC 7662 §1).
+        The ``at_`` prefix keeps it from ever starting like the API's ``cap_`` capabilities."""
+        token = "at_" + secrets.token_urlsafe(32)
+        now = int(self.clock())
+        record = IssuedToken(
+            client.client_id, subject, org, scope, self.resource, now, now + TOKEN_LIFETIME, expired=False
+        )
+        self.store.save_token(token, record)
+        return {"token_type": "Bearer", "access_token": token, "expires_in": TOKEN_LIFETIME, "scope": scope}
 
-def make_code_grant(store: Store) -> type[grants.AuthorizationCodeGrant]:
+
+def make_code_grant(store: Store, clock: Callable[[], float]) -> type[grants.AuthorizationCodeGrant]:
     class CodeGrant(grants.AuthorizationCodeGrant):
         TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 
@@ -292,12 +443,12 @@ def make_code_grant(store: Store) -> type[grants.AuthorizationCodeGrant]:
                     req.scope,
                     data.get("code_challenge"),
                     data.get("code_challenge_method"),
-                    time.time(),
+                    clock(),
                 )
             )
 
         def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-            return store.find_code(code, client.client_id, time.time())  # expired codes are not found
+            return store.find_code(code, client.client_id, clock())  # expired codes are not found
 
         def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
             # Runs after the token is made and before it is sent: a replay that lost the race gets nothing.
@@ -330,6 +481,47 @@ class ServiceGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 
 
+def make_introspection(
+    store: Store, issuer: str, resource: str, clock: Callable[[], float]
+) -> IntrospectionEndpoint:
+    """RFC 7662 at ``/introspect``: a resource server authenticates (``client_secret_basic``) and
+    learns what a token this server issued means. Unknown, expired and other resources' tokens are
+    all ``{"active": false}`` (§2.2), so a caller cannot tell which it was."""
+
+    class Introspection(IntrospectionEndpoint):
+        CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic"]
+
+        def check_params(self, request: Any, client: Client) -> None:
+            # §2.1: the server may ignore token_type_hint, and this one does (only access tokens
+            # exist here); Authlib would answer an unknown hint with a 401, which reads as our
+            # caller's credentials being wrong.
+            if not request.form.get("token"):
+                raise errors.InvalidRequestError("the token parameter is required")
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> IssuedToken | None:
+            return store.find_token(token_string, clock())
+
+        def check_permission(self, token: IssuedToken, client: Client, request: Any) -> bool:
+            # §4: tell a resource server only about tokens meant for the resource it serves.
+            return "introspection" in client.endpoints and token.audience == resource
+
+        def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
+            return {
+                "active": True,
+                "scope": token.scope,  # space-delimited (§2.2)
+                "client_id": token.client_id,
+                "sub": token.subject,
+                "aud": token.audience,
+                "iss": issuer,
+                "exp": token.expires_at,
+                "iat": token.issued_at,
+                "token_type": "Bearer",
+                "org_id": token.org,
+            }
+
+    return Introspection()
+
+
 def load_signing_key(pem: bytes | None) -> ECKey:
     """A P-256 key for ES256 (RFC 7518 §3.4) whose ``kid`` is its RFC 7638 thumbprint."""
     key = serialization.load_pem_private_key(pem, None) if pem else ec.generate_private_key(ec.SECP256R1())
@@ -350,18 +542,26 @@ def refusal(text: str, status: int) -> Response:
 
 
 def create_auth_server(
-    *, issuer: str, db_path: str, resource: str, signing_key_pem: bytes | None = None
+    *,
+    issuer: str,
+    db_path: str,
+    resource: str,
+    signing_key_pem: bytes | None = None,
+    tenant: Tenant = ACME,
+    clock: Callable[[], float] = time.time,
 ) -> Flask:
-    """Build the authorization server. ``resource`` becomes every token's ``aud`` (RFC 9068 §2.2)."""
+    """Build the authorization server. ``resource`` becomes every token's ``aud`` (RFC 9068 §2.2);
+    ``tenant`` seeds a new database; ``clock`` dates codes and opaque tokens (Authlib dates JWTs)."""
     # Authlib refuses plain http unless told otherwise; this demo server only listens on loopback.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     app = Flask("demo_auth_server")
-    store = Store(db_path)
+    store = Store(db_path, tenant)
     key = load_signing_key(signing_key_pem)
     server = AuthorizationServer(app, query_client=store.client, save_token=lambda token, req: None)
-    server.register_token_generator("default", TokenGenerator(issuer, resource, key, store))
-    server.register_grant(make_code_grant(store), [S256CodeChallenge(required=True)])
+    server.register_token_generator("default", TokenGenerator(issuer, resource, key, store, clock))
+    server.register_grant(make_code_grant(store, clock), [S256CodeChallenge(required=True)])
     server.register_grant(ServiceGrant)
+    server.register_endpoint(make_introspection(store, issuer, resource, clock))
 
     @app.before_request
     def bounded_body() -> Response | None:
@@ -385,6 +585,8 @@ def create_auth_server(
             issuer=issuer,
             authorization_endpoint=f"{issuer}/authorize",
             token_endpoint=f"{issuer}/token",
+            introspection_endpoint=f"{issuer}/introspect",
+            introspection_endpoint_auth_methods_supported=["client_secret_basic"],
             jwks_uri=f"{issuer}/.well-known/jwks.json",
             grant_types_supported=["authorization_code", "client_credentials"],
             response_types_supported=["code"],
@@ -414,6 +616,10 @@ def create_auth_server(
     @app.post("/token")
     def token() -> Any:
         return server.create_token_response()
+
+    @app.post("/introspect")
+    def introspect() -> Any:
+        return server.create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
 
     return app
 
@@ -474,10 +680,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--db", help="SQLite file (default: a new file in a temporary directory)")
     parser.add_argument("--resource", default="http://127.0.0.1:5001", help="the API's identifier, the aud")
+    parser.add_argument("--tenant", choices=sorted(TENANTS), default="acme", help="whom this server serves")
     args = parser.parse_args()
     db_path = args.db or os.path.join(tempfile.mkdtemp(), "auth.sqlite3")
     issuer = f"http://127.0.0.1:{args.port}"
-    create_auth_server(issuer=issuer, db_path=db_path, resource=args.resource).run("127.0.0.1", args.port)
+    app = create_auth_server(
+        issuer=issuer, db_path=db_path, resource=args.resource, tenant=TENANTS[args.tenant]
+    )
+    app.run("127.0.0.1", args.port)
 
 
 if __name__ == "__main__":
