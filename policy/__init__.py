@@ -9,7 +9,14 @@ challenge lets a client step up.
 from __future__ import annotations
 
 from .access import Access, AccessError, OrgMismatch, assemble_access
-from .challenge import Challenge, ChallengeSyntaxError, bearer_challenge, format_challenge, parse_challenges
+from .challenge import (
+    Challenge,
+    ChallengeSyntaxError,
+    bearer_challenge,
+    dpop_challenge,
+    format_challenge,
+    parse_challenges,
+)
 from .decision import Decision, decide
 from .roles import Roles
 from .scope_map import ScopeMap
@@ -29,6 +36,7 @@ __all__ = [
     "assemble_access",
     "bearer_challenge",
     "decide",
+    "dpop_challenge",
     "format_challenge",
     "format_scope",
     "parse_challenges",

@@ -267,3 +267,29 @@ def bearer_challenge(
             raise ValueError(f"challenge parameter {name!r} must be a string or an integer")
         params[name.lower()] = str(value)
     return format_challenge(Challenge("Bearer", params))
+
+
+def dpop_challenge(
+    *,
+    algs: Iterable[str],
+    realm: str | None = None,
+    error: str | None = None,
+    error_description: str | None = None,
+    scope: str | Iterable[str] | None = None,
+    resource_metadata: str | None = None,
+) -> str:
+    """Build one ``DPoP`` challenge (RFC 9449 §7.1): the parameters of :func:`bearer_challenge`
+    (the error codes include ``invalid_dpop_proof`` and ``use_dpop_nonce``, §7.1 and §9), then
+    ``algs``, the space-delimited JWS algorithms the server accepts for proofs."""
+    names = list(algs) if not isinstance(algs, str) else [algs]
+    if not names or not all(isinstance(n, str) and _TOKEN_RE.fullmatch(n) for n in names):
+        raise ValueError("algs must name one or more JWS algorithms")
+    bearer = bearer_challenge(
+        realm=realm,
+        error=error,
+        error_description=error_description,
+        scope=scope,
+        resource_metadata=resource_metadata,
+        algs=" ".join(names),
+    )
+    return "DPoP" + bearer[len("Bearer") :]

@@ -27,14 +27,17 @@ from .state import MemoryReplayCache, ReplayCache
 from .tokens.errors import InvalidToken
 from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
 from .tokens.keys import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
+from .tokens.verified import VerifiedToken
 
 __all__ = [
     "DPOP_ALGORITHMS",
     "DPoPNonceRequired",
     "DPoPNonces",
     "DPoPProof",
+    "DPoPRequest",
     "DPoPVerifier",
     "InvalidDPoPProof",
+    "bound_key",
     "jwk_thumbprint",
     "normalize_htu",
 ]
@@ -164,6 +167,24 @@ class DPoPNonces:
         # Both compared, always, so timing does not say which window matched.
         this, previous = (hmac.compare_digest(nonce, self._for_window(w)) for w in (window, window - 1))
         return this or previous
+
+
+@dataclass(frozen=True, slots=True)
+class DPoPRequest:
+    """What a request's proof is checked against (RFC 9449 §4.3), as an adapter found it: the
+    ``DPoP`` header value as the server gave it (servers join repeated headers with commas, which
+    a JWS never holds), the method, and the request URL, computed only when a proof is checked."""
+
+    proof: str | None
+    method: str
+    url: Callable[[], str]
+
+
+def bound_key(token: VerifiedToken) -> str | None:
+    """The thumbprint a token is bound to (``cnf.jkt``, RFC 9449 §6.1), or None."""
+    cnf = token.claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    return jkt if isinstance(jkt, str) and jkt else None
 
 
 class DPoPVerifier:

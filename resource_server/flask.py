@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, after_this_request, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from flask.views import View
 from werkzeug.local import LocalProxy
@@ -23,7 +23,8 @@ from werkzeug.local import LocalProxy
 from policy import Access, Roles, ScopeMap
 
 from .bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from .credentials import MAX_FORM_INSPECTED, names_access_token, token_elsewhere
+from .credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
+from .dpop import DPoPRequest, DPoPVerifier
 from .guard import Denial, Granted, Guard, Membership, SessionLoader
 from .resource_tokens import ResourceToken, ResourceTokenVerifier
 from .tokens import TokenVerifier, VerifiedToken
@@ -124,8 +125,12 @@ class ResourceServer:
         session_loader: SessionLoader | None = None,
         viewer_context: ViewerContextVerifier | None = None,
         cache_size: int = 4096,
+        dpop: DPoPVerifier | None = None,
+        dpop_required: bool = False,
     ) -> None:
         self.verifier = verifier
+        self.dpop = dpop  # RFC 9449: accept Authorization: DPoP with a proof checked by it
+        self.dpop_required = dpop_required  # refuse bearer tokens
         self.roles = roles
         self.membership = membership
         self.realm = realm
@@ -158,6 +163,8 @@ class ResourceServer:
             resource_metadata=metadata_url,
             capabilities=self.capabilities,
             cache_size=self.cache_size,
+            dpop=self.dpop,
+            dpop_required=self.dpop_required,
         )
         # Unset, the issuers a TrustedIssuers verifier trusts are the authorization servers.
         servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", getattr(self.verifier, "issuers", ()))
@@ -354,10 +361,18 @@ class ResourceServer:
         viewer_context: bool = False,
     ) -> Granted | Denial:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
-        guard = self._state(current_app._get_current_object()).guard  # type: ignore[attr-defined]
+        state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
+        guard = state.guard
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None
+        dpop = (
+            None
+            if guard.dpop is None
+            else DPoPRequest(
+                environ.get("HTTP_DPOP"), req.method, lambda: request_url(environ, state.resource)
+            )
+        )
         try:
             # Most requests have neither a query string nor a body: nothing to look into.
             token_elsewhere = (
@@ -373,6 +388,7 @@ class ResourceServer:
                     org=org,
                     session=self.session_loader,
                     viewer=viewer,
+                    dpop=dpop,
                 )
             else:
                 outcome = guard.authorize(
@@ -383,6 +399,7 @@ class ResourceServer:
                     org=org,
                     session=self.session_loader,
                     viewer=viewer,
+                    dpop=dpop,
                 )
         # Only a context that verified for this request reaches the view: not a forged one, not
         # one next to a token, not one on a route that did not opt in.
@@ -390,6 +407,8 @@ class ResourceServer:
             del environ["HTTP_X_VIEWER_CONTEXT"]
         if isinstance(outcome, Granted):
             environ[_GRANT] = outcome
+            if outcome.headers:  # a fresh DPoP nonce, for the response the view will make
+                after_this_request(_adding(outcome.headers))
         return outcome
 
     def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:
@@ -426,6 +445,9 @@ class ResourceServer:
         }
         if state.authorization_servers:
             document["authorization_servers"] = list(state.authorization_servers)
+        if self.dpop is not None:  # RFC 9449 §5.1
+            document["dpop_signing_alg_values_supported"] = list(self.dpop.algorithms)
+            document["dpop_bound_access_tokens_required"] = self.dpop_required
         return jsonify(document)
 
 
@@ -496,6 +518,15 @@ def _request_target(req: Request) -> str:
     return (
         req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
     )
+
+
+def _adding(headers: tuple[tuple[str, str], ...]) -> Callable[[Response], Response]:
+    def add(response: Response) -> Response:
+        for name, value in headers:
+            response.headers[name] = value
+        return response
+
+    return add
 
 
 def denial_response(denial: Denial) -> Response:

@@ -1,28 +1,31 @@
 """The per-request pipeline shared by every web adapter: credentials → token → role → decision.
 
-Adapters (Flask, plain WSGI) extract four facts from their request: the ``Authorization`` value,
-whether a token also came another way, the method and the organization the URL names. The
-:class:`Guard` answers with :class:`Granted` or a ready-to-send :class:`Denial` that follows the
-status and header table in DESIGN.md.
+Adapters (Flask, plain WSGI) extract a few facts from their request: the ``Authorization`` value,
+whether a token also came another way, the method, the organization the URL names, and for DPoP
+(RFC 9449) the ``DPoP`` header and the request URL. The :class:`Guard` answers with
+:class:`Granted` or a ready-to-send :class:`Denial` (:mod:`resource_server.denials`) that follows
+the status and header table in DESIGN.md.
 """
 
 from __future__ import annotations
 
-import json
+import hmac
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, bearer_challenge, decide
+from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
-from .credentials import MalformedCredentials, bearer_token
+from .credentials import MalformedCredentials, access_token
+from .denials import Denial, Refusals
+from .dpop import DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
 from .expiring import ExpiringCache
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
-__all__ = ["Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
+__all__ = ["DPoPRequest", "Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -45,6 +48,8 @@ class Granted:
     access: Access
     token: VerifiedToken | None  # None for a first-party session or a viewer context
     source: str = "token"  # "token", "session" (a person signed in here) or "viewer" (another service)
+    #: Headers for the response, e.g. a fresh ``DPoP-Nonce`` (RFC 9449 §8.2) as the window turns.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 #: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
@@ -57,35 +62,8 @@ class _Credential:
     the grants already assembled for it: (request org, member role) → :class:`Granted`."""
 
     token: VerifiedToken
+    jkt: str | None  # the key a DPoP-bound token is bound to (cnf.jkt, RFC 9449 §6); None: bearer
     grants: dict[tuple[str | None, str], Granted] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Denial:
-    """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.
-
-    ``reason`` is the sentence for logs and tooling (``flask scopes explain``); it is never sent.
-    """
-
-    status: int
-    error: str
-    description: str
-    www_authenticate: str | None
-    reason: str = ""
-    retry_after: int | None = None  # seconds, for a 503 (RFC 9110 §10.2.3)
-
-    @property
-    def body(self) -> bytes:
-        return json.dumps({"error": self.error, "error_description": self.description}).encode()
-
-    @property
-    def headers(self) -> list[tuple[str, str]]:
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-        if self.www_authenticate is not None:
-            headers.append(("WWW-Authenticate", self.www_authenticate))
-        if self.retry_after is not None:
-            headers.append(("Retry-After", str(self.retry_after)))
-        return headers
 
 
 class Guard:
@@ -96,7 +74,13 @@ class Guard:
     the token's ``exp``, never answers after it, and is found only by the same header form),
     with the :class:`Granted` already built for each (org, role) the token was used in. A
     request whose header is in the cache costs a dict lookup, the ``membership`` call (roles
-    change, so it is asked every time) and the decision. Capability tokens are not kept in it.
+    change, so it is asked every time) and the decision; a DPoP request also its proof, which is
+    checked every time. Capability tokens are not kept in it.
+
+    With ``dpop`` (a :class:`~resource_server.dpop.DPoPVerifier`), ``Authorization: DPoP``
+    requests are accepted (RFC 9449 §7): exactly one ``DPoP`` header, a valid proof, and the
+    token's ``cnf.jkt`` equal to the proof key's thumbprint. A token bound with ``cnf.jkt`` is
+    never accepted as a bearer token (no downgrade), and ``dpop_required`` refuses bearer tokens.
     """
 
     def __init__(
@@ -109,30 +93,34 @@ class Guard:
         resource_metadata: str | None = None,
         capabilities: CapabilityVerifier | None = None,
         cache_size: int = 4096,
+        dpop: DPoPVerifier | None = None,
+        dpop_required: bool = False,
     ) -> None:
         if not isinstance(roles, Roles):
             raise TypeError("roles must be a policy.Roles")
         if not callable(membership):
             raise TypeError("membership must be a callable (subject, org) -> role name or None")
+        if dpop is not None and not isinstance(dpop, DPoPVerifier):
+            raise TypeError("dpop must be a resource_server.dpop.DPoPVerifier")
         self.verifier = verifier
         self.roles = roles
         self.membership = membership
         self.realm = realm
         self.resource_metadata = resource_metadata
         self.capabilities = capabilities
+        self.dpop = dpop
+        self.dpop_required = dpop_required
+        self.refusals = Refusals(
+            realm=realm,
+            resource_metadata=resource_metadata,
+            dpop_algs=dpop.algorithms if dpop is not None else None,
+            dpop_required=dpop_required,
+        )
         # The verifier's own clock, so a cached token expires exactly when the verifier says.
         self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
         self._credentials: ExpiringCache[str, _Credential] = ExpiringCache(cache_size, self.clock)
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
-        )
-        # RFC 6750 §3.1: no error code when the request carried no bearer credentials at all.
-        self._no_credentials = Denial(
-            401,
-            "unauthorized",
-            "bearer credentials are required",
-            bearer_challenge(realm=realm, resource_metadata=resource_metadata),
-            "the request carries no credentials",
         )
 
     def authenticate(
@@ -143,6 +131,7 @@ class Guard:
         org: str | None,
         session: SessionLoader | None = None,
         viewer: ViewerLoader | None = None,
+        dpop: DPoPRequest | None = None,
     ) -> Granted | Denial:
         """Who is asking, as which member of ``org``: credentials → token → role → access.
 
@@ -150,11 +139,13 @@ class Guard:
         service-to-service viewer context (its ``scope``, when present, narrows the role like a
         token's; its ``org_id`` binds like a token's), and then ``session`` the subject of a
         first-party session, whose access is the member role's scopes (``token`` is then None).
+        ``dpop`` carries what a DPoP proof is checked against (adapters give it when the guard
+        has a DPoP verifier).
         """
         credential = self._cached(authorization) if not token_elsewhere else None
         if credential is not None:
-            return self._token_access(credential, org)
-        return self._authenticate(authorization, token_elsewhere, org, session, viewer)
+            return self._cached_access(credential, org, authorization, dpop)  # type: ignore[arg-type]
+        return self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
 
     def _authenticate(
         self,
@@ -163,53 +154,73 @@ class Guard:
         org: str | None,
         session: SessionLoader | None,
         viewer: ViewerLoader | None,
+        dpop: DPoPRequest | None,
     ) -> Granted | Denial:
         """:meth:`authenticate` for credentials the cache does not hold."""
         try:
-            raw = bearer_token(authorization, max_token_bytes=self._max_token_bytes)
+            found = access_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
-            return self._invalid_request(exc.description)
+            return self.refusals.invalid_request(exc.description)
         except InvalidToken as exc:
-            return self._invalid_token(exc.description)
+            return self.refusals.invalid_token(exc.description)
+        if found is not None and found[0] == "DPoP" and self.dpop is None:
+            found = None  # RFC 9449 §7.1: a server without DPoP treats it as another scheme
         if token_elsewhere:
             # RFC 6750 §2: a client MUST NOT use more than one method; we accept the header only.
-            return self._invalid_request(
+            return self.refusals.invalid_request(
                 "send the access token in the Authorization header only"
-                if raw is None
+                if found is None
                 else "the access token was sent in more than one way"
             )
-        if raw is None:
-            try:
-                context = viewer() if viewer is not None else None
-            except BodyError as exc:  # the context is bound to a body that could not be read
-                return self.bad_body(exc)
-            except VerificationUnavailable as exc:  # its replay cache cannot be reached
-                return self.unavailable(exc)
-            if context is not None and context.user_id is not None:
-                return self._member_access(
-                    context.user_id, org, context.scopes, context.org_id, None, "viewer"
-                )
-            subject = session() if session is not None else None
-            if subject is None:
-                return self._no_credentials
-            return self._member_access(subject, org, None, None, None, "session")
+        if found is None:
+            return self._without_token(org, session, viewer)
+        scheme, raw = found
         if self.capabilities is not None and self.capabilities.handles(raw):
             # A cheap prefix test: access tokens are never parsed as capabilities. Capabilities
             # live minutes and have their own verifier and clock: they are not cached here.
+            if scheme != "Bearer":
+                return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
             token = self._verify(self.capabilities, raw)
             if isinstance(token, Denial):
                 return token
             return self._member_access(token.subject, org, token.scopes, token.org, token)
-        token = self._verify(self.verifier, raw)
+        token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
         if isinstance(token, Denial):
             return token
-        credential = _Credential(token)
-        if authorization == f"Bearer {raw}":
+        jkt = bound_key(token)
+        if scheme == "Bearer" and (jkt is not None or self.dpop_required):
+            # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
+            return self.refusals.invalid_token(
+                "this token is DPoP-bound: send it with the DPoP scheme and a proof"
+                if jkt is not None
+                else "this resource requires DPoP-bound tokens"
+            )
+        if scheme == "DPoP" and jkt is None:
+            return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
+        credential = _Credential(token, jkt)
+        if authorization == f"{scheme} {raw}":
             # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
             # and verified (from the verifier's own cache) each time, so one token cannot fill
             # the cache with its spellings, nor an entry grow past the token's own size limit.
             self._credentials.put(authorization, credential, token.expires_at)
-        return self._token_access(credential, org)
+        return self._cached_access(credential, org, raw, dpop)
+
+    def _without_token(
+        self, org: str | None, session: SessionLoader | None, viewer: ViewerLoader | None
+    ) -> Granted | Denial:
+        """A request without an access token: a viewer context, a session, or nobody."""
+        try:
+            context = viewer() if viewer is not None else None
+        except BodyError as exc:  # the context is bound to a body that could not be read
+            return self.refusals.bad_body(exc)
+        except VerificationUnavailable as exc:  # its replay cache cannot be reached
+            return self.refusals.unavailable(exc)
+        if context is not None and context.user_id is not None:
+            return self._member_access(context.user_id, org, context.scopes, context.org_id, None, "viewer")
+        subject = session() if session is not None else None
+        if subject is None:
+            return self.refusals.no_credentials
+        return self._member_access(subject, org, None, None, None, "session")
 
     def _cached(self, authorization: str | None) -> _Credential | None:
         """The verified access token cached for this exact ``Authorization`` value, or None."""
@@ -219,6 +230,43 @@ class Guard:
             return self._credentials.get(authorization)
         except Exception:  # a failing clock: verification fails the same way, as a 401
             return None
+
+    def _cached_access(
+        self, credential: _Credential, org: str | None, raw_or_header: str, dpop: DPoPRequest | None
+    ) -> Granted | Denial:
+        """:meth:`_token_access`, after the proof of a DPoP-bound token (every request)."""
+        if credential.jkt is None:
+            return self._token_access(credential, org)
+        raw = raw_or_header[5:] if raw_or_header.startswith("DPoP ") else raw_or_header
+        checked = self._check_proof(credential, raw, dpop)
+        if checked.__class__ is Denial:
+            return checked  # type: ignore[return-value]
+        granted = self._token_access(credential, org)
+        if checked is not None and granted.__class__ is Granted:
+            return replace(granted, headers=(("DPoP-Nonce", checked),))  # type: ignore[arg-type]
+        return granted
+
+    def _check_proof(
+        self, credential: _Credential, raw: str, dpop: DPoPRequest | None
+    ) -> Denial | str | None:
+        """RFC 9449 §7.1: exactly one ``DPoP`` header, a valid proof for this request and token,
+        by the key the token is bound to. None when it holds (or a fresh nonce to send back)."""
+        assert self.dpop is not None
+        if dpop is None or not dpop.proof or "," in dpop.proof:
+            return self.refusals.invalid_dpop_proof("a DPoP request needs exactly one DPoP header")
+        try:
+            proof = self.dpop.verify(dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw)
+        except DPoPNonceRequired as exc:
+            return self.refusals.use_dpop_nonce(exc.nonce)
+        except InvalidDPoPProof as exc:
+            return self.refusals.invalid_dpop_proof(exc.description)
+        except VerificationUnavailable as exc:  # the replay cache cannot be reached
+            return self.refusals.unavailable(exc)
+        if not hmac.compare_digest(proof.jkt, credential.jkt or ""):
+            # RFC 9449 §7.1: the token is bound to another key; the token is the problem.
+            log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
+            return self.refusals.invalid_token("the token is bound to another key", dpop=True)
+        return proof.fresh_nonce
 
     def _token_access(self, credential: _Credential, org: str | None) -> Granted | Denial:
         """The grant of a verified access token in ``org``: built once per (org, role), then
@@ -230,7 +278,9 @@ class Guard:
         granted = credential.grants.get((org, role)) if cacheable else None  # type: ignore[arg-type]
         if granted is not None:
             return granted
-        outcome = self._role_access(token.subject, org, role, token.scopes, token.org, token, "token")
+        outcome = self._role_access(
+            token.subject, org, role, token.scopes, token.org, token, "token", credential.jkt is not None
+        )
         if cacheable and isinstance(outcome, Granted) and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
             credential.grants[(org, role)] = outcome  # type: ignore[index]
         return outcome
@@ -245,13 +295,18 @@ class Guard:
         org: str | None,
         session: SessionLoader | None = None,
         viewer: ViewerLoader | None = None,
+        dpop: DPoPRequest | None = None,
     ) -> Granted | Denial:
         """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
         credential = self._cached(authorization) if not token_elsewhere else None
         if credential is not None:  # the warm path: no parsing, no hashing, no verification
-            granted = self._token_access(credential, org)
+            granted = (
+                self._token_access(credential, org)
+                if credential.jkt is None
+                else self._cached_access(credential, org, authorization, dpop)  # type: ignore[arg-type]
+            )
         else:
-            granted = self._authenticate(authorization, token_elsewhere, org, session, viewer)
+            granted = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
         if granted.__class__ is Denial:
             return granted
         access = granted.access  # type: ignore[union-attr]
@@ -268,44 +323,28 @@ class Guard:
             )
             return self._forbidden(decision.reason, access, public=public)
         log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
-        return Denial(
-            403,
-            "insufficient_scope",
-            "the token lacks the scope this request needs",
-            decision.www_authenticate,
-            decision.reason,
-        )
+        bound = granted.token is not None and bound_key(granted.token) is not None  # type: ignore[union-attr]
+        return self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
 
     def bad_body(self, error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""
-        log.info("400 invalid_request: %s", error.description)
-        return Denial(400, "invalid_request", error.description, None, error.description)
+        return self.refusals.bad_body(error)
 
     def unavailable(self, error: VerificationUnavailable) -> Denial:
-        """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
-        server or a shared store is unreachable). Not the client's fault and not the
-        credential's: no challenge, nothing for the client to throw away."""
-        log.error("503: the credentials cannot be verified now: %s", error.description)
-        return Denial(
-            503,
-            "temporarily_unavailable",
-            "the credentials cannot be verified right now; retry later",
-            None,
-            error.description,
-            max(1, int(error.retry_after)),
-        )
+        """``503`` with ``Retry-After``: a credential that cannot be checked now."""
+        return self.refusals.unavailable(error)
 
-    def _verify(self, verifier: Any, raw: str) -> VerifiedToken | Denial:
+    def _verify(self, verifier: Any, raw: str, *, dpop: bool = False) -> VerifiedToken | Denial:
         try:
             return verifier.verify(raw)
         except InvalidToken as exc:
             log.info("401 invalid_token: %s", exc.description)
-            return self._invalid_token(exc.description)
+            return self.refusals.invalid_token(exc.description, dpop=dpop)
         except VerificationUnavailable as exc:
-            return self.unavailable(exc)
+            return self.refusals.unavailable(exc)
         except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
             log.exception("unexpected error while verifying a token")
-            return self._invalid_token("the token could not be verified")
+            return self.refusals.invalid_token("the token could not be verified", dpop=dpop)
 
     def _member_access(
         self,
@@ -329,6 +368,7 @@ class Guard:
         token_org: str | None,
         token: VerifiedToken | None,
         source: str,
+        dpop: bool = False,
     ) -> Granted | Denial:
         try:
             access = assemble_access(
@@ -340,7 +380,7 @@ class Guard:
             )
         except OrgMismatch as exc:
             log.info("401 invalid_token: %s", exc)
-            return self._invalid_token("the token is bound to a different organization")
+            return self.refusals.invalid_token("the token is bound to a different organization", dpop=dpop)
         if role is None:
             return self._forbidden(f"{subject!r} is not a member of this organization", access)
         return Granted(access, token, source)
@@ -358,27 +398,4 @@ class Guard:
         self, reason: str, access: Access, public: str = "not a member of this organization"
     ) -> Denial:
         log.info("403 for %r in %r: %s", access.subject, access.org, reason)
-        return Denial(403, "forbidden", public, None, reason)
-
-    def _invalid_request(self, description: str) -> Denial:
-        return Denial(
-            400,
-            "invalid_request",
-            description,
-            bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
-            description,
-        )
-
-    def _invalid_token(self, description: str) -> Denial:
-        return Denial(
-            401,
-            "invalid_token",
-            description,
-            bearer_challenge(
-                realm=self.realm,
-                error="invalid_token",
-                error_description=description,
-                resource_metadata=self.resource_metadata,
-            ),
-            description,
-        )
+        return self.refusals.forbidden(reason, public)

@@ -28,7 +28,8 @@ from werkzeug.wsgi import get_path_info
 from policy import Roles, ScopeMap
 
 from .bodies import BodyError
-from .credentials import token_elsewhere
+from .credentials import request_url, token_elsewhere
+from .dpop import DPoPRequest, DPoPVerifier
 from .guard import Denial, Guard, Membership
 from .tokens import TokenVerifier
 
@@ -88,6 +89,9 @@ class BearerMiddleware:
         realm: str = "api",
         resource_metadata: str | None = None,
         cache_size: int = 4096,
+        dpop: DPoPVerifier | None = None,
+        dpop_required: bool = False,
+        resource: str | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -97,7 +101,12 @@ class BearerMiddleware:
             realm=realm,
             resource_metadata=resource_metadata,
             cache_size=cache_size,
+            dpop=dpop,
+            dpop_required=dpop_required,
         )
+        # DPoP proofs name the URL the client used (RFC 9449 §4.3): this resource's scheme and
+        # authority when given, else what the WSGI server reports.
+        self.resource = resource
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
         try:
             rules = [Rule(pattern, endpoint=index) for index, pattern in enumerate(routes)]
@@ -163,12 +172,25 @@ class BearerMiddleware:
             scope_map=scope_map,
             # Validated at start-up: a route that declares an org variable always has it.
             org=None if route.org is None else str(args[route.org]),
+            dpop=None if self.guard.dpop is None else self._dpop_request(environ, method),
         )
         if outcome.__class__ is Denial:
             return _send(outcome, start_response)
         environ[ACCESS_KEY] = outcome.access
         environ[TOKEN_KEY] = outcome.token
+        if outcome.headers:  # a fresh DPoP nonce (RFC 9449 §8.2) on the app's own response
+            return self.app(environ, _adding(outcome.headers, start_response))
         return self.app(environ, start_response)
+
+    def _dpop_request(self, environ: dict[str, Any], method: str) -> DPoPRequest:
+        return DPoPRequest(environ.get("HTTP_DPOP"), method, lambda: request_url(environ, self.resource))
+
+
+def _adding(headers: tuple[tuple[str, str], ...], start_response: Callable[..., Any]) -> Callable[..., Any]:
+    def start(status: str, response_headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        return start_response(status, [*response_headers, *headers], exc_info)
+
+    return start
 
 
 def _send(denial: Denial, start_response: Callable[..., Any]) -> list[bytes]:

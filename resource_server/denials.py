@@ -1,0 +1,144 @@
+"""Refusals, ready to send: status, ``WWW-Authenticate`` and a JSON body, per the status table in
+DESIGN.md, for Bearer (RFC 6750 §3) and DPoP (RFC 9449 §7.1, §9, §12.2) requests alike."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from policy import bearer_challenge, dpop_challenge
+
+from .bodies import BodyError
+from .tokens.errors import VerificationUnavailable
+
+__all__ = ["Denial", "Refusals"]
+
+log = logging.getLogger("resource_server")
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.
+
+    ``reason`` is the sentence for logs and tooling (``flask scopes explain``); it is never sent.
+    ``extra_headers`` carries ``Retry-After`` (a 503) or ``DPoP-Nonce`` (RFC 9449 §9).
+    """
+
+    status: int
+    error: str
+    description: str
+    www_authenticate: str | None
+    reason: str = ""
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"error": self.error, "error_description": self.description}).encode()
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        if self.www_authenticate is not None:
+            headers.append(("WWW-Authenticate", self.www_authenticate))
+        headers.extend(self.extra_headers)
+        return headers
+
+
+class Refusals:
+    """Builds the :class:`Denial` for each row of the status table, with the challenges this
+    server's configuration calls for: a ``Bearer`` one, a ``DPoP`` one (with ``algs``) when DPoP
+    is accepted, and only the ``DPoP`` one when it is required."""
+
+    def __init__(
+        self,
+        *,
+        realm: str,
+        resource_metadata: str | None,
+        dpop_algs: Sequence[str] | None = None,
+        dpop_required: bool = False,
+    ) -> None:
+        if dpop_required and not dpop_algs:
+            raise ValueError("dpop_required=True needs a DPoP verifier (dpop=DPoPVerifier(...))")
+        self.realm = realm
+        self.resource_metadata = resource_metadata
+        self.dpop_algs = tuple(dpop_algs or ())
+        self.dpop_required = dpop_required
+        # RFC 6750 §3.1: no error code when the request carried no credentials at all.
+        self.no_credentials = Denial(
+            401,
+            "unauthorized",
+            "DPoP-bound credentials are required" if dpop_required else "bearer credentials are required",
+            self._challenges(dpop=dpop_required),
+            "the request carries no credentials",
+        )
+
+    def _challenges(self, *, dpop: bool, **params: str | None) -> str:
+        """The ``WWW-Authenticate`` value: for a DPoP request (or a server that requires DPoP)
+        the DPoP challenge; for a Bearer one the Bearer challenge, followed by a bare DPoP
+        challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1)."""
+        common = {"realm": self.realm, "resource_metadata": self.resource_metadata, **params}
+        if dpop or self.dpop_required:
+            return dpop_challenge(algs=self.dpop_algs, **common)
+        bearer = bearer_challenge(**common)  # type: ignore[arg-type]
+        if self.dpop_algs and params.get("error") is None:
+            return f"{bearer}, {dpop_challenge(algs=self.dpop_algs, realm=self.realm)}"
+        return bearer
+
+    def invalid_request(self, description: str) -> Denial:
+        return Denial(
+            400,
+            "invalid_request",
+            description,
+            bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
+            description,
+        )
+
+    def invalid_token(self, description: str, *, dpop: bool = False) -> Denial:
+        challenge = self._challenges(dpop=dpop, error="invalid_token", error_description=description)
+        return Denial(401, "invalid_token", description, challenge, description)
+
+    def invalid_dpop_proof(self, description: str) -> Denial:
+        """RFC 9449 §7.1: the proof, not the token, is the problem."""
+        log.info("401 invalid_dpop_proof: %s", description)
+        challenge = self._challenges(dpop=True, error="invalid_dpop_proof", error_description=description)
+        return Denial(401, "invalid_dpop_proof", description, challenge, description)
+
+    def use_dpop_nonce(self, nonce: str) -> Denial:
+        """RFC 9449 §9: retry with this nonce."""
+        description = "resend the request with a DPoP proof carrying the nonce in DPoP-Nonce"
+        challenge = self._challenges(dpop=True, error="use_dpop_nonce", error_description=description)
+        return Denial(401, "use_dpop_nonce", description, challenge, description, (("DPoP-Nonce", nonce),))
+
+    def insufficient_scope(self, scope: str, reason: str, *, dpop: bool) -> Denial:
+        challenge = self._challenges(dpop=dpop, error="insufficient_scope", scope=scope)
+        return Denial(
+            403, "insufficient_scope", "the token lacks the scope this request needs", challenge, reason
+        )
+
+    @staticmethod
+    def forbidden(reason: str, public: str) -> Denial:
+        return Denial(403, "forbidden", public, None, reason)
+
+    @staticmethod
+    def bad_body(error: BodyError) -> Denial:
+        """``400`` for a request body the library had to read and could not accept."""
+        log.info("400 invalid_request: %s", error.description)
+        return Denial(400, "invalid_request", error.description, None, error.description)
+
+    @staticmethod
+    def unavailable(error: VerificationUnavailable) -> Denial:
+        """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
+        server or a shared store is unreachable). Not the client's fault and not the
+        credential's: no challenge, nothing for the client to throw away."""
+        log.error("503: the credentials cannot be verified now: %s", error.description)
+        retry_after = str(max(1, int(error.retry_after)))
+        return Denial(
+            503,
+            "temporarily_unavailable",
+            "the credentials cannot be verified right now; retry later",
+            None,
+            error.description,
+            (("Retry-After", retry_after),),
+        )
