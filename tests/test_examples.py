@@ -38,8 +38,9 @@ def test_flask_benchmark_runs() -> None:
 
 
 def test_demo_runs_the_whole_story_over_real_http() -> None:
-    """README command 1: two servers on loopback and the scripted client, which exits 0 only
-    when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403."""
+    """README command 1: four servers on loopback and the scripted client, which exits 0 only
+    when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403, and
+    then an opaque token through introspection and globex's own issuer."""
     out = run("examples/demo.py")
     assert "statuses: [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]" in out
     assert '"X-Request-Id":"req-42"' in out  # passthrough through the gateway
@@ -47,6 +48,7 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     assert 'error="insufficient_scope", scope="project:write"' in out
     assert 'error="invalid_token"' in out
     assert '{"error": "forbidden"' in out  # the demoted member: no challenge
+    assert "opaque tokens and the second tenant: [200, 401, 201, 401]" in out
 
 
 def test_hot_path_benchmark_runs() -> None:

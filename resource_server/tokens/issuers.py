@@ -57,7 +57,10 @@ class TrustedIssuers:
         self._clock: Callable[[], float] = everyone[0].clock
         self.max_token_bytes: int = max(v.max_token_bytes for v in everyone)
         opaque_issuer = getattr(opaque, "issuer", None)
-        self.issuers: tuple[str, ...] = (*by_issuer, *([opaque_issuer] if opaque_issuer else []))
+        # The opaque tokens' issuer is often one of the JWT issuers too: listed once.
+        self.issuers: tuple[str, ...] = tuple(
+            dict.fromkeys([*by_issuer, *([opaque_issuer] if opaque_issuer else [])])
+        )
 
     @property
     def clock(self) -> Callable[[], float]:
