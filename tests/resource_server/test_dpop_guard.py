@@ -1,0 +1,290 @@
+"""DPoP through the Flask extension and the WSGI middleware (RFC 9449 §7, §9, §12.2): real keys,
+real apps, every challenge parsed back with ``policy.parse_challenges``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask, jsonify
+from werkzeug.test import Client
+
+from policy import Challenge, Roles, parse_challenges
+from resource_server import JWTVerifier
+from resource_server.dpop import DPoPNonces, DPoPVerifier
+from resource_server.flask import ResourceServer, current_access
+from resource_server.wsgi import BearerMiddleware
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, ProofSigner, Signer, dpop_key, jwks
+
+RESOURCE = "https://api.test"
+URL = f"{RESOURCE}/orgs/acme/projects"
+ROLES = Roles({"admin": ["project:read", "project:write"], "member": ["project:read"]})
+ALGS = "ES256 EdDSA PS256 RS256"
+
+
+def membership(subject: str, org: str | None) -> str | None:
+    return {"user-1": "admin", "user-2": "member"}.get(subject) if org == "acme" else None
+
+
+@pytest.fixture(scope="module")
+def key() -> ProofSigner:
+    return dpop_key("ES256")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(NOW)
+
+
+def bound(es: Signer, key: ProofSigner, **claims: Any) -> str:
+    return es.token(cnf={"jkt": key.jkt}, **claims)
+
+
+def flask_app(es: Signer, clock: FakeClock, **options: Any) -> Flask:
+    app = Flask(__name__)
+    app.config["RESOURCE_SERVER_RESOURCE"] = RESOURCE
+    nonces = options.pop("nonces", None)
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=membership,
+        dpop=DPoPVerifier(clock=clock, nonces=nonces),
+        **options,
+    )
+
+    @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
+    @rs.require({"GET": "project:read", "POST": "project:write"})
+    def projects(org: str) -> Any:
+        return jsonify(subject=current_access.subject, org=org)
+
+    return app
+
+
+def challenges(response: Any) -> dict[str, Challenge]:
+    found = parse_challenges(response.headers.getlist("WWW-Authenticate"))
+    return {c.scheme: c for c in found}
+
+
+def dpop_headers(token: str, proof: str) -> dict[str, str]:
+    return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+
+def test_a_bound_token_with_its_proof_is_accepted(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    client = flask_app(es, clock).test_client()
+    token = bound(es, key)
+    for _ in range(3):  # the warm path checks a new proof every time
+        response = client.get(
+            "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+        )
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.get_json() == {"subject": "user-1", "org": "acme"}
+
+
+def test_each_refusal_has_its_status_and_challenge(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    client = flask_app(es, clock).test_client()
+    token = bound(es, key)
+    proof = key.proof("GET", URL, access_token=token)
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, proof)).status_code == 200
+
+    def refused(headers: dict[str, str], error: str, path: str = "/orgs/acme/projects") -> Challenge:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401, response.get_data(as_text=True)
+        assert response.get_json()["error"] == error
+        found = challenges(response)
+        scheme = "DPoP" if "DPoP" in found else "Bearer"
+        assert found[scheme].params.get("error") == error
+        assert token not in response.get_data(as_text=True)
+        return found[scheme]
+
+    dpop = refused(dpop_headers(token, proof), "invalid_dpop_proof")  # the same proof again
+    assert dpop.params["algs"] == ALGS
+    refused({"Authorization": f"DPoP {token}"}, "invalid_dpop_proof")  # no DPoP header
+    two = f"{key.proof('GET', URL, access_token=token)}, {key.proof('GET', URL, access_token=token)}"
+    refused(dpop_headers(token, two), "invalid_dpop_proof")  # two DPoP headers, folded
+    refused(dpop_headers(token, key.proof("POST", URL, access_token=token)), "invalid_dpop_proof")
+    refused(
+        dpop_headers(token, key.proof("GET", "https://api.test/orgs/globex/projects", access_token=token)),
+        "invalid_dpop_proof",
+    )
+    other = dpop_key("ES256")
+    assert (
+        refused(dpop_headers(token, other.proof("GET", URL, access_token=token)), "invalid_token").scheme
+        == "DPoP"
+    )
+    # A bound token is not a bearer token (no downgrade), with or without a proof.
+    assert refused({"Authorization": f"Bearer {token}"}, "invalid_token").scheme == "Bearer"
+    # An unbound token under the DPoP scheme.
+    plain = es.token()
+    refused(dpop_headers(plain, key.proof("GET", URL, access_token=plain)), "invalid_token")
+
+
+def test_without_credentials_both_challenges_are_offered(es: Signer, clock: FakeClock) -> None:
+    response = flask_app(es, clock).test_client().get("/orgs/acme/projects")
+    assert response.status_code == 401
+    found = challenges(response)
+    assert set(found) == {"Bearer", "DPoP"}
+    assert found["DPoP"].params["algs"] == ALGS and "error" not in found["DPoP"].params
+
+
+def test_dpop_required_refuses_bearer_tokens(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    client = flask_app(es, clock, dpop_required=True).test_client()
+    response = client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {es.token()}"})
+    assert response.status_code == 401
+    assert set(challenges(response)) == {"DPoP"}
+    assert challenges(response)["DPoP"].params["error"] == "invalid_token"
+    assert set(challenges(client.get("/orgs/acme/projects"))) == {"DPoP"}
+    token = bound(es, key)
+    ok = client.get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+    )
+    assert ok.status_code == 200
+    metadata = client.get("/.well-known/oauth-protected-resource").get_json()
+    assert metadata["dpop_signing_alg_values_supported"] == ALGS.split()
+    assert metadata["dpop_bound_access_tokens_required"] is True
+
+
+def test_an_under_scoped_dpop_request_gets_a_dpop_step_up_challenge(
+    es: Signer, key: ProofSigner, clock: FakeClock
+) -> None:
+    client = flask_app(es, clock).test_client()
+    token = bound(es, key, scope="project:read")
+    response = client.post(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("POST", URL, access_token=token))
+    )
+    assert response.status_code == 403
+    dpop = challenges(response)["DPoP"]
+    assert dpop.params["error"] == "insufficient_scope" and dpop.params["scope"] == "project:write"
+    assert dpop.params["algs"] == ALGS
+    assert dpop.params["resource_metadata"] == f"{RESOURCE}/.well-known/oauth-protected-resource"
+
+
+def test_nonces_are_demanded_then_refreshed(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    nonces = DPoPNonces(b"n" * 32, ttl=60)
+    client = flask_app(es, clock, nonces=nonces).test_client()
+    token = bound(es, key)
+    first = client.get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+    )
+    assert first.status_code == 401 and first.get_json()["error"] == "use_dpop_nonce"
+    assert challenges(first)["DPoP"].params["error"] == "use_dpop_nonce"
+    nonce = first.headers["DPoP-Nonce"]
+    proof = key.proof("GET", URL, access_token=token, nonce=nonce)
+    ok = client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+    assert ok.status_code == 200 and "DPoP-Nonce" not in ok.headers
+    clock.advance(60)  # the window turns: the old nonce still works and a fresh one comes back
+    proof = key.proof("GET", URL, access_token=token, nonce=nonce, now=int(clock()))
+    later = client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+    assert later.status_code == 200 and later.headers["DPoP-Nonce"] == nonces.current(clock())
+
+
+def test_the_request_url_is_used_without_a_configured_resource(
+    es: Signer, key: ProofSigner, clock: FakeClock
+) -> None:
+    app = Flask(__name__)
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=membership,
+        dpop=DPoPVerifier(clock=clock),
+    )
+
+    @app.get("/orgs/<org>/projects")
+    @rs.require({"GET": "project:read"})
+    def projects(org: str) -> str:
+        return "ok"
+
+    client = app.test_client()
+    token = bound(es, key)
+    own = key.proof("GET", "http://localhost/orgs/acme/projects", access_token=token)
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, own)).status_code == 200
+    claimed = key.proof("GET", URL, access_token=token)  # the configured resource is not set here
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, claimed)).status_code == 401
+
+
+def test_without_a_dpop_verifier_the_dpop_scheme_is_no_credentials(
+    es: Signer, key: ProofSigner, clock: FakeClock
+) -> None:
+    app = Flask(__name__)
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=membership,
+    )
+
+    @app.get("/orgs/<org>/projects")
+    @rs.require({"GET": "project:read"})
+    def projects(org: str) -> str:
+        return "ok"
+
+    token = bound(es, key)
+    response = app.test_client().get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof(access_token=token))
+    )
+    assert response.status_code == 401 and set(challenges(response)) == {"Bearer"}
+    assert "error" not in challenges(response)["Bearer"].params
+
+
+# -- the WSGI middleware ---------------------------------------------------------------------------
+
+
+def plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def middleware(es: Signer, clock: FakeClock, **options: Any) -> Client:
+    nonces = options.pop("nonces", None)
+    wrapped = BearerMiddleware(
+        plain,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=membership,
+        routes={"/orgs/<org>/projects": {"GET": "project:read", "POST": "project:write"}},
+        dpop=DPoPVerifier(clock=clock, nonces=nonces),
+        resource=RESOURCE,
+        **options,
+    )
+    return Client(wrapped)
+
+
+def test_the_middleware_checks_proofs_the_same_way(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    client = middleware(es, clock)
+    token = bound(es, key)
+    proof = key.proof("GET", URL, access_token=token)
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, proof)).status_code == 200
+    replayed = client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+    assert (
+        replayed.status_code == 401 and challenges(replayed)["DPoP"].params["error"] == "invalid_dpop_proof"
+    )
+    assert client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+    assert set(challenges(client.get("/orgs/acme/projects"))) == {"Bearer", "DPoP"}
+
+
+def test_the_middleware_sends_fresh_nonces(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    nonces = DPoPNonces(b"m" * 32, ttl=60)
+    client = middleware(es, clock, nonces=nonces)
+    token = bound(es, key)
+    first = client.get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+    )
+    assert first.status_code == 401 and first.headers["DPoP-Nonce"] == nonces.current(clock())
+    nonce = first.headers["DPoP-Nonce"]
+    clock.advance(60)
+    proof = key.proof("GET", URL, access_token=token, nonce=nonce, now=int(clock()))
+    later = client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+    assert later.status_code == 200 and later.headers["DPoP-Nonce"] == nonces.current(clock())
+
+
+def test_dpop_required_without_a_verifier_fails_at_start_up(es: Signer, clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="dpop"):
+        BearerMiddleware(
+            plain,
+            verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+            roles=ROLES,
+            membership=membership,
+            routes={"/orgs/<org>/projects": {"GET": "project:read"}},
+            dpop_required=True,
+        )
