@@ -101,7 +101,8 @@ def test_each_refusal_has_its_status_and_challenge(es: Signer, key: ProofSigner,
     assert dpop.params["algs"] == ALGS
     refused({"Authorization": f"DPoP {token}"}, "invalid_dpop_proof")  # no DPoP header
     two = f"{key.proof('GET', URL, access_token=token)}, {key.proof('GET', URL, access_token=token)}"
-    refused(dpop_headers(token, two), "invalid_dpop_proof")  # two DPoP headers, folded
+    folded = refused(dpop_headers(token, two), "invalid_dpop_proof")  # two DPoP headers, folded
+    assert "exactly one DPoP header" in folded.params["error_description"]
     refused(dpop_headers(token, key.proof("POST", URL, access_token=token)), "invalid_dpop_proof")
     refused(
         dpop_headers(token, key.proof("GET", "https://api.test/orgs/globex/projects", access_token=token)),
