@@ -472,7 +472,7 @@ def _pool_manager(timeout: float) -> urllib3.PoolManager:
     """Pooled keep-alive connections; no retries and no redirects (a retry is the client's
     call, after our 503); ``total`` makes the read timeout what the connect left over."""
     manager = urllib3.PoolManager(
-        num_pools=2,
+        num_pools=1,  # one endpoint
         maxsize=_IDLE_CONNECTIONS,
         block=False,  # more connections when busy; only this many are kept
         retries=False,

@@ -9,18 +9,26 @@ how long a misbehaving server can hold a request are measured, with generous mar
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from flask import Flask, jsonify
 from werkzeug.test import Client
 
@@ -69,7 +77,12 @@ class IntrospectionServer:
     """A real introspection endpoint. ``answers`` maps tokens to JSON answers (unknown tokens are
     inactive); ``behaviour`` switches how every request is answered."""
 
-    def __init__(self, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> None:
+    def __init__(
+        self,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.answers: dict[str, dict[str, Any]] = {}
@@ -107,7 +120,10 @@ class IntrospectionServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self._server.server_port}/introspect"
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self._server.server_port}/introspect"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.01,), daemon=True)
 
     def start(self) -> None:
@@ -705,6 +721,62 @@ def test_a_slow_server_cannot_hold_a_request_past_the_timeout(
     started = time.monotonic()
     unavailable(verifier, issue(server))
     assert time.monotonic() - started < 1.5
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own trust anchor, valid from 2000 to 2999 (so the
+    day the tests run never matters), and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "introspection test")])
+    public = key.public_key()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(1)
+        .not_valid_before(datetime(2000, 1, 1))
+        .not_valid_after(datetime(2999, 1, 1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_https_certificates_are_verified(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = IntrospectionServer(tls=context)
+    server.start()
+    try:
+        token = issue(server)
+        unavailable(verifier_for(server, clock), token)  # a certificate nobody vouches for
+        assert server.calls == 0  # the token never left over that connection
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # OpenSSL's default trust store, for this test
+        verifier = verifier_for(server, clock, timeout=0.2)
+        assert verifier.verify(token).subject == "user-1"
+        server.behaviour = "trickle body"  # the deadline holds over TLS too
+        started = time.monotonic()
+        unavailable(verifier, issue(server))
+        assert time.monotonic() - started < 1.5
+    finally:
+        server.stop()
+    assert not server.problems
 
 
 def test_connections_are_kept_alive(verifier: IntrospectionVerifier, server: IntrospectionServer) -> None:
