@@ -57,6 +57,7 @@ except ImportError:
 _NEEDS = {"StepUpAuth": "httpx", "RequestsStepUpAuth": "requests"}
 
 __all__ = [
+    "DPoPKey",
     "InsufficientScope",
     *(["RequestsStepUpAuth"] if requests is not None else []),
     *(["StepUpAuth"] if httpx is not None else []),

@@ -337,7 +337,9 @@ def test_each_adapter_works_without_the_other_library(blocked: str, kept: str) -
     with serve_wsgi(server) as base:
         report = run_without(blocked, f"{base}/p")
     assert report["loaded"] == []
-    assert report["all"] == sorted(["InsufficientScope", kept, "bearer_challenge_of", "insufficient_scope"])
+    assert report["all"] == sorted(
+        ["DPoPKey", "InsufficientScope", kept, "bearer_challenge_of", "insufficient_scope"]
+    )
     missing = {"StepUpAuth", "RequestsStepUpAuth"} - {kept}
     assert set(report["missing"]) == missing
     assert all(blocked in message for message in report["missing"].values())
@@ -349,7 +351,7 @@ def test_each_adapter_works_without_the_other_library(blocked: str, kept: str) -
 def test_the_challenge_helpers_work_without_either_library() -> None:
     report = run_without("httpx,requests", "http://127.0.0.1:9/unused")
     assert report["loaded"] == []
-    assert report["all"] == ["InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
+    assert report["all"] == ["DPoPKey", "InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
     assert set(report["missing"]) == {"StepUpAuth", "RequestsStepUpAuth"}
     assert "httpx" in report["missing"]["StepUpAuth"]
     assert "requests" in report["missing"]["RequestsStepUpAuth"]
