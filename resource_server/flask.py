@@ -366,12 +366,10 @@ class ResourceServer:
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None
-        dpop = (
-            None
-            if guard.dpop is None
-            else DPoPRequest(
-                environ.get("HTTP_DPOP"), req.method, lambda: request_url(environ, state.resource)
-            )
+        dpop = (  # only a DPoP request pays for this (RFC 9449 §7.1: the scheme says so)
+            DPoPRequest(environ.get("HTTP_DPOP"), req.method, lambda: request_url(environ, state.resource))
+            if guard.dpop is not None and authorization and authorization[:4].lower() == "dpop"
+            else None
         )
         try:
             # Most requests have neither a query string nor a body: nothing to look into.

@@ -172,7 +172,7 @@ class BearerMiddleware:
             scope_map=scope_map,
             # Validated at start-up: a route that declares an org variable always has it.
             org=None if route.org is None else str(args[route.org]),
-            dpop=None if self.guard.dpop is None else self._dpop_request(environ, method),
+            dpop=self._dpop_request(environ, method) if self.guard.dpop is not None else None,
         )
         if outcome.__class__ is Denial:
             return _send(outcome, start_response)
@@ -182,7 +182,11 @@ class BearerMiddleware:
             return self.app(environ, _adding(outcome.headers, start_response))
         return self.app(environ, start_response)
 
-    def _dpop_request(self, environ: dict[str, Any], method: str) -> DPoPRequest:
+    def _dpop_request(self, environ: dict[str, Any], method: str) -> DPoPRequest | None:
+        """What a DPoP request's proof is checked against; None for other schemes."""
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        if not authorization or authorization[:4].lower() != "dpop":
+            return None
         return DPoPRequest(environ.get("HTTP_DPOP"), method, lambda: request_url(environ, self.resource))
 
 
