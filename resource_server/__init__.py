@@ -7,10 +7,18 @@
 from __future__ import annotations
 
 from .credentials import MalformedCredentials
-from .tokens import InvalidToken, JWTVerifier, TrustedIssuers, VerificationUnavailable, VerifiedToken
+from .tokens import (
+    IntrospectionVerifier,
+    InvalidToken,
+    JWTVerifier,
+    TrustedIssuers,
+    VerificationUnavailable,
+    VerifiedToken,
+)
 from .tokens.keys import KeySetError
 
 __all__ = [
+    "IntrospectionVerifier",
     "InvalidToken",
     "JWTVerifier",
     "KeySetError",

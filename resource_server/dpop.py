@@ -231,6 +231,7 @@ class DPoPVerifier:
             replay_cache if replay_cache is not None else MemoryReplayCache(clock=self._clock)
         )
         self._keys: dict[tuple[str, str], VerificationKey] = {}  # (thumbprint, alg) → key
+        self._headers: dict[str, tuple[str, VerificationKey]] = {}  # header segment → (jkt, key)
         self._keys_lock = threading.Lock()
 
     @property
@@ -246,12 +247,17 @@ class DPoPVerifier:
             raise InvalidDPoPProof("the DPoP proof is too large")
         try:
             header_b64, payload_b64, signature_b64 = split_compact(proof)
-            header = json_object(header_b64, "header")
-        except InvalidDPoPProof:
-            raise
-        except InvalidToken as exc:
-            raise InvalidDPoPProof(exc.description.replace("the token", "the DPoP proof")) from None
-        jkt, key = self._key(header)
+        except InvalidToken:
+            raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS") from None
+        # A client signs every proof with one key and so one header: checked once, then found.
+        checked = self._headers.get(header_b64)
+        if checked is None:
+            checked = self._key(_header(header_b64))
+            with self._keys_lock:
+                if len(self._headers) >= _CACHED_KEYS:
+                    self._headers.clear()
+                self._headers[header_b64] = checked
+        jkt, key = checked
         if not key.verify(f"{header_b64}.{payload_b64}".encode("ascii"), _signature(signature_b64)):
             raise InvalidDPoPProof("the DPoP proof signature is invalid")
         try:
@@ -335,6 +341,13 @@ class DPoPVerifier:
         return nonce, (None if hmac.compare_digest(nonce, current) else current)
 
 
+def _header(segment: str) -> dict[str, Any]:
+    try:
+        return json_object(segment, "header")
+    except InvalidToken as exc:
+        raise InvalidDPoPProof(exc.description.replace("the token", "the DPoP proof")) from None
+
+
 def _signature(segment: str) -> bytes:
     try:
         return b64decode(segment)
@@ -344,6 +357,15 @@ def _signature(segment: str) -> bytes:
 
 def _same_url(htu: str, url: str) -> bool:
     try:
+        if htu == url and "%" not in url and "?" not in url and "#" not in url:
+            parts = urlsplit(url)  # equal strings: only the URL's own shape is left to check
+            port_ok = parts.port is None or parts.port > 0  # .port raises for an invalid port
+            return (
+                parts.scheme in _DEFAULT_PORTS
+                and bool(parts.hostname)
+                and "@" not in parts.netloc
+                and port_ok
+            )
         return normalize_htu(htu) == normalize_htu(url)
     except ValueError:
         return False

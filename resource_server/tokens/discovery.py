@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import VerificationUnavailable
-from .fetch import FetchError, JSONFetcher, check_uri
+from .http import FetchError, JSONFetcher, check_uri
 from .keys import RemoteKeySet, VerificationKey, within
 
 __all__ = ["DiscoveredKeySet", "metadata_uris"]

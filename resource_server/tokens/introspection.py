@@ -12,26 +12,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.client
-import io
-import ipaddress
 import logging
 import math
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote_plus, urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode
 
 import urllib3
-import urllib3.connection
 
 from ..expiring import ExpiringCache
+from ..strict_json import parse_object
 from .claims import org_of, scopes_of
 from .errors import InvalidToken, VerificationUnavailable
+from .http import check_uri, pool_manager
 from .jws import integer_claim, strict_json_decoder, string_claim
 from .verified import VerifiedToken
 
@@ -48,7 +46,6 @@ _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "dpop"})
 # RFC 6749 §5.2: a 400 with these codes is about our request, not about the token.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_request"})
-_IDLE_CONNECTIONS = 16  # keep-alive connections kept open to the authorization server
 _MAX_RETRY_AFTER = 300
 
 _DECODER = strict_json_decoder(
@@ -126,7 +123,7 @@ class IntrospectionVerifier:
         clock: Callable[[], float] | None = None,
         max_token_bytes: int = 8192,
     ) -> None:
-        self.endpoint = _endpoint(endpoint)
+        self.endpoint = check_uri(endpoint)
         self.client_id = _text("client_id", client_id)
         self.audience = _text("audience", audience, optional=True)
         self.issuer = _text("issuer", issuer, optional=True)
@@ -156,7 +153,7 @@ class IntrospectionVerifier:
         # The leader's exchange ends within about ``timeout``; twice that leaves room for DNS
         # and scheduling without letting a waiter hang.
         self._wait_limit = 2 * self.timeout
-        self._http = _pool_manager(self.timeout)
+        self._http = pool_manager(self.timeout)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -270,13 +267,10 @@ class IntrospectionVerifier:
 
     def _json_object(self, body: bytes) -> dict[str, Any]:
         """The answer as one JSON object (RFC 7662 §2.2, RFC 8259 UTF-8), strictly."""
-        try:
-            value = _DECODER.decode(body.decode("utf-8"))
-        except (ValueError, RecursionError):  # bad UTF-8 or JSON, duplicates, NaN, deep nesting
-            value = None
-        if not isinstance(value, dict):
-            raise self._unavailable("the introspection answer is not a strict JSON object")
-        return value
+        try:  # bad UTF-8 or JSON, duplicates, NaN, deep nesting, not an object
+            return parse_object(body, _DECODER, ValueError, what="introspection answer")
+        except ValueError:
+            raise self._unavailable("the introspection answer is not a strict JSON object") from None
 
     def _unavailable(
         self, reason: str, retry_after: str | None = None, *, level: int = logging.WARNING
@@ -363,30 +357,6 @@ def _retry_after(value: str | None) -> int:
 # -- construction checks ---------------------------------------------------------------------------
 
 
-def _endpoint(url: object) -> str:
-    """An absolute https URL, or http on a loopback host (RFC 7662 §4: TLS protects the token)."""
-    if not isinstance(url, str) or re.search(r"[\x00-\x20\x7f]", url):
-        raise ValueError("endpoint must be an absolute URL string without spaces or controls")
-    parts = urlsplit(url)
-    parts.port  # noqa: B018 (raises ValueError for a port that is not a number in range)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError("endpoint must be an absolute https URL")
-    if parts.username is not None or parts.fragment:
-        raise ValueError("endpoint must not carry credentials or a fragment")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ValueError("endpoint must use https (http is accepted for loopback hosts only)")
-    return url
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
-    except ValueError:
-        return False
-
-
 def _text(name: str, value: object, *, optional: bool = False) -> Any:
     if value is None and optional:
         return None
@@ -407,76 +377,3 @@ def _count(name: str, value: object, *, positive: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < (1 if positive else 0):
         raise ValueError(f"{name} must be an integer, {'1' if positive else '0'} or more")
     return value
-
-
-# -- the HTTP client -------------------------------------------------------------------------------
-
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's byte stream in which each read gets only the time left before a deadline."""
-
-    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._raw = raw
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the answer did not arrive in time")
-        self._sock.settimeout(left)
-        return self._raw.readinto(buffer)
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response, read so that the status line, headers and body together arrive
-    within the read timeout: a socket timeout bounds each read, not their sum, and a server
-    trickling a byte at a time would otherwise hold the request for as long as it liked."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        budget = sock.gettimeout()  # urllib3 has just set it to what is left of the timeout
-        if budget is not None:
-            raw = self.fp.detach()  # nothing has been read or buffered yet
-            self.fp = io.BufferedReader(_DeadlineReader(raw, sock, time.monotonic() + budget))
-
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def _pool_manager(timeout: float) -> urllib3.PoolManager:
-    """Pooled keep-alive connections; no retries and no redirects (a retry is the client's
-    call, after our 503); ``total`` makes the read timeout what the connect left over."""
-    manager = urllib3.PoolManager(
-        num_pools=1,  # one endpoint
-        maxsize=_IDLE_CONNECTIONS,
-        block=False,  # more connections when busy; only this many are kept
-        retries=False,
-        timeout=urllib3.Timeout(connect=timeout, read=timeout, total=timeout),
-    )
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager

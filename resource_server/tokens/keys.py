@@ -45,7 +45,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from .errors import VerificationUnavailable
-from .fetch import FetchError, JSONFetcher, check_uri
+from .http import FetchError, JSONFetcher, check_uri
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 

@@ -61,7 +61,7 @@ def test_the_installed_versions_meet_the_declared_floors(requirement: Requiremen
 def test_pyjwt_is_recent_enough_for_the_protections_others_rely_on() -> None:
     """PyJWT 2.12 made ``crit`` checked (CVE-2026-32597) and 2.14 stopped ``PyJWKClient``
     following redirects (CVE-2026-102267). This package fetches keys itself
-    (resource_server.tokens.fetch) and never calls ``jwt.decode``, but an application that uses
+    (resource_server.tokens.http) and never calls ``jwt.decode``, but an application that uses
     PyJWT next to it should not be held on a vulnerable version by our floor."""
     (pyjwt,) = (r for r in REQUIRED if canonicalize_name(r.name) == "pyjwt")
     assert "crypto" in pyjwt.extras

@@ -15,7 +15,7 @@ import pytest
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError, VerificationUnavailable
 from resource_server.tokens.discovery import metadata_uris
-from resource_server.tokens.fetch import MAX_DOCUMENT_BYTES, max_age_of
+from resource_server.tokens.http import MAX_DOCUMENT_BYTES, max_age_of
 from tests.support import AUDIENCE, NOW, FakeClock, Signer, es256, jwks
 
 RFC8414 = "/.well-known/oauth-authorization-server"
