@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,9 @@ from flask import Flask
 from joserfc.jwk import KeySet
 
 from policy import Roles
+from resource_server.dpop import DPoPVerifier
 from resource_server.flask import ResourceServer
-from resource_server.tokens import JWTVerifier
+from resource_server.tokens import IntrospectionVerifier, JWTVerifier
 from resource_server.wsgi import BearerMiddleware
 
 ISSUER = "https://as.load.test"
@@ -78,6 +81,88 @@ def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUD
     app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
     app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
     app.add_url_rule("/mw" + rule, "mw", projects)  # reached through a BearerMiddleware only
+    return app
+
+
+def dpop_flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:
+    """The same view bare (``/bare/...``) and under ``@rs.require`` with DPoP accepted (``/rs/...``,
+    RFC 9449: a bound token and a proof per request, replay cache in memory)."""
+    app = Flask(__name__)
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=issuer, audience=audience, jwks=jwks),
+        roles=ROLES,
+        membership=membership,
+        dpop=DPoPVerifier(),
+    )
+
+    def projects(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    rule = "/orgs/<org>/projects"
+    app.add_url_rule("/bare" + rule, "bare", projects)
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
+    return app
+
+
+class IntrospectionEndpoint:
+    """An RFC 7662 endpoint on loopback (HTTP/1.1 keep-alive, as an authorization server would
+    serve it) that finds every token active for ``user-1`` in ``acme``."""
+
+    def __init__(self, audience: str = AUDIENCE) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # one answer in two writes must not wait for an ACK
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                now = int(time.time())
+                body = json.dumps(
+                    {
+                        "active": True,
+                        "sub": "user-1",
+                        "client_id": "load-client",
+                        "aud": audience,
+                        "scope": "project:read",
+                        "org_id": "acme",
+                        "token_type": "Bearer",
+                        "iat": now,
+                        "exp": now + 600,
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/introspect"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def introspection_flask_app(endpoint: str, *, audience: str = AUDIENCE) -> Flask:
+    """The same view bare (``/bare/...``) and under ``@rs.require`` with opaque tokens checked
+    through RFC 7662 introspection (``/rs/...``)."""
+    app = Flask(__name__)
+    verifier = IntrospectionVerifier(
+        endpoint=endpoint, client_id="api", client_secret="s" * 32, audience=audience
+    )
+    rs = ResourceServer(app, verifier=verifier, roles=ROLES, membership=membership)
+
+    def projects(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    rule = "/orgs/<org>/projects"
+    app.add_url_rule("/bare" + rule, "bare", projects)
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
     return app
 
 

@@ -40,9 +40,11 @@ from werkzeug.test import EnvironBuilder
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import apps
+import urllib3
 from apps import fresh_tokens, same_token
 from jwt.utils import der_to_raw_signature, raw_to_der_signature
 
+from resource_server.client import DPoPKey
 from resource_server.tokens import JWTVerifier
 from resource_server.wsgi import BearerMiddleware
 from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
@@ -102,6 +104,60 @@ def caller(app: Callable[..., Any], path: str, tokens: Iterator[str]) -> Callabl
             raise RuntimeError(f"{path}: refused")
 
     return one
+
+
+def dpop_caller(app: Callable[..., Any], path: str, token: str, proofs: Iterator[str]) -> Callable[[], None]:
+    """One GET with ``Authorization: DPoP <token>`` and a new proof each time (a new ``jti``)."""
+    base = EnvironBuilder(path=path, headers={"Authorization": f"DPoP {token}"}).get_environ()
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        statuses.append(status)
+
+    def one() -> None:
+        environ = dict(base)
+        environ["HTTP_DPOP"] = next(proofs)
+        environ["wsgi.input"] = io.BytesIO()
+        for _ in app(environ, start_response):
+            pass
+        if statuses.pop() != "200 OK":
+            raise RuntimeError(f"{path}: refused")
+
+    return one
+
+
+def dpop_cases(es: Signer, needed: int) -> dict[str, Callable[[], None]]:
+    """A DPoP-bound token (warm in the cache) with a fresh ES256 proof per request, next to the
+    bare view of the same app."""
+    key = DPoPKey.generate("ES256")
+    app = apps.dpop_flask_app(jwks(es), issuer=ISSUER, audience=AUDIENCE).wsgi_app
+    token = es.token(now=int(time.time()), cnf={"jkt": key.jkt})
+    url = "http://localhost/rs" + PATH
+    proofs = iter([key.proof("GET", url, access_token=token) for _ in range(needed)])
+    return {
+        "DPoP app: bare view": caller(app, "/bare" + PATH, same_token(es)),
+        "DPoP app: @rs.require, warm token, new proof": dpop_caller(app, "/rs" + PATH, token, proofs),
+    }
+
+
+def introspection_cases(endpoint: str, needed: int) -> dict[str, Callable[[], None]]:
+    """Opaque tokens: one seen again (the guard's cache), and a new one each request (one
+    loopback introspection call each), next to the bare view of the same app."""
+    app = apps.introspection_flask_app(endpoint, audience=AUDIENCE).wsgi_app
+    warm = iter(lambda: "opaque-warm-token", None)
+    fresh = iter([f"opaque-{n:012d}" for n in range(needed)])
+    pool = urllib3.PoolManager(maxsize=4)
+
+    def round_trip() -> None:
+        """The floor: one bare POST to the same endpoint over a pooled connection."""
+        pool.request("POST", endpoint, body=b"token=x&token_type_hint=access_token").data  # noqa: B018
+
+    return {
+        "floor: one loopback POST to the endpoint": round_trip,
+        "Introspection app: bare view": caller(app, "/bare" + PATH, warm),
+        "Introspection app: @rs.require, warm": caller(app, "/rs" + PATH, warm),
+        "Introspection app: @rs.require, cold (one call)": caller(app, "/rs" + PATH, fresh),
+    }
 
 
 def verification_floor(signer: Signer) -> Callable[[], None]:
@@ -203,6 +259,35 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
     return stages
 
 
+def dpop_attribution(number: int) -> list[tuple[str, float]]:
+    """Where a DPoP request's time goes beyond the warm bearer path, each stage in a loop."""
+    from resource_server.credentials import request_url
+    from resource_server.dpop import DPoPVerifier
+
+    key = DPoPKey.generate("ES256")
+    url = "http://localhost/rs" + PATH
+    proofs = iter([key.proof("GET", url, access_token="token") for _ in range(number * 8 + 8)])
+    verifier = DPoPVerifier()
+    verifier.verify(next(proofs), method="GET", url=url, access_token="token")  # the key, parsed once
+    environ = EnvironBuilder(path="/rs" + PATH).get_environ()
+    signed = next(proofs)
+    signing_input, _, signature = signed.rpartition(".")
+    from resource_server.tokens.jws import b64decode
+
+    checked = verifier._headers[signed.split(".")[0]][1]
+    raw = b64decode(signature)
+    return [
+        (
+            "the whole proof check (new jti each)",
+            best_of(
+                lambda: verifier.verify(next(proofs), method="GET", url=url, access_token="token"), number
+            ),
+        ),
+        ("its signature check", best_of(lambda: checked.verify(signing_input.encode(), raw), number)),
+        ("the request URL for htu", best_of(lambda: request_url(environ), number * 10)),
+    ]
+
+
 def floor_after_request(app: Callable[..., Any], signer: Signer, number: int) -> float:
     """The same bare verification, timed right after a bare Flask request each time: what the
     signature costs when a request has just filled the CPU caches with other work."""
@@ -248,6 +333,28 @@ def memory_per_entry(count: int = 4096) -> float:
     return (after - before) / count
 
 
+def reference_of(name: str) -> str:
+    """The bare case a case is divided by: the same app's bare view."""
+    app = name.split(":")[0]
+    return {"WSGI": "WSGI: bare app", "DPoP app": "DPoP app: bare view"}.get(
+        app, "Introspection app: bare view" if app == "Introspection app" else "Flask: bare view"
+    )
+
+
+def floor_of(name: str) -> str | None:
+    """The physical floor a case's extra is compared with: the signature it must verify, or the
+    round trip it must make; None for warm cases, which have none."""
+    if name.startswith("DPoP app: @"):
+        return "floor: ECDSA P-256 verification"  # the proof's signature
+    if name.startswith("Introspection app: @") and "cold" in name:
+        return "floor: one loopback POST to the endpoint"
+    if "cold ES256" in name:
+        return "floor: ECDSA P-256 verification"
+    if "cold RS256" in name:
+        return "floor: RSA-2048 verification"
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -258,6 +365,7 @@ def main() -> None:
     needed = number * rounds + 10
     es, rs = es256(), rs256()
     signers = (es, rs)
+    endpoint = apps.IntrospectionEndpoint(AUDIENCE)
     app, wrapped = flask_app(signers).wsgi_app, middleware(signers)
     cases = {
         "Flask: bare view": caller(app, "/bare" + PATH, same_token(es)),
@@ -268,6 +376,8 @@ def main() -> None:
         "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
         "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
         "WSGI: BearerMiddleware, cold ES256": caller(wrapped, PATH, fresh_tokens(es, needed)),
+        **dpop_cases(es, needed),
+        **introspection_cases(endpoint.url, needed),
         "floor: ECDSA P-256 verification": verification_floor(es),
         "floor: RSA-2048 verification": verification_floor(rs),
     }
@@ -275,24 +385,18 @@ def main() -> None:
         one()
     samples = measure(cases, number=number, rounds=rounds)
     results = {name: statistics.median(times) for name, times in samples.items()}
-    floors = {
-        "ES256": results["floor: ECDSA P-256 verification"],
-        "RS256": results["floor: RSA-2048 verification"],
-    }
     print(f"median of {rounds} rounds of {number} calls; ratios are medians of per-round ratios")
     print(f"{'case':<42} {'µs/call':>9} {'÷ bare':>8} {'extra ÷ floor':>14}")
     for name, times in samples.items():
-        bare_name = "WSGI: bare app" if name.startswith("WSGI") else "Flask: bare view"
-        bare = samples[bare_name]
+        bare = samples[reference_of(name)]
         ratio = (
             ""
             if name.startswith("floor")
             else f"{statistics.median(t / b for t, b in zip(times, bare, strict=True)):>7.3f}x"
         )
-        algorithm = next((alg for alg in floors if alg in name), None)
         over = ""
-        if algorithm and "cold" in name:
-            floor = samples[f"floor: {'ECDSA P-256' if algorithm == 'ES256' else 'RSA-2048'} verification"]
+        if floor_of(name) is not None:
+            floor = samples[floor_of(name)]  # type: ignore[index]
             extra = statistics.median((t - b) / f for t, b, f in zip(times, bare, floor, strict=True))
             over = f"{extra:>13.2f}x"
         print(f"{name:<42} {results[name] * 1e6:>9.1f} {ratio:>8} {over:>14}")
@@ -307,6 +411,10 @@ def main() -> None:
             print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
         after = floor_after_request(app, signer, max(number // 5, 20))
         print(f"    {'the cryptography floor, right after a bare request':<52} {after * 1e6:>7.2f}")
+    dpop_extra = results["DPoP app: @rs.require, warm token, new proof"] - results["DPoP app: bare view"]
+    print(f"  DPoP, warm token and a new ES256 proof: extra over bare in a request {dpop_extra * 1e6:.1f}")
+    for stage, seconds in dpop_attribution(max(number // 5, 20)):
+        print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
     warm_extra = results["Flask: @rs.require, warm"] - flask_bare
     print(
         f"  warm extra over bare in a request: Flask {warm_extra * 1e6:.2f}, "

@@ -57,6 +57,10 @@ def test_hot_path_benchmark_runs() -> None:
         "Flask: @rs.require, warm",
         "WSGI: BearerMiddleware, cold ES256",
         "floor: RSA-2048 verification",
+        "DPoP app: @rs.require, warm token, new proof",
+        "Introspection app: @rs.require, warm",
+        "Introspection app: @rs.require, cold (one call)",
+        "the whole proof check (new jti each)",
     ):
         assert row in out
     assert "bytes per cached token" in out
