@@ -13,7 +13,7 @@ from policy import Roles, parse_challenges
 from resource_server import JWTVerifier
 from resource_server.capability import CapabilityIssuer
 from resource_server.flask import ResourceServer
-from resource_server.flask_agents import agent_blueprint
+from resource_server.flask.agents import agent_blueprint
 from resource_server.grants import GrantStore
 from tests.support import AUDIENCE, ISSUER, FakeClock, Signer, jwks
 

@@ -224,7 +224,7 @@ def test_openapi_path_parameters_follow_the_converters(es: Signer) -> None:
 
 @pytest.mark.parametrize("args", [["scopes", "routes"], ["scopes", "check"]])
 def test_commands_need_the_extension(args: list[str]) -> None:
-    from resource_server.flask_tools import scopes_cli
+    from resource_server.flask.cli import scopes_cli
 
     app = Flask(__name__)
     app.cli.add_command(scopes_cli)

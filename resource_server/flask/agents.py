@@ -17,10 +17,10 @@ from flask import Blueprint, Response, jsonify, request
 
 from policy import InvalidScope
 
-from .bodies import BodyError
-from .capability import CapabilityIssuer, check_session_id, scope_tokens
-from .flask import ResourceServer, json_body
-from .guard import Granted
+from ..bodies import BodyError
+from ..capability import CapabilityIssuer, check_session_id, scope_tokens
+from ..guard import Granted
+from . import ResourceServer, json_body
 
 __all__ = ["agent_blueprint"]
 

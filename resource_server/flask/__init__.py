@@ -22,17 +22,20 @@ from werkzeug.local import LocalProxy
 
 from policy import Access, Roles, ScopeMap
 
-from .bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from .credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
-from .dpop import DPoPRequest, DPoPVerifier
-from .guard import Denial, Granted, Guard, Membership, SessionLoader
-from .resource_tokens import ResourceToken, ResourceTokenVerifier
-from .tokens import TokenVerifier, VerifiedToken
-from .tokens.jws import InvalidToken
-from .viewer_context import ViewerContext, ViewerContextVerifier
+from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
+from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
+from ..dpop import DPoPRequest, DPoPVerifier
+from ..guard import Denial, Granted, Guard, Membership, SessionLoader
+from ..resource_tokens import ResourceToken, ResourceTokenVerifier
+from ..tokens import TokenVerifier, VerifiedToken
+from ..tokens.jws import InvalidToken
+from ..viewer_context import ViewerContext, ViewerContextVerifier
+from .cli import scopes_cli
+from .openapi import openapi_security
+from .responses import denial_response
 
 if TYPE_CHECKING:
-    from .capability import CapabilityVerifier
+    from ..capability import CapabilityVerifier
 
 __all__ = [
     "ResourceServer",
@@ -174,7 +177,6 @@ class ResourceServer:
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
         # json_body() and request_body() raise BodyError from inside views: answer it as a 400.
         app.register_error_handler(BodyError, _bad_body)
-        from .flask_tools import scopes_cli  # the `flask scopes` commands
 
         app.cli.add_command(scopes_cli)
         if resource and metadata_url and config.get("RESOURCE_SERVER_SERVE_METADATA", True):
@@ -250,10 +252,9 @@ class ResourceServer:
         scheme: str = "oauth2",
     ) -> dict[str, Any]:
         """OpenAPI 3 ``securitySchemes`` and per-operation ``security`` for every protected route;
-        see :func:`resource_server.flask_tools.openapi_security`. ``token_url`` defaults to
+        see :func:`resource_server.flask.openapi.openapi_security`. ``token_url`` defaults to
         ``<first RESOURCE_SERVER_AUTHORIZATION_SERVERS entry>/token``; pass the real one if your
         server's metadata (RFC 8414 ``token_endpoint``) says otherwise."""
-        from .flask_tools import openapi_security
 
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         if token_url is None:
@@ -525,11 +526,6 @@ def _adding(headers: tuple[tuple[str, str], ...]) -> Callable[[Response], Respon
         return response
 
     return add
-
-
-def denial_response(denial: Denial) -> Response:
-    """The Flask response for a refusal: its status, headers and JSON body, exactly."""
-    return Response(denial.body, status=denial.status, headers=denial.headers)
 
 
 def resource_token_required(

@@ -1,0 +1,128 @@
+"""The URL rules of a Flask app with what protects each: the table ``flask scopes`` prints and
+checks, and OpenAPI describes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask
+
+from policy import ScopeMap
+
+if TYPE_CHECKING:
+    from . import ResourceServer
+
+__all__ = ["CONVERTER", "Route", "problems", "protected_routes", "route_table"]
+
+_IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})  # HEAD follows GET; OPTIONS is answered by Flask
+#: A werkzeug rule variable: ``<converter(args):name>`` or ``<name>``.
+CONVERTER = re.compile(r"<(?:([^:<>(]+)(?:\([^<>]*\))?:)?([^<>:]+)>")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One URL rule as the extension sees it. ``kind``: "scope map", "authenticated" (any member,
+    such as the agent endpoints), "resource token", "public" (the metadata document, static, and
+    views declared with ``@rs.public`` or in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``) or
+    "unprotected". ``org`` is the URL variable the protection reads the organization from;
+    ``arguments`` are the variables the rule has."""
+
+    rule: str
+    endpoint: str
+    methods: tuple[str, ...]
+    kind: str
+    scope_map: ScopeMap | None = None
+    org: str | None = None
+    arguments: frozenset[str] = frozenset()
+
+
+def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
+    """Every URL rule of ``app`` with what protects it, sorted by rule."""
+    public_endpoints = {
+        "static",
+        "resource_server_metadata",
+        *app.config.get("RESOURCE_SERVER_PUBLIC_ENDPOINTS", ()),
+    }
+    routes = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        methods = tuple(sorted(set(rule.methods or ()) - _IGNORED_METHODS))
+        blueprint = rule.endpoint.rpartition(".")[0]
+        # The variables a request can supply: those in the pattern, and defaults that are values
+        # (werkzeug counts defaults as arguments, a None default too).
+        defaults = {name for name, value in (rule.defaults or {}).items() if value is not None}
+        arguments = frozenset(name for _, name in CONVERTER.findall(rule.rule)) | defaults
+
+        def route(kind: str, scope_map: ScopeMap | None = None, org: str | None = None) -> Route:
+            return Route(rule.rule, rule.endpoint, methods, kind, scope_map, org, arguments)  # noqa: B023
+
+        if getattr(view, "_resource_server_scope_map", None) is not None:
+            routes.append(route("scope map", view._resource_server_scope_map, view._resource_server_org))  # type: ignore[union-attr]
+        elif blueprint in rs.blueprint_maps:
+            routes.append(route("scope map", *rs.blueprint_maps[blueprint]))
+        elif getattr(view, "_resource_server_authenticated", False):
+            routes.append(route("authenticated", org=getattr(view, "_resource_server_org", None)))
+        elif getattr(view, "_resource_server_resource_token", False):
+            routes.append(route("resource token", org=getattr(view, "_resource_server_org", None)))
+        elif rule.endpoint in public_endpoints or getattr(view, "_resource_server_public", False):
+            routes.append(route("public"))
+        else:
+            routes.append(route("unprotected"))
+    return sorted(routes, key=lambda r: (r.rule, r.endpoint))
+
+
+def _roles_reaching(rs: ResourceServer, alternatives: tuple[frozenset[str], ...]) -> list[str]:
+    return [name for name, scopes in rs.roles.items() if any(alt <= scopes for alt in alternatives)]
+
+
+def route_table(app: Flask, rs: ResourceServer) -> list[dict[str, Any]]:
+    rows = []
+    for route in protected_routes(app, rs):
+        for method in route.methods or ("-",):
+            alternatives = route.scope_map.alternatives(method) if route.scope_map else None
+            rows.append(
+                {
+                    "rule": route.rule,
+                    "method": method,
+                    "protection": route.kind,
+                    "scopes": [sorted(a) for a in alternatives] if alternatives else None,
+                    "roles": _roles_reaching(rs, alternatives) if alternatives else None,
+                }
+            )
+    return rows
+
+
+def problems(app: Flask, rs: ResourceServer) -> list[str]:
+    """What ``flask scopes check`` fails on."""
+    found = []
+    granted = rs.roles.all_scopes
+    routes = protected_routes(app, rs)
+    for route in routes:
+        if route.org is not None and route.org not in route.arguments:
+            found.append(
+                f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
+                f"{route.org!r}, which the rule does not have: every request gets 403 (use org=None "
+                "for a route that names no organization)"
+            )
+        if route.org is None and route.kind == "scope map" and "org" in route.arguments:
+            found.append(
+                f"{route.rule} ({route.endpoint}) declares org=None but has the URL variable 'org': "
+                "its requests are checked in the token's own organization, not the URL's"
+            )
+        if route.scope_map is None:
+            continue
+        for method in route.methods:
+            if route.scope_map.rule(method) is None:
+                found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
+        for scope in sorted(route.scope_map.scopes - granted):
+            found.append(f"{route.rule} requires {scope}, which no role grants")
+    if any(r.kind not in ("unprotected", "public") for r in routes):
+        found += [
+            f"{r.rule} ({r.endpoint}) has no protection while other routes do; declare it with "
+            "@rs.public or RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
+            for r in routes
+            if r.kind == "unprotected"
+        ]
+    return found
