@@ -57,13 +57,14 @@ _GRANTS_PER_CREDENTIAL = 16
 
 
 @dataclass(slots=True)
-class _Credential:
+class Credential:
     """A verified access token, cached under the exact ``Authorization`` value it came in, with
     the grants already assembled for it: (request org, member role) → :class:`Granted`."""
 
     token: VerifiedToken
     jkt: str | None  # the key a DPoP-bound token is bound to (cnf.jkt, RFC 9449 §6); None: bearer
     grants: dict[tuple[str | None, str], Granted] = field(default_factory=dict)
+    fresh_nonce: str | None = None  # a DPoP nonce to send back with this request's answer
 
 
 class Guard:
@@ -118,10 +119,113 @@ class Guard:
         )
         # The verifier's own clock, so a cached token expires exactly when the verifier says.
         self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
-        self._credentials: ExpiringCache[str, _Credential] = ExpiringCache(cache_size, self.clock)
+        self._credentials: ExpiringCache[str, Credential] = ExpiringCache(cache_size, self.clock)
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
         )
+
+    # -- the steps, for adapters that run them themselves (the ASGI adapters await some) ----------
+
+    def cached(self, authorization: str | None) -> Credential | None:
+        """The verified token cached for this exact ``Authorization`` value, or None. Never
+        blocks: a dict lookup."""
+        if authorization is None:
+            return None
+        try:
+            return self._credentials.get(authorization)
+        except Exception:  # a failing clock: verification fails the same way, as a 401
+            return None
+
+    def credential(
+        self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None = None
+    ) -> Credential | Denial | None:
+        """The request's verified access token, from the cache or verified now (which may wait on
+        the network: JWKS, discovery, introspection), its DPoP proof checked; None when the
+        request carries no token (a viewer context or a session may stand in)."""
+        credential = self.cached(authorization) if not token_elsewhere else None
+        if credential is None:
+            found = self._verified(authorization, token_elsewhere)
+            if found is None or found.__class__ is Denial:
+                return found  # type: ignore[return-value]
+            credential, raw = found  # type: ignore[misc]
+        else:
+            raw = authorization[5:] if credential.jkt is not None else ""  # type: ignore[index]
+        if credential.jkt is None:
+            return credential
+        checked = self._check_proof(credential, raw, dpop)
+        if checked is None:
+            return credential
+        if checked.__class__ is Denial:
+            return checked  # type: ignore[return-value]
+        return Credential(credential.token, credential.jkt, credential.grants, fresh_nonce=checked)  # type: ignore[arg-type]
+
+    def role_of(self, credential: Credential, org: str | None) -> tuple[str, str | None]:
+        """(subject, org) to ask ``membership`` about: routes declared without an org
+        (``org=None``) ask about the org the token is bound to."""
+        token = credential.token
+        return token.subject, org if org is not None else token.org
+
+    def grant(self, credential: Credential, org: str | None, role: str | None) -> Granted | Denial:
+        """The access of a verified token as a member holding ``role`` in ``org``: built once per
+        (org, role) and then reused (capabilities are never cached, so neither are theirs)."""
+        token = credential.token
+        cacheable = role.__class__ is str  # anything else is an app bug, refused as no role below
+        granted = credential.grants.get((org, role)) if cacheable else None  # type: ignore[arg-type]
+        if granted is None:
+            granted = self._role_access(
+                token.subject, org, role, token.scopes, token.org, token, "token", credential.jkt is not None
+            )
+            if cacheable and granted.__class__ is Granted and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
+                credential.grants[(org, role)] = granted  # type: ignore[index,assignment]
+        if credential.fresh_nonce is not None and granted.__class__ is Granted:
+            return replace(granted, headers=(("DPoP-Nonce", credential.fresh_nonce),))  # type: ignore[arg-type]
+        return granted
+
+    def session_grant(self, subject: str, org: str | None, role: str | None) -> Granted | Denial:
+        """The access of a first-party session's subject holding ``role`` in ``org``: the role's
+        scopes, as no token narrows them."""
+        return self._role_access(subject, org, role, None, None, None, "session")
+
+    def decision(self, granted: Granted | Denial, method: str, scope_map: ScopeMap) -> Granted | Denial:
+        """``policy.decide`` on a grant: the grant itself, or the refusal with its challenge."""
+        if granted.__class__ is Denial:
+            return granted
+        access = granted.access  # type: ignore[union-attr]
+        decision = decide(
+            access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
+        )
+        if decision.allowed:
+            return granted
+        if decision.www_authenticate is None:
+            public = (
+                "the member's role does not permit this request"
+                if method in scope_map
+                else "this method is not permitted on this route"
+            )
+            return self._forbidden(decision.reason, access, public=public)
+        log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
+        token = granted.token  # type: ignore[union-attr]
+        bound = token is not None and bound_key(token) is not None
+        return self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
+
+    def without_token(
+        self, org: str | None, session: SessionLoader | None, viewer: ViewerLoader | None
+    ) -> Granted | Denial:
+        """A request without an access token: a viewer context, a session, or nobody."""
+        try:
+            context = viewer() if viewer is not None else None
+        except BodyError as exc:  # the context is bound to a body that could not be read
+            return self.refusals.bad_body(exc)
+        except VerificationUnavailable as exc:  # its replay cache cannot be reached
+            return self.refusals.unavailable(exc)
+        if context is not None and context.user_id is not None:
+            return self._member_access(context.user_id, org, context.scopes, context.org_id, None, "viewer")
+        subject = session() if session is not None else None
+        if subject is None:
+            return self.refusals.no_credentials
+        return self._member_access(subject, org, None, None, None, "session")
+
+    # -- the whole pipeline, for synchronous adapters -----------------------------------------------
 
     def authenticate(
         self,
@@ -139,24 +243,50 @@ class Guard:
         service-to-service viewer context (its ``scope``, when present, narrows the role like a
         token's; its ``org_id`` binds like a token's), and then ``session`` the subject of a
         first-party session, whose access is the member role's scopes (``token`` is then None).
-        ``dpop`` carries what a DPoP proof is checked against (adapters give it when the guard
-        has a DPoP verifier).
+        ``dpop`` carries what a DPoP proof is checked against (adapters give it for requests
+        with the DPoP scheme when the guard has a DPoP verifier).
         """
-        credential = self._cached(authorization) if not token_elsewhere else None
-        if credential is not None:
-            return self._cached_access(credential, org, authorization, dpop)  # type: ignore[arg-type]
-        return self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
+        credential = self.credential(authorization, token_elsewhere, dpop)
+        if credential is None:
+            return self.without_token(org, session, viewer)
+        if credential.__class__ is Denial:
+            return credential  # type: ignore[return-value]
+        return self.grant(credential, org, self.membership(*self.role_of(credential, org)))  # type: ignore[arg-type]
 
-    def _authenticate(
+    def authorize(
         self,
+        *,
         authorization: str | None,
         token_elsewhere: bool,
+        method: str,
+        scope_map: ScopeMap,
         org: str | None,
-        session: SessionLoader | None,
-        viewer: ViewerLoader | None,
-        dpop: DPoPRequest | None,
+        session: SessionLoader | None = None,
+        viewer: ViewerLoader | None = None,
+        dpop: DPoPRequest | None = None,
     ) -> Granted | Denial:
-        """:meth:`authenticate` for credentials the cache does not hold."""
+        """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
+        credential = self.cached(authorization) if not token_elsewhere else None
+        if credential is not None and credential.jkt is None:  # the warm path, in a few calls
+            token = credential.token
+            role = self.membership(token.subject, org if org is not None else token.org)
+            return self.decision(self.grant(credential, org, role), method, scope_map)
+        granted = self.authenticate(
+            authorization=authorization,
+            token_elsewhere=token_elsewhere,
+            org=org,
+            session=session,
+            viewer=viewer,
+            dpop=dpop,
+        )
+        return self.decision(granted, method, scope_map)
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    def _verified(
+        self, authorization: str | None, token_elsewhere: bool
+    ) -> tuple[Credential, str] | Denial | None:
+        """Parse and verify a token the cache does not hold: (credential, raw token)."""
         try:
             found = access_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
@@ -173,7 +303,7 @@ class Guard:
                 else "the access token was sent in more than one way"
             )
         if found is None:
-            return self._without_token(org, session, viewer)
+            return None
         scheme, raw = found
         if self.capabilities is not None and self.capabilities.handles(raw):
             # A cheap prefix test: access tokens are never parsed as capabilities. Capabilities
@@ -181,13 +311,11 @@ class Guard:
             if scheme != "Bearer":
                 return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
             token = self._verify(self.capabilities, raw)
-            if isinstance(token, Denial):
-                return token
-            return self._member_access(token.subject, org, token.scopes, token.org, token)
+            return token if token.__class__ is Denial else (Credential(token, None), raw)  # type: ignore[return-value,arg-type]
         token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
-        if isinstance(token, Denial):
-            return token
-        jkt = bound_key(token)
+        if token.__class__ is Denial:
+            return token  # type: ignore[return-value]
+        jkt = bound_key(token)  # type: ignore[arg-type]
         if scheme == "Bearer" and (jkt is not None or self.dpop_required):
             # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
             return self.refusals.invalid_token(
@@ -197,58 +325,15 @@ class Guard:
             )
         if scheme == "DPoP" and jkt is None:
             return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
-        credential = _Credential(token, jkt)
+        credential = Credential(token, jkt)  # type: ignore[arg-type]
         if authorization == f"{scheme} {raw}":
             # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
             # and verified (from the verifier's own cache) each time, so one token cannot fill
             # the cache with its spellings, nor an entry grow past the token's own size limit.
-            self._credentials.put(authorization, credential, token.expires_at)
-        return self._cached_access(credential, org, raw, dpop)
+            self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[union-attr]
+        return credential, raw
 
-    def _without_token(
-        self, org: str | None, session: SessionLoader | None, viewer: ViewerLoader | None
-    ) -> Granted | Denial:
-        """A request without an access token: a viewer context, a session, or nobody."""
-        try:
-            context = viewer() if viewer is not None else None
-        except BodyError as exc:  # the context is bound to a body that could not be read
-            return self.refusals.bad_body(exc)
-        except VerificationUnavailable as exc:  # its replay cache cannot be reached
-            return self.refusals.unavailable(exc)
-        if context is not None and context.user_id is not None:
-            return self._member_access(context.user_id, org, context.scopes, context.org_id, None, "viewer")
-        subject = session() if session is not None else None
-        if subject is None:
-            return self.refusals.no_credentials
-        return self._member_access(subject, org, None, None, None, "session")
-
-    def _cached(self, authorization: str | None) -> _Credential | None:
-        """The verified access token cached for this exact ``Authorization`` value, or None."""
-        if authorization is None:
-            return None
-        try:
-            return self._credentials.get(authorization)
-        except Exception:  # a failing clock: verification fails the same way, as a 401
-            return None
-
-    def _cached_access(
-        self, credential: _Credential, org: str | None, raw_or_header: str, dpop: DPoPRequest | None
-    ) -> Granted | Denial:
-        """:meth:`_token_access`, after the proof of a DPoP-bound token (every request)."""
-        if credential.jkt is None:
-            return self._token_access(credential, org)
-        raw = raw_or_header[5:] if raw_or_header.startswith("DPoP ") else raw_or_header
-        checked = self._check_proof(credential, raw, dpop)
-        if checked.__class__ is Denial:
-            return checked  # type: ignore[return-value]
-        granted = self._token_access(credential, org)
-        if checked is not None and granted.__class__ is Granted:
-            return replace(granted, headers=(("DPoP-Nonce", checked),))  # type: ignore[arg-type]
-        return granted
-
-    def _check_proof(
-        self, credential: _Credential, raw: str, dpop: DPoPRequest | None
-    ) -> Denial | str | None:
+    def _check_proof(self, credential: Credential, raw: str, dpop: DPoPRequest | None) -> Denial | str | None:
         """RFC 9449 §7.1: exactly one ``DPoP`` header, a valid proof for this request and token,
         by the key the token is bound to. None when it holds (or a fresh nonce to send back)."""
         assert self.dpop is not None
@@ -267,64 +352,6 @@ class Guard:
             log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
             return self.refusals.invalid_token("the token is bound to another key", dpop=True)
         return proof.fresh_nonce
-
-    def _token_access(self, credential: _Credential, org: str | None) -> Granted | Denial:
-        """The grant of a verified access token in ``org``: built once per (org, role), then
-        reused; the role is asked for every time."""
-        token = credential.token
-        # Routes declared without an org (org=None) ask about the org the token is bound to.
-        role = self.membership(token.subject, org if org is not None else token.org)
-        cacheable = role.__class__ is str  # anything else is an app bug, refused as no role below
-        granted = credential.grants.get((org, role)) if cacheable else None  # type: ignore[arg-type]
-        if granted is not None:
-            return granted
-        outcome = self._role_access(
-            token.subject, org, role, token.scopes, token.org, token, "token", credential.jkt is not None
-        )
-        if cacheable and isinstance(outcome, Granted) and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
-            credential.grants[(org, role)] = outcome  # type: ignore[index]
-        return outcome
-
-    def authorize(
-        self,
-        *,
-        authorization: str | None,
-        token_elsewhere: bool,
-        method: str,
-        scope_map: ScopeMap,
-        org: str | None,
-        session: SessionLoader | None = None,
-        viewer: ViewerLoader | None = None,
-        dpop: DPoPRequest | None = None,
-    ) -> Granted | Denial:
-        """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
-        credential = self._cached(authorization) if not token_elsewhere else None
-        if credential is not None:  # the warm path: no parsing, no hashing, no verification
-            granted = (
-                self._token_access(credential, org)
-                if credential.jkt is None
-                else self._cached_access(credential, org, authorization, dpop)  # type: ignore[arg-type]
-            )
-        else:
-            granted = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
-        if granted.__class__ is Denial:
-            return granted
-        access = granted.access  # type: ignore[union-attr]
-        decision = decide(
-            access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
-        )
-        if decision.allowed:
-            return granted
-        if decision.www_authenticate is None:
-            public = (
-                "the member's role does not permit this request"
-                if method in scope_map
-                else "this method is not permitted on this route"
-            )
-            return self._forbidden(decision.reason, access, public=public)
-        log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
-        bound = granted.token is not None and bound_key(granted.token) is not None  # type: ignore[union-attr]
-        return self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
 
     def bad_body(self, error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""

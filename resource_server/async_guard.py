@@ -1,0 +1,113 @@
+"""The guard's pipeline for async adapters (ASGI, FastAPI, MCP): the same steps as
+:class:`~resource_server.guard.Guard`, awaited where they may wait.
+
+A token the cache holds is checked on the event loop, with no thread hop: a dict lookup, the
+membership call and the decision. Anything that may wait on the network (verifying a new token:
+a JWKS refresh, discovery, introspection; a DPoP proof checked against a shared replay cache)
+runs in a worker thread, so one slow authorization server does not stall every other request on
+the loop. ``membership`` may be a plain function or a coroutine function (give a coroutine
+function if it does I/O: a plain one runs on the loop).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from policy import ScopeMap
+
+from .denials import Denial
+from .dpop import DPoPRequest
+from .guard import Credential, Granted, Guard
+from .state import MemoryReplayCache
+
+__all__ = ["AsyncGuard", "run_in_thread"]
+
+
+async def run_in_thread(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a worker thread, under whichever async library runs the loop
+    (anyio, which Starlette and FastAPI bring, covers asyncio and trio)."""
+    try:
+        import anyio.to_thread
+    except ImportError:  # plain asyncio without anyio
+        import asyncio
+
+        return await asyncio.to_thread(function, *args)
+    return await anyio.to_thread.run_sync(function, *args)
+
+
+class AsyncGuard:
+    """Wraps a :class:`Guard` for adapters that run on an event loop."""
+
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
+        self._awaits_membership = inspect.iscoroutinefunction(
+            guard.membership
+        ) or inspect.iscoroutinefunction(
+            getattr(guard.membership, "__call__", None)  # noqa: B004 (an object with an async __call__)
+        )
+        # A DPoP proof checked against memory costs a signature on the loop, no waiting; one
+        # checked against a shared store (Redis) waits on the network, so it goes to a thread.
+        self._proof_waits = guard.dpop is not None and not isinstance(
+            guard.dpop.replay_cache, MemoryReplayCache
+        )
+
+    async def membership(self, subject: str, org: str | None) -> str | None:
+        role = self.guard.membership(subject, org)
+        if self._awaits_membership or inspect.isawaitable(role):
+            return await role  # type: ignore[misc,no-any-return]
+        return role
+
+    async def credential(
+        self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None = None
+    ) -> Credential | Denial | None:
+        """:meth:`Guard.credential`, on the loop for a cached token, in a thread otherwise."""
+        guard = self.guard
+        cached = guard.cached(authorization) if not token_elsewhere else None
+        if cached is not None and (cached.jkt is None or not self._proof_waits):
+            return guard.credential(authorization, token_elsewhere, dpop)
+        result: Credential | Denial | None = await run_in_thread(
+            guard.credential, authorization, token_elsewhere, dpop
+        )
+        return result
+
+    async def authenticate(
+        self,
+        *,
+        authorization: str | None,
+        token_elsewhere: bool,
+        org: str | None,
+        dpop: DPoPRequest | None = None,
+        session: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> Granted | Denial:
+        """Who is asking, as which member of ``org``. ``session`` (awaited only without a
+        token) returns the subject of a first-party session, whose access is the role's scopes."""
+        credential = await self.credential(authorization, token_elsewhere, dpop)
+        if credential is None:
+            subject = await session() if session is not None else None
+            if subject is None:
+                return self.guard.refusals.no_credentials
+            role = await self.membership(subject, org)
+            return self.guard.session_grant(subject, org, role)
+        if credential.__class__ is Denial:
+            return credential  # type: ignore[return-value]
+        role = await self.membership(*self.guard.role_of(credential, org))  # type: ignore[arg-type]
+        return self.guard.grant(credential, org, role)  # type: ignore[arg-type]
+
+    async def authorize(
+        self,
+        *,
+        authorization: str | None,
+        token_elsewhere: bool,
+        method: str,
+        scope_map: ScopeMap,
+        org: str | None,
+        dpop: DPoPRequest | None = None,
+        session: Callable[[], Awaitable[str | None]] | None = None,
+    ) -> Granted | Denial:
+        """The whole pipeline: :meth:`authenticate`, then ``policy.decide``."""
+        granted = await self.authenticate(
+            authorization=authorization, token_elsewhere=token_elsewhere, org=org, dpop=dpop, session=session
+        )
+        return self.guard.decision(granted, method, scope_map)

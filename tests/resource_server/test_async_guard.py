@@ -1,0 +1,178 @@
+"""The async pipeline: cached tokens decided on the loop, verification that waits on the network
+in a thread (a JWKS that takes seconds does not stall other requests), coroutine membership."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from policy import Roles, ScopeMap
+from resource_server import JWTVerifier
+from resource_server.async_guard import AsyncGuard
+from resource_server.guard import Denial, Granted, Guard
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, Signer, jwks
+
+ROLES = Roles({"admin": ["project:read"]})
+READ = ScopeMap({"GET": "project:read"})
+
+
+class SlowJWKS:
+    """A JWK Set that takes ``delay`` seconds to answer (released early by ``release``)."""
+
+    def __init__(self, document: dict[str, Any], delay: float) -> None:
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.release.wait(delay)
+                body = json.dumps(document).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.fixture
+def slow(es: Signer) -> Iterator[SlowJWKS]:
+    server = SlowJWKS(jwks(es), delay=2.0)
+    yield server
+    server.close()
+
+
+def guard(verifier: Any, membership: Any) -> AsyncGuard:
+    return AsyncGuard(Guard(verifier=verifier, roles=ROLES, membership=membership))
+
+
+def bearer(token: str) -> str:
+    return f"Bearer {token}"
+
+
+def test_a_slow_jwks_does_not_stall_other_requests(es: Signer, slow: SlowJWKS) -> None:
+    clock = FakeClock(NOW)
+    remote = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=slow.url, clock=clock)
+    local = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    waiting, quick = guard(remote, lambda s, o: "admin"), guard(local, lambda s, o: "admin")
+
+    async def scenario() -> tuple[float, Any]:
+        cold = asyncio.create_task(
+            waiting.authorize(
+                authorization=bearer(es.token()),
+                token_elsewhere=False,
+                method="GET",
+                scope_map=READ,
+                org="acme",
+            )
+        )
+        await asyncio.sleep(0.05)  # the slow fetch is under way in its thread
+        start = time.monotonic()
+        for _ in range(20):  # new tokens each: verified (in a thread), never waiting on the JWKS
+            outcome = await quick.authorize(
+                authorization=bearer(es.token()),
+                token_elsewhere=False,
+                method="GET",
+                scope_map=READ,
+                org="acme",
+            )
+            assert isinstance(outcome, Granted)
+        elapsed = time.monotonic() - start
+        assert not cold.done()  # still waiting for its keys
+        slow.release.set()
+        return elapsed, await cold
+
+    elapsed, cold = asyncio.run(scenario())
+    assert elapsed < 1.0  # twenty requests while one waits on a 2 s JWKS
+    assert isinstance(cold, Granted)
+
+
+def test_cached_tokens_are_decided_on_the_loop(es: Signer) -> None:
+    clock = FakeClock(NOW)
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    threads: list[str] = []
+    original = verifier.verify
+
+    def verify(token: str) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(token)
+
+    verifier.verify = verify  # type: ignore[method-assign]
+    async_guard = guard(verifier, lambda s, o: "admin")
+    header = bearer(es.token())
+
+    async def twice() -> None:
+        loop_thread = threading.current_thread().name
+        for _ in range(3):
+            outcome = await async_guard.authorize(
+                authorization=header, token_elsewhere=False, method="GET", scope_map=READ, org="acme"
+            )
+            assert isinstance(outcome, Granted)
+        assert threads and loop_thread not in threads  # verified once, off the loop
+
+    asyncio.run(twice())
+    assert len(threads) == 1  # then served from the cache
+
+
+def test_membership_may_be_a_coroutine_function(es: Signer) -> None:
+    clock = FakeClock(NOW)
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    asked: list[tuple[str, str | None]] = []
+
+    async def membership(subject: str, org: str | None) -> str | None:
+        asked.append((subject, org))
+        await asyncio.sleep(0)
+        return "admin" if org == "acme" else None
+
+    async_guard = guard(verifier, membership)
+    header = bearer(es.token())
+
+    async def run() -> tuple[Any, Any]:
+        allowed = await async_guard.authorize(
+            authorization=header, token_elsewhere=False, method="GET", scope_map=READ, org="acme"
+        )
+        other = await async_guard.authorize(
+            authorization=bearer(es.token(org_id="globex")),
+            token_elsewhere=False,
+            method="GET",
+            scope_map=READ,
+            org="globex",
+        )
+        return allowed, other
+
+    allowed, other = asyncio.run(run())
+    assert isinstance(allowed, Granted) and allowed.access.scopes == {"project:read"}
+    assert isinstance(other, Denial) and other.status == 403
+    assert asked == [("user-1", "acme"), ("user-1", "globex")]
+
+
+def test_no_credentials_and_bad_tokens_are_refused_as_by_the_sync_guard(es: Signer) -> None:
+    clock = FakeClock(NOW)
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    async_guard = guard(verifier, lambda s, o: "admin")
+
+    async def run(header: str | None) -> Any:
+        return await async_guard.authorize(
+            authorization=header, token_elsewhere=False, method="GET", scope_map=READ, org="acme"
+        )
+
+    assert asyncio.run(run(None)).status == 401
+    assert asyncio.run(run("Bearer not-a-jwt")).error == "invalid_token"
+    assert asyncio.run(run("Bearer a b")).status == 400
