@@ -1,0 +1,133 @@
+"""ASGI request plumbing every async adapter shares (the ASGI middleware, FastAPI, MCP): header
+lookup, the request URL for DPoP, bounded body reading with replay, token-elsewhere detection,
+and sending a :class:`~resource_server.denials.Denial`. No framework below it: only the ASGI
+``scope``/``receive``/``send`` contract."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .bodies import BodyError
+from .credentials import MAX_FORM_INSPECTED, names_access_token
+from .denials import Denial
+from .dpop import DPoPRequest
+
+__all__ = [
+    "Receive",
+    "Scope",
+    "Send",
+    "dpop_request",
+    "header",
+    "read_body",
+    "replaying",
+    "request_url",
+    "send_denial",
+    "token_elsewhere",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_FORM = b"application/x-www-form-urlencoded"
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """The value of header ``name`` (lower case bytes), repeated ones joined by ``", "`` as WSGI
+    servers join them (RFC 9110 §5.3), so two ``Authorization`` or ``DPoP`` headers are seen as
+    two; None when absent. Decoded as Latin-1, as ASGI servers pass the bytes on."""
+    values = [value for key, value in scope.get("headers", ()) if key == name]
+    if not values:
+        return None
+    return ", ".join(value.decode("latin-1") for value in values)
+
+
+def request_url(scope: Scope, resource: str | None = None) -> str:
+    """The URL the client used, without query, for DPoP's ``htu`` (RFC 9449 §4.3): ``resource``'s
+    scheme and authority when configured, else the request's own (``Host`` header, else the
+    server address); the path as sent (``raw_path``) when the server gives it."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw.startswith(b"/"):
+        path = raw.split(b"?", 1)[0].decode("latin-1")
+    else:
+        path = quote(scope.get("root_path", "") + scope.get("path", ""), safe="/;=!$&'()*+,:@~") or "/"
+    if resource is not None:
+        parts = urlsplit(resource)
+        return f"{parts.scheme}://{parts.netloc}{path}"
+    host = header(scope, b"host")
+    if not host:
+        server = scope.get("server") or ("localhost", None)
+        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host}{path}"
+
+
+def dpop_request(scope: Scope, authorization: str | None, resource: str | None) -> DPoPRequest | None:
+    """What a DPoP request's proof is checked against, or None when the scheme is not DPoP."""
+    if not authorization or authorization[:4].lower() != "dpop":
+        return None
+    method = scope.get("method", "GET")
+    return DPoPRequest(header(scope, b"dpop"), method, lambda: request_url(scope, resource))
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body, at most ``limit`` bytes: :class:`BodyError` beyond it, or when the
+    client disconnects first. Every chunk is counted as it arrives (a chunked body declares no
+    length), so nothing past the limit is ever kept."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyError("the client went away before the body was complete")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the app ``body`` (already read) first, then whatever the
+    connection says next (a disconnect), so the app reads the request untouched."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def token_elsewhere(scope: Scope, receive: Receive) -> tuple[bool, Receive]:
+    """Whether a token also came in the query or a form body (RFC 6750 §2.2, §2.3: refused, the
+    header is the only method accepted), and the ``receive`` the app must use next (the form
+    body, when read here, is replayed). Forms larger than ``MAX_FORM_INSPECTED`` are not read:
+    a token there is never accepted anyway."""
+    query = scope.get("query_string", b"")
+    if query and names_access_token(query):
+        return True, receive
+    content_type = (header(scope, b"content-type") or "").encode("latin-1")
+    if content_type[: len(_FORM)].lower() != _FORM:
+        return False, receive
+    declared = header(scope, b"content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_INSPECTED):
+        return False, receive
+    body = await read_body(receive, MAX_FORM_INSPECTED)
+    return names_access_token(body), replaying(body, receive)
+
+
+async def send_denial(send: Send, denial: Denial) -> None:
+    """The refusal as an HTTP response: its status, headers and JSON body, exactly."""
+    body = denial.body
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in denial.headers]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": denial.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
