@@ -13,6 +13,7 @@ from .bodies import BodyError
 from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .denials import Denial
 from .dpop import DPoPRequest
+from .dpop import dpop_request as dpop_request_for
 
 __all__ = [
     "Receive",
@@ -66,10 +67,12 @@ def request_url(scope: Scope, resource: str | None = None) -> str:
 
 def dpop_request(scope: Scope, authorization: str | None, resource: str | None) -> DPoPRequest | None:
     """What a DPoP request's proof is checked against, or None when the scheme is not DPoP."""
-    if not authorization or authorization[:4].lower() != "dpop":
-        return None
-    method = scope.get("method", "GET")
-    return DPoPRequest(header(scope, b"dpop"), method, lambda: request_url(scope, resource))
+    return dpop_request_for(
+        authorization,
+        header(scope, b"dpop"),
+        scope.get("method", "GET"),
+        lambda: request_url(scope, resource),
+    )
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:

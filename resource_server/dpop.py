@@ -38,6 +38,7 @@ __all__ = [
     "DPoPVerifier",
     "InvalidDPoPProof",
     "bound_key",
+    "dpop_request",
     "jwk_thumbprint",
     "normalize_htu",
 ]
@@ -178,6 +179,16 @@ class DPoPRequest:
     proof: str | None
     method: str
     url: Callable[[], str]
+
+
+def dpop_request(
+    authorization: str | None, proof: str | None, method: str, url: Callable[[], str]
+) -> DPoPRequest | None:
+    """What a request's proof is checked against, when its ``Authorization`` uses the DPoP
+    scheme (RFC 9449 §7.1); None otherwise, so bearer requests build nothing for DPoP."""
+    if not authorization or authorization[:4].lower() != "dpop":
+        return None
+    return DPoPRequest(proof, method, url)
 
 
 def bound_key(token: VerifiedToken) -> str | None:

@@ -29,7 +29,7 @@ from policy import Roles, ScopeMap
 
 from .bodies import BodyError
 from .credentials import request_url, token_elsewhere
-from .dpop import DPoPRequest, DPoPVerifier
+from .dpop import DPoPRequest, DPoPVerifier, dpop_request
 from .guard import Denial, Guard, Membership
 from .tokens import TokenVerifier
 
@@ -183,11 +183,12 @@ class BearerMiddleware:
         return self.app(environ, start_response)
 
     def _dpop_request(self, environ: dict[str, Any], method: str) -> DPoPRequest | None:
-        """What a DPoP request's proof is checked against; None for other schemes."""
-        authorization = environ.get("HTTP_AUTHORIZATION")
-        if not authorization or authorization[:4].lower() != "dpop":
-            return None
-        return DPoPRequest(environ.get("HTTP_DPOP"), method, lambda: request_url(environ, self.resource))
+        return dpop_request(
+            environ.get("HTTP_AUTHORIZATION"),
+            environ.get("HTTP_DPOP"),
+            method,
+            lambda: request_url(environ, self.resource),
+        )
 
 
 def _adding(headers: tuple[tuple[str, str], ...], start_response: Callable[..., Any]) -> Callable[..., Any]:

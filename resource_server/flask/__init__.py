@@ -24,7 +24,7 @@ from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
-from ..dpop import DPoPRequest, DPoPVerifier
+from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
 from ..resource_tokens import ResourceToken, ResourceTokenVerifier
 from ..tokens import TokenVerifier, VerifiedToken
@@ -367,9 +367,14 @@ class ResourceServer:
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
         viewer = self._viewer_loader(req) if viewer_context else None
-        dpop = (  # only a DPoP request pays for this (RFC 9449 §7.1: the scheme says so)
-            DPoPRequest(environ.get("HTTP_DPOP"), req.method, lambda: request_url(environ, state.resource))
-            if guard.dpop is not None and authorization and authorization[:4].lower() == "dpop"
+        dpop = (
+            dpop_request(
+                authorization,
+                environ.get("HTTP_DPOP"),
+                req.method,
+                lambda: request_url(environ, state.resource),
+            )
+            if guard.dpop is not None
             else None
         )
         try:
