@@ -6,13 +6,16 @@
                                        # API on 5001, gateway on 5002, globex's authorization
                                        # server on 5003 (--as-port, --api-port, --gateway-port,
                                        # --globex-port choose others)
+    python examples/demo.py --redis-url redis://127.0.0.1:6379/0   # replay cache in Redis
 
 The authorization server (Authlib, SQLite) issues RFC 9068 JWT access tokens signed with ES256,
 bound to an organization by an ``org_id`` claim and capped by the user's role, and, to one service
 account, opaque tokens. The API (Flask and this library) fetches the server's JWK Set over HTTP,
 asks the server about opaque tokens (RFC 7662 introspection) and checks every request. A second
 authorization server, globex's own, has its own users and keys; the API trusts its tokens for
-globex only. The gateway signs users in and calls the API with a signed viewer context.
+globex only. The gateway signs users in and calls the API with a signed viewer context. An
+agent with a key of its own gets tokens bound to it (DPoP, RFC 9449) and signs a proof for every
+request: the token alone, or with another key's proof, or a replayed request, gets nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 from werkzeug.serving import make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,6 +65,7 @@ from demo_auth_server import (
 from demo_gateway import create_gateway
 
 from policy import parse_challenges
+from resource_server.client import DPoPKey, StepUpAuth
 from resource_server.viewer_context import ViewerContextSigner
 
 
@@ -89,9 +94,14 @@ class Demo:
 
 @contextmanager
 def demo_servers(
-    as_port: int = 0, api_port: int = 0, gateway_port: int = 0, globex_port: int = 0
+    as_port: int = 0,
+    api_port: int = 0,
+    gateway_port: int = 0,
+    globex_port: int = 0,
+    redis_url: str | None = None,
 ) -> Iterator[Demo]:
-    """Run the two authorization servers, the API and the gateway on loopback."""
+    """Run the two authorization servers, the API and the gateway on loopback; the API keeps its
+    replay cache in Redis given ``redis_url``, else in memory (it is one process here)."""
     memberships = {**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS}  # the API's own knowledge of both tenants
     gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
     apps = [_Late(), _Late(), _Late(), _Late()]
@@ -117,6 +127,7 @@ def demo_servers(
             gateway_key=gateway_key,
             introspection=Introspection(f"{issuer}/introspect", API_CLIENT, API_SECRET),
             tenant_issuers={"globex": globex},
+            redis_url=redis_url,
         )
         apps[2].app = create_gateway(
             api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
@@ -130,6 +141,11 @@ def demo_servers(
             for server in servers:
                 server.shutdown()
                 server.server_close()
+
+
+#: What :func:`dpop_story` sees: the proof accepted; no proof, another key's proof and a replay
+#: refused; then a step-up, refused and retried with a new bound token.
+EXPECTED_DPOP = [200, 401, 401, 401, 403, 201]
 
 
 def show(step: str, response: httpx.Response) -> None:
@@ -367,8 +383,101 @@ def tenant_story(demo: Demo) -> list[int]:
     return seen
 
 
-def serve(as_port: int, api_port: int, gateway_port: int, globex_port: int) -> None:
-    with demo_servers(as_port, api_port, gateway_port, globex_port) as demo:
+def dpop_story(demo: Demo) -> list[int]:
+    """An agent with a key of its own (DPoP, RFC 9449). Its token requests carry a proof of the
+    key, so its tokens are bound to it (``cnf.jkt``), and each call carries a fresh proof signed
+    with it: the token alone is worth nothing, nor is a request copied whole."""
+    seen: list[int] = []
+    key = DPoPKey.generate("ES256")
+    url = f"{demo.resource}/orgs/acme/projects"
+    with httpx.Client(timeout=10) as http:
+
+        def token_for(scopes: frozenset[str] | None, *, dpop_key: DPoPKey) -> str:
+            """The agent's token provider: user-admin's delegated token, bound to ``dpop_key``."""
+            granted = fetch_token_with_code(
+                demo.issuer,
+                username="user-admin",
+                password=PASSWORDS["user-admin"],
+                org="acme",
+                scope=" ".join(sorted(scopes or {"project:read"})),
+                client=http,
+                dpop_key=dpop_key,
+            )
+            cnf = jwt.decode(granted["access_token"], options={"verify_signature": False})["cnf"]
+            bound = "the agent's key" if cnf["jkt"] == dpop_key.jkt else "another key"
+            print(
+                f"\n   (a {granted['token_type']} token for the agent, granted {granted['scope']!r},"
+                f" cnf.jkt {cnf['jkt'][:10]}...: {bound})"
+            )
+            return granted["access_token"]
+
+        def call(step: str, headers: dict[str, str]) -> None:
+            response = http.get(url, headers=headers)
+            show(step, response)
+            seen.append(response.status_code)
+
+        token = token_for(frozenset({"project:read"}), dpop_key=key)
+        proof = key.proof("GET", url, access_token=token)
+        call(
+            "18. the bound token, with a proof signed by its key",
+            {"Authorization": f"DPoP {token}", "DPoP": proof},
+        )
+        call("19. the same token as a bearer token, without a proof", {"Authorization": f"Bearer {token}"})
+        stolen = DPoPKey.generate("ES256").proof("GET", url, access_token=token)
+        call(
+            "20. the same token with a proof signed by another key",
+            {"Authorization": f"DPoP {token}", "DPoP": stolen},
+        )
+        call(
+            "21. the first request replayed, proof and all", {"Authorization": f"DPoP {token}", "DPoP": proof}
+        )
+
+        steps = iter(
+            (
+                "22. the agent writes with its read token: refused with a DPoP challenge",
+                "23. stepped up to a new token bound to the same key, with a fresh proof, the retry succeeds",
+            )
+        )
+
+        def shown(response: httpx.Response) -> None:
+            response.read()
+            show(next(steps), response)
+            seen.append(response.status_code)
+
+        # StepUpAuth signs a proof for every attempt and, on a DPoP insufficient_scope challenge,
+        # asks token_for for a token bound to the same key that also covers the advertised scope.
+        agent = StepUpAuth(token_for, scopes=["project:read"], dpop_key=key)
+        with httpx.Client(timeout=10, auth=agent, event_hooks={"response": [shown]}) as client:
+            client.post(url, json={"name": "bound"})
+    return seen
+
+
+def dpop_snippet(issuer: str, resource: str) -> str:
+    """Python that gets a token bound to a new key and reads with it (curl cannot sign proofs)."""
+    return f"""import httpx
+from resource_server.client import DPoPKey
+
+key = DPoPKey.generate("ES256")
+token = httpx.post(
+    "{issuer}/token",
+    data={{"grant_type": "client_credentials", "scope": "project:read"}},
+    auth=("{SERVICE_CLIENT}", "{SERVICE_SECRET}"),
+    headers={{"DPoP": key.proof("POST", "{issuer}/token")}},
+).json()
+print(token["token_type"], "token bound to", key.jkt)
+url = "{resource}/orgs/acme/projects"
+proof = key.proof("GET", url, access_token=token["access_token"])  # one per request
+headers = {{"Authorization": "DPoP " + token["access_token"], "DPoP": proof}}
+for attempt in ("with its proof:", "the same proof again:"):
+    answer = httpx.get(url, headers=headers)
+    print(attempt, answer.status_code, answer.headers.get("WWW-Authenticate", answer.text.strip()))
+"""
+
+
+def serve(
+    as_port: int, api_port: int, gateway_port: int, globex_port: int, redis_url: str | None = None
+) -> None:
+    with demo_servers(as_port, api_port, gateway_port, globex_port, redis_url) as demo:
         issuer, resource = demo.issuer, demo.resource
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
         print(
@@ -404,6 +513,11 @@ def serve(as_port: int, api_port: int, gateway_port: int, globex_port: int) -> N
         print(
             f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/acme/projects   # 401 invalid_token'
         )
+        print("\nDPoP-bound tokens (RFC 9449): curl cannot sign a proof per request, so in Python:")
+        # Unindented: Python code, and the heredoc's closing EOF, must start in the first column.
+        print(f"{sys.executable} - <<'EOF'")
+        print(dpop_snippet(issuer, resource) + "EOF")
+        print('  # prints: DPoP token bound to ...; 200; then 401 DPoP ... error="invalid_dpop_proof"')
         print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
@@ -422,12 +536,15 @@ def main() -> None:
     parser.add_argument(
         "--globex-port", type=int, default=5003, help="with --serve: globex's authorization server's port"
     )
+    parser.add_argument(
+        "--redis-url", help="keep the API's replay cache (DPoP proofs, viewer contexts) in Redis"
+    )
     args = parser.parse_args()
     if args.serve:
-        serve(args.as_port, args.api_port, args.gateway_port, args.globex_port)
+        serve(args.as_port, args.api_port, args.gateway_port, args.globex_port, args.redis_url)
         return
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
-    with demo_servers() as demo:
+    with demo_servers(redis_url=args.redis_url) as demo:
         print(
             f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway},"
             f" globex's authorization server on {demo.globex}"
@@ -435,11 +552,13 @@ def main() -> None:
         statuses = run_script(demo.issuer, demo.resource, demo.memberships)
         statuses += gateway_story(demo)
         tenants = tenant_story(demo)
+        bound = dpop_story(demo)
     expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
     expected_tenants = [200, 401, 201, 401]
     print(f"\nstatuses: {statuses} (expected {expected})")
     print(f"opaque tokens and the second tenant: {tenants} (expected {expected_tenants})")
-    sys.exit(0 if statuses == expected and tenants == expected_tenants else 1)
+    print(f"DPoP-bound tokens: {bound} (expected {EXPECTED_DPOP})")
+    sys.exit(0 if statuses == expected and tenants == expected_tenants and bound == EXPECTED_DPOP else 1)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,42 @@ organization, in which role, is the API's own knowledge, given as ``memberships`
 de-escalated capability tokens at ``POST /orgs/<org>/agent-token``; people approve write scopes
 for one agent session at ``POST /orgs/<org>/agent-approvals`` from a first-party session
 (``POST /login``), and those approvals live in a SQLite grants store.
+
+Tokens come as ``Bearer`` or, bound to a client's key, as ``DPoP`` with a proof per request
+(RFC 9449); a bound token sent as a bearer token is refused. The one-time credentials (DPoP
+proofs, the gateway's viewer contexts) are remembered in a replay cache: in process memory, or in
+Redis given ``redis_url``, which every worker of a multi-process server must share.
+
+Under gunicorn, each worker builds its app from environment variables (:func:`from_environment`)::
+
+    DEMO_ISSUER=http://127.0.0.1:5000 DEMO_RESOURCE=http://127.0.0.1:5001 \\
+    DEMO_REDIS_URL=redis://127.0.0.1:6379/0 DEMO_GATEWAY_KEY=$(openssl rand -hex 32) \\
+    gunicorn -w 4 -b 127.0.0.1:5001 --chdir examples 'demo_api:from_environment()'
 """
 
 from __future__ import annotations
 
 import hmac
 import itertools
+import json
+import os
 import secrets
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from flask import Flask, request, session
+from flask import Flask, Response, request, session
 from flask.views import MethodView
+from sqlalchemy.exc import OperationalError
 
 from policy import Roles, ScopeMap
 from resource_server.capability import CapabilityIssuer
+from resource_server.dpop import DPoPVerifier
 from resource_server.flask import ResourceServer, current_access, current_token, json_body
-from resource_server.flask_agents import agent_blueprint
+from resource_server.flask.agents import agent_blueprint
 from resource_server.grants import GrantStore
+from resource_server.state import MemoryReplayCache, RedisReplayCache, ReplayCache
 from resource_server.tokens import JWTVerifier, TrustedIssuers
 from resource_server.tokens.introspection import IntrospectionVerifier
 from resource_server.viewer_context import ViewerContextVerifier
@@ -56,28 +73,42 @@ def checked_login(body: object, passwords: Mapping[str, str]) -> str | None:
     return username
 
 
+def replay_cache(redis_url: str | None, clock: Callable[[], float] = time.time) -> ReplayCache:
+    """Where one-time credentials are remembered: Redis, shared by every worker that is given the
+    same URL, or this process's memory, which suits a single worker only."""
+    return RedisReplayCache(redis_url) if redis_url else MemoryReplayCache(clock=clock)
+
+
 def create_api(
     *,
     issuer: str,
-    jwks_uri: str,
     resource: str,
     roles: Mapping[str, list[str]],
     memberships: Mapping[tuple[str, str], str],
     passwords: Mapping[str, str],
     grants_url: str,
+    jwks_uri: str | None = None,
+    jwks: Mapping[str, object] | None = None,
     gateway_key: bytes | None = None,
     introspection: Introspection | None = None,
     tenant_issuers: Mapping[str, str] | None = None,
+    redis_url: str | None = None,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
-    ``passwords`` are the first-party logins; ``grants_url`` is the grants database;
-    ``gateway_key`` the secret the demo gateway signs viewer contexts with; ``introspection``
-    where opaque tokens from ``issuer`` are checked; ``tenant_issuers`` maps an organization to
-    the issuer URL of its own authorization server."""
+    ``passwords`` are the first-party logins; ``grants_url`` is the grants database; ``issuer``'s
+    keys are fetched from ``jwks_uri`` or given as a JWK Set, ``jwks``; ``gateway_key`` the
+    secret the demo gateway signs viewer contexts with; ``introspection`` where opaque tokens from
+    ``issuer`` are checked; ``tenant_issuers`` maps an organization to the issuer URL of its own
+    authorization server; ``redis_url`` the Redis server holding the replay cache (DPoP proofs,
+    viewer contexts), else it is held in memory."""
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
     grants = GrantStore(grants_url)
-    grants.create_schema()
+    try:
+        grants.create_schema()
+    except OperationalError:
+        # Another worker created the table between this one's check and its CREATE: it is there.
+        grants.create_schema()
     capabilities = CapabilityIssuer(
         keys={"demo-1": secrets.token_bytes(32)},
         issuer=resource,
@@ -106,10 +137,12 @@ def create_api(
         if introspection
         else None
     )
+    keys = {"jwks": jwks} if jwks is not None else {"jwks_uri": jwks_uri}
     verifier = TrustedIssuers(
-        [JWTVerifier(issuer=issuer, audience=resource, jwks_uri=jwks_uri, clock=clock), *tenants],
+        [JWTVerifier(issuer=issuer, audience=resource, clock=clock, **keys), *tenants],
         opaque=opaque,
     )
+    replays = replay_cache(redis_url, clock)  # one store for both: their keys cannot collide
     rs = ResourceServer(
         app,
         verifier=verifier,
@@ -118,8 +151,14 @@ def create_api(
         capabilities=capabilities.verifier(),
         session_loader=lambda: session.get("subject"),
         viewer_context=ViewerContextVerifier(
-            keys={"gw-1": gateway_key or secrets.token_bytes(32)}, audience=resource, issuers=["demo-gateway"]
+            keys={"gw-1": gateway_key or secrets.token_bytes(32)},
+            audience=resource,
+            issuers=["demo-gateway"],
+            replay_cache=replays,
+            clock=clock,
         ),
+        # Bearer tokens and DPoP-bound ones (RFC 9449 §7), whose proofs are used once.
+        dpop=DPoPVerifier(replay_cache=replays, clock=clock),
     )
     app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
 
@@ -179,5 +218,59 @@ def create_api(
             "effective_scopes": sorted(current_access.scopes),
             "client_id": current_token.client_id,
         }
+
+    return app
+
+
+def from_environment() -> Flask:
+    """The API as a multi-process server builds it in every worker, for instance
+    ``gunicorn -w 4 --chdir examples 'demo_api:from_environment()'``: configured by environment
+    variables alone, since each worker is a process of its own.
+
+    ``DEMO_ISSUER`` and ``DEMO_RESOURCE`` (required): the trusted authorization server and this
+    API's identifier (the tokens' ``aud``, the DPoP proofs' URL). ``DEMO_JWKS``: the issuer's
+    JWK Set as JSON, else fetched from ``DEMO_JWKS_URI`` (default: the demo authorization server's
+    ``/.well-known/jwks.json``). ``DEMO_REDIS_URL``: the replay cache every worker shares (without
+    it each worker remembers proofs and contexts alone, and a replay to another worker passes).
+    ``DEMO_GATEWAY_KEY``: the gateway's viewer-context secret, hex, 32 bytes or more.
+    ``DEMO_GRANTS_URL``: the grants database (default: a SQLite file of this process's own).
+    ``DEMO_INTROSPECTION_ENDPOINT``: where opaque tokens are checked. ``DEMO_TENANT_ISSUERS``: a
+    JSON object, organization → issuer URL. ``DEMO_WORKER_HEADER=1`` adds an ``X-Demo-Worker``
+    header with the worker's process id to every response, to see which worker answered.
+    """
+    from demo_auth_server import API_CLIENT, API_SECRET, GLOBEX_MEMBERSHIPS, MEMBERSHIPS, PASSWORDS, ROLES
+
+    env = os.environ
+    missing = [name for name in ("DEMO_ISSUER", "DEMO_RESOURCE") if not env.get(name)]
+    if missing:
+        raise RuntimeError(f"set {' and '.join(missing)}")
+    issuer = env["DEMO_ISSUER"]
+    grants_url = env.get("DEMO_GRANTS_URL") or (
+        f"sqlite:///{tempfile.mkdtemp(prefix='demo-grants-')}/grants.sqlite3"
+    )
+    gateway_key = env.get("DEMO_GATEWAY_KEY")
+    endpoint = env.get("DEMO_INTROSPECTION_ENDPOINT")
+    jwks = env.get("DEMO_JWKS")
+    jwks_uri = None if jwks else env.get("DEMO_JWKS_URI", f"{issuer}/.well-known/jwks.json")
+    app = create_api(
+        issuer=issuer,
+        resource=env["DEMO_RESOURCE"],
+        roles=ROLES,
+        memberships={**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS},
+        passwords=PASSWORDS,
+        grants_url=grants_url,
+        jwks=json.loads(jwks) if jwks else None,
+        jwks_uri=jwks_uri,
+        gateway_key=bytes.fromhex(gateway_key) if gateway_key else None,
+        introspection=Introspection(endpoint, API_CLIENT, API_SECRET) if endpoint else None,
+        tenant_issuers=json.loads(env.get("DEMO_TENANT_ISSUERS") or "{}"),
+        redis_url=env.get("DEMO_REDIS_URL") or None,
+    )
+    if env.get("DEMO_WORKER_HEADER") == "1":
+
+        @app.after_request
+        def name_the_worker(response: Response) -> Response:
+            response.headers["X-Demo-Worker"] = str(os.getpid())  # at request time: after any fork
+            return response
 
     return app

@@ -13,6 +13,11 @@ Most clients get JWTs; a client registered with the ``opaque`` token format gets
 that mean nothing outside this server, which a resource server learns about at ``/introspect``
 (RFC 7662), authenticated as a client allowed to introspect (``client_secret_basic``).
 
+A token request that carries a valid ``DPoP`` proof (RFC 9449 §5) gets a token bound to the
+proof's key: ``cnf.jkt``, the key's RFC 7638 thumbprint, in the JWT (or in the introspection
+answer of an opaque token), and ``token_type`` ``DPoP``. An invalid proof is a 400
+``invalid_dpop_proof``; a request without one gets a bearer token, as before.
+
 Each server serves one :class:`Tenant` (its orgs, users, memberships and clients): ``ACME`` is the
 shared server of the demo, ``GLOBEX`` a server of globex's own, which the API trusts for globex only.
 
@@ -44,10 +49,12 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from joserfc.jwk import ECKey, KeySet
 
 from resource_server.bodies import BodyError
+from resource_server.client import DPoPKey
+from resource_server.dpop import DPoPVerifier, InvalidDPoPProof
 from resource_server.flask import request_body
 
 ORGS = ("acme", "globex")
@@ -96,7 +103,7 @@ CREATE TABLE IF NOT EXISTS codes (code TEXT PRIMARY KEY, client_id TEXT, user_id
     redirect_uri TEXT, scope TEXT, code_challenge TEXT, code_challenge_method TEXT, issued_at REAL);
 CREATE TABLE IF NOT EXISTS tokens (token_hash BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL,
     org TEXT NOT NULL, scope TEXT NOT NULL, audience TEXT NOT NULL, issued_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL);
+    expires_at INTEGER NOT NULL, jkt TEXT);
 """
 
 
@@ -241,7 +248,8 @@ class AuthorizationCode:
 
 @dataclass(frozen=True)
 class IssuedToken(TokenMixin):
-    """An opaque access token's record, as found at one moment (``expired`` is as of then)."""
+    """An opaque access token's record, as found at one moment (``expired`` is as of then);
+    ``jkt`` is the thumbprint of the DPoP key it is bound to (RFC 9449 §6.2), or None."""
 
     client_id: str
     subject: str
@@ -251,6 +259,7 @@ class IssuedToken(TokenMixin):
     issued_at: int
     expires_at: int
     expired: bool
+    jkt: str | None = None
 
     def get_scope(self) -> str:
         return self.scope
@@ -274,6 +283,8 @@ class Store:
         self.path = path
         with self._db() as db:
             db.executescript(SCHEMA)
+            if "jkt" not in {row[1] for row in db.execute("PRAGMA table_info(tokens)")}:
+                db.execute("ALTER TABLE tokens ADD COLUMN jkt TEXT")  # a database from before DPoP
             if db.execute("SELECT COUNT(*) FROM orgs").fetchone()[0] == 0:
                 self._seed(db, tenant)
 
@@ -349,14 +360,19 @@ class Store:
     def save_token(self, token: str, record: IssuedToken) -> None:
         with self._db() as db:
             db.execute("DELETE FROM tokens WHERE expires_at <= ?", (record.issued_at,))  # no endless growth
-            columns = astuple(record)[:-1]  # all but ``expired``, which is worked out when read
-            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (token_hash(token), *columns))
+            *columns, _expired, jkt = astuple(record)  # ``expired`` is worked out when read
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (token_hash(token), *columns, jkt)
+            )
 
     def find_token(self, token: str, now: float) -> IssuedToken | None:
         """The token's record, ``expired`` as of ``now``; None for a token this server never issued."""
         sql = "SELECT *, expires_at <= ? FROM tokens WHERE token_hash = ?"
         row = self._row(sql, now, token_hash(token))
-        return IssuedToken(*row[1:-1], expired=bool(row[-1])) if row else None
+        if row is None:
+            return None
+        _hash, *columns, jkt, expired = row
+        return IssuedToken(*columns, expired=bool(expired), jkt=jkt)
 
 
 def cap_scope(requested: str | None, *limits: Collection[str]) -> str:
@@ -368,9 +384,16 @@ def cap_scope(requested: str | None, *limits: Collection[str]) -> str:
     return " ".join(sorted(granted))
 
 
+def dpop_bound_key() -> str | None:
+    """The thumbprint of the key this token request proved it holds (set by the token endpoint
+    once the request's ``DPoP`` proof verified), or None: a bearer token is asked for."""
+    return g.get("dpop_jkt")
+
+
 class TokenGenerator(JWTBearerTokenGenerator):
     """RFC 9068 access tokens (``typ: at+jwt``) with ``org_id``, the scope capped by the subject's
-    role; opaque ones, recorded in the store, for clients registered with that token format."""
+    role; opaque ones, recorded in the store, for clients registered with that token format.
+    Either kind is bound to the request's DPoP key when it proved one (RFC 9449 §6)."""
 
     def __init__(
         self, issuer: str, resource: str, key: ECKey, store: Store, clock: Callable[[], float]
@@ -387,7 +410,11 @@ class TokenGenerator(JWTBearerTokenGenerator):
     def get_extra_claims(
         self, client: Client, grant_type: str, user: User | None, scope: str
     ) -> dict[str, Any]:
-        return {"org_id": user.org if user else client.org}
+        claims: dict[str, Any] = {"org_id": user.org if user else client.org}
+        jkt = dpop_bound_key()
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1
+        return claims
 
     def generate(
         self,
@@ -403,18 +430,23 @@ class TokenGenerator(JWTBearerTokenGenerator):
         granted = cap_scope(scope, self.store.role_scopes(subject, org) or (), client.scopes)
         if client.token_format == "opaque":
             return self.opaque(client, subject, org, granted)
-        return super().generate(grant_type, client, user, granted, expires_in, include_refresh_token=False)
+        token = super().generate(grant_type, client, user, granted, expires_in, include_refresh_token=False)
+        if dpop_bound_key() is not None:
+            token["token_type"] = "DPoP"  # RFC 9449 §5: the client learns the token is bound
+        return token
 
     def opaque(self, client: Client, subject: str, org: str, scope: str) -> dict[str, Any]:
         """A random token (256 bits) that only this server can say anything about (RFC 7662 §1).
         The ``at_`` prefix keeps it from ever starting like the API's ``cap_`` capabilities."""
         token = "at_" + secrets.token_urlsafe(32)
         now = int(self.clock())
+        jkt = dpop_bound_key()
         record = IssuedToken(
-            client.client_id, subject, org, scope, self.resource, now, now + TOKEN_LIFETIME, expired=False
+            client.client_id, subject, org, scope, self.resource, now, now + TOKEN_LIFETIME, False, jkt
         )
         self.store.save_token(token, record)
-        return {"token_type": "Bearer", "access_token": token, "expires_in": TOKEN_LIFETIME, "scope": scope}
+        token_type = "Bearer" if jkt is None else "DPoP"
+        return {"token_type": token_type, "access_token": token, "expires_in": TOKEN_LIFETIME, "scope": scope}
 
 
 def make_code_grant(store: Store, clock: Callable[[], float]) -> type[grants.AuthorizationCodeGrant]:
@@ -506,7 +538,7 @@ def make_introspection(
             return "introspection" in client.endpoints and token.audience == resource
 
         def introspect_token(self, token: IssuedToken) -> dict[str, Any]:
-            return {
+            answer = {
                 "active": True,
                 "scope": token.scope,  # space-delimited (§2.2)
                 "client_id": token.client_id,
@@ -518,6 +550,9 @@ def make_introspection(
                 "token_type": "Bearer",
                 "org_id": token.org,
             }
+            if token.jkt is not None:  # RFC 9449 §6.2: the key the token is bound to
+                answer.update(token_type="DPoP", cnf={"jkt": token.jkt})
+            return answer
 
     return Introspection()
 
@@ -541,6 +576,14 @@ def refusal(text: str, status: int) -> Response:
     return Response(text + "\n", status, mimetype="text/plain")
 
 
+def token_error(error: str, description: str) -> Response:
+    """An RFC 6749 §5.2 error response from the token endpoint, never cached."""
+    response = jsonify(error=error, error_description=description)
+    response.status_code = 400
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def create_auth_server(
     *,
     issuer: str,
@@ -562,6 +605,10 @@ def create_auth_server(
     server.register_grant(make_code_grant(store, clock), [S256CodeChallenge(required=True)])
     server.register_grant(ServiceGrant)
     server.register_endpoint(make_introspection(store, issuer, resource, clock))
+    token_endpoint = f"{issuer}/token"
+    # Proofs at the token endpoint carry no ath (no access token yet); their jti are kept once,
+    # in this process: the demo's authorization server runs as one.
+    dpop = DPoPVerifier(clock=clock)
 
     @app.before_request
     def bounded_body() -> Response | None:
@@ -593,6 +640,7 @@ def create_auth_server(
             scopes_supported=ALL_SCOPES,
             code_challenge_methods_supported=["S256"],
             token_endpoint_auth_methods_supported=["none", "client_secret_basic", "client_secret_post"],
+            dpop_signing_alg_values_supported=list(dpop.algorithms),  # RFC 9449 §5.1
         )
 
     @app.route("/authorize", methods=["GET", "POST"])
@@ -615,6 +663,17 @@ def create_auth_server(
 
     @app.post("/token")
     def token() -> Any:
+        """RFC 6749 §3.2; with a ``DPoP`` header, RFC 9449 §5: the proof is checked against this
+        endpoint's URL and ``POST`` before the grant is looked at, and the token bound to its key."""
+        proofs = request.headers.getlist("DPoP")
+        if proofs:
+            try:
+                if len(proofs) != 1:
+                    raise InvalidDPoPProof("send exactly one DPoP header")
+                proof = dpop.verify(proofs[0], method="POST", url=token_endpoint, access_token=None)
+            except InvalidDPoPProof as error:
+                return token_error("invalid_dpop_proof", error.description)
+            g.dpop_jkt = proof.jkt
         return server.create_token_response()
 
     @app.post("/introspect")
@@ -625,9 +684,17 @@ def create_auth_server(
 
 
 def fetch_token_with_code(
-    base_url: str, *, username: str, password: str, org: str, scope: str, client: httpx.Client
+    base_url: str,
+    *,
+    username: str,
+    password: str,
+    org: str,
+    scope: str,
+    client: httpx.Client,
+    dpop_key: DPoPKey | None = None,
 ) -> dict[str, Any]:
-    """The authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636 §4) over HTTP, scripted."""
+    """The authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636 §4) over HTTP, scripted;
+    with ``dpop_key``, the token is bound to that key (RFC 9449 §5)."""
     verifier = secrets.token_urlsafe(48)
     query = {
         "client_id": PUBLIC_CLIENT,
@@ -653,15 +720,31 @@ def fetch_token_with_code(
         "client_id": PUBLIC_CLIENT,
         "code_verifier": verifier,
     }
-    return _token_response(client.post(f"{base_url}/token", data=exchange))
+    headers = _proof_header(base_url, dpop_key)
+    return _token_response(client.post(f"{base_url}/token", data=exchange, headers=headers))
 
 
 def fetch_token_client_credentials(
-    base_url: str, *, client_id: str, client_secret: str, scope: str, client: httpx.Client
+    base_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    scope: str,
+    client: httpx.Client,
+    dpop_key: DPoPKey | None = None,
 ) -> dict[str, Any]:
-    """RFC 6749 §4.4, authenticating with client_secret_basic (§2.3.1)."""
+    """RFC 6749 §4.4, authenticating with client_secret_basic (§2.3.1); with ``dpop_key``, the
+    token is bound to that key (RFC 9449 §5)."""
     form = {"grant_type": "client_credentials", "scope": scope}
-    return _token_response(client.post(f"{base_url}/token", data=form, auth=(client_id, client_secret)))
+    headers = _proof_header(base_url, dpop_key)
+    return _token_response(
+        client.post(f"{base_url}/token", data=form, auth=(client_id, client_secret), headers=headers)
+    )
+
+
+def _proof_header(base_url: str, dpop_key: DPoPKey | None) -> dict[str, str]:
+    """RFC 9449 §5: a proof for the token request itself, without ath (there is no token yet)."""
+    return {} if dpop_key is None else {"DPoP": dpop_key.proof("POST", f"{base_url}/token")}
 
 
 def _token_response(response: httpx.Response) -> dict[str, Any]:
