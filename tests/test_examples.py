@@ -49,6 +49,7 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     assert 'error="invalid_token"' in out
     assert '{"error": "forbidden"' in out  # the demoted member: no challenge
     assert "opaque tokens and the second tenant: [200, 401, 201, 401]" in out
+    assert "DPoP-bound tokens: [200, 401, 401, 401, 403, 201]" in out
 
 
 def test_hot_path_benchmark_runs() -> None:
