@@ -1,25 +1,27 @@
 """Clients that step up by themselves: send a token; on ``403 insufficient_scope`` ask for one that
 also covers the advertised scopes and retry once; on ``401 invalid_token`` fetch a fresh one once.
 
-``StepUpAuth`` is an ``httpx.Auth`` (sync and async clients); ``RequestsStepUpAuth`` does the same
-for ``requests``. Neither imports Flask. The challenge is read with :func:`policy.parse_challenges`,
-so several challenges in one ``WWW-Authenticate`` value, or across several lines, are fine: the
-Bearer one is used (RFC 9110 §11.6.1, RFC 6750 §3).
+``StepUpAuth`` is the auth of an ``httpx`` or an ``httpx2`` client (sync and async): one class,
+an ``Auth`` of each of the two that is installed, so either library's client takes it (each accepts
+only instances of its own ``Auth``). ``RequestsStepUpAuth`` does the same for ``requests``. None
+imports Flask. The challenge is read with :func:`policy.parse_challenges`, so several challenges in
+one ``WWW-Authenticate`` value, or across several lines, are fine: the Bearer one is used
+(RFC 9110 §11.6.1, RFC 6750 §3).
 
 With a :class:`DPoPKey` (RFC 9449) both send ``Authorization: DPoP <token>`` and a fresh ``DPoP``
 proof on every request and every retry, read the ``DPoP`` challenge (the Bearer one if there is
 none), answer ``use_dpop_nonce`` once with the server's nonce and keep the latest ``DPoP-Nonce``
 of each origin for the requests after (§9).
 
-Bodies are replayed on retry. httpx reads the request body before the first attempt
-(``requires_request_body``), so even streamed bodies can be resent, at the cost of holding them in
-memory. With requests, a body that cannot be replayed (a file or a generator) is not retried: the
-first response is returned as it is.
+Bodies are replayed on retry. With httpx and httpx2 the request body is read before the first
+attempt, so even streamed bodies can be resent, at the cost of holding them in memory. With
+requests, a body that cannot be replayed (a file or a generator) is not retried: the first response
+is returned as it is.
 
-Neither HTTP library is required: ``StepUpAuth`` exists when httpx is installed,
+No HTTP library is required: ``StepUpAuth`` exists when httpx or httpx2 is installed,
 ``RequestsStepUpAuth`` when requests is, and :class:`DPoPKey`, :class:`InsufficientScope`,
-:func:`insufficient_scope` and :func:`bearer_challenge_of` need neither. Importing a class whose
-library is missing raises an ``ImportError`` that names the library.
+:func:`insufficient_scope` and :func:`bearer_challenge_of` need none. Importing a class whose
+library is missing raises an ``ImportError`` that names the library to install.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ import inspect
 import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
@@ -43,30 +45,45 @@ from policy import ChallengeSyntaxError, InvalidScope, parse_challenges, parse_s
 from .dpop import access_token_hash, jwk_thumbprint
 from .tokens.keys import ASYMMETRIC_ALGORITHMS
 
-# Each adapter needs only its own library: a requests user need not install httpx, nor the reverse.
+# Each adapter needs only its own library: a requests user need not install httpx, nor the reverse,
+# and StepUpAuth needs httpx or httpx2, whichever the application (or the MCP SDK) uses.
 try:
     import httpx
 except ImportError:
     httpx = None  # type: ignore[assignment]
 try:
+    import httpx2
+except ImportError:
+    httpx2 = None  # type: ignore[assignment]
+try:
     import requests
 except ImportError:
     requests = None  # type: ignore[assignment]
 
-#: The adapter classes, by the library each one needs.
-_NEEDS = {"StepUpAuth": "httpx", "RequestsStepUpAuth": "requests"}
+# Both clients accept as auth only an instance of their own ``Auth`` (anything else callable is
+# wrapped to run once, without retries), so StepUpAuth derives from the Auth of each library present.
+# Once: after ``httpx2.alias_httpx()``, ``import httpx`` is httpx2, and a class cannot list a base twice.
+_HTTPX_AUTH_BASES: tuple[type, ...] = tuple(
+    dict.fromkeys(library.Auth for library in (httpx, httpx2) if library is not None)
+)
+
+#: The adapter classes, by the libraries any one of which each needs.
+_NEEDS = {"StepUpAuth": ("httpx2", "httpx"), "RequestsStepUpAuth": ("requests",)}
 
 __all__ = [
     "DPoPKey",
     "InsufficientScope",
     *(["RequestsStepUpAuth"] if requests is not None else []),
-    *(["StepUpAuth"] if httpx is not None else []),
+    *(["StepUpAuth"] if _HTTPX_AUTH_BASES else []),
     "bearer_challenge_of",
     "insufficient_scope",
 ]
 
 TokenProvider = Callable[..., str]
 AsyncTokenProvider = Callable[..., "str | Awaitable[str]"]
+if TYPE_CHECKING:
+    _HTTPXRequest: TypeAlias = "httpx.Request | httpx2.Request"
+    _HTTPXResponse: TypeAlias = "httpx.Response | httpx2.Response"
 
 
 # -- DPoP keys (RFC 9449 §4) ---------------------------------------------------------------------------
@@ -458,18 +475,22 @@ def _takes_dpop_key(provider: Callable[..., Any]) -> bool:
     )
 
 
-if httpx is not None:
+if _HTTPX_AUTH_BASES:
 
-    class StepUpAuth(httpx.Auth):
-        """``httpx.Client(auth=StepUpAuth(provider, scopes=...))``. ``provider(scopes)`` returns an
+    class StepUpAuth(*_HTTPX_AUTH_BASES):  # type: ignore[misc]
+        """``httpx.Client(auth=StepUpAuth(provider, scopes=...))``, or ``httpx2.Client``: the same
+        class is an ``httpx.Auth`` and an ``httpx2.Auth`` (of each library installed), and its flows
+        use only what the two libraries' requests and responses share. ``provider(scopes)`` returns an
         access token covering ``scopes`` (None: the provider's default); ``scopes`` are those the first
-        token should cover, kept when stepping up. For ``httpx.AsyncClient`` the provider may be async.
+        token should cover, kept when stepping up. For an ``AsyncClient`` the provider may be async.
 
         With ``dpop_key`` (a :class:`DPoPKey`) the token is sent as ``DPoP`` with a fresh proof on
         every attempt (RFC 9449 §7.1); a provider that takes a ``dpop_key`` keyword is given the
         key, so it can ask its authorization server for a token bound to ``dpop_key.jkt``."""
 
-        requires_request_body = True  # read before the first attempt, so a retry can resend it
+        # The libraries honour this only in the base flows, which the two below replace: they read
+        # the body themselves. Still true, for whoever inspects it.
+        requires_request_body = True
 
         def __init__(
             self,
@@ -481,8 +502,9 @@ if httpx is not None:
         ) -> None:
             self._state = _StepUp(token_provider, max_retries, scopes, dpop_key)
 
-        def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        def sync_auth_flow(self, request: _HTTPXRequest) -> Generator[_HTTPXRequest, _HTTPXResponse, None]:
             state = self._state
+            request.read()  # held, so that a retry can send it again
             token = state.token or state.remember(_sync(state.ask(state.scopes)), state.scopes)
             attempts = state.start()
             while True:
@@ -495,8 +517,11 @@ if httpx is not None:
                 if retry.new_token:
                     token = state.remember(_sync(state.ask(retry.scopes)), retry.scopes)
 
-        async def async_auth_flow(self, request: httpx.Request):  # type: ignore[override]
+        async def async_auth_flow(  # type: ignore[override]
+            self, request: _HTTPXRequest
+        ) -> AsyncGenerator[_HTTPXRequest, _HTTPXResponse]:
             state = self._state
+            await request.aread()
             token = state.token or state.remember(await _maybe_await(state.ask(state.scopes)), state.scopes)
             attempts = state.start()
             while True:
@@ -509,20 +534,24 @@ if httpx is not None:
                 if retry.new_token:
                     token = state.remember(await _maybe_await(state.ask(retry.scopes)), retry.scopes)
 
-    def _after(attempts: _Attempts, response: httpx.Response, sent_nonce: str | None) -> _Retry | None:
-        headers = response.headers
-        return attempts.after(
-            str(response.request.url),
-            response.status_code,
-            headers.get_list("www-authenticate"),
-            headers.get("dpop-nonce"),
-            sent_nonce,
-        )
+
+def _after(attempts: _Attempts, response: _HTTPXResponse, sent_nonce: str | None) -> _Retry | None:
+    """What to do after an httpx or httpx2 response: their headers and URLs have the same API."""
+    headers = response.headers
+    return attempts.after(
+        str(response.request.url),
+        response.status_code,
+        headers.get_list("www-authenticate"),
+        headers.get("dpop-nonce"),
+        sent_nonce,
+    )
 
 
 def _sync(token: str | Awaitable[str]) -> str:
     if inspect.isawaitable(token):
-        raise TypeError("an async token provider needs httpx.AsyncClient")
+        if inspect.iscoroutine(token):
+            token.close()  # never to be awaited: spare the caller a "never awaited" warning
+        raise TypeError("an async token provider needs an AsyncClient (httpx or httpx2)")
     return token
 
 
@@ -594,10 +623,11 @@ if requests is not None:
 def __getattr__(name: str) -> Any:
     """An adapter whose library is not installed: say which one to install (PEP 562)."""
     if name in _NEEDS:
-        library = _NEEDS[name]
+        libraries = _NEEDS[name]
+        needed = " or ".join(libraries)
+        which = "neither is installed" if len(libraries) > 1 else "which is not installed"
         raise ImportError(
-            f"{name} needs {library}, which is not installed: pip install {library}"
-            " (or scoped-resource-server[client])",
-            name=library,
+            f"{name} needs {needed}, {which}: pip install {libraries[0]} (or scoped-resource-server[client])",
+            name=libraries[0],
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""Step-up clients against the demo's real authorization server and API, and against loopback
-servers that never accept (the retry cap), over real HTTP; and each adapter without the other's
-library installed."""
+"""Step-up clients (httpx, httpx2, requests) against the demo's real authorization server and API,
+and against loopback servers that never accept (the retry cap), over real HTTP; and each adapter
+without the other libraries installed."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import requests
+from werkzeug.wsgi import get_input_stream
 
 from resource_server.client import InsufficientScope, RequestsStepUpAuth, StepUpAuth, insufficient_scope
 from tests.support import serve_wsgi
@@ -24,6 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 
 from demo import Demo, demo_servers
 from demo_auth_server import PASSWORDS, fetch_token_with_code
+
+#: StepUpAuth is the auth of a client of either library.
+HTTPX = {"httpx": httpx, "httpx2": httpx2}
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +71,18 @@ class Provider:
             )["access_token"]
 
 
-def test_httpx_steps_up_once_and_keeps_its_scopes(demo: Demo) -> None:
+@pytest.mark.parametrize("library", HTTPX)
+def test_httpx_steps_up_once_and_keeps_its_scopes(demo: Demo, library: str) -> None:
     provider = Provider(demo)
-    with httpx.Client(base_url=demo.resource, auth=StepUpAuth(provider, scopes={"project:read"})) as client:
+    auth = StepUpAuth(provider, scopes={"project:read"})
+    with HTTPX[library].Client(base_url=demo.resource, auth=auth) as client:
         assert client.get("/orgs/acme/projects").status_code == 200
-        created = client.post("/orgs/acme/projects", json={"name": "from-httpx"})
-        assert (created.status_code, created.json()["name"]) == (201, "from-httpx")  # the body was replayed
+        created = client.post("/orgs/acme/projects", json={"name": f"from-{library}"})
+        assert (created.status_code, created.json()["name"]) == (
+            201,
+            f"from-{library}",
+        )  # the body was replayed
+        assert [r.status_code for r in created.history] == [403]
         assert client.post("/orgs/acme/projects", json={"name": "again"}).status_code == 201
     assert provider.asked == [{"project:read"}, {"project:read", "project:write"}]
 
@@ -86,7 +97,8 @@ def test_requests_steps_up_too(demo: Demo) -> None:
     assert provider.asked == [{"project:read"}, {"project:read", "project:write"}]
 
 
-def test_async_client_with_an_async_provider(demo: Demo) -> None:
+@pytest.mark.parametrize("library", HTTPX)
+def test_async_client_with_an_async_provider(demo: Demo, library: str) -> None:
     provider = Provider(demo)
 
     async def provide(scopes: frozenset[str] | None) -> str:
@@ -94,18 +106,19 @@ def test_async_client_with_an_async_provider(demo: Demo) -> None:
 
     async def run() -> int:
         auth = StepUpAuth(provide, scopes={"project:read"})
-        async with httpx.AsyncClient(base_url=demo.resource, auth=auth) as client:
+        async with HTTPX[library].AsyncClient(base_url=demo.resource, auth=auth) as client:
             return (await client.post("/orgs/acme/projects", json={"name": "from-async"})).status_code
 
     assert asyncio.run(run()) == 201
     assert len(provider.asked) == 2
 
 
-def test_no_loop_when_the_new_token_still_falls_short(demo: Demo) -> None:
+@pytest.mark.parametrize("library", HTTPX)
+def test_no_loop_when_the_new_token_still_falls_short(demo: Demo, library: str) -> None:
     """The admin's role holds project:write, but the authorization server grants only
     project:read: the retry gets the same challenge again, and it is returned."""
     provider = Provider(demo, grants_at_most=frozenset({"project:read"}))
-    with httpx.Client(
+    with HTTPX[library].Client(
         base_url=demo.resource, auth=StepUpAuth(provider, scopes={"project:read"}, max_retries=3)
     ) as client:
         response = client.post("/orgs/acme/projects", json={"name": "x"})
@@ -116,11 +129,12 @@ def test_no_loop_when_the_new_token_still_falls_short(demo: Demo) -> None:
     assert denied.resource_metadata == f"{demo.resource}/.well-known/oauth-protected-resource"
 
 
-def test_no_step_up_when_the_role_cannot_write(demo: Demo) -> None:
+@pytest.mark.parametrize("library", HTTPX)
+def test_no_step_up_when_the_role_cannot_write(demo: Demo, library: str) -> None:
     """A member's role lacks project:write, so no token could help: the 403 carries no challenge
     and the client does not send its user to re-authorize for nothing."""
     provider = Provider(demo, username="user-member")
-    with httpx.Client(
+    with HTTPX[library].Client(
         base_url=demo.resource, auth=StepUpAuth(provider, scopes={"project:read"}, max_retries=3)
     ) as client:
         response = client.post("/orgs/acme/projects", json={"name": "x"})
@@ -129,12 +143,12 @@ def test_no_step_up_when_the_role_cannot_write(demo: Demo) -> None:
     assert insufficient_scope(response.status_code, response.headers.get_list("www-authenticate")) is None
 
 
-@pytest.mark.parametrize("library", ["httpx", "requests"])
+@pytest.mark.parametrize("library", [*HTTPX, "requests"])
 def test_invalid_token_gets_one_fresh_token(demo: Demo, library: str) -> None:
     provider = Provider(demo, first="expired-or-revoked")
     url = f"{demo.resource}/orgs/acme/projects"
-    if library == "httpx":
-        status = httpx.get(url, auth=StepUpAuth(provider)).status_code
+    if library in HTTPX:
+        status = HTTPX[library].get(url, auth=StepUpAuth(provider)).status_code
     else:
         status = requests.get(url, auth=RequestsStepUpAuth(provider), timeout=10).status_code
     assert status == 200
@@ -197,7 +211,7 @@ class Refuser:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        body = get_input_stream(environ).read()  # by its length, or to its end when chunked
         with self._lock:
             self.seen.append((environ.get("HTTP_AUTHORIZATION"), body))
             count = len(self.seen)
@@ -217,27 +231,46 @@ class Numbered:
         return f"token-{len(self.asked)}"
 
 
+BODY = b'{"name": "x"}'
+
+
 def post_with_step_up(
-    client: str, url: str, provider: Numbered, max_retries: int, scopes: set[str] | None = None
+    client: str,
+    url: str,
+    provider: Numbered,
+    max_retries: int,
+    scopes: set[str] | None = None,
+    *,
+    streamed: bool = False,
 ) -> int:
-    """POST a small body through the step-up adapter of ``client``; the final status."""
-    body = b'{"name": "x"}'
+    """POST a small body through the step-up adapter of ``client`` (``httpx``, ``httpx2``,
+    ``requests``; ``-async`` for an AsyncClient); the final status. ``streamed``: the body comes
+    from a generator, sent chunked."""
+
+    def chunks() -> Iterator[bytes]:
+        yield from (BODY[:5], BODY[5:])
+
+    async def async_chunks() -> Any:
+        for chunk in chunks():
+            yield chunk
+
     if client == "requests":
         auth = RequestsStepUpAuth(provider, max_retries=max_retries, scopes=scopes)
-        return requests.post(url, data=body, auth=auth, timeout=10).status_code
-    if client == "httpx":
-        with httpx.Client(auth=StepUpAuth(provider, max_retries=max_retries, scopes=scopes)) as http:
-            return http.post(url, content=body).status_code
+        return requests.post(url, data=chunks() if streamed else BODY, auth=auth, timeout=10).status_code
+    library, _, mode = client.partition("-")
+    auth = StepUpAuth(provider, max_retries=max_retries, scopes=scopes)
+    if not mode:
+        with HTTPX[library].Client(auth=auth) as http:
+            return http.post(url, content=chunks() if streamed else BODY).status_code
 
     async def run() -> int:
-        auth = StepUpAuth(provider, max_retries=max_retries, scopes=scopes)
-        async with httpx.AsyncClient(auth=auth) as http:
-            return (await http.post(url, content=body)).status_code
+        async with HTTPX[library].AsyncClient(auth=auth) as http:
+            return (await http.post(url, content=async_chunks() if streamed else BODY)).status_code
 
     return asyncio.run(run())
 
 
-CLIENTS = ["httpx", "httpx-async", "requests"]
+CLIENTS = ["httpx", "httpx-async", "httpx2", "httpx2-async", "requests"]
 
 
 @pytest.mark.parametrize("max_retries", [0, 1, 3])
@@ -250,7 +283,7 @@ def test_invalid_token_forever_stops_after_max_retries(client: str, max_retries:
     assert status == 401
     assert len(server.seen) == max_retries + 1
     # Each attempt carried a fresh token, and the body every time.
-    assert server.seen == [(f"Bearer token-{n}", b'{"name": "x"}') for n in range(1, max_retries + 2)]
+    assert server.seen == [(f"Bearer token-{n}", BODY) for n in range(1, max_retries + 2)]
     assert provider.asked == [None] * (max_retries + 1)
 
 
@@ -275,12 +308,24 @@ def test_insufficient_scope_growing_forever_stops_after_max_retries(client: str,
     ]
 
 
-# -- each adapter works without the other library ---------------------------------------------------
+@pytest.mark.parametrize("client", CLIENTS)
+def test_streamed_bodies_are_replayed(client: str) -> None:
+    """httpx and httpx2 hold a generator's body for the retry; requests cannot, and does not retry."""
+    server = Refuser("401 Unauthorized", lambda n: 'Bearer realm="api", error="invalid_token"')
+    provider = Numbered()
+    with serve_wsgi(server) as base:
+        assert post_with_step_up(client, f"{base}/p", provider, max_retries=1, streamed=True) == 401
+    attempts = 1 if client == "requests" else 2
+    assert server.seen == [(f"Bearer token-{n}", BODY) for n in range(1, attempts + 1)]
 
-#: Run in a fresh interpreter: make the libraries named in argv[1] impossible to import, then use
-#: whatever resource_server.client still offers against the server at argv[2].
+
+# -- each adapter works without the other libraries -------------------------------------------------
+
+#: Run in a fresh interpreter: make the libraries named in argv[1] impossible to import (argv[3]
+#: "alias": first make ``import httpx`` give httpx2, as ``httpx2.alias_httpx()`` does), then use
+#: whatever resource_server.client still offers, with every library left, against the server at argv[2].
 WITHOUT = """
-import json, sys
+import importlib, json, sys
 
 class Uninstalled:
     def __init__(self, names):
@@ -293,6 +338,9 @@ class Uninstalled:
 
 blocked = {name for name in sys.argv[1].split(",") if name}
 sys.meta_path.insert(0, Uninstalled(blocked))
+if sys.argv[3:] == ["alias"]:
+    import httpx2
+    httpx2.alias_httpx()
 
 import resource_server.client as client
 from resource_server.client import InsufficientScope, bearer_challenge_of, insufficient_scope
@@ -306,21 +354,31 @@ for name in ("StepUpAuth", "RequestsStepUpAuth"):
 denied = insufficient_scope(403, ['Bearer error="insufficient_scope", scope="a:b"'])
 report["helpers"] = [isinstance(denied, InsufficientScope) and sorted(denied.scope),
                      dict(bearer_challenge_of(['Bearer error="invalid_token"']))]
-tokens = iter(["stale", "fresh"])
-provide = lambda scopes: next(tokens)
-if "httpx" not in blocked:
-    import httpx
-    report["status"] = httpx.get(sys.argv[2], auth=client.StepUpAuth(provide)).status_code
-elif "requests" not in blocked:
+if "StepUpAuth" in client.__all__:
+    report["bases"] = sorted(base.__module__.partition(".")[0] for base in client.StepUpAuth.__bases__)
+
+def provide():
+    tokens = iter(["stale", "fresh"])
+    return lambda scopes: next(tokens)
+
+report["status"] = {}
+for name in ("httpx", "httpx2"):
+    if name not in blocked:
+        library = importlib.import_module(name)
+        report["status"][library.__name__] = library.get(sys.argv[2], auth=client.StepUpAuth(provide())).status_code
+        with library.Client(auth=client.StepUpAuth(provide())) as http:  # a client, not only the function
+            assert http.get(sys.argv[2]).status_code == 401
+if "requests" not in blocked:
     import requests
-    report["status"] = requests.get(sys.argv[2], auth=client.RequestsStepUpAuth(provide), timeout=10).status_code
+    auth = client.RequestsStepUpAuth(provide())
+    report["status"]["requests"] = requests.get(sys.argv[2], auth=auth, timeout=10).status_code
 print(json.dumps(report))
 """
 
 
-def run_without(blocked: str, url: str) -> dict[str, Any]:
+def run_without(blocked: str, url: str, *extra: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", WITHOUT, blocked, url],
+        [sys.executable, "-c", WITHOUT, blocked, url, *extra],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
@@ -331,29 +389,51 @@ def run_without(blocked: str, url: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-@pytest.mark.parametrize(("blocked", "kept"), [("requests", "StepUpAuth"), ("httpx", "RequestsStepUpAuth")])
-def test_each_adapter_works_without_the_other_library(blocked: str, kept: str) -> None:
+HELPERS = ["DPoPKey", "InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
+
+
+@pytest.mark.parametrize(
+    "blocked",
+    [
+        "requests",
+        "httpx",
+        "httpx2",
+        "httpx,requests",
+        "httpx2,requests",
+        "httpx,httpx2",
+        "httpx,httpx2,requests",
+    ],
+)
+def test_each_adapter_works_without_the_other_libraries(blocked: str) -> None:
+    gone = set(blocked.split(","))
+    httpx_left = sorted({"httpx", "httpx2"} - gone)
+    kept = {"StepUpAuth": bool(httpx_left), "RequestsStepUpAuth": "requests" not in gone}
     server = Refuser("401 Unauthorized", lambda n: 'Bearer error="invalid_token"')
     with serve_wsgi(server) as base:
         report = run_without(blocked, f"{base}/p")
     assert report["loaded"] == []
-    assert report["all"] == sorted(
-        ["DPoPKey", "InsufficientScope", kept, "bearer_challenge_of", "insufficient_scope"]
-    )
-    missing = {"StepUpAuth", "RequestsStepUpAuth"} - {kept}
-    assert set(report["missing"]) == missing
-    assert all(blocked in message for message in report["missing"].values())
+    assert report["all"] == sorted([*HELPERS, *(name for name, there in kept.items() if there)])
+    assert set(report["missing"]) == {name for name, there in kept.items() if not there}
+    if not kept["StepUpAuth"]:  # says what to install
+        assert "StepUpAuth needs httpx2 or httpx" in report["missing"]["StepUpAuth"]
+        assert "pip install httpx2" in report["missing"]["StepUpAuth"]
+    else:  # an Auth of each library left, so that either client takes it
+        assert report["bases"] == httpx_left
+    if not kept["RequestsStepUpAuth"]:
+        assert "RequestsStepUpAuth needs requests" in report["missing"]["RequestsStepUpAuth"]
     assert report["helpers"] == [["a:b"], {"error": "invalid_token"}]
-    assert report["status"] == 401
-    assert [auth for auth, _ in server.seen] == ["Bearer stale", "Bearer fresh"]  # it really ran
+    used = [*httpx_left, *(["requests"] if kept["RequestsStepUpAuth"] else [])]
+    assert report["status"] == dict.fromkeys(used, 401)
+    # It really ran: each client asked for a fresh token after the first was refused.
+    calls = len(used) + len(httpx_left)  # one function call and one client per httpx library
+    assert [auth for auth, _ in server.seen] == ["Bearer stale", "Bearer fresh"] * calls
 
 
-def test_the_challenge_helpers_work_without_either_library() -> None:
-    report = run_without("httpx,requests", "http://127.0.0.1:9/unused")
-    assert report["loaded"] == []
-    assert report["all"] == ["DPoPKey", "InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
-    assert set(report["missing"]) == {"StepUpAuth", "RequestsStepUpAuth"}
-    assert "httpx" in report["missing"]["StepUpAuth"]
-    assert "requests" in report["missing"]["RequestsStepUpAuth"]
-    assert report["helpers"] == [["a:b"], {"error": "invalid_token"}]
-    assert "status" not in report
+def test_httpx_aliased_to_httpx2() -> None:
+    """After ``httpx2.alias_httpx()``, ``import httpx`` is httpx2: one Auth base, not the same one twice."""
+    server = Refuser("401 Unauthorized", lambda n: 'Bearer error="invalid_token"')
+    with serve_wsgi(server) as base:
+        report = run_without("requests", f"{base}/p", "alias")
+    assert report["bases"] == ["httpx2"]
+    assert report["status"] == {"httpx2": 401}  # "httpx" was httpx2 under another name
+    assert [auth for auth, _ in server.seen] == ["Bearer stale", "Bearer fresh"] * 4

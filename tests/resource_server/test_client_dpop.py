@@ -1,7 +1,7 @@
 """DPoP on the client side (RFC 9449): :class:`DPoPKey` proofs checked by the real
-:class:`DPoPVerifier`, and the step-up adapters (httpx, async httpx, requests) over real HTTP against
-a loopback API that verifies every proof against its method, URL and token, binds tokens to keys,
-asks for nonces (RFC 9449 §9) and asks for more scopes (RFC 6750 §3.1)."""
+:class:`DPoPVerifier`, and the step-up adapters (httpx and httpx2, sync and async; requests) over
+real HTTP against a loopback API that verifies every proof against its method, URL and token, binds
+tokens to keys, asks for nonces (RFC 9449 §9) and asks for more scopes (RFC 6750 §3.1)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
+import httpx2
 import jwt
 import pytest
 import requests
@@ -39,7 +40,8 @@ from tests.support import NOW, FakeClock, b64url, dpop_key, serve_wsgi
 ALL_ALGORITHMS = sorted(ASYMMETRIC_ALGORITHMS)
 SECRET_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 PUBLIC_MEMBERS = {"EC": {"kty", "crv", "x", "y"}, "RSA": {"kty", "n", "e"}, "OKP": {"kty", "crv", "x"}}
-CLIENTS = ["httpx", "httpx-async", "requests"]
+CLIENTS = ["httpx", "httpx-async", "httpx2", "httpx2-async", "requests"]
+HTTPX = {"httpx": httpx, "httpx2": httpx2}
 
 
 @pytest.fixture(scope="module")
@@ -376,12 +378,13 @@ def send_all(client: str, auth: Any, calls: list[Call]) -> list[int]:
         with requests.Session() as session:
             session.auth = auth
             return [session.request(m, u, data=b, timeout=10).status_code for m, u, b in calls]
-    if client == "httpx":
-        with httpx.Client(auth=auth, timeout=10) as http:
+    library, _, mode = client.partition("-")
+    if not mode:
+        with HTTPX[library].Client(auth=auth, timeout=10) as http:
             return [http.request(m, u, content=b).status_code for m, u, b in calls]
 
     async def run() -> list[int]:
-        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+        async with HTTPX[library].AsyncClient(auth=auth, timeout=10) as http:
             return [(await http.request(m, u, content=b)).status_code for m, u, b in calls]
 
     return asyncio.run(run())
@@ -577,7 +580,7 @@ def test_providers_are_told_the_key_when_they_take_it(client: str) -> None:
         return issuer.mint(scopes, dpop_key)
 
     providers: list[Callable[..., Any]] = [with_kwargs]
-    if client == "httpx-async":
+    if client.endswith("-async"):
         providers.append(async_provider)
     with serving(api) as base:
         for provider in providers:
