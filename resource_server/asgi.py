@@ -36,7 +36,7 @@ from .denials import Denial
 from .dpop import DPoPVerifier
 from .guard import Granted, Guard, Membership
 from .tokens import TokenVerifier
-from .wsgi import Route, _check_org_variable
+from .wsgi import Route, check_org_variable
 
 __all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"]
 
@@ -148,7 +148,7 @@ class BearerMiddleware:
             for index, (pattern, route) in enumerate(zip(routes, self.routes, strict=True))
         ]
         for pattern, route in zip(self._protected, self.routes, strict=True):
-            _check_org_variable(pattern, route, {"org", org} - {None})  # type: ignore[arg-type]
+            check_org_variable(pattern, route, {"org", org} - {None})  # type: ignore[arg-type]
         if isinstance(public, str):
             raise ValueError("public must be a collection of patterns, not one string")
         self._public = [_Pattern(pattern, _PUBLIC, None) for pattern in public]
@@ -248,12 +248,6 @@ class BearerMiddleware:
         org: str | None,
     ) -> Granted | Denial:
         guard = self.guard
-        credential = guard.cached(authorization) if not elsewhere else None
-        if credential is not None and credential.jkt is None:
-            # The warm path of Guard.authorize, on the loop: a cached bearer token needs no
-            # thread and no proof, only its member's role and the decision.
-            role = await self.async_guard.membership(*guard.role_of(credential, org))
-            return guard.decision(guard.grant(credential, org, role), method, scope_map)
         return await self.async_guard.authorize(
             authorization=authorization,
             token_elsewhere=elsewhere,

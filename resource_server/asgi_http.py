@@ -123,8 +123,40 @@ async def token_elsewhere(scope: Scope, receive: Receive) -> tuple[bool, Receive
     declared = header(scope, b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_INSPECTED):
         return False, receive
-    body = await read_body(receive, MAX_FORM_INSPECTED)
+    head, complete = await _peek(receive, MAX_FORM_INSPECTED)
+    if not complete:  # a chunked form past the limit: passed on unread, as the WSGI side does
+        return False, _replaying_chunks(head, receive)
+    body = b"".join(head)
     return names_access_token(body), replaying(body, receive)
+
+
+async def _peek(receive: Receive, limit: int) -> tuple[list[bytes], bool]:
+    """The body's first chunks, up to just past ``limit`` bytes, and whether that was all of it."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyError("the client went away before the body was complete")
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return chunks, True
+        if size > limit:
+            return chunks, False
+
+
+def _replaying_chunks(chunks: list[bytes], receive: Receive) -> Receive:
+    """A ``receive`` that gives back the chunks already read (more to come), then the rest."""
+    pending = list(chunks)
+
+    async def replay() -> Message:
+        if pending:
+            return {"type": "http.request", "body": pending.pop(0), "more_body": True}
+        return await receive()
+
+    return replay
 
 
 async def send_denial(send: Send, denial: Denial) -> None:

@@ -55,6 +55,8 @@ class AsyncGuard:
 
     async def membership(self, subject: str, org: str | None) -> str | None:
         role = self.guard.membership(subject, org)
+        if role is None or role.__class__ is str:  # a plain function's answer: nothing to await
+            return role
         if self._awaits_membership or inspect.isawaitable(role):
             return await role  # type: ignore[misc,no-any-return]
         return role
@@ -107,6 +109,13 @@ class AsyncGuard:
         session: Callable[[], Awaitable[str | None]] | None = None,
     ) -> Granted | Denial:
         """The whole pipeline: :meth:`authenticate`, then ``policy.decide``."""
+        guard = self.guard
+        credential = guard.cached(authorization) if not token_elsewhere else None
+        if credential is not None and credential.jkt is None:
+            # The warm path, on the loop: a cached bearer token needs no thread and no proof,
+            # only its member's role and the decision.
+            role = await self.membership(*guard.role_of(credential, org))
+            return guard.decision(guard.grant(credential, org, role), method, scope_map)
         granted = await self.authenticate(
             authorization=authorization, token_elsewhere=token_elsewhere, org=org, dpop=dpop, session=session
         )

@@ -116,7 +116,7 @@ class BearerMiddleware:
         except (ValueError, SyntaxError, LookupError) as exc:  # werkzeug: bad syntax, unknown converter
             raise ValueError(f"a route pattern is not valid werkzeug rule syntax: {exc}") from None
         for rule, route in zip(rules, self.routes, strict=True):
-            _check_org_variable(rule, route, {"org", org} - {None})
+            check_org_variable(rule, route, {"org", org} - {None})
         # Bound once (no host or method rules are used): matching a path costs about 7 µs, so
         # the answers for recently seen paths are kept, a bounded dict cleared when full.
         self._adapter = self._map.bind("localhost")
@@ -205,7 +205,7 @@ def _send(denial: Denial, start_response: Callable[..., Any]) -> list[bytes]:
     return [body]
 
 
-def _check_org_variable(rule: Rule, route: Route, org_names: set[str | None]) -> None:
+def check_org_variable(rule: Any, route: Route, org_names: set[str | None]) -> None:
     """Fail closed at start-up: a route reads its organization from a variable it has, and a
     route that names an org variable does not declare that it has none."""
     if route.org is not None and route.org not in rule.arguments:
