@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from .credentials import MalformedCredentials
+from .dpop import InvalidDPoPProof
 from .tokens import (
     IntrospectionVerifier,
     InvalidToken,
@@ -19,6 +20,7 @@ from .tokens.keys import KeySetError
 
 __all__ = [
     "IntrospectionVerifier",
+    "InvalidDPoPProof",
     "InvalidToken",
     "JWTVerifier",
     "KeySetError",

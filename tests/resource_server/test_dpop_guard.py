@@ -289,3 +289,76 @@ def test_dpop_required_without_a_verifier_fails_at_start_up(es: Signer, clock: F
             routes={"/orgs/<org>/projects": {"GET": "project:read"}},
             dpop_required=True,
         )
+
+
+# -- an introspected token binds the same way (RFC 9449 §6.2) ---------------------------------------
+
+
+def test_an_introspected_token_is_bound_by_its_cnf(key: ProofSigner, clock: FakeClock) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from resource_server import IntrospectionVerifier
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(
+                {
+                    "active": True,
+                    "sub": "user-1",
+                    "aud": AUDIENCE,
+                    "scope": "project:read",
+                    "org_id": "acme",
+                    "token_type": "DPoP",
+                    "exp": NOW + 300,
+                    "cnf": {"jkt": key.jkt},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        app = Flask(__name__)
+        app.config["RESOURCE_SERVER_RESOURCE"] = RESOURCE
+        rs = ResourceServer(
+            app,
+            verifier=IntrospectionVerifier(
+                endpoint=f"http://127.0.0.1:{server.server_port}/introspect",
+                client_id="api",
+                client_secret="s" * 32,
+                audience=AUDIENCE,
+                clock=clock,
+            ),
+            roles=ROLES,
+            membership=membership,
+            dpop=DPoPVerifier(clock=clock),
+        )
+
+        @app.get("/orgs/<org>/projects")
+        @rs.require({"GET": "project:read"})
+        def projects(org: str) -> str:
+            return "ok"
+
+        client = app.test_client()
+        token = "opaque-bound-token"
+        ok = client.get(
+            "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+        )
+        assert ok.status_code == 200
+        other = dpop_key("ES256").proof("GET", URL, access_token=token)
+        assert client.get("/orgs/acme/projects", headers=dpop_headers(token, other)).status_code == 401
+        as_bearer = client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"})
+        assert as_bearer.status_code == 401 and as_bearer.get_json()["error"] == "invalid_token"
+    finally:
+        server.shutdown()
+        server.server_close()
