@@ -1,0 +1,586 @@
+"""FastAPI: ``ResourceServer.require`` as a dependency yielding :class:`policy.Access`.
+
+::
+
+    rs = ResourceServer(verifier=..., roles=..., membership=..., resource="https://api.example.com")
+
+    @app.get("/orgs/{org}/projects")
+    async def projects(access: Annotated[Access, Depends(rs.require({"GET": "project:read"}))]): ...
+
+    rs.install(app)
+
+A refusal is raised as :class:`Refused` and answered by a handler that :meth:`ResourceServer.install`
+registers for exactly that type. Starlette looks handlers up along the exception's MRO, so the
+exact type wins over any handler the app has for ``HTTPException`` or a base class; handlers for
+``Exception`` or 500 live in the outermost ``ServerErrorMiddleware``, which the refusal never
+reaches; and it is answered inside the route's own exception wrapper, so the app's middleware
+(even one that catches exceptions) sees a finished response, never the exception. A pure ASGI
+middleware catching the exception would sit outside that wrapper and outside the
+``ExceptionMiddleware``: handlers for a base class and the app's inner middleware would see the
+exception first, and every request would pay for one more layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import fastapi.routing
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute, APIWebSocketRoute
+from starlette.exceptions import HTTPException
+
+from policy import Access, Roles, ScopeMap
+
+from .asgi_http import Receive, Scope, Send, dpop_request, header, token_elsewhere
+from .async_guard import AsyncGuard
+from .bodies import BodyError
+from .credentials import MAX_FORM_INSPECTED, names_access_token
+from .denials import Denial
+from .dpop import DPoPVerifier
+from .guard import Granted, Guard
+from .tokens import TokenVerifier, VerifiedToken
+
+if TYPE_CHECKING:
+    from .capability import CapabilityVerifier
+
+__all__ = ["Refused", "Requirement", "ResourceServer"]
+
+log = logging.getLogger("resource_server")
+
+#: The request scope key holding the :class:`~resource_server.guard.Granted` of the request.
+GRANTED = "resource_server.granted"
+_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+_FORM = "application/x-www-form-urlencoded"
+_PATH_PARAMETER = re.compile(r"{([^}:]+)")
+#: A membership answer: a role name or None, from a plain function or a coroutine function.
+Membership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
+
+
+class Refused(HTTPException):
+    """A refusal from a :meth:`ResourceServer.require` dependency, carrying the
+    :class:`~resource_server.denials.Denial` to send. :meth:`ResourceServer.install` answers it
+    with exactly the denial's status, headers and JSON body. It is an ``HTTPException`` so that an
+    app where ``install`` was forgotten still answers with the right status and challenge (in
+    FastAPI's ``{"detail": ...}`` body), never with a 500."""
+
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.status, denial.description, dict(denial.headers))
+        self.denial = denial
+
+
+class Requirement:
+    """The dependency :meth:`ResourceServer.require` returns: authenticates the request,
+    checks it against ``scope_map`` for the organization in the path parameter ``org`` (None:
+    the route names no organization) and returns the :class:`policy.Access`."""
+
+    __slots__ = ("org", "scope_map", "server")
+
+    def __init__(self, server: ResourceServer, scope_map: ScopeMap, org: str | None) -> None:
+        self.server = server
+        self.scope_map = scope_map
+        self.org = org
+
+    async def __call__(self, request: Request) -> Access:
+        server = self.server
+        scope = request.scope
+        org = None
+        if self.org is not None:
+            value = scope.get("path_params", {}).get(self.org)
+            if value is None:
+                # Fail closed: never fall back to the token's own org for a route that declared one.
+                route = getattr(scope.get("route"), "path", scope.get("path"))
+                reason = (
+                    f"the route {route} has no path parameter {self.org!r}; use org=None if it names no org"
+                )
+                log.error(reason)
+                raise server._refused(request, server._misconfigured(reason))
+            org = value if value.__class__ is str else str(value)
+        authorization = header(scope, b"authorization")
+        try:
+            elsewhere = await _token_elsewhere(request)
+        except BodyError as exc:
+            raise server._refused(request, server.guard.bad_body(exc)) from None
+        dpop = dpop_request(scope, authorization, server.resource) if server.dpop is not None else None
+        outcome = await server.async_guard.authorize(
+            authorization=authorization,
+            token_elsewhere=elsewhere,
+            method=scope["method"],
+            scope_map=self.scope_map,
+            org=org,
+            dpop=dpop,
+        )
+        if outcome.__class__ is not Granted:
+            raise server._refused(request, outcome)  # type: ignore[arg-type]
+        scope[GRANTED] = outcome
+        state = scope.setdefault("state", {})  # request.state, as the ASGI middleware fills it
+        state["resource_server_access"] = access = outcome.access  # type: ignore[union-attr]
+        state["resource_server_token"] = outcome.token  # type: ignore[union-attr]
+        return access
+
+    def __repr__(self) -> str:
+        return f"Requirement({self.scope_map.to_dict()!r}, org={self.org!r})"
+
+
+async def verified_token(request: Request) -> VerifiedToken:
+    """The dependency ``ResourceServer.token``: the verified token of a request that a
+    :class:`Requirement` declared before it has let through."""
+    granted: Granted | None = request.scope.get(GRANTED)
+    if granted is None or granted.token is None:
+        # A route added after install() (which checks the order) with the dependencies reversed.
+        reason = "Depends(rs.token) ran before any Depends(rs.require(...)) on this route"
+        log.error(reason)
+        raise Refused(Denial(403, "forbidden", "this route is misconfigured", None, reason))
+    return granted.token
+
+
+async def _token_elsewhere(request: Request) -> bool:
+    """Whether an access token also came in the query or a form body (RFC 6750 §2.2, §2.3:
+    refused; the header is the only method accepted). FastAPI reads the body before the
+    dependencies when the endpoint declares ``Form`` or body parameters; otherwise the form is
+    read here and kept where Starlette keeps a body it has read, so the endpoint's ``body()``,
+    ``form()`` and ``json()`` still see it whole."""
+    scope = request.scope
+    query = scope.get("query_string")
+    if query and names_access_token(query):
+        return True
+    content_type = header(scope, b"content-type")
+    if not content_type or content_type[: len(_FORM)].lower() != _FORM:
+        return False
+    form = getattr(request, "_form", None)
+    body = request.__dict__.get("_body")
+    if form is not None:
+        return "access_token" in form
+    if body is not None:
+        return len(body) <= MAX_FORM_INSPECTED and names_access_token(body)
+    if getattr(request, "_stream_consumed", False):
+        return False  # read by the app without keeping it: nothing left to look into
+    elsewhere, receive = await token_elsewhere(scope, request.receive)
+    if receive is not request.receive:  # the form was read, and is replayed from its start
+        first = await receive()
+        if not first.get("more_body", False):
+            request._body = first["body"]  # all of it
+        else:  # a chunked form too large to look into, passed on unread: the rest follows
+            request._receive = _prepending(first, receive)
+    return elsewhere
+
+
+def _prepending(message: Any, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``message`` back first, then whatever ``receive`` says next."""
+    pending = [message]
+
+    async def replay() -> Any:
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+class ResourceServer:
+    """Protects FastAPI routes with bearer (and DPoP) tokens and per-method scope maps.
+
+    ``membership(subject, org)`` returns the member's role name or None; it may be a coroutine
+    function (give one when it does I/O: a plain function runs on the event loop). Tokens in the
+    cache are decided on the event loop; verifying a new one (which may fetch keys or call an
+    introspection endpoint) runs in a worker thread (:class:`~resource_server.async_guard.AsyncGuard`).
+
+    ``resource`` is the resource identifier (RFC 9728 §1.2); with it, :meth:`install` serves the
+    protected resource metadata at its well-known URL and challenges carry ``resource_metadata``.
+    ``authorization_servers`` defaults to the issuers a
+    :class:`~resource_server.tokens.TrustedIssuers` verifier trusts.
+    """
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        roles: Roles,
+        membership: Membership,
+        realm: str = "api",
+        resource: str | None = None,
+        authorization_servers: str | Sequence[str] = (),
+        resource_metadata: str | None = None,
+        capabilities: CapabilityVerifier | None = None,
+        cache_size: int = 4096,
+        dpop: DPoPVerifier | None = None,
+        dpop_required: bool = False,
+    ) -> None:
+        if resource and not resource_metadata:
+            resource_metadata = _metadata_url_for(resource)
+        elif resource_metadata and not resource:
+            resource = _resource_for(resource_metadata)
+        if resource is not None:
+            _check_resource(resource)
+        servers = authorization_servers or getattr(verifier, "issuers", ())
+        self.authorization_servers: tuple[str, ...] = (
+            (servers,) if isinstance(servers, str) else tuple(servers)
+        )
+        self.resource = resource
+        self.resource_metadata = resource_metadata
+        self.dpop = dpop
+        self.guard = Guard(
+            verifier=verifier,
+            roles=roles,
+            membership=membership,  # type: ignore[arg-type]  # AsyncGuard awaits a coroutine's answer
+            realm=realm,
+            resource_metadata=resource_metadata,
+            capabilities=capabilities,
+            cache_size=cache_size,
+            dpop=dpop,
+            dpop_required=dpop_required,
+        )
+        self.async_guard = AsyncGuard(self.guard)
+        #: The dependency giving the request's :class:`~resource_server.tokens.VerifiedToken`;
+        #: declare it after ``Depends(rs.require(...))``. The token and the access are also
+        #: ``request.state.resource_server_token`` and ``request.state.resource_server_access``.
+        self.token: Callable[[Request], Awaitable[VerifiedToken]] = verified_token
+        self._scope_maps: list[ScopeMap] = []
+        self._org_names = {"org"}  # path parameters that name an organization
+        self._apps: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._unanswered: weakref.WeakSet[Any] = weakref.WeakSet()  # apps already warned about
+
+    # -- declaring what routes need ---------------------------------------------------------------
+
+    def require(self, scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") -> Requirement:
+        """A dependency for ``Depends(...)`` returning the request's :class:`policy.Access`.
+        ``scope_map`` is validated now (a :class:`policy.ScopeMap`); ``org`` names the path
+        parameter holding the organization, or is None for routes that name none (the token's own
+        org is then asked about)."""
+        compiled = scope_map if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)
+        if org is not None and (not isinstance(org, str) or not org.isidentifier()):
+            raise ValueError(f"org must name a path parameter (or be None), not {org!r}")
+        self._scope_maps.append(compiled)
+        if org is not None:
+            self._org_names.add(org)
+        return Requirement(self, compiled, org)
+
+    @property
+    def scopes_supported(self) -> list[str]:
+        """Every scope named by a scope map given to :meth:`require` (RFC 9728 ``scopes_supported``)."""
+        return sorted(set().union(*(m.scopes for m in self._scope_maps)))
+
+    def metadata_document(self) -> dict[str, Any]:
+        """RFC 9728 §2: the protected resource metadata (with RFC 9449 §5.1's DPoP members)."""
+        document: dict[str, Any] = {
+            "resource": self.resource,
+            "scopes_supported": self.scopes_supported,
+            "bearer_methods_supported": ["header"],
+        }
+        if self.authorization_servers:
+            document["authorization_servers"] = list(self.authorization_servers)
+        if self.dpop is not None:
+            document["dpop_signing_alg_values_supported"] = list(self.dpop.algorithms)
+            document["dpop_bound_access_tokens_required"] = self.guard.dpop_required
+        return document
+
+    # -- the app ----------------------------------------------------------------------------------
+
+    def install(
+        self,
+        app: FastAPI,
+        *,
+        token_url: str | None = None,
+        authorization_url: str | None = None,
+        scheme: str = "oauth2",
+        serve_metadata: bool = True,
+    ) -> None:
+        """Bind to ``app``; call it once the routes are declared, before the app starts.
+
+        - registers the handler that answers :class:`Refused` with the exact refusal;
+        - checks every route using this server's dependencies (:meth:`check_routes`), now and
+          again when the app starts: ``ValueError`` naming a misconfigured route;
+        - describes the security of every protected operation in ``app.openapi()`` (each
+          alternative of the scope map its own requirement of the OAuth 2.0 scheme ``scheme``,
+          with the 401 and 403 responses). ``token_url`` defaults to
+          ``<first authorization server>/token``; give the real one if your server's metadata
+          (RFC 8414 ``token_endpoint``) says otherwise. With ``authorization_url`` the flow is
+          ``authorizationCode``, else ``clientCredentials``;
+        - serves the RFC 9728 metadata document when ``resource`` is known and ``serve_metadata``;
+        - with DPoP nonces, adds the fresh ``DPoP-Nonce`` to every granted response.
+        """
+        self.check_routes(app)
+        security_scheme = self._oauth2_scheme(token_url, authorization_url) if app.openapi_url else None
+        if app not in self._apps:
+            self._apps.add(app)
+            app.add_exception_handler(Refused, _answer)  # type: ignore[arg-type]
+            self._check_on_startup(app)
+            if self.dpop is not None and self.dpop.nonces is not None:
+                app.add_middleware(_GrantHeaders)  # type: ignore[arg-type]
+            if self.resource and self.resource_metadata and serve_metadata:
+                app.add_api_route(
+                    urlsplit(self.resource_metadata).path,
+                    self._metadata_endpoint,
+                    methods=["GET"],
+                    include_in_schema=False,
+                )
+            if security_scheme is not None:
+                self._describe_in_openapi(app, security_scheme, scheme)
+
+    def check_routes(self, app: FastAPI) -> None:
+        """``ValueError`` naming the first misconfigured route: one whose path lacks the org
+        parameter its :meth:`require` names, or has one while the requirement says ``org=None``
+        (its requests would be checked in the token's own organization), one serving a method
+        its scope map does not cover, or one asking for ``rs.token`` before any ``rs.require``."""
+        for route in _routes(app, APIRoute, APIWebSocketRoute):
+            calls = list(_solve_order(route.dependant))
+            path = route.path_format
+            if isinstance(getattr(route, "original_route", route), APIWebSocketRoute):
+                if _requirements(calls, self):
+                    raise ValueError(
+                        f"the WebSocket route {path} uses rs.require(...), which protects HTTP "
+                        "routes: check its handshake with resource_server.asgi.BearerMiddleware"
+                    )
+                continue
+            for requirement in _requirements(calls, self):
+                if requirement.org is not None and requirement.org not in route.param_convertors:
+                    raise ValueError(
+                        f"the route {path} has no path parameter {requirement.org!r} for "
+                        f"{requirement!r}; use org=None for a route that names no organization"
+                    )
+                named = sorted(self._org_names.intersection(route.param_convertors))
+                if requirement.org is None and named:
+                    raise ValueError(
+                        f"the route {path} has the path parameter {named[0]!r} but {requirement!r} "
+                        f"would check its requests in the token's own organization: give org={named[0]!r}"
+                    )
+                unmapped = sorted(m for m in route.methods or () if m not in requirement.scope_map)
+                if unmapped:
+                    raise ValueError(
+                        f"the route {path} serves {', '.join(unmapped)} but {requirement!r} does not "
+                        "map it: every such request would be refused"
+                    )
+            if verified_token in calls:
+                before = calls[: calls.index(verified_token)]
+                if not any(isinstance(call, Requirement) for call in before):
+                    raise ValueError(
+                        f"the route {path} asks for rs.token before any rs.require(...): "
+                        "declare Depends(rs.require(...)) first"
+                    )
+
+    def _refused(self, request: Request, denial: Denial) -> Refused:
+        """The exception for ``denial``; logs once per app that :meth:`install` was not called
+        for it (its refusals then lose their exact body)."""
+        app = request.scope.get("app")
+        if app is not None and app not in self._apps and app not in self._unanswered:
+            self._unanswered.add(app)
+            log.error(
+                "rs.install(app) was not called: refusals are answered by the app's HTTPException handler"
+            )
+        return Refused(denial)
+
+    def _misconfigured(self, reason: str) -> Denial:
+        return self.guard.refusals.forbidden(reason, "this route is misconfigured")
+
+    # -- inside -----------------------------------------------------------------------------------
+
+    async def _metadata_endpoint(self) -> JSONResponse:
+        return JSONResponse(self.metadata_document())
+
+    def _check_on_startup(self, app: FastAPI) -> None:
+        """Check the routes again when the app starts: routes added after :meth:`install` too."""
+        previous = app.router.lifespan_context
+
+        @asynccontextmanager
+        async def lifespan(application: Any) -> Any:
+            self.check_routes(app)
+            async with previous(application) as state:
+                yield state
+
+        app.router.lifespan_context = lifespan
+
+    def _oauth2_scheme(self, token_url: str | None, authorization_url: str | None) -> dict[str, Any]:
+        if token_url is None:
+            if not self.authorization_servers:
+                raise ValueError(
+                    "install(app) describes OAuth 2.0 in the app's OpenAPI: give token_url=, or "
+                    "ResourceServer(authorization_servers=...), or create the app with openapi_url=None"
+                )
+            token_url = f"{self.authorization_servers[0].rstrip('/')}/token"
+        flow: dict[str, Any] = {"tokenUrl": token_url, "scopes": {}}
+        if authorization_url:
+            return {
+                "type": "oauth2",
+                "flows": {"authorizationCode": {"authorizationUrl": authorization_url, **flow}},
+            }
+        return {"type": "oauth2", "flows": {"clientCredentials": flow}}
+
+    def _describe_in_openapi(self, app: FastAPI, security_scheme: dict[str, Any], scheme: str) -> None:
+        """Wrap ``app.openapi`` (FastAPI's documented way to customise the document) so that the
+        document it builds, once, carries this server's security."""
+        previous = app.openapi
+        described: list[dict[str, Any]] = []  # the document described last, held
+        app.openapi_schema = None  # built again, with the security in it
+
+        def openapi() -> dict[str, Any]:
+            document = previous()
+            if not described or document is not described[0]:
+                self._describe(app, document, security_scheme, scheme)
+                described[:] = [document]
+            return document
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+    def _describe(
+        self, app: FastAPI, document: dict[str, Any], security_scheme: dict[str, Any], scheme: str
+    ) -> None:
+        """Each alternative of a scope map is its own security requirement (OpenAPI: any one of
+        the listed requirements satisfies the operation; the scopes inside one must all be held),
+        per method. A method a map lacks is left without a requirement rather than described as
+        public (``check_routes`` refuses such routes anyway)."""
+        for flow in security_scheme["flows"].values():
+            flow["scopes"] = {scope: "" for scope in self.scopes_supported}
+        components = document.setdefault("components", {})
+        components.setdefault("securitySchemes", {})[scheme] = security_scheme
+        _refusal_components(components)
+        paths = document.get("paths", {})
+        for route in _routes(app, APIRoute):
+            item = paths.get(route.path_format) if route.include_in_schema else None
+            requirements = _requirements(_solve_order(route.dependant), self) if item else []
+            for method in sorted(route.methods or ()) if requirements else ():
+                operation = item.get(method.lower())  # type: ignore[union-attr]
+                alternatives = _alternatives(requirements, method)
+                if operation is None or not alternatives:
+                    continue
+                # Requirements the app declared itself (another scheme) must hold as well: AND.
+                existing = [
+                    {k: v for k, v in other.items() if k != scheme}
+                    for other in operation.get("security") or [{}]
+                ]
+                operation["security"] = [{**other, scheme: alt} for other in existing for alt in alternatives]
+                responses = operation.setdefault("responses", {})
+                for status, (name, _) in _REFUSALS.items():
+                    responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
+                _declare_path_parameters(operation, route.path_format)
+
+
+class _GrantHeaders:
+    """Adds a grant's response headers (a fresh ``DPoP-Nonce``, RFC 9449 §8.2) to whatever
+    response the endpoint makes, a ``Response`` object included. Installed only when DPoP
+    nonces are on."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                granted: Granted | None = scope.get(GRANTED)
+                if granted is not None and granted.headers:
+                    added = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in granted.headers]
+                    message["headers"] = [*message.get("headers", ()), *added]
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+async def _answer(request: Request, exc: Refused) -> Response:
+    """The refusal exactly: the status, ``WWW-Authenticate`` and JSON body of the status table."""
+    denial = exc.denial
+    return Response(denial.body, status_code=denial.status, headers=dict(denial.headers))
+
+
+def _routes(app: FastAPI, *kinds: type) -> Iterator[Any]:
+    """Every route of ``app`` of these kinds as it is served: prefixes and router-level
+    dependencies applied. FastAPI 0.16x keeps included routers as contexts
+    (``iter_route_contexts``); older versions copy the routes into the app."""
+    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    for route in contexts(app.routes) if contexts is not None else app.routes:
+        if isinstance(getattr(route, "original_route", route), kinds):
+            yield route
+
+
+def _solve_order(dependant: Any) -> Iterator[Any]:
+    """The dependency callables of a route in the order FastAPI calls them: depth first, each
+    after its own dependencies (router-level ones first)."""
+    for sub in dependant.dependencies:
+        yield from _solve_order(sub)
+        yield sub.call
+
+
+def _requirements(calls: Iterator[Any] | list[Any], server: ResourceServer) -> list[Requirement]:
+    found: dict[int, Requirement] = {}
+    for call in calls:
+        if isinstance(call, Requirement) and call.server is server:
+            found.setdefault(id(call), call)
+    return list(found.values())
+
+
+def _alternatives(requirements: list[Requirement], method: str) -> list[list[str]]:
+    """The alternatives of several requirements that must all hold: one union per combination,
+    less those that hold another whole (holding the smaller one suffices)."""
+    each = [requirement.scope_map.alternatives(method) for requirement in requirements]
+    if any(alts is None for alts in each):
+        return []  # refused to everyone: no requirement describes it
+    unions = list(dict.fromkeys(frozenset().union(*parts) for parts in itertools.product(*each)))  # type: ignore[arg-type]
+    return [sorted(one) for one in unions if not any(other < one for other in unions)]
+
+
+#: The refusals every protected operation may answer, in ``components`` once and referred to.
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    "required": ["error", "error_description"],
+}
+_REFUSALS = {
+    "401": (
+        "BearerUnauthorized",
+        "no, malformed or invalid credentials (RFC 6750 §3.1); see WWW-Authenticate",
+    ),
+    "403": (
+        "BearerForbidden",
+        "forbidden; with a Bearer insufficient_scope challenge naming the scope a new token needs "
+        "when one would help (RFC 6750 §3.1)",
+    ),
+}
+
+
+def _refusal_components(components: dict[str, Any]) -> None:
+    components.setdefault("schemas", {})["BearerError"] = _ERROR_SCHEMA
+    responses = components.setdefault("responses", {})
+    for name, description in _REFUSALS.values():
+        responses[name] = {
+            "description": description,
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BearerError"}}},
+        }
+
+
+def _declare_path_parameters(operation: dict[str, Any], path: str) -> None:
+    """Declare the templated names the endpoint itself does not (the org is read by the
+    dependency, so the endpoint need not name it): OpenAPI requires every one declared."""
+    parameters = operation.setdefault("parameters", [])
+    declared = {p.get("name") for p in parameters if p.get("in") == "path"}
+    for name in _PATH_PARAMETER.findall(path):
+        if name not in declared:
+            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+
+
+def _metadata_url_for(resource: str) -> str:
+    """RFC 9728 §3.1: insert the well-known segment between the host and the resource's path."""
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
+
+
+def _resource_for(metadata_url: str) -> str | None:
+    """The inverse of :func:`_metadata_url_for`, or None if the URL is not a well-known one."""
+    parts = urlsplit(metadata_url)
+    if not parts.path.startswith(_WELL_KNOWN):
+        return None
+    return f"{parts.scheme}://{parts.netloc}{parts.path[len(_WELL_KNOWN) :]}"
+
+
+def _check_resource(resource: str) -> None:
+    """RFC 9728 §1.2: the resource identifier is an https URL (http on loopback) without fragment."""
+    parts = urlsplit(resource)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or "#" in resource:
+        raise ValueError(f"resource must be an absolute URL without a fragment, not {resource!r}")
