@@ -1,0 +1,83 @@
+"""The ASGI apps the uvicorn benchmark measures (``asgi_apps:create()``): one trivial route,
+served bare by Starlette, behind ``resource_server.asgi.BearerMiddleware``, and by FastAPI bare
+and with ``Depends(rs.require(...))``; and an MCP server's ``tools/call`` bare, behind the MCP
+SDK's own bearer middleware (with ``McpTokenVerifier``) and behind ``protect_mcp``.
+
+The JWK Set to trust comes from the ``LOAD_JWKS`` environment variable; tokens are checked
+against the real clock (the benchmark mints them seconds before it runs).
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
+
+from policy import Access, Roles
+from resource_server.asgi import BearerMiddleware
+from resource_server.fastapi import ResourceServer
+from resource_server.tokens import JWTVerifier
+
+ISSUER = "https://as.load.test"
+AUDIENCE = "https://api.load.test"
+ROLES = Roles({"admin": ["project:read", "project:write"]})
+SCOPES = {"GET": "project:read"}
+
+
+def membership(subject: str, org: str | None) -> str | None:
+    return "admin" if (subject, org) == ("user-1", "acme") else None
+
+
+async def projects(request: Any) -> JSONResponse:
+    return JSONResponse({"org": request.path_params["org"], "projects": []})
+
+
+def verifier(jwks: dict[str, Any]) -> JWTVerifier:
+    return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks)
+
+
+def starlette_apps(jwks: dict[str, Any]) -> list[Mount]:
+    """``/bare/...`` and ``/mw/...``: the same Starlette route, bare and behind the middleware."""
+    route = [Route("/orgs/{org}/projects", projects)]
+    protected = BearerMiddleware(
+        Starlette(routes=route),
+        verifier=verifier(jwks),
+        roles=ROLES,
+        membership=membership,
+        routes={"/orgs/{org}/projects": SCOPES},
+    )
+    return [Mount("/bare", app=Starlette(routes=route)), Mount("/mw", app=protected)]
+
+
+def fastapi_app(jwks: dict[str, Any]) -> FastAPI:
+    """``/fastapi/bare/...`` and ``/fastapi/rs/...``: one FastAPI app, a route without and with
+    the dependency."""
+    app = FastAPI(openapi_url=None)
+    rs = ResourceServer(verifier=verifier(jwks), roles=ROLES, membership=membership)
+    require = rs.require(SCOPES)
+
+    @app.get("/bare/orgs/{org}/projects")
+    async def bare(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    @app.get("/rs/orgs/{org}/projects")
+    async def protected(org: str, access: Annotated[Access, Depends(require)]) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    rs.install(app, serve_metadata=False)
+    return app
+
+
+def create() -> Starlette:
+    jwks = json.loads(os.environ["LOAD_JWKS"])
+    mounts = [*starlette_apps(jwks), Mount("/fastapi", app=fastapi_app(jwks))]
+    return Starlette(routes=mounts)
