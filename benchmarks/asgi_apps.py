@@ -59,14 +59,22 @@ def starlette_apps(jwks: dict[str, Any]) -> list[Mount]:
 
 
 def fastapi_app(jwks: dict[str, Any]) -> FastAPI:
-    """``/fastapi/bare/...`` and ``/fastapi/rs/...``: one FastAPI app, a route without and with
-    the dependency."""
+    """``/fastapi/bare/...``, ``/fastapi/trivial/...`` and ``/fastapi/rs/...``: one FastAPI app, a
+    route without a dependency, with one that does nothing (the framework's own cost of a
+    dependency), and with ``rs.require``."""
     app = FastAPI(openapi_url=None)
     rs = ResourceServer(verifier=verifier(jwks), roles=ROLES, membership=membership)
     require = rs.require(SCOPES)
 
     @app.get("/bare/orgs/{org}/projects")
     async def bare(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    async def nothing() -> None:
+        """A dependency that does nothing: what any dependency costs in FastAPI."""
+
+    @app.get("/trivial/orgs/{org}/projects")
+    async def trivial(org: str, _: Annotated[None, Depends(nothing)]) -> dict[str, Any]:
         return {"org": org, "projects": []}
 
     @app.get("/rs/orgs/{org}/projects")

@@ -47,6 +47,7 @@ CASES = {
     "Starlette: bare route": ("/bare" + PATH, "Starlette: bare route"),
     "Starlette: BearerMiddleware, warm": ("/mw" + PATH, "Starlette: bare route"),
     "FastAPI: bare route": ("/fastapi/bare" + PATH, "FastAPI: bare route"),
+    "FastAPI: a Depends that does nothing": ("/fastapi/trivial" + PATH, "FastAPI: bare route"),
     "FastAPI: Depends(rs.require), warm": ("/fastapi/rs" + PATH, "FastAPI: bare route"),
 }
 
