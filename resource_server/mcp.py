@@ -1,0 +1,640 @@
+"""MCP servers (the Model Context Protocol, streamable HTTP) as OAuth 2.0 resource servers.
+
+Two ways in:
+
+- :func:`protect_mcp` wraps an MCP SDK streamable-HTTP app (any ASGI app) with the whole
+  pipeline: the token, the caller's member role in the org the URL names, and a scope map per
+  tool. It reads each JSON-RPC POST itself (bounded, strict JSON), decides a ``tools/call``
+  against that tool's requirement, and refuses at the HTTP level, before the SDK runs anything:
+  ``403`` with ``Bearer error="insufficient_scope", scope="…", resource_metadata="…"``, which
+  MCP clients answer by stepping up (asking the authorization server for that scope).
+- :class:`McpTokenVerifier` gives the SDK's own bearer auth (``MCPServer(token_verifier=...,
+  auth=AuthSettings(...))``) this library's strict token verification, and nothing more: no
+  membership, no org binding, no per-tool scopes.
+
+See docs/mcp.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from contextvars import ContextVar
+from typing import Any
+from urllib.parse import urlsplit
+
+from mcp.server.auth.middleware.auth_context import auth_context_var
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+from starlette.authentication import AuthCredentials
+
+from policy import Access, Roles, ScopeMap
+
+from .asgi import ACCESS_KEY, TOKEN_KEY
+from .asgi_http import Receive, Scope, Send, dpop_request, header, read_body, replaying, send_denial
+from .asgi_http import token_elsewhere as find_token_elsewhere
+from .async_guard import AsyncGuard, run_in_thread
+from .bodies import BodyError
+from .denials import Denial
+from .dpop import DPoPVerifier
+from .expiring import ExpiringCache
+from .guard import Granted, Guard, Membership
+from .strict_json import parse_object, strict_json_decoder
+from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+
+__all__ = [
+    "McpTokenVerifier",
+    "ProtectedMcp",
+    "ResourceMetadata",
+    "current_access",
+    "current_token",
+    "protect_mcp",
+]
+
+log = logging.getLogger("resource_server")
+
+_WELL_KNOWN = "/.well-known/oauth-protected-resource"
+#: Bodies larger than this are parsed in a worker thread: a 4 MiB body of small objects takes
+#: about half a second to parse strictly, which must not stall every other request on the loop.
+_PARSE_ON_LOOP = 64 * 1024
+_FORM = b"application/x-www-form-urlencoded"
+# JSON-RPC 2.0 §5.1 error codes.
+_PARSE_ERROR = -32700
+_INVALID_REQUEST = -32600
+_INVALID_PARAMS = -32602
+#: The SDK users kept for cached grants (a bounded dict, cleared when full).
+_CACHED_USERS = 4096
+#: Longest tool name repeated in an error message; longer ones are not echoed.
+_ECHOED_NAME = 128
+# RFC 6455 §7.4.1: policy violation; before the handshake completes servers answer it with 403.
+_POLICY_VIOLATION = 1008
+
+_GRANTED: ContextVar[Granted | None] = ContextVar("resource_server_mcp_granted", default=None)
+
+
+def current_access() -> Access:
+    """The :class:`policy.Access` of the MCP request being served (inside a tool, a resource or
+    a prompt of an app wrapped by :func:`protect_mcp`): subject, org, effective scopes.
+    ``RuntimeError`` outside one."""
+    return _current().access
+
+
+def current_token() -> VerifiedToken:
+    """The :class:`~resource_server.tokens.VerifiedToken` of the MCP request being served."""
+    token = _current().token
+    assert token is not None  # protect_mcp admits access tokens only
+    return token
+
+
+def _current() -> Granted:
+    granted = _GRANTED.get()
+    if granted is None:
+        raise RuntimeError(
+            "current_access() and current_token() exist only inside a request protect_mcp admitted"
+        )
+    return granted
+
+
+class _Refused(Exception):
+    """A JSON-RPC request the wrapper answers itself: ``status`` and a JSON-RPC error."""
+
+    def __init__(self, status: int, code: int, message: str, request_id: object = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class _NotJson(_Refused):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, _PARSE_ERROR, message)
+
+
+def _duplicate() -> _Refused:
+    # RFC 8259 §4: parsers disagree on which of two members counts, so the SDK could run another
+    # tool than the one decided on.
+    return _Refused(400, _INVALID_REQUEST, "the request has duplicate member names")
+
+
+# The decoder's own refusals are not ValueErrors: parse_object lets them through as they are.
+_DECODER = strict_json_decoder(
+    _duplicate, lambda: _NotJson("the request holds NaN or Infinity, which JSON does not have")
+)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    """The body as one JSON-RPC message object (strict JSON: UTF-8, no duplicate member names,
+    nesting bounded), or :class:`_Refused`."""
+    if body.lstrip(b" \t\r\n")[:1] == b"[":
+        # JSON-RPC 2.0 §6 batches (dropped from MCP in 2025-06-18): one call per POST, so each
+        # is decided and answered on its own.
+        raise _Refused(400, _INVALID_REQUEST, "JSON-RPC batches are not accepted: send one request per POST")
+    return parse_object(body, _DECODER, _NotJson, what="request body")
+
+
+def _request_id(message: Mapping[str, Any]) -> object:
+    """The request's ``id`` to echo in an error (JSON-RPC 2.0 §5: a string, a number or null)."""
+    value = message.get("id")
+    return value if value.__class__ in (str, int) else None
+
+
+async def _send_rpc_error(send: Send, refused: _Refused) -> None:
+    """The refusal as a JSON-RPC error response (JSON-RPC 2.0 §5.1), which MCP clients hand to
+    their caller as the request's error, whatever the HTTP status."""
+    error = {"code": refused.code, "message": refused.message}
+    body = json.dumps({"jsonrpc": "2.0", "id": refused.request_id, "error": error}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"cache-control", b"no-store"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def metadata_url_for(resource: str) -> str:
+    """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
+
+
+class ResourceMetadata:
+    """An ASGI app serving one RFC 9728 protected resource metadata document (§3.2) for GET and
+    HEAD, wherever it is mounted: ``Route(protected.metadata_path, protected.metadata_app)``."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = dict(document)
+        self._body = json.dumps(self.document).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        method = scope.get("method")
+        if method not in ("GET", "HEAD"):
+            headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 405, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": self._body if method == "GET" else b""})
+
+
+class ProtectedMcp:
+    """An MCP streamable-HTTP app behind this library's guard; built by :func:`protect_mcp`.
+
+    ``guard`` is the :class:`~resource_server.guard.Guard`; ``tools`` maps each tool name to its
+    compiled :class:`policy.ScopeMap` (under ``POST``); ``metadata_url`` is the RFC 9728 URL put
+    in every challenge, ``metadata_path`` its path and ``metadata_app`` an ASGI app serving the
+    document, for an enclosing app to route when this one is mounted under a prefix.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        verifier: TokenVerifier,
+        roles: Roles,
+        membership: Membership,
+        tool_scopes: Mapping[str, object],
+        default: object = None,
+        org: str | None = None,
+        resource: str,
+        authorization_servers: str | Collection[str],
+        realm: str = "api",
+        cache_size: int = 4096,
+        dpop: DPoPVerifier | None = None,
+        dpop_required: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    ) -> None:
+        _check_resource(resource)
+        if org is not None and (not isinstance(org, str) or not org):
+            raise ValueError("org must name the path variable holding the organization, or be None")
+        if not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 1:
+            raise ValueError("max_body_bytes must be a positive integer")
+        self.app = app
+        self.org = org
+        self.resource = resource
+        self.max_body_bytes = max_body_bytes
+        self.metadata_url = metadata_url_for(resource)
+        self.metadata_path = urlsplit(self.metadata_url).path
+        self.guard = Guard(
+            verifier=verifier,
+            roles=roles,
+            membership=membership,
+            realm=realm,
+            resource_metadata=self.metadata_url,
+            cache_size=cache_size,
+            dpop=dpop,
+            dpop_required=dpop_required,
+        )
+        self.async_guard = AsyncGuard(self.guard)
+        self.tools = _tool_maps(tool_scopes)
+        self.default = None if default is None else _scope_map("default", default)
+        servers = _authorization_servers(authorization_servers)
+        maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
+        document: dict[str, Any] = {
+            "resource": resource,
+            "authorization_servers": list(servers),
+            "scopes_supported": sorted(frozenset().union(*(m.scopes for m in maps))),
+            "bearer_methods_supported": ["header"],
+        }
+        if dpop is not None:  # RFC 9449 §5.1
+            document["dpop_signing_alg_values_supported"] = list(dpop.algorithms)
+            document["dpop_bound_access_tokens_required"] = dpop_required
+        self.metadata_app = ResourceMetadata(document)
+        self._users: dict[int, tuple[Granted, str, AuthenticatedUser]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket":
+                # Streamable HTTP has no WebSocket: nothing reaches the app without a decision.
+                await send({"type": "websocket.close", "code": _POLICY_VIOLATION})
+                return
+            return await self.app(scope, receive, send)  # lifespan: the SDK's session manager
+        method = scope["method"]
+        if method in ("GET", "HEAD") and _full_path(scope) == self.metadata_path:
+            return await self.metadata_app(scope, receive, send)
+        org = self._org(scope)
+        if org.__class__ is Denial:
+            return await send_denial(send, org)  # type: ignore[arg-type]
+        authorization, form = _authorization_and_form(scope)
+        elsewhere = False
+        if form or scope.get("query_string"):  # RFC 6750 §2.2, §2.3: refused, so looked for
+            try:
+                elsewhere, receive = await find_token_elsewhere(scope, receive)
+            except BodyError as exc:
+                return await send_denial(send, self.guard.bad_body(exc))
+        granted = await self._authenticate(scope, authorization, elsewhere, org)  # type: ignore[arg-type]
+        if granted.__class__ is Denial:
+            return await send_denial(send, granted)  # type: ignore[arg-type]
+        if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
+            try:
+                body = await self._body(scope, receive)
+                granted = await self._decide(body, granted)  # type: ignore[arg-type]
+            except _Refused as refused:
+                log.info("%d JSON-RPC %d: %r", refused.status, refused.code, refused.message)
+                return await _send_rpc_error(send, refused)
+            if granted.__class__ is Denial:
+                return await send_denial(send, granted)  # type: ignore[arg-type]
+            receive = replaying(body, receive)
+        return await self._admit(scope, receive, send, authorization, granted)  # type: ignore[arg-type]
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _org(self, scope: Scope) -> str | Denial | None:
+        """The organization the enclosing router found in the URL (``scope["path_params"]``)."""
+        if self.org is None:
+            return None
+        value = (scope.get("path_params") or {}).get(self.org)
+        if value is None:
+            # Fail closed: never fall back to the token's own org when the server names one.
+            reason = f"no path variable {self.org!r} reaches the MCP app; mount it under a path naming it, or use org=None"
+            log.error(reason)
+            return Denial(403, "forbidden", "this endpoint is misconfigured", None, reason)
+        return value if value.__class__ is str else str(value)
+
+    async def _authenticate(
+        self, scope: Scope, authorization: str | None, elsewhere: bool, org: str | None
+    ) -> Granted | Denial:
+        guard = self.guard
+        credential = guard.cached(authorization) if not elsewhere else None
+        if credential is not None and credential.jkt is None:
+            # The warm path, on the loop: a cached bearer token needs no thread and no proof.
+            role = await self.async_guard.membership(*guard.role_of(credential, org))
+            return guard.grant(credential, org, role)
+        return await self.async_guard.authenticate(
+            authorization=authorization,
+            token_elsewhere=elsewhere,
+            org=org,
+            dpop=dpop_request(scope, authorization, self.resource) if guard.dpop is not None else None,
+        )
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The whole body, at most ``max_body_bytes``: ``413`` beyond (a declared length is
+        refused before anything is read), ``400`` when the client leaves halfway."""
+        limit = self.max_body_bytes
+        declared = header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _Refused(413, _INVALID_REQUEST, f"the request body is larger than {limit} bytes")
+        gone = False
+
+        async def watched() -> Any:
+            nonlocal gone
+            message = await receive()
+            gone = message["type"] == "http.disconnect"
+            return message
+
+        try:
+            return await read_body(watched, limit)
+        except BodyError:
+            if gone:
+                raise _Refused(
+                    400, _INVALID_REQUEST, "the client went away before the body was complete"
+                ) from None
+            raise _Refused(413, _INVALID_REQUEST, f"the request body is larger than {limit} bytes") from None
+
+    async def _decide(self, body: bytes, granted: Granted) -> Granted | Denial:
+        """The decision for one JSON-RPC message: a ``tools/call`` against its tool's map,
+        anything else against ``default`` (or authentication alone)."""
+        message = _parse(body) if len(body) <= _PARSE_ON_LOOP else await run_in_thread(_parse, body)
+        rpc_method = message.get("method")
+        if rpc_method == "tools/call":
+            params = message.get("params")
+            if params.__class__ is not dict:
+                raise _Refused(
+                    400,
+                    _INVALID_PARAMS,
+                    "tools/call needs params: an object naming the tool",
+                    _request_id(message),
+                )
+            name = params.get("name")  # type: ignore[union-attr]
+            if name.__class__ is not str:
+                raise _Refused(400, _INVALID_PARAMS, "the tool name must be a string", _request_id(message))
+            scope_map = self.tools.get(name)  # type: ignore[arg-type]
+            if scope_map is None:
+                # MCP (server/tools, error handling): an unknown tool is -32602. A tool the SDK
+                # has but tool_scopes does not name is unknown here: never run unmapped.
+                shown = f": {name}" if len(name) <= _ECHOED_NAME else ""  # type: ignore[arg-type]
+                raise _Refused(400, _INVALID_PARAMS, f"Unknown tool{shown}", _request_id(message))
+            return self.guard.decision(granted, "POST", scope_map)
+        if rpc_method is not None and rpc_method.__class__ is not str:
+            raise _Refused(400, _INVALID_REQUEST, "the method must be a string", _request_id(message))
+        if self.default is not None:
+            return self.guard.decision(granted, "POST", self.default)
+        return granted
+
+    def _admit(
+        self, scope: Scope, receive: Receive, send: Send, authorization: str | None, granted: Granted
+    ) -> Any:
+        """Run the app as the granted caller: the SDK's ``scope["user"]`` (its sessions are bound
+        to the principal that opened them; ``get_access_token()`` in tools), ``scope["state"]``
+        as the ASGI middleware fills it, and :func:`current_access`."""
+        token = granted.token
+        assert token is not None and authorization is not None
+        user = self._user(authorization, granted)
+        scope["user"] = user
+        scope["auth"] = AuthCredentials(user.scopes)
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[ACCESS_KEY] = granted.access  # as the ASGI middleware puts them
+        state[TOKEN_KEY] = token
+        if granted.headers:
+            send = _adding(granted.headers, send)  # a fresh DPoP nonce (RFC 9449 §8.2)
+        return self._run(scope, receive, send, user, granted)
+
+    def _user(self, authorization: str, granted: Granted) -> AuthenticatedUser:
+        """The SDK's user for a grant: built once per cached grant (a warm request reuses the
+        guard's :class:`Granted`, so it is the key, held, so its ``id`` is not reused)."""
+        found = self._users.get(id(granted))
+        if found is not None and found[0] is granted and found[1] == authorization:
+            return found[2]
+        token = granted.token
+        assert token is not None
+        user = AuthenticatedUser(
+            AccessToken(
+                token=authorization.partition(" ")[2].strip(),
+                client_id=token.client_id or "",
+                scopes=sorted(granted.access.scopes),  # what the request may exercise
+                expires_at=token.expires_at,
+                resource=self.resource,
+                subject=token.subject,
+                claims=dict(token.claims),
+            )
+        )
+        if len(self._users) >= _CACHED_USERS:
+            self._users.clear()
+        self._users[id(granted)] = (granted, authorization, user)
+        return user
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send, user: Any, granted: Granted) -> None:
+        # The SDK hands each message to its handler with the context of the request that sent
+        # it, so both variables reach the tool.
+        user_token = auth_context_var.set(user)
+        granted_token = _GRANTED.set(granted)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _GRANTED.reset(granted_token)
+            auth_context_var.reset(user_token)
+
+
+def protect_mcp(
+    app: Any,
+    *,
+    verifier: TokenVerifier,
+    roles: Roles,
+    membership: Membership,
+    tool_scopes: Mapping[str, object],
+    default: object = None,
+    org: str | None = None,
+    resource: str,
+    authorization_servers: str | Collection[str],
+    realm: str = "api",
+    cache_size: int = 4096,
+    dpop: DPoPVerifier | None = None,
+    dpop_required: bool = False,
+    max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+) -> ProtectedMcp:
+    """Wrap an MCP streamable-HTTP ASGI ``app`` (``MCPServer(...).streamable_http_app()``) so
+    that every request needs an access token of a member, and each ``tools/call`` the scopes
+    ``tool_scopes`` lists for its tool.
+
+    ``tool_scopes`` maps a tool name to its alternatives, as a :class:`policy.ScopeMap` method
+    does: ``"project:read"``, ``["project:read", "project:admin"]`` (either), ``[["project:write",
+    "team:write"]]`` (both). Every entry is validated here. A ``tools/call`` for a tool it does
+    not name is answered ``400`` with JSON-RPC error ``-32602`` and never runs. Every other POST
+    (``initialize``, ``tools/list``, notifications, responses) needs ``default`` when given, else
+    authentication alone, as do GET (the SSE stream) and DELETE (the end of a session).
+
+    ``org`` names the path variable the enclosing router puts in ``scope["path_params"]``
+    (``Mount("/orgs/{org}/mcp", app=protect_mcp(..., org="org"))``); None means the server
+    names no org (``membership`` is then asked about the org the token is bound to).
+    ``resource`` is this server's RFC 9728 resource identifier: challenges carry its metadata
+    URL, and the document is served here when that URL's path reaches this app (when it is the
+    top-level app; otherwise route ``metadata_path`` to ``metadata_app``).
+
+    A body the wrapper cannot decide on is answered here with ``400`` and a JSON-RPC error (not
+    UTF-8 or not JSON ``-32700``, a batch or duplicate member names ``-32600``, a ``tools/call``
+    without params or a string tool name ``-32602``); a body over ``max_body_bytes`` with ``413``.
+    """
+    return ProtectedMcp(
+        app,
+        verifier=verifier,
+        roles=roles,
+        membership=membership,
+        tool_scopes=tool_scopes,
+        default=default,
+        org=org,
+        resource=resource,
+        authorization_servers=authorization_servers,
+        realm=realm,
+        cache_size=cache_size,
+        dpop=dpop,
+        dpop_required=dpop_required,
+        max_body_bytes=max_body_bytes,
+    )
+
+
+class McpTokenVerifier:
+    """The MCP SDK's ``TokenVerifier`` protocol over one of this library's verifiers
+    (:class:`~resource_server.tokens.JWTVerifier`, ``IntrospectionVerifier``,
+    ``TrustedIssuers``), for ``MCPServer(token_verifier=McpTokenVerifier(verifier),
+    auth=AuthSettings(...))``.
+
+    A token is verified with every check of the wrapped verifier and mapped to the SDK's
+    ``AccessToken``: ``client_id`` (empty when the token names none), ``scopes`` (the token's,
+    sorted), ``expires_at``, ``subject``, ``claims`` and ``resource`` (the token's ``aud`` when
+    it is one string; from a list, ``resource`` when given and listed, else the one entry the
+    verifier was configured with). Verified tokens are kept (``cache_size``, each until its
+    ``exp`` on the verifier's clock) and answered on the event loop; a new token is verified in
+    a worker thread, as verification may wait on the network.
+
+    The protocol can only say valid or not: a token that cannot be verified now (the
+    authorization server unreachable: ``VerificationUnavailable``) is ``None`` too, which the
+    SDK answers with ``401``, and is logged at ERROR. :func:`protect_mcp` answers ``503`` with
+    ``Retry-After`` instead, so the client keeps a token that may be good.
+    """
+
+    def __init__(
+        self, verifier: TokenVerifier, *, resource: str | None = None, cache_size: int = 4096
+    ) -> None:
+        if not callable(getattr(verifier, "verify", None)):
+            raise TypeError(
+                "verifier must be a resource_server verifier (JWTVerifier, IntrospectionVerifier, ...)"
+            )
+        self.verifier = verifier
+        self.resource = resource
+        self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
+        self._audiences = _configured_audiences(verifier)
+        self._cache: ExpiringCache[str, AccessToken] = ExpiringCache(cache_size, self.clock)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The token's ``AccessToken``, or None when it is not valid (or cannot be checked now)."""
+        if token.__class__ is not str or not token:
+            return None
+        try:
+            cached = self._cache.get(token)
+        except Exception:  # a failing clock: verification fails the same way
+            cached = None
+        if cached is not None:
+            return cached
+        try:
+            verified: VerifiedToken = await run_in_thread(self.verifier.verify, token)
+        except InvalidToken as exc:
+            log.info("401 invalid_token: %s", exc.description)
+            return None
+        except VerificationUnavailable as exc:
+            log.error("the token cannot be verified now (answered as invalid): %s", exc.description)
+            return None
+        except Exception:  # a verification bug is a refusal, never a 500
+            log.exception("unexpected error while verifying a token")
+            return None
+        access_token = AccessToken(
+            token=token,
+            client_id=verified.client_id or "",
+            scopes=sorted(verified.scopes),
+            expires_at=verified.expires_at,
+            resource=self._resource_of(verified.claims.get("aud")),
+            subject=verified.subject,
+            claims=dict(verified.claims),
+        )
+        self._cache.put(token, access_token, verified.expires_at)
+        return access_token
+
+    def _resource_of(self, aud: object) -> str | None:
+        if aud.__class__ is str:
+            return aud  # type: ignore[return-value]
+        if aud.__class__ is not list:
+            return None
+        if self.resource is not None and self.resource in aud:  # type: ignore[operator]
+            return self.resource
+        known = [entry for entry in aud if entry.__class__ is str and entry in self._audiences]  # type: ignore[attr-defined]
+        return known[0] if len(known) == 1 else None
+
+
+# -- inside ---------------------------------------------------------------------------------------
+
+
+def _tool_maps(tool_scopes: Mapping[str, object]) -> dict[str, ScopeMap]:
+    if not isinstance(tool_scopes, Mapping):
+        raise ValueError("tool_scopes must be a mapping of tool name -> scope alternatives")
+    maps: dict[str, ScopeMap] = {}
+    for name, alternatives in tool_scopes.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"tool_scopes has the tool name {name!r}; tool names are non-empty strings")
+        maps[name] = _scope_map(f"tool_scopes[{name!r}]", alternatives)
+    return maps
+
+
+def _scope_map(where: str, alternatives: object) -> ScopeMap:
+    try:
+        return ScopeMap({"POST": alternatives})
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}".replace("ScopeMap['POST']", "alternatives")) from None
+
+
+def _authorization_servers(servers: str | Collection[str]) -> tuple[str, ...]:
+    found = (servers,) if isinstance(servers, str) else tuple(servers)
+    if not found or not all(isinstance(s, str) and urlsplit(s).scheme in ("https", "http") for s in found):
+        raise ValueError(
+            "authorization_servers must name at least one authorization server by its issuer URL"
+        )
+    return found
+
+
+def _check_resource(resource: object) -> None:
+    """RFC 9728 §1.2: the resource identifier is an absolute http(s) URL without a fragment."""
+    if not isinstance(resource, str):
+        raise ValueError("resource must be this server's URL (RFC 9728 resource identifier)")
+    parts = urlsplit(resource)
+    if parts.scheme not in ("https", "http") or not parts.netloc or "#" in resource or parts.query:
+        raise ValueError(f"resource must be an absolute URL without a query or fragment, not {resource!r}")
+
+
+def _configured_audiences(verifier: Any) -> frozenset[str]:
+    audiences = getattr(verifier, "audiences", None)
+    if audiences is None:
+        single = getattr(verifier, "audience", None)
+        audiences = () if single is None else (single,)
+    return frozenset(a for a in audiences if isinstance(a, str))
+
+
+def _full_path(scope: Scope) -> str:
+    """The request's path from the server's root, whether or not ``path`` holds ``root_path``
+    (Starlette's does; the ASGI specification's does not)."""
+    path: str = scope["path"]
+    root = scope.get("root_path") or ""
+    return path if not root or path.startswith(root) else root + path
+
+
+def _authorization_and_form(scope: Scope) -> tuple[str | None, bool]:
+    """The ``Authorization`` value (repeated fields joined, so two are seen as two) and whether
+    the body is a form, in one pass over the headers."""
+    authorization: str | None = None
+    form = False
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            authorization = text if authorization is None else f"{authorization}, {text}"
+        elif name == b"content-type":
+            form = form or value[: len(_FORM)].lower() == _FORM
+    return authorization, form
+
+
+def _adding(extra: tuple[tuple[str, str], ...], send: Send) -> Send:
+    """``send`` with ``extra`` headers added to the response start."""
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
+
+    async def sending(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *encoded]}
+        await send(message)
+
+    return sending
