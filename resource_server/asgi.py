@@ -28,7 +28,17 @@ from starlette.routing import compile_path
 
 from policy import Roles, ScopeMap
 
-from .asgi_http import Receive, Scope, Send, dpop_request, header, send_denial, token_elsewhere
+from .asgi_http import (
+    Receive,
+    Scope,
+    Send,
+    adding_headers,
+    authorization_and_form,
+    dpop_request,
+    header,
+    send_denial,
+    token_elsewhere,
+)
 from .async_guard import AsyncGuard
 from .bodies import BodyError
 from .credentials import names_access_token
@@ -48,7 +58,6 @@ _UNCOVERED = Denial(403, "forbidden", "no access policy covers this path", None)
 _PUBLIC = -1
 _CACHED_PATHS = 4096
 _CACHED_PATH_LENGTH = 512
-_FORM = b"application/x-www-form-urlencoded"
 # Starlette's parameter syntax: what is left of a pattern once its parameters are removed must
 # hold no brace, or a typo such as "/orgs/{org" would silently become a literal path.
 _PARAMETER = re.compile(r"{[a-zA-Z_][a-zA-Z0-9_]*(?::[a-zA-Z_][a-zA-Z0-9_]*)?}")
@@ -203,7 +212,7 @@ class BearerMiddleware:
             # A CORS preflight (Fetch standard) carries no credentials: the app answers it. Any
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return await self.app(scope, receive, send)
-        authorization, form = _authorization_and_form(scope)
+        authorization, form = authorization_and_form(scope)
         elsewhere = False
         # Most requests have neither a query string nor a form body: nothing to look into.
         if form or scope.get("query_string"):
@@ -224,7 +233,7 @@ class BearerMiddleware:
         index, org = matched
         if index == _PUBLIC:
             return await self.app(scope, receive, send)
-        authorization, _ = _authorization_and_form(scope)
+        authorization, _ = authorization_and_form(scope)
         # A handshake has no body: only the query can carry a second token (RFC 6750 §2.3).
         query = scope.get("query_string")
         elsewhere = bool(query) and names_access_token(query)
@@ -267,7 +276,7 @@ class BearerMiddleware:
         state[TOKEN_KEY] = granted.token
         if granted.headers:
             # A fresh DPoP nonce (RFC 9449 §8.2) on the app's own response.
-            send = _adding(granted.headers, send)
+            send = adding_headers(granted.headers, send)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
 
@@ -281,32 +290,6 @@ def _route_path(scope: Scope) -> str:
     if len(path) == len(root):
         return "/"
     return path[len(root) :] if path[len(root)] == "/" else path
-
-
-def _authorization_and_form(scope: Scope) -> tuple[str | None, bool]:
-    """The ``Authorization`` value (repeated fields joined as :func:`asgi_http.header` joins
-    them, so two are seen as two) and whether the body is a form, in one pass over the headers."""
-    authorization: str | None = None
-    form = False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            authorization = text if authorization is None else f"{authorization}, {text}"
-        elif name == b"content-type":
-            form = form or value[: len(_FORM)].lower() == _FORM
-    return authorization, form
-
-
-def _adding(extra: tuple[tuple[str, str], ...], send: Send) -> Send:
-    """``send`` with ``extra`` headers added to the response start (or WebSocket accept)."""
-    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
-
-    async def sending(message: Any) -> None:
-        if message["type"] in ("http.response.start", "websocket.accept"):
-            message = {**message, "headers": [*message.get("headers", ()), *encoded]}
-        await send(message)
-
-    return sending
 
 
 async def _refuse_websocket(scope: Scope, send: Send, denial: Denial) -> None:

@@ -19,6 +19,8 @@ __all__ = [
     "Receive",
     "Scope",
     "Send",
+    "adding_headers",
+    "authorization_and_form",
     "dpop_request",
     "header",
     "read_body",
@@ -166,3 +168,29 @@ async def send_denial(send: Send, denial: Denial) -> None:
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": denial.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def authorization_and_form(scope: Scope) -> tuple[str | None, bool]:
+    """The ``Authorization`` value (repeated fields joined as :func:`asgi_http.header` joins
+    them, so two are seen as two) and whether the body is a form, in one pass over the headers."""
+    authorization: str | None = None
+    form = False
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            authorization = text if authorization is None else f"{authorization}, {text}"
+        elif name == b"content-type":
+            form = form or value[: len(_FORM)].lower() == _FORM
+    return authorization, form
+
+
+def adding_headers(extra: tuple[tuple[str, str], ...], send: Send) -> Send:
+    """``send`` with ``extra`` headers added to the response start (or WebSocket accept)."""
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
+
+    async def sending(message: Any) -> None:
+        if message["type"] in ("http.response.start", "websocket.accept"):
+            message = {**message, "headers": [*message.get("headers", ()), *encoded]}
+        await send(message)
+
+    return sending

@@ -46,6 +46,7 @@ from .credentials import MAX_FORM_INSPECTED, names_access_token
 from .denials import Denial
 from .dpop import DPoPVerifier
 from .guard import Granted, Guard
+from .metadata import check_resource, metadata_document, metadata_url_for, resource_for
 from .tokens import TokenVerifier, VerifiedToken
 
 if TYPE_CHECKING:
@@ -57,7 +58,6 @@ log = logging.getLogger("resource_server")
 
 #: The request scope key holding the :class:`~resource_server.guard.Granted` of the request.
 GRANTED = "resource_server.granted"
-_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 _FORM = "application/x-www-form-urlencoded"
 _PATH_PARAMETER = re.compile(r"{([^}:]+)")
 #: A membership answer: a role name or None, from a plain function or a coroutine function.
@@ -212,11 +212,11 @@ class ResourceServer:
         dpop_required: bool = False,
     ) -> None:
         if resource and not resource_metadata:
-            resource_metadata = _metadata_url_for(resource)
+            resource_metadata = metadata_url_for(resource)
         elif resource_metadata and not resource:
-            resource = _resource_for(resource_metadata)
+            resource = resource_for(resource_metadata)
         if resource is not None:
-            _check_resource(resource)
+            check_resource(resource)
         servers = authorization_servers or getattr(verifier, "issuers", ())
         self.authorization_servers: tuple[str, ...] = (
             (servers,) if isinstance(servers, str) else tuple(servers)
@@ -267,17 +267,13 @@ class ResourceServer:
 
     def metadata_document(self) -> dict[str, Any]:
         """RFC 9728 §2: the protected resource metadata (with RFC 9449 §5.1's DPoP members)."""
-        document: dict[str, Any] = {
-            "resource": self.resource,
-            "scopes_supported": self.scopes_supported,
-            "bearer_methods_supported": ["header"],
-        }
-        if self.authorization_servers:
-            document["authorization_servers"] = list(self.authorization_servers)
-        if self.dpop is not None:
-            document["dpop_signing_alg_values_supported"] = list(self.dpop.algorithms)
-            document["dpop_bound_access_tokens_required"] = self.guard.dpop_required
-        return document
+        return metadata_document(
+            resource=self.resource,
+            scopes_supported=self.scopes_supported,
+            authorization_servers=self.authorization_servers,
+            dpop=self.dpop,
+            dpop_required=self.guard.dpop_required,
+        )
 
     # -- the app ----------------------------------------------------------------------------------
 
@@ -563,24 +559,3 @@ def _declare_path_parameters(operation: dict[str, Any], path: str) -> None:
     for name in _PATH_PARAMETER.findall(path):
         if name not in declared:
             parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
-
-
-def _metadata_url_for(resource: str) -> str:
-    """RFC 9728 §3.1: insert the well-known segment between the host and the resource's path."""
-    parts = urlsplit(resource)
-    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
-
-
-def _resource_for(metadata_url: str) -> str | None:
-    """The inverse of :func:`_metadata_url_for`, or None if the URL is not a well-known one."""
-    parts = urlsplit(metadata_url)
-    if not parts.path.startswith(_WELL_KNOWN):
-        return None
-    return f"{parts.scheme}://{parts.netloc}{parts.path[len(_WELL_KNOWN) :]}"
-
-
-def _check_resource(resource: str) -> None:
-    """RFC 9728 §1.2: the resource identifier is an https URL (http on loopback) without fragment."""
-    parts = urlsplit(resource)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or "#" in resource:
-        raise ValueError(f"resource must be an absolute URL without a fragment, not {resource!r}")

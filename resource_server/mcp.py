@@ -34,7 +34,18 @@ from starlette.authentication import AuthCredentials
 from policy import Access, Roles, ScopeMap
 
 from .asgi import ACCESS_KEY, TOKEN_KEY
-from .asgi_http import Receive, Scope, Send, dpop_request, header, read_body, replaying, send_denial
+from .asgi_http import (
+    Receive,
+    Scope,
+    Send,
+    adding_headers,
+    authorization_and_form,
+    dpop_request,
+    header,
+    read_body,
+    replaying,
+    send_denial,
+)
 from .asgi_http import token_elsewhere as find_token_elsewhere
 from .async_guard import AsyncGuard, run_in_thread
 from .bodies import BodyError
@@ -42,6 +53,7 @@ from .denials import Denial
 from .dpop import DPoPVerifier
 from .expiring import ExpiringCache
 from .guard import Granted, Guard, Membership
+from .metadata import check_resource, metadata_document, metadata_url_for
 from .strict_json import parse_object, strict_json_decoder
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
@@ -56,11 +68,9 @@ __all__ = [
 
 log = logging.getLogger("resource_server")
 
-_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 #: Bodies larger than this are parsed in a worker thread: a 4 MiB body of small objects takes
 #: about half a second to parse strictly, which must not stall every other request on the loop.
 _PARSE_ON_LOOP = 64 * 1024
-_FORM = b"application/x-www-form-urlencoded"
 # JSON-RPC 2.0 §5.1 error codes.
 _PARSE_ERROR = -32700
 _INVALID_REQUEST = -32600
@@ -156,12 +166,6 @@ async def _send_rpc_error(send: Send, refused: _Refused) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def metadata_url_for(resource: str) -> str:
-    """RFC 9728 §3.1: the well-known segment goes between the host and the resource's path."""
-    parts = urlsplit(resource)
-    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
-
-
 class ResourceMetadata:
     """An ASGI app serving one RFC 9728 protected resource metadata document (§3.2) for GET and
     HEAD, wherever it is mounted: ``Route(protected.metadata_path, protected.metadata_app)``."""
@@ -211,7 +215,7 @@ class ProtectedMcp:
         dpop_required: bool = False,
         max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
     ) -> None:
-        _check_resource(resource)
+        check_resource(resource, query=False)
         if org is not None and (not isinstance(org, str) or not org):
             raise ValueError("org must name the path variable holding the organization, or be None")
         if not isinstance(max_body_bytes, int) or isinstance(max_body_bytes, bool) or max_body_bytes < 1:
@@ -237,15 +241,13 @@ class ProtectedMcp:
         self.default = None if default is None else _scope_map("default", default)
         servers = _authorization_servers(authorization_servers)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
-        document: dict[str, Any] = {
-            "resource": resource,
-            "authorization_servers": list(servers),
-            "scopes_supported": sorted(frozenset().union(*(m.scopes for m in maps))),
-            "bearer_methods_supported": ["header"],
-        }
-        if dpop is not None:  # RFC 9449 §5.1
-            document["dpop_signing_alg_values_supported"] = list(dpop.algorithms)
-            document["dpop_bound_access_tokens_required"] = dpop_required
+        document = metadata_document(
+            resource=resource,
+            scopes_supported=frozenset().union(*(m.scopes for m in maps)),
+            authorization_servers=servers,
+            dpop=dpop,
+            dpop_required=dpop_required,
+        )
         self.metadata_app = ResourceMetadata(document)
         self._users: dict[int, tuple[Granted, str, AuthenticatedUser]] = {}
 
@@ -263,7 +265,7 @@ class ProtectedMcp:
         org = self._org(scope)
         if org.__class__ is Denial:
             return await send_denial(send, org)  # type: ignore[arg-type]
-        authorization, form = _authorization_and_form(scope)
+        authorization, form = authorization_and_form(scope)
         elsewhere = False
         if form or scope.get("query_string"):  # RFC 6750 §2.2, §2.3: refused, so looked for
             try:
@@ -386,7 +388,7 @@ class ProtectedMcp:
         state[ACCESS_KEY] = granted.access  # as the ASGI middleware puts them
         state[TOKEN_KEY] = token
         if granted.headers:
-            send = _adding(granted.headers, send)  # a fresh DPoP nonce (RFC 9449 §8.2)
+            send = adding_headers(granted.headers, send)  # a fresh DPoP nonce (RFC 9449 §8.2)
         return self._run(scope, receive, send, user, granted)
 
     def _user(self, authorization: str, granted: Granted) -> AuthenticatedUser:
@@ -589,15 +591,6 @@ def _authorization_servers(servers: str | Collection[str]) -> tuple[str, ...]:
     return found
 
 
-def _check_resource(resource: object) -> None:
-    """RFC 9728 §1.2: the resource identifier is an absolute http(s) URL without a fragment."""
-    if not isinstance(resource, str):
-        raise ValueError("resource must be this server's URL (RFC 9728 resource identifier)")
-    parts = urlsplit(resource)
-    if parts.scheme not in ("https", "http") or not parts.netloc or "#" in resource or parts.query:
-        raise ValueError(f"resource must be an absolute URL without a query or fragment, not {resource!r}")
-
-
 def _configured_audiences(verifier: Any) -> frozenset[str]:
     audiences = getattr(verifier, "audiences", None)
     if audiences is None:
@@ -612,29 +605,3 @@ def _full_path(scope: Scope) -> str:
     path: str = scope["path"]
     root = scope.get("root_path") or ""
     return path if not root or path.startswith(root) else root + path
-
-
-def _authorization_and_form(scope: Scope) -> tuple[str | None, bool]:
-    """The ``Authorization`` value (repeated fields joined, so two are seen as two) and whether
-    the body is a form, in one pass over the headers."""
-    authorization: str | None = None
-    form = False
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            authorization = text if authorization is None else f"{authorization}, {text}"
-        elif name == b"content-type":
-            form = form or value[: len(_FORM)].lower() == _FORM
-    return authorization, form
-
-
-def _adding(extra: tuple[tuple[str, str], ...], send: Send) -> Send:
-    """``send`` with ``extra`` headers added to the response start."""
-    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra]
-
-    async def sending(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), *encoded]}
-        await send(message)
-
-    return sending

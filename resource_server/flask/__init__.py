@@ -26,6 +26,7 @@ from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, 
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
 from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
+from ..metadata import check_resource, metadata_document, metadata_url_for, resource_for
 from ..resource_tokens import ResourceToken, ResourceTokenVerifier
 from ..tokens import TokenVerifier, VerifiedToken
 from ..tokens.jws import InvalidToken
@@ -49,7 +50,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 _EXTENSION = "resource_server"
-_WELL_KNOWN = "/.well-known/oauth-protected-resource"
 _FORM = "application/x-www-form-urlencoded"
 _VERIFIED_VIEWER = "resource_server.viewer_context"
 
@@ -80,29 +80,6 @@ class _AppState:
     resource: str | None
     authorization_servers: tuple[str, ...]
     server: ResourceServer
-
-
-def metadata_url_for(resource: str) -> str:
-    """RFC 9728 §3.1: insert the well-known segment between the host and the resource's path."""
-    parts = urlsplit(resource)
-    return f"{parts.scheme}://{parts.netloc}{_WELL_KNOWN}{parts.path.rstrip('/')}"
-
-
-def resource_for(metadata_url: str) -> str | None:
-    """The inverse of :func:`metadata_url_for`, or None if the URL is not a well-known one."""
-    parts = urlsplit(metadata_url)
-    if not parts.path.startswith(_WELL_KNOWN):
-        return None
-    return f"{parts.scheme}://{parts.netloc}{parts.path[len(_WELL_KNOWN) :]}"
-
-
-def _check_resource(resource: str) -> None:
-    """RFC 9728 §1.2: the resource identifier is an https URL (http on loopback) without fragment."""
-    parts = urlsplit(resource)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or "#" in resource:
-        raise ValueError(
-            f"RESOURCE_SERVER_RESOURCE must be an absolute URL without a fragment, not {resource!r}"
-        )
 
 
 class ResourceServer:
@@ -173,7 +150,7 @@ class ResourceServer:
         servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", getattr(self.verifier, "issuers", ()))
         servers = (servers,) if isinstance(servers, str) else tuple(servers)
         if resource is not None:
-            _check_resource(resource)
+            check_resource(resource, "RESOURCE_SERVER_RESOURCE")
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
         # json_body() and request_body() raise BodyError from inside views: answer it as a 400.
         app.register_error_handler(BodyError, _bad_body)
@@ -442,17 +419,15 @@ class ResourceServer:
     def _metadata_view(self) -> Response:
         """RFC 9728 §2: the protected resource metadata document."""
         state = self._state(current_app)
-        document: dict[str, Any] = {
-            "resource": state.resource,
-            "scopes_supported": self.scopes_supported,
-            "bearer_methods_supported": ["header"],
-        }
-        if state.authorization_servers:
-            document["authorization_servers"] = list(state.authorization_servers)
-        if self.dpop is not None:  # RFC 9449 §5.1
-            document["dpop_signing_alg_values_supported"] = list(self.dpop.algorithms)
-            document["dpop_bound_access_tokens_required"] = self.dpop_required
-        return jsonify(document)
+        return jsonify(
+            metadata_document(
+                resource=state.resource,
+                scopes_supported=self.scopes_supported,
+                authorization_servers=state.authorization_servers,
+                dpop=self.dpop,
+                dpop_required=self.dpop_required,
+            )
+        )
 
 
 def _token_elsewhere(req: Request) -> bool:
