@@ -22,16 +22,13 @@ exception first, and every request would pay for one more layer.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import re
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute, APIWebSocketRoute
@@ -39,18 +36,20 @@ from starlette.exceptions import HTTPException
 
 from policy import Access, Roles, ScopeMap
 
-from .asgi_http import Receive, Scope, Send, dpop_request, header, token_elsewhere
-from .async_guard import AsyncGuard
-from .bodies import BodyError
-from .credentials import MAX_FORM_INSPECTED, names_access_token
-from .denials import Denial
-from .dpop import DPoPVerifier
-from .guard import Granted, Guard
-from .metadata import check_resource, metadata_document, metadata_url_for, resource_for
-from .tokens import TokenVerifier, VerifiedToken
+from ..asgi_http import Receive, Scope, Send, dpop_request, header
+from ..async_guard import AsyncGuard
+from ..bodies import BodyError
+from ..denials import Denial
+from ..dpop import DPoPVerifier
+from ..guard import Granted, Guard
+from ..metadata import check_resource, metadata_document, metadata_url_for, resource_for
+from ..tokens import TokenVerifier, VerifiedToken
+from .forms import token_elsewhere_of
+from .openapi import describe_in_openapi, oauth2_scheme
+from .routes import requirements_of, routes_of, solve_order
 
 if TYPE_CHECKING:
-    from .capability import CapabilityVerifier
+    from ..capability import CapabilityVerifier
 
 __all__ = ["Refused", "Requirement", "ResourceServer"]
 
@@ -58,8 +57,6 @@ log = logging.getLogger("resource_server")
 
 #: The request scope key holding the :class:`~resource_server.guard.Granted` of the request.
 GRANTED = "resource_server.granted"
-_FORM = "application/x-www-form-urlencoded"
-_PATH_PARAMETER = re.compile(r"{([^}:]+)")
 #: A membership answer: a role name or None, from a plain function or a coroutine function.
 Membership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
 
@@ -105,7 +102,7 @@ class Requirement:
             org = value if value.__class__ is str else str(value)
         authorization = header(scope, b"authorization")
         try:
-            elsewhere = await _token_elsewhere(request)
+            elsewhere = await token_elsewhere_of(request)
         except BodyError as exc:
             raise server._refused(request, server.guard.bad_body(exc)) from None
         dpop = dpop_request(scope, authorization, server.resource) if server.dpop is not None else None
@@ -139,47 +136,6 @@ async def verified_token(request: Request) -> VerifiedToken:
         log.error(reason)
         raise Refused(Denial(403, "forbidden", "this route is misconfigured", None, reason))
     return granted.token
-
-
-async def _token_elsewhere(request: Request) -> bool:
-    """Whether an access token also came in the query or a form body (RFC 6750 §2.2, §2.3:
-    refused; the header is the only method accepted). FastAPI reads the body before the
-    dependencies when the endpoint declares ``Form`` or body parameters; otherwise the form is
-    read here and kept where Starlette keeps a body it has read, so the endpoint's ``body()``,
-    ``form()`` and ``json()`` still see it whole."""
-    scope = request.scope
-    query = scope.get("query_string")
-    if query and names_access_token(query):
-        return True
-    content_type = header(scope, b"content-type")
-    if not content_type or content_type[: len(_FORM)].lower() != _FORM:
-        return False
-    form = getattr(request, "_form", None)
-    body = request.__dict__.get("_body")
-    if form is not None:
-        return "access_token" in form
-    if body is not None:
-        return len(body) <= MAX_FORM_INSPECTED and names_access_token(body)
-    if getattr(request, "_stream_consumed", False):
-        return False  # read by the app without keeping it: nothing left to look into
-    elsewhere, receive = await token_elsewhere(scope, request.receive)
-    if receive is not request.receive:  # the form was read, and is replayed from its start
-        first = await receive()
-        if not first.get("more_body", False):
-            request._body = first["body"]  # all of it
-        else:  # a chunked form too large to look into, passed on unread: the rest follows
-            request._receive = _prepending(first, receive)
-    return elsewhere
-
-
-def _prepending(message: Any, receive: Receive) -> Receive:
-    """A ``receive`` that gives ``message`` back first, then whatever ``receive`` says next."""
-    pending = [message]
-
-    async def replay() -> Any:
-        return pending.pop() if pending else await receive()
-
-    return replay
 
 
 class ResourceServer:
@@ -301,7 +257,7 @@ class ResourceServer:
         - with DPoP nonces, adds the fresh ``DPoP-Nonce`` to every granted response.
         """
         self.check_routes(app)
-        security_scheme = self._oauth2_scheme(token_url, authorization_url) if app.openapi_url else None
+        security_scheme = oauth2_scheme(self, token_url, authorization_url) if app.openapi_url else None
         if app not in self._apps:
             self._apps.add(app)
             app.add_exception_handler(Refused, _answer)  # type: ignore[arg-type]
@@ -316,24 +272,24 @@ class ResourceServer:
                     include_in_schema=False,
                 )
             if security_scheme is not None:
-                self._describe_in_openapi(app, security_scheme, scheme)
+                describe_in_openapi(self, app, security_scheme, scheme)
 
     def check_routes(self, app: FastAPI) -> None:
         """``ValueError`` naming the first misconfigured route: one whose path lacks the org
         parameter its :meth:`require` names, or has one while the requirement says ``org=None``
         (its requests would be checked in the token's own organization), one serving a method
         its scope map does not cover, or one asking for ``rs.token`` before any ``rs.require``."""
-        for route in _routes(app, APIRoute, APIWebSocketRoute):
-            calls = list(_solve_order(route.dependant))
+        for route in routes_of(app, APIRoute, APIWebSocketRoute):
+            calls = list(solve_order(route.dependant))
             path = route.path_format
             if isinstance(getattr(route, "original_route", route), APIWebSocketRoute):
-                if _requirements(calls, self):
+                if requirements_of(calls, self):
                     raise ValueError(
                         f"the WebSocket route {path} uses rs.require(...), which protects HTTP "
                         "routes: check its handshake with resource_server.asgi.BearerMiddleware"
                     )
                 continue
-            for requirement in _requirements(calls, self):
+            for requirement in requirements_of(calls, self):
                 if requirement.org is not None and requirement.org not in route.param_convertors:
                     raise ValueError(
                         f"the route {path} has no path parameter {requirement.org!r} for "
@@ -390,70 +346,6 @@ class ResourceServer:
 
         app.router.lifespan_context = lifespan
 
-    def _oauth2_scheme(self, token_url: str | None, authorization_url: str | None) -> dict[str, Any]:
-        if token_url is None:
-            if not self.authorization_servers:
-                raise ValueError(
-                    "install(app) describes OAuth 2.0 in the app's OpenAPI: give token_url=, or "
-                    "ResourceServer(authorization_servers=...), or create the app with openapi_url=None"
-                )
-            token_url = f"{self.authorization_servers[0].rstrip('/')}/token"
-        flow: dict[str, Any] = {"tokenUrl": token_url, "scopes": {}}
-        if authorization_url:
-            return {
-                "type": "oauth2",
-                "flows": {"authorizationCode": {"authorizationUrl": authorization_url, **flow}},
-            }
-        return {"type": "oauth2", "flows": {"clientCredentials": flow}}
-
-    def _describe_in_openapi(self, app: FastAPI, security_scheme: dict[str, Any], scheme: str) -> None:
-        """Wrap ``app.openapi`` (FastAPI's documented way to customise the document) so that the
-        document it builds, once, carries this server's security."""
-        previous = app.openapi
-        described: list[dict[str, Any]] = []  # the document described last, held
-        app.openapi_schema = None  # built again, with the security in it
-
-        def openapi() -> dict[str, Any]:
-            document = previous()
-            if not described or document is not described[0]:
-                self._describe(app, document, security_scheme, scheme)
-                described[:] = [document]
-            return document
-
-        app.openapi = openapi  # type: ignore[method-assign]
-
-    def _describe(
-        self, app: FastAPI, document: dict[str, Any], security_scheme: dict[str, Any], scheme: str
-    ) -> None:
-        """Each alternative of a scope map is its own security requirement (OpenAPI: any one of
-        the listed requirements satisfies the operation; the scopes inside one must all be held),
-        per method. A method a map lacks is left without a requirement rather than described as
-        public (``check_routes`` refuses such routes anyway)."""
-        for flow in security_scheme["flows"].values():
-            flow["scopes"] = {scope: "" for scope in self.scopes_supported}
-        components = document.setdefault("components", {})
-        components.setdefault("securitySchemes", {})[scheme] = security_scheme
-        _refusal_components(components)
-        paths = document.get("paths", {})
-        for route in _routes(app, APIRoute):
-            item = paths.get(route.path_format) if route.include_in_schema else None
-            requirements = _requirements(_solve_order(route.dependant), self) if item else []
-            for method in sorted(route.methods or ()) if requirements else ():
-                operation = item.get(method.lower())  # type: ignore[union-attr]
-                alternatives = _alternatives(requirements, method)
-                if operation is None or not alternatives:
-                    continue
-                # Requirements the app declared itself (another scheme) must hold as well: AND.
-                existing = [
-                    {k: v for k, v in other.items() if k != scheme}
-                    for other in operation.get("security") or [{}]
-                ]
-                operation["security"] = [{**other, scheme: alt} for other in existing for alt in alternatives]
-                responses = operation.setdefault("responses", {})
-                for status, (name, _) in _REFUSALS.items():
-                    responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
-                _declare_path_parameters(operation, route.path_format)
-
 
 class _GrantHeaders:
     """Adds a grant's response headers (a fresh ``DPoP-Nonce``, RFC 9449 §8.2) to whatever
@@ -485,77 +377,4 @@ async def _answer(request: Request, exc: Refused) -> Response:
     return Response(denial.body, status_code=denial.status, headers=dict(denial.headers))
 
 
-def _routes(app: FastAPI, *kinds: type) -> Iterator[Any]:
-    """Every route of ``app`` of these kinds as it is served: prefixes and router-level
-    dependencies applied. FastAPI 0.16x keeps included routers as contexts
-    (``iter_route_contexts``); older versions copy the routes into the app."""
-    contexts = getattr(fastapi.routing, "iter_route_contexts", None)
-    for route in contexts(app.routes) if contexts is not None else app.routes:
-        if isinstance(getattr(route, "original_route", route), kinds):
-            yield route
-
-
-def _solve_order(dependant: Any) -> Iterator[Any]:
-    """The dependency callables of a route in the order FastAPI calls them: depth first, each
-    after its own dependencies (router-level ones first)."""
-    for sub in dependant.dependencies:
-        yield from _solve_order(sub)
-        yield sub.call
-
-
-def _requirements(calls: Iterator[Any] | list[Any], server: ResourceServer) -> list[Requirement]:
-    found: dict[int, Requirement] = {}
-    for call in calls:
-        if isinstance(call, Requirement) and call.server is server:
-            found.setdefault(id(call), call)
-    return list(found.values())
-
-
-def _alternatives(requirements: list[Requirement], method: str) -> list[list[str]]:
-    """The alternatives of several requirements that must all hold: one union per combination,
-    less those that hold another whole (holding the smaller one suffices)."""
-    each = [requirement.scope_map.alternatives(method) for requirement in requirements]
-    if any(alts is None for alts in each):
-        return []  # refused to everyone: no requirement describes it
-    unions = list(dict.fromkeys(frozenset().union(*parts) for parts in itertools.product(*each)))  # type: ignore[arg-type]
-    return [sorted(one) for one in unions if not any(other < one for other in unions)]
-
-
 #: The refusals every protected operation may answer, in ``components`` once and referred to.
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
-    "required": ["error", "error_description"],
-}
-_REFUSALS = {
-    "401": (
-        "BearerUnauthorized",
-        "no, malformed or invalid credentials (RFC 6750 §3.1); see WWW-Authenticate",
-    ),
-    "403": (
-        "BearerForbidden",
-        "forbidden; with a Bearer insufficient_scope challenge naming the scope a new token needs "
-        "when one would help (RFC 6750 §3.1)",
-    ),
-}
-
-
-def _refusal_components(components: dict[str, Any]) -> None:
-    components.setdefault("schemas", {})["BearerError"] = _ERROR_SCHEMA
-    responses = components.setdefault("responses", {})
-    for name, description in _REFUSALS.values():
-        responses[name] = {
-            "description": description,
-            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BearerError"}}},
-        }
-
-
-def _declare_path_parameters(operation: dict[str, Any], path: str) -> None:
-    """Declare the templated names the endpoint itself does not (the org is read by the
-    dependency, so the endpoint need not name it): OpenAPI requires every one declared."""
-    parameters = operation.setdefault("parameters", [])
-    declared = {p.get("name") for p in parameters if p.get("in") == "path"}
-    for name in _PATH_PARAMETER.findall(path):
-        if name not in declared:
-            parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
