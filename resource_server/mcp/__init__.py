@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,8 +32,8 @@ from starlette.authentication import AuthCredentials
 
 from policy import Access, Roles, ScopeMap
 
-from .asgi import ACCESS_KEY, TOKEN_KEY
-from .asgi_http import (
+from ..asgi import ACCESS_KEY, TOKEN_KEY
+from ..asgi_http import (
     Receive,
     Scope,
     Send,
@@ -46,16 +45,23 @@ from .asgi_http import (
     replaying,
     send_denial,
 )
-from .asgi_http import token_elsewhere as find_token_elsewhere
-from .async_guard import AsyncGuard, run_in_thread
-from .bodies import BodyError
-from .denials import Denial
-from .dpop import DPoPVerifier
-from .expiring import ExpiringCache
-from .guard import Granted, Guard, Membership
-from .metadata import check_resource, metadata_document, metadata_url_for
-from .strict_json import parse_object, strict_json_decoder
-from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+from ..asgi_http import token_elsewhere as find_token_elsewhere
+from ..async_guard import AsyncGuard, run_in_thread
+from ..bodies import BodyError
+from ..denials import Denial
+from ..dpop import DPoPVerifier
+from ..guard import Granted, Guard, Membership
+from ..metadata import check_resource, metadata_document, metadata_url_for
+from ..tokens import TokenVerifier, VerifiedToken
+from .jsonrpc import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    Refused,
+    parse_message,
+    request_id,
+    send_rpc_error,
+)
+from .verifier import McpTokenVerifier
 
 __all__ = [
     "McpTokenVerifier",
@@ -71,11 +77,7 @@ log = logging.getLogger("resource_server")
 #: Bodies larger than this are parsed in a worker thread: a 4 MiB body of small objects takes
 #: about half a second to parse strictly, which must not stall every other request on the loop.
 _PARSE_ON_LOOP = 64 * 1024
-# JSON-RPC 2.0 §5.1 error codes.
-_PARSE_ERROR = -32700
-_INVALID_REQUEST = -32600
-_INVALID_PARAMS = -32602
-#: The SDK users kept for cached grants (a bounded dict, cleared when full).
+# JSON-RPC 2.0 §5.1 error codes.#: The SDK users kept for cached grants (a bounded dict, cleared when full).
 _CACHED_USERS = 4096
 #: Longest tool name repeated in an error message; longer ones are not echoed.
 _ECHOED_NAME = 128
@@ -106,64 +108,6 @@ def _current() -> Granted:
             "current_access() and current_token() exist only inside a request protect_mcp admitted"
         )
     return granted
-
-
-class _Refused(Exception):
-    """A JSON-RPC request the wrapper answers itself: ``status`` and a JSON-RPC error."""
-
-    def __init__(self, status: int, code: int, message: str, request_id: object = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.request_id = request_id
-
-
-class _NotJson(_Refused):
-    def __init__(self, message: str) -> None:
-        super().__init__(400, _PARSE_ERROR, message)
-
-
-def _duplicate() -> _Refused:
-    # RFC 8259 §4: parsers disagree on which of two members counts, so the SDK could run another
-    # tool than the one decided on.
-    return _Refused(400, _INVALID_REQUEST, "the request has duplicate member names")
-
-
-# The decoder's own refusals are not ValueErrors: parse_object lets them through as they are.
-_DECODER = strict_json_decoder(
-    _duplicate, lambda: _NotJson("the request holds NaN or Infinity, which JSON does not have")
-)
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    """The body as one JSON-RPC message object (strict JSON: UTF-8, no duplicate member names,
-    nesting bounded), or :class:`_Refused`."""
-    if body.lstrip(b" \t\r\n")[:1] == b"[":
-        # JSON-RPC 2.0 §6 batches (dropped from MCP in 2025-06-18): one call per POST, so each
-        # is decided and answered on its own.
-        raise _Refused(400, _INVALID_REQUEST, "JSON-RPC batches are not accepted: send one request per POST")
-    return parse_object(body, _DECODER, _NotJson, what="request body")
-
-
-def _request_id(message: Mapping[str, Any]) -> object:
-    """The request's ``id`` to echo in an error (JSON-RPC 2.0 §5: a string, a number or null)."""
-    value = message.get("id")
-    return value if value.__class__ in (str, int) else None
-
-
-async def _send_rpc_error(send: Send, refused: _Refused) -> None:
-    """The refusal as a JSON-RPC error response (JSON-RPC 2.0 §5.1), which MCP clients hand to
-    their caller as the request's error, whatever the HTTP status."""
-    error = {"code": refused.code, "message": refused.message}
-    body = json.dumps({"jsonrpc": "2.0", "id": refused.request_id, "error": error}).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"cache-control", b"no-store"),
-        (b"content-length", str(len(body)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": refused.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class ResourceMetadata:
@@ -279,9 +223,9 @@ class ProtectedMcp:
             try:
                 body = await self._body(scope, receive)
                 granted = await self._decide(body, granted)  # type: ignore[arg-type]
-            except _Refused as refused:
+            except Refused as refused:
                 log.info("%d JSON-RPC %d: %r", refused.status, refused.code, refused.message)
-                return await _send_rpc_error(send, refused)
+                return await send_rpc_error(send, refused)
             if granted.__class__ is Denial:
                 return await send_denial(send, granted)  # type: ignore[arg-type]
             receive = replaying(body, receive)
@@ -323,7 +267,7 @@ class ProtectedMcp:
         limit = self.max_body_bytes
         declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, _INVALID_REQUEST, f"the request body is larger than {limit} bytes")
+            raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes")
         gone = False
 
         async def watched() -> Any:
@@ -336,37 +280,39 @@ class ProtectedMcp:
             return await read_body(watched, limit)
         except BodyError:
             if gone:
-                raise _Refused(
-                    400, _INVALID_REQUEST, "the client went away before the body was complete"
+                raise Refused(
+                    400, INVALID_REQUEST, "the client went away before the body was complete"
                 ) from None
-            raise _Refused(413, _INVALID_REQUEST, f"the request body is larger than {limit} bytes") from None
+            raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes") from None
 
     async def _decide(self, body: bytes, granted: Granted) -> Granted | Denial:
         """The decision for one JSON-RPC message: a ``tools/call`` against its tool's map,
         anything else against ``default`` (or authentication alone)."""
-        message = _parse(body) if len(body) <= _PARSE_ON_LOOP else await run_in_thread(_parse, body)
+        message = (
+            parse_message(body) if len(body) <= _PARSE_ON_LOOP else await run_in_thread(parse_message, body)
+        )
         rpc_method = message.get("method")
         if rpc_method == "tools/call":
             params = message.get("params")
             if params.__class__ is not dict:
-                raise _Refused(
+                raise Refused(
                     400,
-                    _INVALID_PARAMS,
+                    INVALID_PARAMS,
                     "tools/call needs params: an object naming the tool",
-                    _request_id(message),
+                    request_id(message),
                 )
             name = params.get("name")  # type: ignore[union-attr]
             if name.__class__ is not str:
-                raise _Refused(400, _INVALID_PARAMS, "the tool name must be a string", _request_id(message))
+                raise Refused(400, INVALID_PARAMS, "the tool name must be a string", request_id(message))
             scope_map = self.tools.get(name)  # type: ignore[arg-type]
             if scope_map is None:
                 # MCP (server/tools, error handling): an unknown tool is -32602. A tool the SDK
                 # has but tool_scopes does not name is unknown here: never run unmapped.
                 shown = f": {name}" if len(name) <= _ECHOED_NAME else ""  # type: ignore[arg-type]
-                raise _Refused(400, _INVALID_PARAMS, f"Unknown tool{shown}", _request_id(message))
+                raise Refused(400, INVALID_PARAMS, f"Unknown tool{shown}", request_id(message))
             return self.guard.decision(granted, "POST", scope_map)
         if rpc_method is not None and rpc_method.__class__ is not str:
-            raise _Refused(400, _INVALID_REQUEST, "the method must be a string", _request_id(message))
+            raise Refused(400, INVALID_REQUEST, "the method must be a string", request_id(message))
         if self.default is not None:
             return self.guard.decision(granted, "POST", self.default)
         return granted
@@ -484,83 +430,6 @@ def protect_mcp(
     )
 
 
-class McpTokenVerifier:
-    """The MCP SDK's ``TokenVerifier`` protocol over one of this library's verifiers
-    (:class:`~resource_server.tokens.JWTVerifier`, ``IntrospectionVerifier``,
-    ``TrustedIssuers``), for ``MCPServer(token_verifier=McpTokenVerifier(verifier),
-    auth=AuthSettings(...))``.
-
-    A token is verified with every check of the wrapped verifier and mapped to the SDK's
-    ``AccessToken``: ``client_id`` (empty when the token names none), ``scopes`` (the token's,
-    sorted), ``expires_at``, ``subject``, ``claims`` and ``resource`` (the token's ``aud`` when
-    it is one string; from a list, ``resource`` when given and listed, else the one entry the
-    verifier was configured with). Verified tokens are kept (``cache_size``, each until its
-    ``exp`` on the verifier's clock) and answered on the event loop; a new token is verified in
-    a worker thread, as verification may wait on the network.
-
-    The protocol can only say valid or not: a token that cannot be verified now (the
-    authorization server unreachable: ``VerificationUnavailable``) is ``None`` too, which the
-    SDK answers with ``401``, and is logged at ERROR. :func:`protect_mcp` answers ``503`` with
-    ``Retry-After`` instead, so the client keeps a token that may be good.
-    """
-
-    def __init__(
-        self, verifier: TokenVerifier, *, resource: str | None = None, cache_size: int = 4096
-    ) -> None:
-        if not callable(getattr(verifier, "verify", None)):
-            raise TypeError(
-                "verifier must be a resource_server verifier (JWTVerifier, IntrospectionVerifier, ...)"
-            )
-        self.verifier = verifier
-        self.resource = resource
-        self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
-        self._audiences = _configured_audiences(verifier)
-        self._cache: ExpiringCache[str, AccessToken] = ExpiringCache(cache_size, self.clock)
-
-    async def verify_token(self, token: str) -> AccessToken | None:
-        """The token's ``AccessToken``, or None when it is not valid (or cannot be checked now)."""
-        if token.__class__ is not str or not token:
-            return None
-        try:
-            cached = self._cache.get(token)
-        except Exception:  # a failing clock: verification fails the same way
-            cached = None
-        if cached is not None:
-            return cached
-        try:
-            verified: VerifiedToken = await run_in_thread(self.verifier.verify, token)
-        except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.description)
-            return None
-        except VerificationUnavailable as exc:
-            log.error("the token cannot be verified now (answered as invalid): %s", exc.description)
-            return None
-        except Exception:  # a verification bug is a refusal, never a 500
-            log.exception("unexpected error while verifying a token")
-            return None
-        access_token = AccessToken(
-            token=token,
-            client_id=verified.client_id or "",
-            scopes=sorted(verified.scopes),
-            expires_at=verified.expires_at,
-            resource=self._resource_of(verified.claims.get("aud")),
-            subject=verified.subject,
-            claims=dict(verified.claims),
-        )
-        self._cache.put(token, access_token, verified.expires_at)
-        return access_token
-
-    def _resource_of(self, aud: object) -> str | None:
-        if aud.__class__ is str:
-            return aud  # type: ignore[return-value]
-        if aud.__class__ is not list:
-            return None
-        if self.resource is not None and self.resource in aud:  # type: ignore[operator]
-            return self.resource
-        known = [entry for entry in aud if entry.__class__ is str and entry in self._audiences]  # type: ignore[attr-defined]
-        return known[0] if len(known) == 1 else None
-
-
 # -- inside ---------------------------------------------------------------------------------------
 
 
@@ -589,14 +458,6 @@ def _authorization_servers(servers: str | Collection[str]) -> tuple[str, ...]:
             "authorization_servers must name at least one authorization server by its issuer URL"
         )
     return found
-
-
-def _configured_audiences(verifier: Any) -> frozenset[str]:
-    audiences = getattr(verifier, "audiences", None)
-    if audiences is None:
-        single = getattr(verifier, "audience", None)
-        audiences = () if single is None else (single,)
-    return frozenset(a for a in audiences if isinstance(a, str))
 
 
 def _full_path(scope: Scope) -> str:
