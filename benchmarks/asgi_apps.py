@@ -9,15 +9,19 @@ against the real clock (the benchmark mints them seconds before it runs).
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time.
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi import Depends, FastAPI
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
@@ -25,6 +29,7 @@ from starlette.routing import Mount, Route
 from policy import Access, Roles
 from resource_server.asgi import BearerMiddleware
 from resource_server.fastapi import ResourceServer
+from resource_server.mcp import McpTokenVerifier, protect_mcp
 from resource_server.tokens import JWTVerifier
 
 ISSUER = "https://as.load.test"
@@ -85,7 +90,62 @@ def fastapi_app(jwks: dict[str, Any]) -> FastAPI:
     return app
 
 
+def mcp_server(**options: Any) -> MCPServer:
+    """An MCP SDK server with one read tool, answering plain JSON without sessions (every
+    ``tools/call`` a POST of its own, as a load generator sends them)."""
+    server = MCPServer("projects", log_level="WARNING", **options)
+
+    @server.tool()
+    def read_project(name: str) -> str:
+        return f"project {name}"
+
+    return server
+
+
+def mcp_apps(jwks: dict[str, Any]) -> tuple[list[Mount], list[MCPServer]]:
+    """``/mcp/bare/``, ``/mcp/sdk/`` (the SDK's own bearer middleware with our
+    ``McpTokenVerifier``) and ``/mcp/rs/`` (``protect_mcp``): the same server, three ways."""
+    bare, sdk, ours = (
+        mcp_server(),
+        mcp_server(
+            token_verifier=McpTokenVerifier(verifier(jwks)),
+            auth=AuthSettings(issuer_url=ISSUER, resource_server_url=None, required_scopes=["project:read"]),
+        ),
+        mcp_server(),
+    )
+    options = {
+        "streamable_http_path": "/",
+        "stateless_http": True,
+        "json_response": True,
+        "host": "127.0.0.1",
+    }
+    protected = protect_mcp(
+        ours.streamable_http_app(**options),
+        verifier=verifier(jwks),
+        roles=ROLES,
+        membership=membership,
+        tool_scopes={"read_project": "project:read"},
+        resource=AUDIENCE,
+        authorization_servers=[ISSUER],
+    )
+    mounts = [
+        Mount("/mcp/bare", app=bare.streamable_http_app(**options)),
+        Mount("/mcp/sdk", app=sdk.streamable_http_app(**options)),
+        Mount("/mcp/rs", app=protected),
+    ]
+    return mounts, [bare, sdk, ours]
+
+
 def create() -> Starlette:
     jwks = json.loads(os.environ["LOAD_JWKS"])
-    mounts = [*starlette_apps(jwks), Mount("/fastapi", app=fastapi_app(jwks))]
-    return Starlette(routes=mounts)
+    mcp_mounts, servers = mcp_apps(jwks)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:  # a mounted app's lifespan is not run
+            for server in servers:
+                await stack.enter_async_context(server.session_manager.run())
+            yield
+
+    mounts = [*starlette_apps(jwks), Mount("/fastapi", app=fastapi_app(jwks)), *mcp_mounts]
+    return Starlette(routes=mounts, lifespan=lifespan)

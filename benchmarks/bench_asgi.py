@@ -35,12 +35,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_load import fresh, token_file, wrk
+from bench_load import TOKENS_LUA, fresh, token_file, wrk
 
 from tests.support import es256, jwks
 
 ROOT = Path(__file__).resolve().parents[1]
 PATH = "/orgs/acme/projects"
+
+# A JSON-RPC tools/call per request (stateless MCP: no session), the token from the file.
+MCP_LUA = """
+function init(args)
+  for line in io.lines(args[1]) do token = line end
+  body = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": '
+    .. '{"name": "read_project", "arguments": {"name": "apollo"}}}'
+end
+function request()
+  return wrk.format("POST", nil, {
+    ["Authorization"] = "Bearer " .. token,
+    ["Content-Type"] = "application/json",
+    ["Accept"] = "application/json, text/event-stream",
+  }, body)
+end
+"""
 
 #: case → (path, the bare case it is divided by)
 CASES = {
@@ -49,7 +65,14 @@ CASES = {
     "FastAPI: bare route": ("/fastapi/bare" + PATH, "FastAPI: bare route"),
     "FastAPI: a Depends that does nothing": ("/fastapi/trivial" + PATH, "FastAPI: bare route"),
     "FastAPI: Depends(rs.require), warm": ("/fastapi/rs" + PATH, "FastAPI: bare route"),
+    "MCP tools/call: bare server": ("/mcp/bare/", "MCP tools/call: bare server"),
+    "MCP tools/call: SDK bearer auth + McpTokenVerifier": ("/mcp/sdk/", "MCP tools/call: bare server"),
+    "MCP tools/call: protect_mcp, warm": ("/mcp/rs/", "MCP tools/call: bare server"),
 }
+
+
+def lua_for(path: str) -> str:
+    return MCP_LUA if path.startswith("/mcp/") else TOKENS_LUA
 
 
 @contextmanager
@@ -91,17 +114,22 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, uvicorn(jwks(es)) as base:
         warm = token_file(Path(scratch), "warm", fresh(es, 1))
         for path, _ in CASES.values():  # warm-up: first requests, the warm token's cache entry
-            wrk(base + path, warm, seconds=1, threads=threads, connections=connections)
+            wrk(base + path, warm, seconds=1, threads=threads, connections=connections, lua=lua_for(path))
         rates: dict[str, list[float]] = {name: [] for name in CASES}
         for number in range(rounds):
             order = list(CASES)
             random.Random(number).shuffle(order)  # fixed seeds: every run shuffles alike
             for name in order:
-                rates[name].append(
-                    wrk(
-                        base + CASES[name][0], warm, seconds=seconds, threads=threads, connections=connections
-                    )
+                path = CASES[name][0]
+                rate = wrk(
+                    base + path,
+                    warm,
+                    seconds=seconds,
+                    threads=threads,
+                    connections=connections,
+                    lua=lua_for(path),
                 )
+                rates[name].append(rate)
     print(f"uvicorn, 1 worker; wrk -t{threads} -c{connections}, {rounds} round(s) of {seconds:g} s per case")
     print(f"{'case':<40} {'req/s (median)':>15} {'÷ bare: min':>12} {'median':>8} {'max':>8}")
     for name, (_, bare) in CASES.items():

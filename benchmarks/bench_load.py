@@ -105,10 +105,12 @@ def token_file(directory: Path, name: str, tokens: list[str]) -> Path:
     return path
 
 
-def wrk(url: str, tokens: Path, *, seconds: float, threads: int, connections: int) -> float:
-    """Requests per second; every response must be a 200."""
-    script = tokens.with_suffix(".lua")
-    script.write_text(TOKENS_LUA, encoding="ascii")
+def wrk(
+    url: str, tokens: Path, *, seconds: float, threads: int, connections: int, lua: str = TOKENS_LUA
+) -> float:
+    """Requests per second; every response must be a 200. ``lua`` builds each request."""
+    script = tokens.with_name(f"{tokens.stem}-{abs(hash(lua)) % 10**8}.lua")
+    script.write_text(lua, encoding="ascii")
     result = subprocess.run(
         [
             "wrk",

@@ -82,3 +82,20 @@ def test_load_benchmark_runs() -> None:
         "Authlib ResourceProtector",
     ):
         assert row in out
+
+
+def test_asgi_benchmark_runs() -> None:
+    """uvicorn and wrk on loopback: the ASGI middleware, FastAPI and MCP rows. Skips without wrk
+    locally, fails without it in CI."""
+    out = run("benchmarks/bench_asgi.py", "--quick")
+    if out.startswith("skipped"):
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but the ASGI benchmark did not run: {out.strip()}")
+        pytest.skip(out.strip())
+    for row in (
+        "Starlette: BearerMiddleware, warm",
+        "FastAPI: Depends(rs.require), warm",
+        "MCP tools/call: protect_mcp, warm",
+        "MCP tools/call: SDK bearer auth + McpTokenVerifier",
+    ):
+        assert row in out
