@@ -1,11 +1,13 @@
-"""The demo: two authorization servers, a protected API, a gateway, and a client that steps up by itself.
+"""The demo: two authorization servers, a protected API, a gateway, an MCP server, and a client
+that steps up by itself.
 
-    python examples/demo.py            # start the four servers on loopback (free ports), run the
+    python examples/demo.py            # start the five servers on loopback (free ports), run the
                                        # scripted client, stop
     python examples/demo.py --serve    # keep them running for curl: authorization server on 5000,
                                        # API on 5001, gateway on 5002, globex's authorization
-                                       # server on 5003 (--as-port, --api-port, --gateway-port,
-                                       # --globex-port choose others)
+                                       # server on 5003, MCP server on 5004 (--as-port,
+                                       # --api-port, --gateway-port, --globex-port, --mcp-port
+                                       # choose others)
     python examples/demo.py --redis-url redis://127.0.0.1:6379/0   # replay cache in Redis
 
 The authorization server (Authlib, SQLite) issues RFC 9068 JWT access tokens signed with ES256,
@@ -16,6 +18,9 @@ authorization server, globex's own, has its own users and keys; the API trusts i
 globex only. The gateway signs users in and calls the API with a signed viewer context. An
 agent with a key of its own gets tokens bound to it (DPoP, RFC 9449) and signs a proof for every
 request: the token alone, or with another key's proof, or a replayed request, gets nothing.
+The MCP server (the MCP SDK's, behind ``protect_mcp``) serves the same projects as tools; the
+MCP SDK's own client registers itself with the authorization server, gets a read token, is
+refused the write tool, and steps up by itself.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from werkzeug.serving import make_server
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demo_api import Introspection, create_api
+from demo_api import Introspection, Projects, create_api
 from demo_auth_server import (
     API_CLIENT,
     API_SECRET,
@@ -63,6 +68,8 @@ from demo_auth_server import (
     fetch_token_with_code,
 )
 from demo_gateway import create_gateway
+from demo_mcp import create_mcp_app, loopback_socket, serving
+from demo_mcp_client import EXPECTED_AUTHORIZATIONS, EXPECTED_MCP, mcp_story
 
 from policy import parse_challenges
 from resource_server.client import DPoPKey, StepUpAuth
@@ -81,8 +88,9 @@ class _Late:
 
 @dataclass
 class Demo:
-    """The running servers' base URLs (``globex`` is globex's own authorization server), and the
-    API's membership table (the script edits it to show a role change taking effect at once)."""
+    """The running servers' base URLs (``globex`` is globex's own authorization server, ``mcp``
+    the MCP server, also its resource identifier), and the membership table of the API and the
+    MCP server (the script edits it to show a role change taking effect at once)."""
 
     issuer: str
     resource: str
@@ -90,6 +98,7 @@ class Demo:
     memberships: dict[tuple[str, str], str]
     gateway_key: bytes
     globex: str
+    mcp: str
 
 
 @contextmanager
@@ -99,10 +108,13 @@ def demo_servers(
     gateway_port: int = 0,
     globex_port: int = 0,
     redis_url: str | None = None,
+    mcp_port: int = 0,
 ) -> Iterator[Demo]:
-    """Run the two authorization servers, the API and the gateway on loopback; the API keeps its
-    replay cache in Redis given ``redis_url``, else in memory (it is one process here)."""
+    """Run the two authorization servers, the API, the gateway and the MCP server on loopback;
+    the API keeps its replay cache in Redis given ``redis_url``, else in memory (it is one
+    process here)."""
     memberships = {**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS}  # the API's own knowledge of both tenants
+    projects = Projects()  # the API and the MCP server serve the same projects
     gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
     apps = [_Late(), _Late(), _Late(), _Late()]
     servers = [
@@ -110,8 +122,12 @@ def demo_servers(
         for port, app in zip((as_port, api_port, gateway_port, globex_port), apps, strict=True)
     ]
     issuer, resource, gateway, globex = (f"http://127.0.0.1:{server.server_port}" for server in servers)
-    with tempfile.TemporaryDirectory() as tmp:
-        apps[0].app = create_auth_server(issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource)
+    mcp_socket = loopback_socket(mcp_port)
+    mcp = f"http://127.0.0.1:{mcp_socket.getsockname()[1]}"  # its URL, and its resource identifier
+    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(mcp_socket):
+        apps[0].app = create_auth_server(
+            issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource, resources=[mcp]
+        )
         # Its own database, users and signing key: nothing is shared with acme's server.
         apps[3].app = create_auth_server(
             issuer=globex, db_path=f"{tmp}/globex.sqlite3", resource=resource, tenant=GLOBEX
@@ -128,15 +144,20 @@ def demo_servers(
             introspection=Introspection(f"{issuer}/introspect", API_CLIENT, API_SECRET),
             tenant_issuers={"globex": globex},
             redis_url=redis_url,
+            projects=projects,
         )
         apps[2].app = create_gateway(
             api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
+        )
+        mcp_app = create_mcp_app(
+            issuer=issuer, resource=mcp, roles=ROLES, memberships=memberships, projects=projects
         )
         for server in servers:
             # A short poll interval: shutdown() waits for it, once per server, when the demo ends.
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:
-            yield Demo(issuer, resource, gateway, memberships, gateway_key, globex)
+            with serving(mcp_app, mcp_socket):
+                yield Demo(issuer, resource, gateway, memberships, gateway_key, globex, mcp)
         finally:
             for server in servers:
                 server.shutdown()
@@ -474,10 +495,44 @@ for attempt in ("with its proof:", "the same proof again:"):
 """
 
 
+def mcp_summary(statuses: list[int], authorizations: list[str]) -> str:
+    """The demo's last line: what the MCP SDK's client saw, and how often it authorized."""
+    return (
+        f"MCP through the SDK's own client: {statuses}, {len(authorizations)} authorizations"
+        f" (expected {EXPECTED_MCP}, {EXPECTED_AUTHORIZATIONS})"
+    )
+
+
+def mcp_instructions(demo: Demo) -> str:
+    """How to try the MCP server by hand (``--serve``)."""
+    endpoint = f"{demo.mcp}/orgs/acme/mcp/"
+    accept = "-H 'Accept: application/json, text/event-stream' -H 'Content-Type: application/json'"
+    call = '{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_projects", "arguments": {}}}'
+    return "\n".join(
+        [
+            f"\nThe MCP server (the MCP SDK's, streamable HTTP): {endpoint}"
+            f"  (metadata: {demo.mcp}/.well-known/oauth-protected-resource)",
+            f"  curl -i -X POST {accept} -d '{call}' {endpoint}   # 401 + where the metadata is",
+            "A token for it names it as the resource (RFC 8707):",
+            f"  MCPTOKEN=$(curl -s -u {SERVICE_CLIENT}:{SERVICE_SECRET} -d grant_type=client_credentials"
+            f" -d scope=project:read -d resource={demo.mcp} {demo.issuer}/token"
+            " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f"  curl -s -X POST -H \"Authorization: Bearer $MCPTOKEN\" {accept} -d '{call}' {endpoint}",
+            "Or the MCP SDK's own client, which registers itself, signs user-admin in and steps up:",
+            f"  {sys.executable} examples/demo_mcp_client.py {endpoint}",
+        ]
+    )
+
+
 def serve(
-    as_port: int, api_port: int, gateway_port: int, globex_port: int, redis_url: str | None = None
+    as_port: int,
+    api_port: int,
+    gateway_port: int,
+    globex_port: int,
+    redis_url: str | None = None,
+    mcp_port: int = 5004,
 ) -> None:
-    with demo_servers(as_port, api_port, gateway_port, globex_port, redis_url) as demo:
+    with demo_servers(as_port, api_port, gateway_port, globex_port, redis_url, mcp_port) as demo:
         issuer, resource = demo.issuer, demo.resource
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
         print(
@@ -518,6 +573,7 @@ def serve(
         print(f"{sys.executable} - <<'EOF'")
         print(dpop_snippet(issuer, resource) + "EOF")
         print('  # prints: DPoP token bound to ...; 200; then 401 DPoP ... error="invalid_dpop_proof"')
+        print(mcp_instructions(demo))
         print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
@@ -536,29 +592,35 @@ def main() -> None:
     parser.add_argument(
         "--globex-port", type=int, default=5003, help="with --serve: globex's authorization server's port"
     )
+    parser.add_argument("--mcp-port", type=int, default=5004, help="with --serve: the MCP server's port")
     parser.add_argument(
         "--redis-url", help="keep the API's replay cache (DPoP proofs, viewer contexts) in Redis"
     )
     args = parser.parse_args()
     if args.serve:
-        serve(args.as_port, args.api_port, args.gateway_port, args.globex_port, args.redis_url)
+        serve(args.as_port, args.api_port, args.gateway_port, args.globex_port, args.redis_url, args.mcp_port)
         return
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # keep the story readable
     with demo_servers(redis_url=args.redis_url) as demo:
         print(
             f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway},"
-            f" globex's authorization server on {demo.globex}"
+            f" globex's authorization server on {demo.globex}, MCP server on {demo.mcp}"
         )
         statuses = run_script(demo.issuer, demo.resource, demo.memberships)
         statuses += gateway_story(demo)
         tenants = tenant_story(demo)
         bound = dpop_story(demo)
+        mcp = mcp_story(f"{demo.mcp}/orgs/acme/mcp/")
     expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
     expected_tenants = [200, 401, 201, 401]
     print(f"\nstatuses: {statuses} (expected {expected})")
     print(f"opaque tokens and the second tenant: {tenants} (expected {expected_tenants})")
     print(f"DPoP-bound tokens: {bound} (expected {EXPECTED_DPOP})")
-    sys.exit(0 if statuses == expected and tenants == expected_tenants and bound == EXPECTED_DPOP else 1)
+    print(mcp_summary(mcp.statuses, mcp.authorizations))
+    mcp_ok = mcp.statuses == EXPECTED_MCP and len(mcp.authorizations) == EXPECTED_AUTHORIZATIONS
+    sys.exit(
+        0 if statuses == expected and tenants == expected_tenants and bound == EXPECTED_DPOP and mcp_ok else 1
+    )
 
 
 if __name__ == "__main__":

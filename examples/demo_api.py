@@ -29,9 +29,11 @@ import json
 import os
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, request, session
 from flask.views import MethodView
@@ -52,6 +54,29 @@ from resource_server.viewer_context import ViewerContextVerifier
 AGENT_READONLY_SCOPES = ("project:read",)
 
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
+#: The longest project name either front end (the API, the MCP server) accepts.
+MAX_PROJECT_NAME = 100
+
+
+class Projects:
+    """Each organization's projects: the demo's data, shared by the API and the MCP server (each
+    serves requests on threads of its own, hence the lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_org: dict[str, list[dict[str, Any]]] = {"acme": [{"id": 1, "name": "website"}], "globex": []}
+        self._ids = itertools.count(2)
+
+    def list(self, org: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(project) for project in self._by_org.get(org, [])]
+
+    def create(self, org: str, name: str, created_by: str) -> dict[str, Any]:
+        """A new project; ``name`` is checked by the caller (1 to ``MAX_PROJECT_NAME`` characters)."""
+        with self._lock:
+            project = {"id": next(self._ids), "name": name, "created_by": created_by}
+            self._by_org.setdefault(org, []).append(project)
+            return dict(project)
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,7 @@ def create_api(
     introspection: Introspection | None = None,
     tenant_issuers: Mapping[str, str] | None = None,
     redis_url: str | None = None,
+    projects: Projects | None = None,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
     ``passwords`` are the first-party logins; ``grants_url`` is the grants database; ``issuer``'s
@@ -100,7 +126,9 @@ def create_api(
     secret the demo gateway signs viewer contexts with; ``introspection`` where opaque tokens from
     ``issuer`` are checked; ``tenant_issuers`` maps an organization to the issuer URL of its own
     authorization server; ``redis_url`` the Redis server holding the replay cache (DPoP proofs,
-    viewer contexts), else it is held in memory."""
+    viewer contexts), else it is held in memory; ``projects`` the data it serves (a new
+    :class:`Projects` when not given)."""
+    projects = projects if projects is not None else Projects()
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
     grants = GrantStore(grants_url)
@@ -172,9 +200,6 @@ def create_api(
         session["subject"] = username
         return {"subject": username}
 
-    projects: dict[str, list[dict[str, object]]] = {"acme": [{"id": 1, "name": "website"}], "globex": []}
-    ids = itertools.count(2)
-
     @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
     @rs.require(PROJECTS_SCOPES, org="org", viewer_context=True)
     def org_projects(org: str):
@@ -182,15 +207,13 @@ def create_api(
         # request.method == "HEAD"), and HEAD is authorized as a read.
         if request.method == "POST":
             name = json_body().get("name")
-            if not isinstance(name, str) or not 0 < len(name) <= 100:
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_PROJECT_NAME:
                 return {
                     "error": "invalid_request",
-                    "error_description": "name must be a string of 1-100 characters",
+                    "error_description": f"name must be a string of 1-{MAX_PROJECT_NAME} characters",
                 }, 400
-            project = {"id": next(ids), "name": name, "created_by": current_access.subject}
-            projects.setdefault(org, []).append(project)
-            return project, 201
-        listing = {"org": org, "projects": projects.get(org, []), "subject": current_access.subject}
+            return projects.create(org, name, current_access.subject), 201
+        listing = {"org": org, "projects": projects.list(org), "subject": current_access.subject}
         if request.headers.get("X-Gateway"):  # set by the gateway's passthrough policy
             listing["via"] = {h: request.headers.get(h) for h in ("X-Gateway", "X-Request-Id")}
         return listing

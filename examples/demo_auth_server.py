@@ -13,6 +13,12 @@ Most clients get JWTs; a client registered with the ``opaque`` token format gets
 that mean nothing outside this server, which a resource server learns about at ``/introspect``
 (RFC 7662), authenticated as a client allowed to introspect (``client_secret_basic``).
 
+A client may name the resource it wants a token for (RFC 8707 ``resource``, at the authorization
+and the token endpoint): the API, the default, or the MCP server given as one of ``resources``; the
+token's ``aud`` is that resource, and an unknown one is ``invalid_target``. Clients may register
+themselves (RFC 7591, at ``/register``, public clients only: see demo_registration.py), as MCP
+clients do.
+
 A token request that carries a valid ``DPoP`` proof (RFC 9449 §5) gets a token bound to the
 proof's key: ``cnf.jkt``, the key's RFC 7638 thumbprint, in the JWT (or in the introspection
 answer of an opaque token), and ``token_type`` ``DPoP``. An invalid proof is a 400
@@ -49,13 +55,20 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from demo_registration import (
+    DYNAMIC_PREFIX,
+    MAX_REGISTRATION_BYTES,
+    ClientMetadata,
+    RegistrationRefused,
+    check_client_metadata,
+)
 from flask import Flask, Response, g, jsonify, request
 from joserfc.jwk import ECKey, KeySet
 
 from resource_server.bodies import BodyError
 from resource_server.client import DPoPKey
 from resource_server.dpop import DPoPVerifier, InvalidDPoPProof
-from resource_server.flask import request_body
+from resource_server.flask import json_body, request_body
 
 ORGS = ("acme", "globex")
 ROLES: dict[str, list[str]] = {
@@ -88,6 +101,8 @@ GLOBEX_MEMBERSHIPS: dict[tuple[str, str], str] = {
 }
 GLOBEX_SERVICE_CLIENT, GLOBEX_SERVICE_SECRET = "svc-globex", "demo-globex-service-secret-0123456789"
 CODE_LIFETIME, TOKEN_LIFETIME = 60, 600
+#: How many clients may register themselves (RFC 7591) with one server.
+MAX_REGISTRATIONS = 100
 # OWASP asks 600,000 PBKDF2-SHA256 iterations; fewer keep the demo's logins quick.
 PASSWORD_ITERATIONS = 50_000
 
@@ -100,7 +115,8 @@ CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, secret_hash BLOB, auth_
     grant_types TEXT NOT NULL, redirect_uris TEXT NOT NULL, scope TEXT NOT NULL, endpoints TEXT NOT NULL,
     token_format TEXT NOT NULL, org TEXT REFERENCES orgs (id));
 CREATE TABLE IF NOT EXISTS codes (code TEXT PRIMARY KEY, client_id TEXT, user_id TEXT, org TEXT,
-    redirect_uri TEXT, scope TEXT, code_challenge TEXT, code_challenge_method TEXT, issued_at REAL);
+    redirect_uri TEXT, scope TEXT, code_challenge TEXT, code_challenge_method TEXT, issued_at REAL,
+    resource TEXT);
 CREATE TABLE IF NOT EXISTS tokens (token_hash BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL,
     org TEXT NOT NULL, scope TEXT NOT NULL, audience TEXT NOT NULL, issued_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL, jkt TEXT);
@@ -238,6 +254,9 @@ class AuthorizationCode:
     code_challenge: str
     code_challenge_method: str
     issued_at: float
+    #: The resource the token is for (RFC 8707): its ``aud``. None (a code stored before there
+    #: was a choice) means the server's default resource.
+    resource: str | None = None
 
     def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
@@ -285,6 +304,8 @@ class Store:
             db.executescript(SCHEMA)
             if "jkt" not in {row[1] for row in db.execute("PRAGMA table_info(tokens)")}:
                 db.execute("ALTER TABLE tokens ADD COLUMN jkt TEXT")  # a database from before DPoP
+            if "resource" not in {row[1] for row in db.execute("PRAGMA table_info(codes)")}:
+                db.execute("ALTER TABLE codes ADD COLUMN resource TEXT")  # from before RFC 8707
             if db.execute("SELECT COUNT(*) FROM orgs").fetchone()[0] == 0:
                 self._seed(db, tenant)
 
@@ -306,25 +327,36 @@ class Store:
         db.executemany(
             "INSERT INTO memberships VALUES (?, ?, ?)", [(*k, v) for k, v in tenant.memberships.items()]
         )
-        scope = " ".join(ALL_SCOPES)
         db.executemany(
             "INSERT INTO clients VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    c.client_id,
-                    # A random secret needs no slow hash.
-                    hashlib.sha256(c.secret.encode()).digest() if c.secret is not None else None,
-                    " ".join(c.auth_methods),
-                    " ".join(c.grant_types),
-                    " ".join(c.redirect_uris),
-                    scope if c.grant_types else "",
-                    " ".join(c.endpoints),
-                    c.token_format,
-                    c.org,
-                )
-                for c in tenant.clients
-            ],
+            [Store._client_row(c) for c in tenant.clients],
         )
+
+    @staticmethod
+    def _client_row(c: Registration) -> tuple[Any, ...]:
+        return (
+            c.client_id,
+            # A random secret needs no slow hash.
+            hashlib.sha256(c.secret.encode()).digest() if c.secret is not None else None,
+            " ".join(c.auth_methods),
+            " ".join(c.grant_types),
+            " ".join(c.redirect_uris),
+            " ".join(ALL_SCOPES) if c.grant_types else "",
+            " ".join(c.endpoints),
+            c.token_format,
+            c.org,
+        )
+
+    def register(self, registration: Registration, limit: int) -> bool:
+        """Add a dynamically registered client unless ``limit`` of them exist already: counted and
+        inserted in one statement, so concurrent registrations cannot pass the limit together."""
+        sql = (
+            "INSERT INTO clients SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?"
+            " WHERE (SELECT COUNT(*) FROM clients WHERE id LIKE ?) < ?"
+        )
+        with self._db() as db:
+            cursor = db.execute(sql, (*self._client_row(registration), f"{DYNAMIC_PREFIX}%", limit))
+            return cursor.rowcount == 1
 
     def client(self, client_id: str) -> Client | None:
         row = self._row("SELECT * FROM clients WHERE id = ?", client_id)
@@ -345,7 +377,7 @@ class Store:
 
     def save_code(self, item: AuthorizationCode) -> None:
         with self._db() as db:
-            db.execute("INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", tuple(vars(item).values()))
+            db.execute("INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(item))
 
     def find_code(self, code: str, client_id: str, now: float) -> AuthorizationCode | None:
         sql = "SELECT * FROM codes WHERE code = ? AND client_id = ? AND issued_at > ?"
@@ -384,6 +416,32 @@ def cap_scope(requested: str | None, *limits: Collection[str]) -> str:
     return " ".join(sorted(granted))
 
 
+class InvalidTargetError(errors.OAuth2Error):
+    """RFC 8707 §2: the ``resource`` named is not one this server issues tokens for, or not the
+    one the authorization code was issued for."""
+
+    error = "invalid_target"
+    status_code = 400
+
+
+def requested_resource(values: list[str], resources: Collection[str]) -> str | None:
+    """The one resource a request names (RFC 8707 ``resource``), or None when it names none. A
+    token here has one audience, so naming two is refused, as is naming an unknown one."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidTargetError("name one resource per request")
+    if values[0] not in resources:
+        raise InvalidTargetError("this server issues no tokens for that resource")
+    return values[0]
+
+
+def token_audience(default: str) -> str:
+    """The resource the token being issued is for (set by the token endpoint, and for a code
+    from the code), else ``default``."""
+    return g.get("audience", default)
+
+
 def dpop_bound_key() -> str | None:
     """The thumbprint of the key this token request proved it holds (set by the token endpoint
     once the request's ``DPoP`` proof verified), or None: a bearer token is asked for."""
@@ -405,7 +463,9 @@ class TokenGenerator(JWTBearerTokenGenerator):
         return self.keys  # joserfc puts the key's kid in the header
 
     def get_audiences(self, client: Client, user: User | None, scope: str) -> str:
-        return self.resource  # RFC 9068 §3: the default resource, not Authlib's client_id
+        # RFC 9068 §3: the resource the client named (RFC 8707), else the default one; never
+        # Authlib's client_id.
+        return token_audience(self.resource)
 
     def get_extra_claims(
         self, client: Client, grant_type: str, user: User | None, scope: str
@@ -441,17 +501,41 @@ class TokenGenerator(JWTBearerTokenGenerator):
         token = "at_" + secrets.token_urlsafe(32)
         now = int(self.clock())
         jkt = dpop_bound_key()
+        audience = token_audience(self.resource)
         record = IssuedToken(
-            client.client_id, subject, org, scope, self.resource, now, now + TOKEN_LIFETIME, False, jkt
+            client.client_id, subject, org, scope, audience, now, now + TOKEN_LIFETIME, False, jkt
         )
         self.store.save_token(token, record)
         token_type = "Bearer" if jkt is None else "DPoP"
         return {"token_type": token_type, "access_token": token, "expires_in": TOKEN_LIFETIME, "scope": scope}
 
 
-def make_code_grant(store: Store, clock: Callable[[], float]) -> type[grants.AuthorizationCodeGrant]:
+def make_code_grant(
+    store: Store, clock: Callable[[], float], resources: tuple[str, ...]
+) -> type[grants.AuthorizationCodeGrant]:
+    """The code grant; ``resources`` are those a client may name, the first the default."""
+
     class CodeGrant(grants.AuthorizationCodeGrant):
         TOKEN_ENDPOINT_AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+
+        def validate_authorization_request(self) -> str:
+            redirect_uri = super().validate_authorization_request()
+            try:  # RFC 8707 §2: once the redirect URI is known, an error goes back to the client
+                named = requested_resource(self.request.payload.datalist.get("resource", []), resources)
+            except InvalidTargetError as error:
+                error.redirect_uri = redirect_uri
+                raise
+            g.resource = named or resources[0]
+            return redirect_uri
+
+        def validate_token_request(self) -> None:
+            super().validate_token_request()
+            code = self.request.authorization_code
+            issued_for = code.resource or resources[0]
+            named = requested_resource(self.request.form.getlist("resource"), resources)
+            if named is not None and named != issued_for:
+                raise InvalidTargetError("the code was issued for another resource")
+            g.audience = issued_for
 
         def create_authorization_response(self, redirect_uri: str, grant_user: User) -> Any:
             # The code records what was granted; nothing grantable is invalid_scope (RFC 6749 §4.1.2.1).
@@ -476,6 +560,7 @@ def make_code_grant(store: Store, clock: Callable[[], float]) -> type[grants.Aut
                     data.get("code_challenge"),
                     data.get("code_challenge_method"),
                     clock(),
+                    g.resource,
                 )
             )
 
@@ -577,11 +662,24 @@ def refusal(text: str, status: int) -> Response:
 
 
 def token_error(error: str, description: str) -> Response:
-    """An RFC 6749 §5.2 error response from the token endpoint, never cached."""
+    """An RFC 6749 §5.2 error response from the token endpoint (RFC 7591 §3.2.2 from the
+    registration endpoint), never cached."""
     response = jsonify(error=error, error_description=description)
     response.status_code = 400
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def registration_request() -> ClientMetadata:
+    """The client metadata of the current registration request (RFC 7591 §3.1: one JSON object),
+    checked by :func:`check_client_metadata`; :class:`RegistrationRefused` otherwise."""
+    if request.mimetype != "application/json":
+        raise RegistrationRefused("invalid_client_metadata", "send the client metadata as application/json")
+    try:
+        body = json_body(limit=MAX_REGISTRATION_BYTES)  # strict: duplicate members, depth, size
+    except BodyError as error:
+        raise RegistrationRefused("invalid_client_metadata", error.description) from None
+    return check_client_metadata(body)
 
 
 def create_auth_server(
@@ -592,9 +690,14 @@ def create_auth_server(
     signing_key_pem: bytes | None = None,
     tenant: Tenant = ACME,
     clock: Callable[[], float] = time.time,
+    resources: Collection[str] = (),
+    max_registrations: int = MAX_REGISTRATIONS,
 ) -> Flask:
-    """Build the authorization server. ``resource`` becomes every token's ``aud`` (RFC 9068 §2.2);
-    ``tenant`` seeds a new database; ``clock`` dates codes and opaque tokens (Authlib dates JWTs)."""
+    """Build the authorization server. ``resource`` becomes the ``aud`` (RFC 9068 §2.2) of every
+    token whose client names no other; ``resources`` are the others a client may name (RFC
+    8707); ``tenant`` seeds a new database; ``clock`` dates codes, opaque tokens and
+    registrations (Authlib dates JWTs); ``max_registrations`` caps how many clients may register
+    themselves (RFC 7591)."""
     # Authlib refuses plain http unless told otherwise; this demo server only listens on loopback.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     app = Flask("demo_auth_server")
@@ -602,7 +705,8 @@ def create_auth_server(
     key = load_signing_key(signing_key_pem)
     server = AuthorizationServer(app, query_client=store.client, save_token=lambda token, req: None)
     server.register_token_generator("default", TokenGenerator(issuer, resource, key, store, clock))
-    server.register_grant(make_code_grant(store, clock), [S256CodeChallenge(required=True)])
+    known = (resource, *(r for r in resources if r != resource))
+    server.register_grant(make_code_grant(store, clock, known), [S256CodeChallenge(required=True)])
     server.register_grant(ServiceGrant)
     server.register_endpoint(make_introspection(store, issuer, resource, clock))
     token_endpoint = f"{issuer}/token"
@@ -632,6 +736,7 @@ def create_auth_server(
             issuer=issuer,
             authorization_endpoint=f"{issuer}/authorize",
             token_endpoint=f"{issuer}/token",
+            registration_endpoint=f"{issuer}/register",
             introspection_endpoint=f"{issuer}/introspect",
             introspection_endpoint_auth_methods_supported=["client_secret_basic"],
             jwks_uri=f"{issuer}/.well-known/jwks.json",
@@ -674,7 +779,45 @@ def create_auth_server(
             except InvalidDPoPProof as error:
                 return token_error("invalid_dpop_proof", error.description)
             g.dpop_jkt = proof.jkt
+        try:  # RFC 8707 §2.2; the code grant checks it against the code's resource
+            g.audience = requested_resource(request.form.getlist("resource"), known) or resource
+        except InvalidTargetError as error:
+            return token_error(error.error, error.description)
         return server.create_token_response()
+
+    @app.post("/register")
+    def register() -> Response:
+        """RFC 7591 §3: a public client registers itself (see demo_registration.py); at most
+        ``max_registrations`` of them, then 403."""
+        try:
+            metadata = registration_request()
+        except RegistrationRefused as refused:
+            return token_error(refused.error, refused.description)
+        client_id = DYNAMIC_PREFIX + secrets.token_urlsafe(16)
+        registration = Registration(
+            client_id, None, ("none",), ("authorization_code",), metadata.redirect_uris
+        )
+        if not store.register(registration, max_registrations):
+            response = token_error(
+                "access_denied", f"this server registers at most {max_registrations} clients"
+            )
+            response.status_code = 403
+            return response
+        answer: dict[str, Any] = {
+            "client_id": client_id,
+            "client_id_issued_at": int(clock()),
+            "redirect_uris": list(metadata.redirect_uris),
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code"],
+            "response_types": ["code"],
+            "scope": " ".join(ALL_SCOPES),
+        }
+        if metadata.client_name is not None:
+            answer["client_name"] = metadata.client_name
+        response = jsonify(answer)
+        response.status_code = 201
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.post("/introspect")
     def introspect() -> Any:

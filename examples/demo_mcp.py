@@ -1,0 +1,171 @@
+"""The demo's MCP server: an MCP SDK server (streamable HTTP) over the demo's projects, behind
+this library's ``protect_mcp``.
+
+Each organization's endpoint is ``/orgs/<org>/mcp/``. One resource, the server's own URL, covers
+them all; its RFC 9728 document is at ``/.well-known/oauth-protected-resource`` and names the
+demo's authorization server. A request needs an access token that server issued for this resource
+(the client names it, RFC 8707, and the token's ``aud`` carries it), bound to the org of the URL,
+of a member of that org. ``list_projects`` needs ``project:read``; ``create_project`` needs
+``project:write``, decided before the SDK runs the tool: a token without it gets a 403 with
+``error="insufficient_scope", scope="project:write"``, which MCP clients answer by authorizing
+again for more. Opening a session, listing tools, any method but a tool call, needs
+``project:read``, and a 401 says so (``scope="project:read"``), so that a client asks for that
+much first and no more.
+
+:func:`demo_servers` in demo.py runs it next to the others, on uvicorn.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from demo_api import MAX_PROJECT_NAME, Projects
+from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from policy import Challenge, Roles, format_challenge, parse_challenges
+from resource_server.mcp import current_access, protect_mcp
+from resource_server.tokens import JWTVerifier
+
+#: Each tool's scope; a tool not named here never runs.
+TOOL_SCOPES = {"list_projects": "project:read", "create_project": "project:write"}
+#: What every other method (initialize, tools/list, ...) needs, and what a 401 asks for.
+BASIC_SCOPE = "project:read"
+
+Message = MutableMapping[str, Any]
+App = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+def create_mcp_app(
+    *,
+    issuer: str,
+    resource: str,
+    roles: Mapping[str, list[str]],
+    memberships: Mapping[tuple[str, str], str],
+    projects: Projects,
+    jwks_uri: str | None = None,
+) -> Starlette:
+    """The MCP server for tokens from ``issuer`` (keys from ``jwks_uri``, by default the demo
+    authorization server's) issued for ``resource``, this server's URL; ``memberships`` maps
+    ``(subject, org)`` to a role in ``roles``; ``projects`` is the data its tools serve."""
+    server = MCPServer("demo-projects", log_level="WARNING")
+
+    @server.tool()
+    def list_projects() -> list[dict[str, Any]]:
+        """The projects of the organization in the URL."""
+        return projects.list(current_access().org or "")
+
+    @server.tool()
+    def create_project(name: str) -> dict[str, Any]:
+        """Create a project in the organization in the URL."""
+        if not 0 < len(name) <= MAX_PROJECT_NAME:
+            raise ValueError(f"name must be 1-{MAX_PROJECT_NAME} characters")
+        access = current_access()
+        return projects.create(access.org or "", name, access.subject)
+
+    protected = protect_mcp(
+        # Stateless, JSON answers: every request stands alone and carries its own token.
+        server.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True),
+        verifier=JWTVerifier(
+            issuer=issuer, audience=resource, jwks_uri=jwks_uri or f"{issuer}/.well-known/jwks.json"
+        ),
+        roles=Roles(roles),
+        membership=lambda subject, org: memberships.get((subject, org or "")),
+        tool_scopes=TOOL_SCOPES,
+        default=BASIC_SCOPE,
+        org="org",
+        resource=resource,
+        authorization_servers=[issuer],
+    )
+    return Starlette(
+        routes=[
+            Route(protected.metadata_path, protected.metadata_app),
+            Mount("/orgs/{org}/mcp", app=scope_on_401(protected, BASIC_SCOPE)),
+        ],
+        # A Mount runs no lifespan of the app it mounts: the SDK's session manager runs here.
+        lifespan=lambda app: server.session_manager.run(),
+    )
+
+
+def scope_on_401(app: App, scope: str) -> App:
+    """``app`` with ``scope="<scope>"`` added to each Bearer challenge of its 401 answers that
+    names none.
+
+    The MCP authorization spec (2025-11-25) asks a server to name in its 401 the scope a client
+    needs to start with, and MCP clients, the SDK's among them, ask for exactly that; without it
+    they ask for every scope of the RFC 9728 document (``scopes_supported``), and a user who may
+    write would be given a write token before writing anything. ``protect_mcp`` does not name
+    one in its 401 challenges yet; this adds ``default``'s scope, as it would."""
+
+    async def wrapped(
+        scope_: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                message = {
+                    **message,
+                    "headers": [
+                        (name, _with_scope(value, scope) if name.lower() == b"www-authenticate" else value)
+                        for name, value in message.get("headers", [])
+                    ],
+                }
+            await send(message)
+
+        await app(scope_, receive, sending)
+
+    return wrapped
+
+
+def _with_scope(value: bytes, scope: str) -> bytes:
+    challenges = []
+    for challenge in parse_challenges(value.decode("latin-1")):
+        if challenge.is_scheme("Bearer") and challenge.get("scope") is None:
+            params = dict(challenge.params)
+            metadata = params.pop("resource_metadata", None)
+            params["scope"] = scope  # in RFC 9728 §5.1's order: before resource_metadata
+            if metadata is not None:
+                params["resource_metadata"] = metadata
+            challenge = Challenge(challenge.scheme, params)
+        challenges.append(format_challenge(challenge))
+    return ", ".join(challenges).encode("latin-1")
+
+
+def loopback_socket(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1 (port 0: the kernel picks a free one). Bound before the
+    server starts, so the other servers can be told its URL; connections wait in the backlog
+    until it serves."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextmanager
+def serving(app: Any, sock: socket.socket) -> Iterator[None]:
+    """``app`` under uvicorn on ``sock``, in a thread, until the block ends."""
+    # log_config=None: uvicorn's loggers propagate, and no logging configuration is installed.
+    config = uvicorn.Config(
+        app, lifespan="on", log_config=None, log_level="warning", timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
