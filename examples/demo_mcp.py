@@ -29,7 +29,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from policy import Challenge, Roles, format_challenge, parse_challenges
+from policy import Roles
 from resource_server.mcp import current_access, protect_mcp
 from resource_server.tokens import JWTVerifier
 
@@ -88,54 +88,11 @@ def create_mcp_app(
     return Starlette(
         routes=[
             Route(protected.metadata_path, protected.metadata_app),
-            Mount("/orgs/{org}/mcp", app=scope_on_401(protected, BASIC_SCOPE)),
+            Mount("/orgs/{org}/mcp", app=protected),  # its 401s name the default scope to start with
         ],
         # A Mount runs no lifespan of the app it mounts: the SDK's session manager runs here.
         lifespan=lambda app: server.session_manager.run(),
     )
-
-
-def scope_on_401(app: App, scope: str) -> App:
-    """``app`` with ``scope="<scope>"`` added to each Bearer challenge of its 401 answers that
-    names none.
-
-    The MCP authorization spec (2025-11-25) asks a server to name in its 401 the scope a client
-    needs to start with, and MCP clients, the SDK's among them, ask for exactly that; without it
-    they ask for every scope of the RFC 9728 document (``scopes_supported``), and a user who may
-    write would be given a write token before writing anything. ``protect_mcp`` does not name
-    one in its 401 challenges yet; this adds ``default``'s scope, as it would."""
-
-    async def wrapped(
-        scope_: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
-    ) -> None:
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                message = {
-                    **message,
-                    "headers": [
-                        (name, _with_scope(value, scope) if name.lower() == b"www-authenticate" else value)
-                        for name, value in message.get("headers", [])
-                    ],
-                }
-            await send(message)
-
-        await app(scope_, receive, sending)
-
-    return wrapped
-
-
-def _with_scope(value: bytes, scope: str) -> bytes:
-    challenges = []
-    for challenge in parse_challenges(value.decode("latin-1")):
-        if challenge.is_scheme("Bearer") and challenge.get("scope") is None:
-            params = dict(challenge.params)
-            metadata = params.pop("resource_metadata", None)
-            params["scope"] = scope  # in RFC 9728 §5.1's order: before resource_metadata
-            if metadata is not None:
-                params["resource_metadata"] = metadata
-            challenge = Challenge(challenge.scheme, params)
-        challenges.append(format_challenge(challenge))
-    return ", ".join(challenges).encode("latin-1")
 
 
 def loopback_socket(port: int) -> socket.socket:

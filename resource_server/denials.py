@@ -58,6 +58,7 @@ class Refusals:
         resource_metadata: str | None,
         dpop_algs: Sequence[str] | None = None,
         dpop_required: bool = False,
+        scope_on_401: str | None = None,
     ) -> None:
         if dpop_required and not dpop_algs:
             raise ValueError("dpop_required=True needs a DPoP verifier (dpop=DPoPVerifier(...))")
@@ -65,12 +66,15 @@ class Refusals:
         self.resource_metadata = resource_metadata
         self.dpop_algs = tuple(dpop_algs or ())
         self.dpop_required = dpop_required
+        # The scope a client should ask for first, named in 401 challenges (RFC 6750 §3; the MCP
+        # authorization specification asks servers to, so clients start with the least scope).
+        self.scope_on_401 = scope_on_401
         # RFC 6750 §3.1: no error code when the request carried no credentials at all.
         self.no_credentials = Denial(
             401,
             "unauthorized",
             "DPoP-bound credentials are required" if dpop_required else "bearer credentials are required",
-            self._challenges(dpop=dpop_required),
+            self._challenges(dpop=dpop_required, scope=scope_on_401),
             "the request carries no credentials",
         )
 
@@ -96,7 +100,9 @@ class Refusals:
         )
 
     def invalid_token(self, description: str, *, dpop: bool = False) -> Denial:
-        challenge = self._challenges(dpop=dpop, error="invalid_token", error_description=description)
+        challenge = self._challenges(
+            dpop=dpop, error="invalid_token", error_description=description, scope=self.scope_on_401
+        )
         return Denial(401, "invalid_token", description, challenge, description)
 
     def invalid_dpop_proof(self, description: str) -> Denial:

@@ -96,6 +96,7 @@ class Guard:
         cache_size: int = 4096,
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
+        scope_on_401: str | None = None,
     ) -> None:
         if not isinstance(roles, Roles):
             raise TypeError("roles must be a policy.Roles")
@@ -116,6 +117,7 @@ class Guard:
             resource_metadata=resource_metadata,
             dpop_algs=dpop.algorithms if dpop is not None else None,
             dpop_required=dpop_required,
+            scope_on_401=scope_on_401,
         )
         # The verifier's own clock, so a cached token expires exactly when the verifier says.
         self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)

@@ -38,7 +38,7 @@ def test_flask_benchmark_runs() -> None:
 
 
 def test_demo_runs_the_whole_story_over_real_http() -> None:
-    """README command 1: four servers on loopback and the scripted client, which exits 0 only
+    """README command 1: five servers on loopback and the scripted client, which exits 0 only
     when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403, and
     then an opaque token through introspection and globex's own issuer."""
     out = run("examples/demo.py")
@@ -50,6 +50,8 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     assert '{"error": "forbidden"' in out  # the demoted member: no challenge
     assert "opaque tokens and the second tenant: [200, 401, 201, 401]" in out
     assert "DPoP-bound tokens: [200, 401, 401, 401, 403, 201]" in out
+    assert "MCP through the SDK's own client: [401, 200, 200, 403, 200], 2 authorizations" in out
+    assert "tools/call create_project -> 403" in out
 
 
 def test_hot_path_benchmark_runs() -> None:

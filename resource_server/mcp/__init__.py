@@ -170,6 +170,11 @@ class ProtectedMcp:
         self.max_body_bytes = max_body_bytes
         self.metadata_url = metadata_url_for(resource)
         self.metadata_path = urlsplit(self.metadata_url).path
+        self.tools = _tool_maps(tool_scopes)
+        self.default = None if default is None else _scope_map("default", default)
+        # A client asks for the scope the 401 names (the MCP authorization specification): the
+        # first alternative of ``default``, which every other method needs.
+        first = None if self.default is None else self.default.alternatives("POST")[0]
         self.guard = Guard(
             verifier=verifier,
             roles=roles,
@@ -179,10 +184,9 @@ class ProtectedMcp:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            scope_on_401=" ".join(sorted(first)) if first else None,
         )
         self.async_guard = AsyncGuard(self.guard)
-        self.tools = _tool_maps(tool_scopes)
-        self.default = None if default is None else _scope_map("default", default)
         servers = _authorization_servers(authorization_servers)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
         document = metadata_document(

@@ -5,7 +5,6 @@ refuses requests without a token, with another org's token or another resource's
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from demo_auth_server import (
     SERVICE_SECRET,
     fetch_token_with_code,
 )
-from demo_mcp import BASIC_SCOPE, scope_on_401
+from demo_mcp import BASIC_SCOPE
 from demo_mcp_client import EXPECTED_AUTHORIZATIONS, EXPECTED_MCP, mcp_story
 
 from policy import parse_challenges
@@ -221,46 +220,3 @@ def test_the_write_tool_needs_the_write_scope(demo: Demo, http: httpx.Client) ->
 
 
 # -- the 401 scope, in process -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "header", "expected"),
-    [
-        (401, 'Bearer realm="api"', 'Bearer realm="api", scope="s:r"'),
-        (
-            401,
-            'Bearer realm="api", error="invalid_token", resource_metadata="https://m"',
-            'Bearer realm="api", error="invalid_token", scope="s:r", resource_metadata="https://m"',
-        ),
-        (401, 'Bearer realm="api", scope="other"', 'Bearer realm="api", scope="other"'),
-        (
-            401,
-            'DPoP algs="ES256", Bearer realm="api"',
-            'DPoP algs="ES256", Bearer realm="api", scope="s:r"',
-        ),
-        (403, 'Bearer realm="api"', 'Bearer realm="api"'),
-    ],
-)
-def test_scope_on_401_adds_the_scope_to_bearer_challenges_of_401s_only(
-    status: int, header: str, expected: str
-) -> None:
-    sent: list[dict[str, Any]] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"www-authenticate", header.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": b""})
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b""}
-
-    asyncio.run(scope_on_401(app, "s:r")({"type": "http"}, receive, send))
-    assert sent[0]["headers"] == [(b"www-authenticate", expected.encode())]

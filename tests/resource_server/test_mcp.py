@@ -841,3 +841,26 @@ def test_the_sdk_client_through_the_sdk_s_auth_with_our_verifier(es: Signer) -> 
         run(scenario)
     assert projects.calls == ["read_project", "write_project"]
     assert projects.seen == []  # current_access() is protect_mcp's
+
+
+def test_a_401_names_the_default_scope_so_clients_start_small(verifier: JWTVerifier) -> None:
+    """The MCP authorization specification (2025-11-25): a server names in its 401 the scope a
+    client should ask for first; without ``default`` there is none to name."""
+    from policy import parse_challenges
+
+    async def scenario(protected: ProtectedMcp, projects: Projects) -> list[Any]:
+        async with client(projects, mounted(projects, protected)) as http:
+            answers = [
+                await http.post("/orgs/acme/mcp/", json=call("read_project"), headers=headers)
+                for headers in (HEADERS, {**HEADERS, "authorization": "Bearer nope"})
+            ]
+        assert [answer.status_code for answer in answers] == [401, 401]
+        return [parse_challenges(answer.headers["www-authenticate"])[0] for answer in answers]
+
+    with_default = stateless()
+    protected = protect(with_default, verifier, default="project:read")
+    for challenge in run(lambda: scenario(protected, with_default)):
+        assert challenge.params["scope"] == "project:read" and challenge.params["resource_metadata"]
+    without = stateless()
+    for challenge in run(lambda: scenario(protect(without, verifier), without)):
+        assert "scope" not in challenge.params
