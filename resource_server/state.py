@@ -36,10 +36,12 @@ class ReplayCache(Protocol):
 class MemoryReplayCache:
     """Seen ``jti`` values in process memory, each kept until its ``exp``, at most ``max_entries``
     (RFC 7519 §4.1.7: a ``jti`` is used once; RFC 9449 §11.1 keeps DPoP proof ``jti`` values the
-    same way). When full of unexpired entries it refuses new ones rather than forget old ones
-    (memory stays bounded, replay stays impossible); size it above credentials-per-second x
-    lifetime. Thread-safe. Several worker processes each hold their own: use
-    :class:`RedisReplayCache` to close that gap.
+    same way). When full of unexpired entries it cannot record a new one without forgetting an
+    old one, which would reopen its replay: it raises :class:`VerificationUnavailable` (503 with
+    ``Retry-After``, the seconds until the oldest entry expires) rather than call the new
+    credential "seen". Memory stays bounded (about 250 bytes an entry) and replay impossible;
+    size it above credentials-per-second x lifetime. Thread-safe. Several worker processes each
+    hold their own: use :class:`RedisReplayCache` to close that gap.
 
     Entries leave by expiry, earliest first, from a heap ordered on ``exp``, whatever order they
     came in: one long-lived entry cannot keep the expired ones behind it in memory and fill the
@@ -62,9 +64,11 @@ class MemoryReplayCache:
             if jti in self._expiry:  # alive: every expired entry was swept just above
                 return True
             if len(self._expiry) >= self.max_entries:
-                # Full of unexpired entries: evicting one would let its credential be replayed,
-                # so refuse new ones until entries expire (fail closed; logged by the verifier).
-                return True
+                # Full of unexpired entries: evicting one would let its credential be replayed.
+                # Fail closed, and say so: this credential is not a replay, it cannot be checked.
+                wait = math.ceil(self._by_expiry[0][0] - now) if self._by_expiry else 1
+                log.error("the replay cache is full (%d live entries); size it larger", self.max_entries)
+                raise VerificationUnavailable("the replay cache is full", retry_after=max(1, wait))
             self._expiry[jti] = exp
             heapq.heappush(self._by_expiry, (exp, jti))
             return False

@@ -362,3 +362,39 @@ def test_an_introspected_token_is_bound_by_its_cnf(key: ProofSigner, clock: Fake
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_full_replay_cache_is_503_not_a_replay(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    """A proof the cache has no room to remember cannot be checked for replay: 503 with
+    Retry-After (until the oldest entry expires), never 401 "used before", never accepted."""
+    from resource_server.state import MemoryReplayCache
+
+    app = Flask(__name__)
+    app.config["RESOURCE_SERVER_RESOURCE"] = RESOURCE
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=ROLES,
+        membership=membership,
+        dpop=DPoPVerifier(clock=clock, replay_cache=MemoryReplayCache(max_entries=1, clock=clock)),
+    )
+
+    @app.get("/orgs/<org>/projects")
+    @rs.require({"GET": "project:read"})
+    def projects(org: str) -> str:
+        return "ok"
+
+    client = app.test_client()
+    token = bound(es, key)
+    first = client.get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+    )
+    assert first.status_code == 200
+    second = client.get(
+        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
+    )
+    assert second.status_code == 503 and second.get_json()["error"] == "temporarily_unavailable"
+    assert second.headers["Retry-After"] == "305"  # the first proof's iat + max_age + leeway
+    clock.advance(305)
+    fresh = key.proof("GET", URL, access_token=token, now=int(clock()))
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, fresh)).status_code == 200

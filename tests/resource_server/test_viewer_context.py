@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.datastructures import Headers
 
+from resource_server import VerificationUnavailable
 from resource_server.state import MemoryReplayCache
 from resource_server.tokens.jws import b64encode, json_object
 from resource_server.viewer_context import (
@@ -148,7 +149,9 @@ def test_memory_replay_cache_bounded_and_expiring(clock: FakeClock) -> None:
     assert not cache.seen("a", now + 10)
     assert cache.seen("a", now + 10)
     assert not cache.seen("b", now + 10)
-    assert cache.seen("c", now + 10)  # full of live entries: refused, never evicted into a replay
+    with pytest.raises(VerificationUnavailable) as full:  # full of live entries: never evicted
+        cache.seen("c", now + 10)
+    assert full.value.retry_after == 10  # until the oldest entry expires
     assert cache.seen("a", now + 10)
     clock.advance(11)
     assert not cache.seen("c", now + 30)  # the old ones expired: room again
@@ -351,7 +354,8 @@ def test_a_long_lived_entry_in_front_does_not_keep_expired_ones(clock: FakeClock
     assert not cache.seen("c", now + 30)  # a and b are dead: room, though "long" came first
     assert not cache.seen("d", now + 30)
     assert cache.seen("long", now + 1000)  # still remembered: no replay
-    assert cache.seen("e", now + 30)  # truly full of live entries: refused, nothing evicted
+    with pytest.raises(VerificationUnavailable):  # truly full of live entries: nothing evicted
+        cache.seen("e", now + 30)
     assert len(cache._expiry) == len(cache._by_expiry) == 3  # memory holds the live ones only
 
 
@@ -360,10 +364,12 @@ def test_a_full_cache_frees_exactly_the_entries_that_expire(clock: FakeClock) ->
     now = int(clock())
     for jti, lifetime in [("x", 30), ("y", 20), ("z", 10)]:  # inserted latest-expiring first
         assert not cache.seen(jti, now + lifetime)
-    assert cache.seen("new-1", now + 60)
+    with pytest.raises(VerificationUnavailable):
+        cache.seen("new-1", now + 60)
     clock.advance(10)  # z expires (exp <= now)
     assert not cache.seen("new-1", now + 60)
-    assert cache.seen("new-2", now + 60)
+    with pytest.raises(VerificationUnavailable):
+        cache.seen("new-2", now + 60)
     assert cache.seen("x", now + 30) and cache.seen("y", now + 20)
 
 
@@ -393,7 +399,7 @@ def test_a_fresh_context_is_accepted_once_short_lived_ones_expire(clock: FakeClo
 )
 def test_the_cache_agrees_with_a_plain_model(steps: list[tuple[str, int]], size: int) -> None:
     """Whatever the order of insertion and expiry: remembered while alive, forgotten once dead,
-    refused when the live entries fill it."""
+    and unavailable (never "not seen") when the live entries fill it."""
     clock = FakeClock(1_900_000_000)
     cache = MemoryReplayCache(max_entries=size, clock=clock)
     alive: dict[str, float] = {}
@@ -403,7 +409,11 @@ def test_the_cache_agrees_with_a_plain_model(steps: list[tuple[str, int]], size:
             continue
         now, exp = clock(), int(clock()) + amount
         alive = {jti: e for jti, e in alive.items() if e > now}
-        expected = what in alive or len(alive) >= size
+        if what not in alive and len(alive) >= size:
+            with pytest.raises(VerificationUnavailable):
+                cache.seen(what, exp)
+            continue
+        expected = what in alive
         if not expected:
             alive[what] = exp
         assert cache.seen(what, exp) is expected
@@ -420,8 +430,11 @@ def test_the_cache_is_thread_safe(clock: FakeClock) -> None:
 
     def record(jti: str) -> None:
         barrier.wait()
-        if not cache.seen(jti, now + 60):
-            accepted.append(jti)
+        try:
+            if not cache.seen(jti, now + 60):
+                accepted.append(jti)
+        except VerificationUnavailable:
+            pass  # full: unavailable, never accepted
 
     threads = [threading.Thread(target=record, args=(jti,)) for jti in jtis]
     for thread in threads:
