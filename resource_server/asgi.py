@@ -184,7 +184,10 @@ class BearerMiddleware:
             for pattern in self._protected:
                 found = pattern.regex.match(candidate)
                 if found is not None:
-                    return pattern.index, pattern.org_of(found)
+                    try:
+                        return pattern.index, pattern.org_of(found)
+                    except (ValueError, OverflowError):  # a convertor refused it (an int of 5,000 digits)
+                        continue  # not this route: as if the pattern had not matched
         for pattern in self._public:
             if pattern.regex.match(path) is not None:
                 return _PUBLIC, None

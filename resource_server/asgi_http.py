@@ -5,6 +5,7 @@ and sending a :class:`~resource_server.denials.Denial`. No framework below it: o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,6 +22,7 @@ __all__ = [
     "Send",
     "adding_headers",
     "authorization_and_form",
+    "content_length",
     "dpop_request",
     "header",
     "read_body",
@@ -65,6 +67,19 @@ def request_url(scope: Scope, resource: str | None = None) -> str:
         server = scope.get("server") or ("localhost", None)
         host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
     return f"{scope.get('scheme', 'http')}://{host}{path}"
+
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def content_length(scope: Scope) -> int | None:
+    """The declared ``Content-Length`` (RFC 9110 §8.6: 1*DIGIT, ASCII digits only), None when
+    absent, -1 when it is not a length (several, a sign, ``"²"``, more than 19 digits)."""
+    value = header(scope, b"content-length")
+    if value is None:
+        return None
+    value = value.strip(" \t")
+    return int(value) if _DIGITS.fullmatch(value) else -1
 
 
 def dpop_request(scope: Scope, authorization: str | None, resource: str | None) -> DPoPRequest | None:
@@ -122,8 +137,8 @@ async def token_elsewhere(scope: Scope, receive: Receive) -> tuple[bool, Receive
     content_type = (header(scope, b"content-type") or "").encode("latin-1")
     if content_type[: len(_FORM)].lower() != _FORM:
         return False, receive
-    declared = header(scope, b"content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_INSPECTED):
+    declared = content_length(scope)
+    if declared is not None and (declared < 0 or declared > MAX_FORM_INSPECTED):
         return False, receive
     head, complete = await _peek(receive, MAX_FORM_INSPECTED)
     if not complete:  # a chunked form past the limit: passed on unread, as the WSGI side does

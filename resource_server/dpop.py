@@ -296,6 +296,12 @@ class DPoPVerifier:
             raise InvalidDPoPProof("the DPoP proof has no jwk header")
         if jwk.get("alg", alg) != alg:
             raise InvalidDPoPProof("the DPoP proof's jwk is for another algorithm")
+        try:
+            # Private members are refused, not ignored, whether or not the public key is known:
+            # a client that sends its private key has leaked it, and its proofs prove nothing.
+            refuse_secrets(jwk)
+        except KeySetError:
+            raise InvalidDPoPProof("the DPoP proof's jwk holds private key material") from None
         jkt = jwk_thumbprint(jwk)
         key = self._keys.get((jkt, alg))
         if key is None:
@@ -305,9 +311,6 @@ class DPoPVerifier:
     def _load(self, jwk: Mapping[str, Any], jkt: str, alg: str) -> VerificationKey:
         public = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
         try:
-            # Private members are refused, not ignored: a client that sends its private key has
-            # leaked it, and its proofs prove nothing.
-            refuse_secrets(jwk)
             key = load_key({**public, "alg": alg}, {alg})  # alg must fit the key type and curve
         except KeySetError:
             raise InvalidDPoPProof("the DPoP proof's jwk is not a usable public key for its alg") from None

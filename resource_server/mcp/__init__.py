@@ -39,8 +39,8 @@ from ..asgi_http import (
     Send,
     adding_headers,
     authorization_and_form,
+    content_length,
     dpop_request,
-    header,
     read_body,
     replaying,
     send_denial,
@@ -269,8 +269,8 @@ class ProtectedMcp:
         """The whole body, at most ``max_body_bytes``: ``413`` beyond (a declared length is
         refused before anything is read), ``400`` when the client leaves halfway."""
         limit = self.max_body_bytes
-        declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        declared = content_length(scope)  # a malformed one: the body is read and counted instead
+        if declared is not None and declared > limit:
             raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes")
         gone = False
 

@@ -10,6 +10,7 @@ from typing import Any
 from mcp.server.auth.provider import AccessToken
 
 from ..async_guard import run_in_thread
+from ..dpop import bound_key
 from ..expiring import ExpiringCache
 from ..tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
@@ -71,6 +72,11 @@ class McpTokenVerifier:
             return None
         except Exception:  # a verification bug is a refusal, never a 500
             log.exception("unexpected error while verifying a token")
+            return None
+        if bound_key(verified) is not None:
+            # RFC 9449 §7.2: a DPoP-bound token is not a bearer token, and the SDK's bearer auth
+            # checks no proof. protect_mcp accepts it with its proof.
+            log.info("401 invalid_token: a DPoP-bound token sent to bearer-only auth")
             return None
         access_token = AccessToken(
             token=token,

@@ -14,7 +14,7 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
   that share a ``kid``; and the cache around fetching: ``max_age``, a refresh on an unknown
   ``kid``, one attempt per cooldown whatever its outcome, the last good set served through
   failures, ``Cache-Control: max-age`` honoured within [60 s, 24 h], and a clock that steps
-  back. The fetch itself is :mod:`resource_server.tokens.fetch` (``urllib3``): https only (http
+  back. The fetch itself is :mod:`resource_server.tokens.http` (``urllib3``): https only (http
   on loopback), no redirects, a timeout, at most 256 KiB, strict JSON. PyJWT's ``PyJWKClient``
   is not used: it exposes no response headers and parses bodies of any size.
 - Ours, in :mod:`resource_server.tokens.jwt`: the header ``alg`` must equal the key's algorithm, and

@@ -335,3 +335,13 @@ def test_a_p256_proof_with_a_p384_key_is_refused(verifier: DPoPVerifier) -> None
         jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key())
     )
     refuse(verifier, signer.proof(access_token=TOKEN, headers={"jwk": other}), "jwk")
+
+
+def test_a_private_jwk_is_refused_even_once_its_public_key_is_known(
+    key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    """The key cache is keyed on the thumbprint, which ignores ``d``: the private-member check
+    must run before the cache is asked, not only when a key is first loaded."""
+    check(verifier, key.proof(access_token=TOKEN))  # the public key is cached now
+    leaked = {**key.jwk, "d": "AAAA"}
+    refuse(verifier, key.proof(access_token=TOKEN, headers={"jwk": leaked}), "private")

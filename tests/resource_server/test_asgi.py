@@ -1004,3 +1004,37 @@ def test_a_slow_jwks_does_not_stall_the_loop_under_uvicorn() -> None:
         slow.close()
     assert elapsed < 1.0  # twenty requests while one waits on a 2 s JWKS
     assert granted(cold)["subject"] == "user-1"
+
+
+# -- hostile URLs and headers (found in review) -----------------------------------------------------
+
+
+def test_an_org_its_convertor_refuses_is_no_match_not_a_500(client: TestClient) -> None:
+    """``{org:int}`` with 5,000 digits: Python's int() refuses it (its digit limit), so the path
+    matches no route: 403, never a traceback."""
+    response = client.get("/tenants/" + "7" * 5000 + "/projects", headers=bearer(token()))
+    assert response.status_code == 403
+    assert response.json()["error_description"] == "no access policy covers this path"
+
+
+@pytest.mark.parametrize("length", ["²", "1" * 5000, "-5", "+5", "5, 5", "0x10"])
+def test_a_content_length_that_is_not_a_length_is_no_500(length: str) -> None:
+    """RFC 9110 §8.6: ASCII digits only. Anything else is not trusted as a length (the body is
+    inspected as it comes, or passed on), never parsed into a 500."""
+    from resource_server.asgi_http import content_length, token_elsewhere
+
+    scope = {
+        "type": "http",
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", length.encode("latin-1")),
+        ],
+    }
+    assert content_length(scope) == -1
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"access_token=x", "more_body": False}
+
+    elsewhere, _ = asyncio.run(token_elsewhere(scope, receive))
+    assert elsewhere is False  # not read: a body of unknown length is passed on, never guessed at

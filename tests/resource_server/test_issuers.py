@@ -144,3 +144,20 @@ def test_metadata_lists_every_trusted_issuer_unless_configured(trusted: TrustedI
     configured = tenant_app(trusted, RESOURCE_SERVER_AUTHORIZATION_SERVERS=["https://as.test"])
     document = configured.test_client().get("/.well-known/oauth-protected-resource").get_json()
     assert document["authorization_servers"] == ["https://as.test"]
+
+
+def test_one_clock_given_as_two_bound_methods_is_one_clock(acme_key: Signer, globex_key: Signer) -> None:
+    """``clock=c.now`` twice makes two bound-method objects of one clock: the same clock."""
+
+    class Clock:
+        def now(self) -> float:
+            return float(NOW)
+
+    clock = Clock()
+    trusted = TrustedIssuers(
+        [
+            JWTVerifier(issuer=ACME, audience=AUDIENCE, jwks=jwks(acme_key), clock=clock.now),
+            JWTVerifier(issuer=GLOBEX, audience=AUDIENCE, jwks=jwks(globex_key), clock=clock.now),
+        ]
+    )
+    assert trusted.verify(acme_key.token(iss=ACME, sub="alice")).subject == "alice"

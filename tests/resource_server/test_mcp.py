@@ -864,3 +864,12 @@ def test_a_401_names_the_default_scope_so_clients_start_small(verifier: JWTVerif
     without = stateless()
     for challenge in run(lambda: scenario(protect(without, verifier), without)):
         assert "scope" not in challenge.params
+
+
+def test_the_sdk_verifier_refuses_a_dpop_bound_token(es: Signer, verifier: JWTVerifier) -> None:
+    """RFC 9449 §7.2: the SDK's bearer auth checks no proof, so a bound token is not accepted
+    there (a stolen one would work without its key)."""
+    mcp_verifier = McpTokenVerifier(verifier)
+    assert run(lambda: mcp_verifier.verify_token(es.token())) is not None
+    bound = es.token(cnf={"jkt": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"})
+    assert run(lambda: mcp_verifier.verify_token(bound)) is None
