@@ -85,6 +85,12 @@ class AsyncGuard:
     ) -> Granted | Denial:
         """Who is asking, as which member of ``org``. ``session`` (awaited only without a
         token) returns the subject of a first-party session, whose access is the role's scopes."""
+        guard = self.guard
+        cached = guard.cached(authorization) if not token_elsewhere else None
+        if cached is not None and cached.jkt is None:
+            # The warm path, on the loop: a cached bearer token needs no thread and no proof,
+            # only its member's role.
+            return guard.grant(cached, org, await self.membership(*guard.role_of(cached, org)))
         credential = await self.credential(authorization, token_elsewhere, dpop)
         if credential is None:
             subject = await session() if session is not None else None
@@ -109,13 +115,6 @@ class AsyncGuard:
         session: Callable[[], Awaitable[str | None]] | None = None,
     ) -> Granted | Denial:
         """The whole pipeline: :meth:`authenticate`, then ``policy.decide``."""
-        guard = self.guard
-        credential = guard.cached(authorization) if not token_elsewhere else None
-        if credential is not None and credential.jkt is None:
-            # The warm path, on the loop: a cached bearer token needs no thread and no proof,
-            # only its member's role and the decision.
-            role = await self.membership(*guard.role_of(credential, org))
-            return guard.decision(guard.grant(credential, org, role), method, scope_map)
         granted = await self.authenticate(
             authorization=authorization, token_elsewhere=token_elsewhere, org=org, dpop=dpop, session=session
         )

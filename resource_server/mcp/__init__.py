@@ -253,11 +253,6 @@ class ProtectedMcp:
         self, scope: Scope, authorization: str | None, elsewhere: bool, org: str | None
     ) -> Granted | Denial:
         guard = self.guard
-        credential = guard.cached(authorization) if not elsewhere else None
-        if credential is not None and credential.jkt is None:
-            # The warm path, on the loop: a cached bearer token needs no thread and no proof.
-            role = await self.async_guard.membership(*guard.role_of(credential, org))
-            return guard.grant(credential, org, role)
         return await self.async_guard.authenticate(
             authorization=authorization,
             token_elsewhere=elsewhere,
