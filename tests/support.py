@@ -208,6 +208,38 @@ class JWKSServer:
             self._server.server_close()
 
 
+class SlowJWKS:
+    """A JWK Set on loopback that answers only when released (or after ``delay`` seconds)."""
+
+    def __init__(self, document: dict[str, Any], delay: float) -> None:
+        self.asked = threading.Event()
+        self.release = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.asked.set()
+                owner.release.wait(delay)
+                body = json.dumps(document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks"
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @contextmanager
 def serve_wsgi(app: Callable[..., Any]) -> Iterator[str]:
     """Run a WSGI app on a real loopback port; yields its base URL."""

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -32,7 +31,7 @@ from resource_server import JWTVerifier, TrustedIssuers, asgi
 from resource_server.asgi import ACCESS_KEY, TOKEN_KEY, BearerMiddleware
 from resource_server.dpop import DPoPNonces, DPoPVerifier
 from resource_server.wsgi import Route as Protected
-from tests.support import AUDIENCE, DROP, ISSUER, NOW, FakeClock, ProofSigner, dpop_key, es256, jwks
+from tests.support import AUDIENCE, DROP, ISSUER, NOW, FakeClock, ProofSigner, SlowJWKS, dpop_key, es256, jwks
 
 SIGNER = es256("asgi-1")
 CLOCK = FakeClock()
@@ -932,38 +931,6 @@ def test_over_uvicorn_form_bodies_are_inspected_and_replayed(server: str) -> Non
         server, "/orgs/acme/projects", b"access_token=" + raw.encode(), bearer(raw), chunked=True
     )
     assert status == 400 and json.loads(body)["error"] == "invalid_request"
-
-
-class SlowJWKS:
-    """A JWK Set on loopback that answers only when released (or after ``delay`` seconds)."""
-
-    def __init__(self, document: dict[str, Any], delay: float) -> None:
-        self.asked = threading.Event()
-        self.release = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.asked.set()
-                owner.release.wait(delay)
-                body = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def test_a_slow_jwks_does_not_stall_the_loop_under_uvicorn() -> None:

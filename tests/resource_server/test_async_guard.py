@@ -4,11 +4,9 @@ in a thread (a JWKS that takes seconds does not stall other requests), coroutine
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,39 +15,10 @@ from policy import Roles, ScopeMap
 from resource_server import JWTVerifier
 from resource_server.async_guard import AsyncGuard
 from resource_server.guard import Denial, Granted, Guard
-from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, Signer, jwks
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, Signer, SlowJWKS, jwks
 
 ROLES = Roles({"admin": ["project:read"]})
 READ = ScopeMap({"GET": "project:read"})
-
-
-class SlowJWKS:
-    """A JWK Set that takes ``delay`` seconds to answer (released early by ``release``)."""
-
-    def __init__(self, document: dict[str, Any], delay: float) -> None:
-        self.release = threading.Event()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                owner.release.wait(delay)
-                body = json.dumps(document).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks"
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
