@@ -68,7 +68,7 @@ class AsyncGuard:
         guard = self.guard
         cached = guard.cached(authorization) if not token_elsewhere else None
         if cached is not None and (cached.jkt is None or not self._proof_waits):
-            return guard.credential(authorization, token_elsewhere, dpop)
+            return guard.proved(cached, authorization[5:] if cached.jkt else "", dpop)  # type: ignore[index]
         result: Credential | Denial | None = await run_in_thread(
             guard.credential, authorization, token_elsewhere, dpop
         )

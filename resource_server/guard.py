@@ -152,6 +152,11 @@ class Guard:
             credential, raw = found  # type: ignore[misc]
         else:
             raw = authorization[5:] if credential.jkt is not None else ""  # type: ignore[index]
+        return self.proved(credential, raw, dpop)
+
+    def proved(self, credential: Credential, raw: str, dpop: DPoPRequest | None) -> Credential | Denial:
+        """``credential`` once the DPoP proof of this request holds for it (with a fresh nonce
+        to send back, if any); a bearer credential as it is. ``raw`` is the token itself."""
         if credential.jkt is None:
             return credential
         checked = self._check_proof(credential, raw, dpop)
@@ -268,11 +273,15 @@ class Guard:
         dpop: DPoPRequest | None = None,
     ) -> Granted | Denial:
         """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
-        credential = self.cached(authorization) if not token_elsewhere else None
-        if credential is not None and credential.jkt is None:  # the warm path, in a few calls
-            token = credential.token
+        credential: Credential | Denial | None = self.cached(authorization) if not token_elsewhere else None
+        if credential is not None:  # the warm path: no parsing, no verification (a DPoP proof only)
+            if credential.jkt is not None:  # type: ignore[union-attr]
+                credential = self.proved(credential, authorization[5:], dpop)  # type: ignore[arg-type,index]
+                if credential.__class__ is Denial:
+                    return credential  # type: ignore[return-value]
+            token = credential.token  # type: ignore[union-attr]
             role = self.membership(token.subject, org if org is not None else token.org)
-            return self.decision(self.grant(credential, org, role), method, scope_map)
+            return self.decision(self.grant(credential, org, role), method, scope_map)  # type: ignore[arg-type]
         granted = self.authenticate(
             authorization=authorization,
             token_elsewhere=token_elsewhere,
