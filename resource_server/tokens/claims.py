@@ -1,8 +1,10 @@
 """Claims every kind of token shares, read the same way whoever issued them: the scopes (a string
-or an array) and the organization (the token's own claim, or its issuer's)."""
+or an array), the organization (the token's own claim, or its issuer's) and the confirmation
+(``cnf``) a token is bound by."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,10 +14,24 @@ from policy.scopes import validate_scope_token
 from .errors import InvalidToken
 from .jws import string_claim
 
-__all__ = ["MAX_SCOPE_TOKENS", "org_of", "scopes_of"]
+__all__ = ["MAX_SCOPE_TOKENS", "bound_thumbprint", "org_of", "scopes_of"]
 
 #: More scope tokens than any real grant holds; a longer array is refused before it is walked.
 MAX_SCOPE_TOKENS = 1024
+
+# RFC 9449 §6.1 / RFC 7638 §3: base64url (no padding) of a SHA-256 digest, 43 characters. The
+# last one carries 2 bits of padding that are zero in a canonical encoding, so it is one of 16.
+_SHA256_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+# The registered confirmation methods (IANA "JWT Confirmation Methods") other than jkt: a token
+# bound by one of them is usable only by a party that proves it, which this server cannot check.
+_UNCHECKED_METHODS = {
+    "x5t#S256": "a client certificate (cnf x5t#S256, RFC 8705 mutual TLS)",
+    "jwk": "a proof-of-possession key (cnf jwk, RFC 7800)",
+    "jwe": "an encrypted proof-of-possession key (cnf jwe, RFC 7800)",
+    "jku": "a proof-of-possession key set (cnf jku, RFC 7800)",
+    "kid": "a proof-of-possession key id (cnf kid, RFC 7800)",
+    "osc": "an OSCORE security context (cnf osc, RFC 9203)",
+}
 
 
 def scopes_of(claims: Mapping[str, Any], name: str) -> frozenset[str]:
@@ -48,3 +64,32 @@ def org_of(claims: Mapping[str, Any], name: str, issuer_org: str | None) -> str 
     if org is not None and org != issuer_org:
         raise InvalidToken("the token names an organization its issuer does not serve")
     return issuer_org
+
+
+def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
+    """The RFC 7638 thumbprint the token is bound to by ``cnf.jkt`` (RFC 9449 §6), or None when
+    it carries no ``cnf``: then it is a bearer token.
+
+    A confirmation claim is a condition of use, not a hint (RFC 7800 §3.1, RFC 9449 §6): a
+    token bound by any other method (a client certificate's ``x5t#S256`` under RFC 8705, an RFC
+    7800 ``jwk``, ``jwe``, ``jku`` or ``kid``, an unknown member) can be honoured only by a server
+    that checks that binding, so it is :class:`InvalidToken` here, never a bearer token. So is a
+    malformed ``cnf``: not a JSON object, empty, or a ``jkt`` that is not a 43-character
+    base64url SHA-256 thumbprint (which no proof's key could ever match).
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    if not isinstance(cnf, Mapping) or not cnf:
+        raise InvalidToken("the token's cnf claim must be a non-empty JSON object (RFC 7800)")
+    for method in cnf:
+        if method == "jkt":
+            continue
+        bound_to = _UNCHECKED_METHODS.get(method)
+        if bound_to is None:  # the member's name comes from the token: it is not repeated
+            raise InvalidToken("the token's cnf claim holds a confirmation method this server does not know")
+        raise InvalidToken(f"the token is bound to {bound_to}, which this server cannot check")
+    jkt = cnf["jkt"]
+    if not isinstance(jkt, str) or _SHA256_THUMBPRINT.fullmatch(jkt) is None:
+        raise InvalidToken("the token's cnf.jkt is not a SHA-256 JWK thumbprint (RFC 9449)")
+    return jkt

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from .claims import bound_thumbprint
 
 __all__ = ["TokenVerifier", "VerifiedToken"]
 
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
-    """A verified access token. ``claims`` is a read-only view of the whole payload."""
+    """A verified access token. ``claims`` is a read-only view of the whole payload.
+
+    ``jkt`` is the key thumbprint the token is bound to (``cnf.jkt``, RFC 9449 §6), or None for
+    a bearer token. It is read from ``claims`` when the token is built, by every verifier alike
+    (custom ones included), so a ``cnf`` this server cannot enforce (another confirmation method,
+    or a malformed one) makes construction raise :class:`InvalidToken`: a confirmation claim is
+    a condition of use (RFC 7800 §3.1), and a token that carries one is never a bearer token.
+    """
 
     subject: str
     scopes: frozenset[str]
@@ -20,6 +29,10 @@ class VerifiedToken:
     expires_at: int
     claims: Mapping[str, Any]
     kind: str = "access"  # "capability" for capability tokens
+    jkt: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "jkt", bound_thumbprint(self.claims))
 
 
 @runtime_checkable

@@ -455,6 +455,25 @@ def case_table() -> dict[str, tuple[Build, str]]:
         "iat a negative 400-digit integer": (lambda k: k.es.token(now=NOW, iat=-(10**400)), "lifetime"),
         "nbf a 400-digit integer": (lambda k: k.es.token(now=NOW, nbf=10**400), "not valid yet"),
         "exp a negative 400-digit integer": (lambda k: k.es.token(now=NOW, exp=-(10**400)), "expired"),
+        # confirmation (cnf, RFC 7800 §3.1): a binding this server cannot check refuses the token
+        "cnf x5t#S256 (RFC 8705 certificate-bound)": (
+            lambda k: k.es.token(now=NOW, cnf={"x5t#S256": f"{MARK}-bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89"}),
+            "x5t#S256",
+        ),
+        "cnf jwk (RFC 7800)": (lambda k: k.es.token(now=NOW, cnf={"jwk": k.attacker_es.jwk}), "cnf jwk"),
+        "cnf jkt beside an unknown member": (
+            lambda k: k.es.token(
+                now=NOW, cnf={"jkt": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", MARK: 1}
+            ),
+            "does not know",
+        ),
+        "cnf a string": (lambda k: k.es.token(now=NOW, cnf=MARK), "cnf claim"),
+        "cnf null": (lambda k: k.es.token(now=NOW, cnf=None), "cnf claim"),
+        "cnf empty": (lambda k: k.es.token(now=NOW, cnf={}), "cnf claim"),
+        "cnf.jkt empty": (lambda k: k.es.token(now=NOW, cnf={"jkt": ""}), "cnf.jkt"),
+        "cnf.jkt an integer": (lambda k: k.es.token(now=NOW, cnf={"jkt": 123}), "cnf.jkt"),
+        "cnf.jkt a list": (lambda k: k.es.token(now=NOW, cnf={"jkt": [MARK]}), "cnf.jkt"),
+        "cnf.jkt a thousand characters": (lambda k: k.es.token(now=NOW, cnf={"jkt": "A" * 1000}), "cnf.jkt"),
         # serialization (RFC 7515 §7.1 compact form only)
         "empty string": (lambda k: "", "compact"),
         "two segments": (lambda k: good(k).rsplit(".", 1)[0], "compact"),
@@ -902,7 +921,7 @@ FINITE_JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=6,
 )
-CLAIM_NAMES = ["exp", "nbf", "iat", "iss", "aud", "sub", "scope", "org_id", "client_id"]
+CLAIM_NAMES = ["exp", "nbf", "iat", "iss", "aud", "sub", "scope", "org_id", "client_id", "cnf"]
 
 
 @FUZZ
@@ -922,6 +941,8 @@ def test_fuzz_claim_values(overrides: dict[str, Any], keys: Keys, verifier: JWTV
     assert verified.org is None or (isinstance(verified.org, str) and verified.org)
     assert verified.claims["iss"] == ISSUER
     assert all(isinstance(scope, str) and scope and " " not in scope for scope in verified.scopes)
+    # A cnf survives only as a well-formed jkt (random JSON never is one): a bearer token otherwise.
+    assert verified.jkt is None and "cnf" not in verified.claims
 
 
 @FUZZ

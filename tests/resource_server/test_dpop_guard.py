@@ -398,3 +398,117 @@ def test_a_full_replay_cache_is_503_not_a_replay(es: Signer, key: ProofSigner, c
     clock.advance(305)
     fresh = key.proof("GET", URL, access_token=token, now=int(clock()))
     assert client.get("/orgs/acme/projects", headers=dpop_headers(token, fresh)).status_code == 200
+
+
+# -- a confirmation this server cannot check is refused, never read as "bearer" (RFC 7800 §3.1) ----
+
+UNCHECKABLE = {
+    "x5t#S256": ({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, "x5t#S256"),
+    "jwk": ({"jwk": {"kty": "EC", "crv": "P-256", "x": "eA", "y": "eQ"}}, "cnf jwk"),
+    "jkt empty": ({"jkt": ""}, "cnf.jkt"),
+    "jkt 123": ({"jkt": 123}, "cnf.jkt"),
+    "jkt a list": ({"jkt": ["NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"]}, "cnf.jkt"),
+    "cnf a string": ("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs", "cnf claim"),
+}
+
+
+@pytest.mark.parametrize("adapter", ["flask", "wsgi"])
+@pytest.mark.parametrize("case", list(UNCHECKABLE))
+def test_a_token_with_a_cnf_this_server_cannot_enforce_is_401_as_bearer_and_as_dpop(
+    case: str, adapter: str, es: Signer, key: ProofSigner, clock: FakeClock
+) -> None:
+    cnf, fragment = UNCHECKABLE[case]
+    client = flask_app(es, clock).test_client() if adapter == "flask" else middleware(es, clock)
+    token = es.token(cnf=cnf)
+    as_bearer = client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"})
+    assert as_bearer.status_code == 401
+    assert as_bearer.get_json()["error"] == "invalid_token"
+    assert fragment in as_bearer.get_json()["error_description"]
+    assert fragment in challenges(as_bearer)["Bearer"].params["error_description"]
+    proof = key.proof("GET", URL, access_token=token)
+    as_dpop = client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+    assert as_dpop.status_code == 401 and as_dpop.get_json()["error"] == "invalid_token"
+    assert token not in as_bearer.get_data(as_text=True) + as_dpop.get_data(as_text=True)
+
+
+def test_a_capability_token_is_not_affected_by_the_cnf_reading(clock: FakeClock) -> None:
+    """Capability tokens (minted here, bearer by design) carry no cnf and stay bearer tokens."""
+    from policy import assemble_access
+    from resource_server.capability import CapabilityIssuer
+
+    issuer = CapabilityIssuer(
+        keys={"k1": "c" * 32}, issuer=RESOURCE, readonly_scopes={"project:read"}, clock=clock
+    )
+    access = assemble_access(
+        subject="user-1", role_scopes=ROLES.scopes_for("admin"), token_scopes=None, request_org="acme"
+    )
+    verified = issuer.verifier().verify(issuer.mint(access, session_id="s-1"))
+    assert verified.kind == "capability" and verified.jkt is None and "cnf" not in verified.claims
+
+
+def test_an_introspected_bearer_token_with_cnf_jkt_is_bound(key: ProofSigner, clock: FakeClock) -> None:
+    """cnf is a condition of use: an answer saying token_type "Bearer" but carrying cnf.jkt is a
+    DPoP-bound token, usable only with a proof by that key (RFC 7800 §3.1, RFC 9449 §6.2)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from resource_server import IntrospectionVerifier
+
+    answer = {
+        "active": True,
+        "sub": "user-1",
+        "aud": AUDIENCE,
+        "scope": "project:read",
+        "org_id": "acme",
+        "token_type": "Bearer",
+        "exp": NOW + 300,
+        "cnf": {"jkt": key.jkt},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        app = Flask(__name__)
+        app.config["RESOURCE_SERVER_RESOURCE"] = RESOURCE
+        rs = ResourceServer(
+            app,
+            verifier=IntrospectionVerifier(
+                endpoint=f"http://127.0.0.1:{server.server_port}/introspect",
+                client_id="api",
+                client_secret="s" * 32,
+                audience=AUDIENCE,
+                clock=clock,
+            ),
+            roles=ROLES,
+            membership=membership,
+            dpop=DPoPVerifier(clock=clock),
+        )
+
+        @app.get("/orgs/<org>/projects")
+        @rs.require({"GET": "project:read"})
+        def projects(org: str) -> str:
+            return "ok"
+
+        client = app.test_client()
+        token = "opaque-bearer-typed-but-bound"
+        as_bearer = client.get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"})
+        assert as_bearer.status_code == 401 and "DPoP-bound" in as_bearer.get_json()["error_description"]
+        proof = key.proof("GET", URL, access_token=token)
+        assert client.get("/orgs/acme/projects", headers=dpop_headers(token, proof)).status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -572,3 +572,65 @@ def test_visible_identifiers_of_any_script_are_accepted(
 ) -> None:
     verified = verifier.verify(make(es, sub=value, org_id=value, client_id=value))
     assert (verified.subject, verified.org, verified.client_id) == (value, value, value)
+
+
+# -- the confirmation claim (cnf): a condition of use, never a hint ---------------------------------
+
+#: A real RFC 7638 thumbprint (base64url of a SHA-256 digest, 43 characters).
+JKT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_a_token_bound_by_cnf_jkt_is_verified_with_its_key(es: Signer, verifier: JWTVerifier) -> None:
+    verified = verifier.verify(make(es, cnf={"jkt": JKT}))
+    assert verified.jkt == JKT
+    assert verified.claims["cnf"] == {"jkt": JKT}
+    assert verifier.verify(make(es)).jkt is None  # no cnf: a bearer token
+
+
+@pytest.mark.parametrize(
+    ("cnf", "fragment"),
+    [
+        ({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, "x5t#S256, RFC 8705"),
+        ({"jwk": {"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}}, "cnf jwk, RFC 7800"),
+        ({"jwe": "eyJhbGciOiJSU0EtT0FFUCJ9.a.b.c.d"}, "cnf jwe, RFC 7800"),
+        ({"jku": "https://client.example.com/jwks.json", "kid": "k1"}, "cnf jku, RFC 7800"),
+        ({"kid": "dfd1aa97-6d8d-4575-a0fe-34b96de2bfad"}, "cnf kid, RFC 7800"),
+        ({"osc": {"ms": "f9af838368e353e78888e1426bd94e6f"}}, "cnf osc, RFC 9203"),
+        ({"jkt": JKT, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, "x5t#S256"),
+        ({f"{MARK}\u202e": 1}, "a confirmation method this server does not know"),
+    ],
+    ids=["x5t#S256", "jwk", "jwe", "jku", "kid", "osc", "jkt and x5t#S256", "unknown member"],
+)
+def test_a_token_bound_by_a_method_this_server_cannot_check_is_refused(
+    cnf: dict[str, Any], fragment: str, es: Signer, verifier: JWTVerifier
+) -> None:
+    """RFC 7800 §3.1, RFC 8705 §3: honouring the token as a bearer token would drop the binding."""
+    error = refuse(verifier, make(es, cnf=cnf), fragment)
+    assert "cannot check" in error.description or "does not know" in error.description
+    assert error.description.isascii()  # it goes into a WWW-Authenticate header
+
+
+@pytest.mark.parametrize(
+    ("cnf", "fragment"),
+    [
+        ("jkt", "cnf claim"),
+        (None, "cnf claim"),
+        ([{"jkt": JKT}], "cnf claim"),
+        ({}, "cnf claim"),
+        ({"jkt": ""}, "cnf.jkt"),
+        ({"jkt": 123}, "cnf.jkt"),
+        ({"jkt": [JKT]}, "cnf.jkt"),
+        ({"jkt": None}, "cnf.jkt"),
+        ({"jkt": {"jkt": JKT}}, "cnf.jkt"),
+        ({"jkt": JKT[:-1]}, "cnf.jkt"),
+        ({"jkt": JKT + "A"}, "cnf.jkt"),
+        ({"jkt": JKT + "="}, "cnf.jkt"),
+        ({"jkt": JKT[:-1] + "t"}, "cnf.jkt"),  # non-canonical last character: no digest encodes so
+        ({"jkt": JKT.replace("-", "+")}, "cnf.jkt"),  # base64, not base64url
+        ({"jkt": JKT[:-1] + "\n"}, "cnf.jkt"),
+        ({"jkt": MARK * 4}, "cnf.jkt"),
+    ],
+    ids=repr,
+)
+def test_a_malformed_cnf_is_refused(cnf: Any, fragment: str, es: Signer, verifier: JWTVerifier) -> None:
+    assert refuse(verifier, make(es, cnf=cnf), fragment).description.isascii()
