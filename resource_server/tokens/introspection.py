@@ -3,49 +3,51 @@ Introspection).
 
 The answer is trusted only as far as it is well-formed: a bounded, strict JSON object whose
 ``active`` is exactly ``true`` and whose claims pass the same checks a JWT access token's would
-(RFC 9068 §4: audience, issuer, lifetime, type). An answer that cannot be had or cannot be read is
-:class:`VerificationUnavailable` (503), never a 401: the token may well be good.
+(RFC 9068 §4: audience, issuer, lifetime, type, confirmation). Only such an answer, or a strict
+RFC 6749 §5.2 error that names the token, can refuse a token; anything else (an answer that
+cannot be had or cannot be read, a proxy's error page) is :class:`VerificationUnavailable`
+(503), never a 401: the token may well be good.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import http.client
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import urlencode
 
 import urllib3
 
 from ..expiring import ExpiringCache
 from ..strict_json import parse_object
 from .claims import org_of, scopes_of
+from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
 from .http import check_uri, pool_manager
 from .jws import integer_claim, strict_json_decoder, string_claim
 from .verified import VerifiedToken
 
-__all__ = ["MAX_RESPONSE_BYTES", "IntrospectionVerifier"]
+__all__ = ["MAX_RESPONSE_BYTES", "BearerAuth", "ClientAuth", "IntrospectionVerifier"]
 
 log = logging.getLogger(__name__)
 
 #: The largest introspection response read. Real ones are a few hundred bytes; more is refused
 #: after reading one byte past this, never read whole.
 MAX_RESPONSE_BYTES = 64 * 1024
-# RFC 6750 §2.1 b64token: anything else is not a bearer token and is never sent anywhere.
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 7662 §2.2 token_type holds an RFC 6749 §7.1 type; access tokens for this API are these.
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "dpop"})
 # RFC 6749 §5.2: a 400 with these codes is about our request, not about the token.
 _CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_request"})
+# A 400 with these codes is about the token (RFC 6750 §3.1, RFC 7009 §2.2.1): RFC 7662 §2.2 wants
+# {"active": false} instead, but some servers answer so, and it refuses the token all the same.
+_TOKEN_ERRORS = frozenset({"invalid_token", "unsupported_token_type"})
 _MAX_RETRY_AFTER = 300
 
 _DECODER = strict_json_decoder(
@@ -92,11 +94,18 @@ class _Answer:
 class IntrospectionVerifier:
     """Verifies opaque access tokens at an RFC 7662 introspection ``endpoint``.
 
-    The token is POSTed as a form (RFC 7662 §2.1) with HTTP Basic client authentication
-    (``client_secret_basic``, RFC 6749 §2.3.1). ``endpoint`` must be ``https``; plain ``http`` is
+    The token is POSTed as a form (RFC 7662 §2.1), authenticated as ``client_auth`` says:
+    ``"client_secret_basic"`` (the default: ``client_id`` and ``client_secret`` in HTTP Basic,
+    RFC 6749 §2.3.1), ``"client_secret_post"`` (the same two in the form), or
+    ``BearerAuth(token)`` (a bearer token, or a callable returning one, obtained again when the
+    endpoint refuses it; see :class:`~resource_server.tokens.client_auth.BearerAuth`; give no
+    ``client_id`` or ``client_secret`` with it). ``endpoint`` must be ``https``; plain ``http`` is
     accepted for loopback hosts only. ``audience`` is this API's identifier, which the answer's
     ``aud`` must contain; ``None`` skips that check, which accepts tokens minted for any API the
     authorization server serves (RFC 8707, RFC 9068 §4). ``issuer``, when given, must equal ``iss``.
+    An answer with ``cnf.jkt`` makes the token DPoP-bound whatever its ``token_type`` says (a
+    confirmation is a condition of use, RFC 7800 §3.1); one whose ``token_type`` is ``DPoP`` but
+    names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``.
 
     Answers are cached by the token's SHA-256: an active one until the token's ``exp`` or
     ``cache_ttl`` seconds, whichever is sooner (so ``cache_ttl`` bounds how long a revoked token
@@ -109,9 +118,10 @@ class IntrospectionVerifier:
         self,
         *,
         endpoint: str,
-        client_id: str,
-        client_secret: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         audience: str | None,
+        client_auth: ClientAuth = "client_secret_basic",
         issuer: str | None = None,
         scope_claim: str = "scope",
         org_claim: str = "org_id",
@@ -124,7 +134,8 @@ class IntrospectionVerifier:
         max_token_bytes: int = 8192,
     ) -> None:
         self.endpoint = check_uri(endpoint)
-        self.client_id = _text("client_id", client_id)
+        self._auth = ClientAuthenticator(client_auth, client_id, client_secret)
+        self.client_id = client_id
         self.audience = _text("audience", audience, optional=True)
         self.issuer = _text("issuer", issuer, optional=True)
         self.scope_claim = _text("scope_claim", scope_claim)
@@ -137,10 +148,7 @@ class IntrospectionVerifier:
         if clock is not None and not callable(clock):
             raise TypeError("clock must be a callable returning the Unix time")
         self._clock: Callable[[], float] = clock or time.time
-        # RFC 6749 §2.3.1: each part is form-urlencoded before the two are joined and encoded.
-        basic = f"{quote_plus(self.client_id)}:{quote_plus(_text('client_secret', client_secret))}"
         self._headers = {
-            "Authorization": "Basic " + base64.b64encode(basic.encode("utf-8")).decode("ascii"),
             "Accept": "application/json",
             "Content-Type": "application/x-www-form-urlencoded",
         }
@@ -172,7 +180,7 @@ class IntrospectionVerifier:
             raise InvalidToken("the token must be a non-empty string")
         if len(token) > self.max_token_bytes:  # before any regular expression or hashing work
             raise InvalidToken("the token is too large")
-        if _B64TOKEN.fullmatch(token) is None:
+        if B64TOKEN.fullmatch(token) is None:
             raise InvalidToken("the token holds characters a bearer token cannot have")
         digest = hashlib.sha256(token.encode("ascii")).digest()
         cached = self._cache.get(digest)
@@ -210,37 +218,52 @@ class IntrospectionVerifier:
     # -- the exchange ------------------------------------------------------------------------------
 
     def _introspect(self, token: str) -> VerifiedToken | _Refusal:
-        """One introspection request and what its answer means (RFC 7662 §2.2, §2.3)."""
-        answer = self._exchange(token)
+        """One introspection request and what its answer means (RFC 7662 §2.2, §2.3). A 401 to
+        a bearer token from a callable is tried once more with the callable's next token."""
+        credentials = self._auth.credentials()
+        answer = self._exchange(token, credentials)
+        if answer.status == 401:
+            fresh = self._auth.after_refusal(credentials)
+            if fresh is not None:
+                answer = self._exchange(token, fresh)
         if answer.status == 200:
             claims = self._json_object(answer.body)
             try:
                 return self._verified(claims)
             except InvalidToken as exc:
                 return _Refusal(exc.description)
-        if answer.status == 400 and _error_code(answer.body) not in _CLIENT_ERRORS:
-            # RFC 7662 §2.3 (e.g. unsupported_token_type): nothing here makes the token acceptable.
+        error = _error_code(answer.body) if answer.status == 400 else None
+        if error in _TOKEN_ERRORS:
+            # Nothing here makes the token acceptable: a refusal, remembered like one.
             return _Refusal("the token is not active")
-        if answer.status in (400, 401, 403):
+        if answer.status in (401, 403) or error in _CLIENT_ERRORS:
             # Our own client authentication or request was refused: configuration to fix, not
             # the caller's fault, and no reason to tell the caller its token is bad.
             raise self._unavailable(
                 f"the introspection endpoint refused this resource server's request or credentials "
-                f"(HTTP {answer.status}); check endpoint, client_id and client_secret",
+                f"(HTTP {answer.status}); check endpoint, {self._auth.settings}",
                 level=logging.ERROR,
+            )
+        if answer.status == 400:
+            # Empty, HTML (a proxy's page), not strict JSON, or an error about something else:
+            # no answer about the token, so never a refusal, and never remembered as one.
+            raise self._unavailable(
+                "the introspection endpoint answered HTTP 400 without an OAuth error about the "
+                "token (RFC 6749, section 5.2)",
+                answer.retry_after,
             )
         raise self._unavailable(
             f"the introspection endpoint answered HTTP {answer.status}", answer.retry_after
         )
 
-    def _exchange(self, token: str) -> _Answer:
-        body = urlencode({"token": token, "token_type_hint": "access_token"})
+    def _exchange(self, token: str, credentials: Credentials) -> _Answer:
+        form = (("token", token), ("token_type_hint", "access_token"), *credentials.form)
         try:
             response = self._http.request(
                 "POST",
                 self.endpoint,
-                body=body,
-                headers=self._headers,
+                body=urlencode(form),
+                headers={**self._headers, **credentials.headers},
                 preload_content=False,
                 decode_content=False,  # no decompression: a small gzip body can inflate to gigabytes
                 redirect=False,  # RFC 7662 names one endpoint; the token goes nowhere else
@@ -311,7 +334,7 @@ class IntrospectionVerifier:
             raise InvalidToken("the token has neither sub nor client_id")
         # Compared, not added to: exp may be any JSON integer, 10**400 included.
         reuse_until = min(exp, now + self.cache_ttl) if exp is not None else now + self.cache_ttl
-        return VerifiedToken(
+        verified = VerifiedToken(  # reads cnf: bound by cnf.jkt, or InvalidToken (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org_of(claims, self.org_claim, self.issuer_org),
@@ -319,6 +342,13 @@ class IntrospectionVerifier:
             expires_at=math.floor(reuse_until),
             claims=MappingProxyType(claims),
         )
+        if verified.jkt is None and isinstance(token_type, str) and token_type.lower() == "dpop":
+            # RFC 9449 §6.2: a DPoP token's answer carries the key it is bound to. Without one,
+            # accepting it would turn it into a bearer token.
+            raise InvalidToken(
+                "the token is a DPoP token, but the answer names no key (cnf.jkt) to bind it to"
+            )
+        return verified
 
 
 def _settle(outcome: _Outcome) -> VerifiedToken:
@@ -338,12 +368,13 @@ def _has_audience(aud: object, audience: str) -> bool:
 
 
 def _error_code(body: bytes) -> str | None:
-    """The RFC 6749 §5.2 ``error`` of an error answer, if it has a readable one."""
+    """The RFC 6749 §5.2 ``error`` of an error answer: a strict JSON object (as strict as an
+    answer, duplicates and all) whose ``error`` is a string; None for anything else."""
     try:
-        value = _DECODER.decode(body.decode("utf-8"))
-    except (ValueError, RecursionError):
+        value = parse_object(body, _DECODER, ValueError, what="error answer")
+    except ValueError:
         return None
-    error = value.get("error") if isinstance(value, dict) else None
+    error = value.get("error")
     return error if isinstance(error, str) else None
 
 

@@ -1,7 +1,7 @@
 """IntrospectionVerifier (RFC 7662) against a real introspection endpoint on 127.0.0.1.
 
-The endpoint below checks HTTP Basic client authentication and the request's form, counts calls
-and connections, and can be switched per test to misbehave: slow, trickling, garbage, huge,
+The endpoint below checks the resource server's authentication (HTTP Basic, client credentials in
+the form, or a bearer token, RFC 7662 §2.1) and the request's form, counts calls and connections, and can be switched per test to misbehave: slow, trickling, garbage, huge,
 duplicate members, any status. Time for token validity comes from a FakeClock; only the bounds on
 how long a misbehaving server can hold a request are measured, with generous margins.
 """
@@ -35,13 +35,14 @@ from werkzeug.test import Client
 from policy import Roles, parse_challenges
 from resource_server.flask import ResourceServer, current_access, current_token
 from resource_server.tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
-from resource_server.tokens.introspection import MAX_RESPONSE_BYTES, IntrospectionVerifier
+from resource_server.tokens.introspection import MAX_RESPONSE_BYTES, BearerAuth, IntrospectionVerifier
 from resource_server.wsgi import TOKEN_KEY, BearerMiddleware
 from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, next_jti
 
 CLIENT_ID = "resource-server"
 CLIENT_SECRET = "introspection-secret-0123456789abcdef"
-#: Tokens minted in the current test; no log line may contain one.
+#: Tokens minted in the current test (access tokens, and bearer tokens the resource server
+#: authenticates with); no log line may contain one.
 MINTED: list[str] = []
 
 
@@ -73,6 +74,11 @@ def active(**overrides: Any) -> dict[str, Any]:
 DROP = object()
 
 
+class _Listener(ThreadingHTTPServer):
+    # socketserver's backlog is 5: more clients connecting at once than that are reset.
+    request_queue_size = 64
+
+
 class IntrospectionServer:
     """A real introspection endpoint. ``answers`` maps tokens to JSON answers (unknown tokens are
     inactive); ``behaviour`` switches how every request is answered."""
@@ -85,6 +91,9 @@ class IntrospectionServer:
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        self.auth = "basic"  # how the resource server must authenticate: basic, post or bearer
+        self.bearer_tokens: set[str] = set()  # the bearer tokens accepted with auth="bearer"
+        self.received: list[tuple[str | None, list[str]]] = []  # (Authorization, form fields)
         self.answers: dict[str, dict[str, Any]] = {}
         self.behaviour = "normal"
         self.status = 200
@@ -117,7 +126,7 @@ class IntrospectionServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Listener(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         if tls is not None:
@@ -148,8 +157,15 @@ class IntrospectionServer:
         with self.lock:
             self.calls += 1
         form = parse_qs(body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
-        if not self.authenticated(request.headers.get("Authorization", "")):
-            self.send(request, 401, {"error": "invalid_client"}, {"WWW-Authenticate": 'Basic realm="as"'})
+        authorization = request.headers.get("Authorization")
+        with self.lock:
+            self.received.append((authorization, sorted(form)))
+        if not self.authenticated(authorization, form):
+            if self.auth == "bearer":  # RFC 7662 §2.3, RFC 6750 §3
+                challenge = 'Bearer realm="as", error="invalid_token"'
+                self.send(request, 401, {"error": "invalid_token"}, {"WWW-Authenticate": challenge})
+            else:
+                self.send(request, 401, {"error": "invalid_client"}, {"WWW-Authenticate": 'Basic realm="as"'})
             return
         self.check(request, form)
         token = form["token"][0]
@@ -177,10 +193,17 @@ class IntrospectionServer:
         else:
             self.send(request, self.status, self.answers.get(token, {"active": False}), self.headers)
 
-    def authenticated(self, header: str) -> bool:
-        """RFC 6749 §2.3.1: Basic, with each part form-urlencoded before base64."""
+    def authenticated(self, header: str | None, form: dict[str, list[str]]) -> bool:
+        """RFC 7662 §2.1 with the method of ``auth``, and only that one."""
+        in_form = (form.get("client_id"), form.get("client_secret"))
+        if self.auth == "post":  # RFC 6749 §2.3.1, in the body: no Authorization header
+            return header is None and in_form == ([self.client_id], [self.client_secret])
+        if header is None or in_form != (None, None):
+            return False
         scheme, _, credentials = header.partition(" ")
-        if scheme != "Basic":
+        if self.auth == "bearer":  # RFC 6750 §2.1
+            return scheme == "Bearer" and credentials in self.bearer_tokens
+        if scheme != "Basic":  # RFC 6749 §2.3.1: each part form-urlencoded before base64
             return False
         client_id, _, secret = base64.b64decode(credentials).decode("utf-8").partition(":")
         return (unquote_plus(client_id), unquote_plus(secret)) == (self.client_id, self.client_secret)
@@ -192,7 +215,10 @@ class IntrospectionServer:
             self.problems.append("content type")
         if request.headers.get("Accept") != "application/json":
             self.problems.append("accept")
-        if set(form) != {"token", "token_type_hint"} or form["token_type_hint"] != ["access_token"]:
+        fields = {"token", "token_type_hint"} | (
+            {"client_id", "client_secret"} if self.auth == "post" else set()
+        )
+        if set(form) != fields or form["token_type_hint"] != ["access_token"]:
             self.problems.append(f"form fields {sorted(form)}")
 
     def trickle(self, request: BaseHTTPRequestHandler, head: bytes, slow: bytes) -> None:
@@ -217,7 +243,8 @@ class IntrospectionServer:
     ) -> None:
         try:
             request.send_response(status)
-            request.send_header("Content-Type", "application/json")
+            if "Content-Type" not in headers:
+                request.send_header("Content-Type", "application/json")
             request.send_header("Content-Length", str(len(body)))
             for name, value in headers.items():
                 request.send_header(name, value)
@@ -392,7 +419,68 @@ def test_it_is_a_token_verifier(clock: FakeClock) -> None:
     assert isinstance(verifier, TokenVerifier)
     assert verifier.clock is clock and verifier.max_token_bytes == 4096
     assert IntrospectionVerifier(**GOOD).clock is time.time
-    assert CLIENT_SECRET not in repr(vars(verifier))  # kept only inside the encoded header
+
+
+BEARER = {k: v for k, v in GOOD.items() if not k.startswith("client_")}
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"client_auth": "client_secret_bsic"}, ValueError),
+        ({"client_auth": "private_key_jwt"}, ValueError),
+        ({"client_auth": "none"}, ValueError),
+        ({"client_auth": None}, ValueError),
+        ({"client_auth": "introspection-token-1"}, ValueError),  # a token must be BearerAuth(token)
+        ({"client_auth": "client_secret_post", "client_secret": None}, ValueError),
+        ({"client_auth": "client_secret_post", "client_id": ""}, ValueError),
+        ({"client_auth": BearerAuth("token-1")}, ValueError),  # with client_id and client_secret
+    ],
+    ids=repr,
+)
+def test_bad_client_auth_fails_at_construction(options: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error, match=r"client_auth|client_id|client_secret"):
+        IntrospectionVerifier(**{**GOOD, **options})
+
+
+@pytest.mark.parametrize(
+    ("token", "error"),
+    [("", ValueError), ("a b", ValueError), ("tok\r\nX-Evil: 1", ValueError), ("é", ValueError),
+     ("a" * 8193, ValueError), (b"token", TypeError), (None, TypeError), (5, TypeError)],
+    ids=repr,
+)  # fmt: skip
+def test_a_bad_bearer_token_fails_at_construction(token: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="client_auth"):
+        BearerAuth(token)
+
+
+def test_bearer_auth_takes_no_client_credentials() -> None:
+    for extra in ({"client_id": CLIENT_ID}, {"client_secret": CLIENT_SECRET}):
+        with pytest.raises(ValueError, match="not used with client_auth=BearerAuth"):
+            IntrospectionVerifier(**BEARER, client_auth=BearerAuth("token-1"), **extra)
+
+
+@pytest.mark.parametrize(
+    "client_auth",
+    [
+        "client_secret_basic",
+        "client_secret_post",
+        BearerAuth(CLIENT_SECRET),
+        BearerAuth(lambda: CLIENT_SECRET),
+    ],
+    ids=["basic", "post", "bearer", "bearer callable"],
+)
+def test_no_secret_shows_in_a_repr(client_auth: Any) -> None:
+    options = GOOD if isinstance(client_auth, str) else BEARER
+    verifier = IntrospectionVerifier(**options, client_auth=client_auth)
+    encoded = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    for text in (
+        repr(vars(verifier)),
+        repr(verifier._auth),
+        repr(verifier._auth.credentials()),
+        repr(client_auth),
+    ):
+        assert CLIENT_SECRET not in text and encoded not in text
 
 
 # -- the raw token, checked before any I/O --------------------------------------------------------
@@ -430,6 +518,7 @@ def test_an_active_token_is_verified(verifier: IntrospectionVerifier, server: In
     assert verified.kind == "access"
     assert verified.expires_at == NOW + 60  # cache_ttl is sooner than exp
     assert verified.claims["cnf"] == {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
+    assert verified.jkt == "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"  # bound, though "Bearer"
     assert verified.claims["active"] is True
     with pytest.raises(TypeError):
         verified.claims["sub"] = "admin"  # type: ignore[index]
@@ -453,6 +542,169 @@ def test_client_credentials_are_form_urlencoded_before_base64(
     finally:
         server.stop()
     assert not server.problems
+
+
+def test_client_secret_post_sends_the_credentials_in_the_form(clock: FakeClock) -> None:
+    """RFC 6749 §2.3.1: client_id and client_secret as form fields, and no Authorization header."""
+    secret = "s3cr:t/+ %&=é"
+    server = IntrospectionServer("client:1 é+", secret)
+    server.auth = "post"
+    server.start()
+    try:
+        token = issue(server)
+        verifier = verifier_for(
+            server, clock, client_id="client:1 é+", client_secret=secret, client_auth="client_secret_post"
+        )
+        assert verifier.verify(token).subject == "user-1"
+    finally:
+        server.stop()
+    assert not server.problems
+    assert server.received == [(None, ["client_id", "client_secret", "token", "token_type_hint"])]
+
+
+def test_client_secret_basic_is_the_default_and_sends_nothing_in_the_form(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    assert verifier.verify(issue(server)).subject == "user-1"
+    ((authorization, fields),) = server.received
+    assert authorization is not None and authorization.startswith("Basic ")
+    assert fields == ["token", "token_type_hint"]
+
+
+def test_a_wrong_post_secret_is_unavailable(server: IntrospectionServer, clock: FakeClock) -> None:
+    server.auth = "post"
+    verifier = verifier_for(server, clock, client_secret="not-the-secret", client_auth="client_secret_post")
+    assert "client_secret_post" in unavailable(verifier, issue(server)).description
+    assert server.calls == 1
+
+
+def bearer_verifier(server: IntrospectionServer, clock: FakeClock, token: Any) -> IntrospectionVerifier:
+    return verifier_for(server, clock, client_id=None, client_secret=None, client_auth=BearerAuth(token))
+
+
+class TokenSource:
+    """A bearer-token callable: hands out ``tokens`` in turn (the last one again once they run
+    out), counting its calls. Every token it hands out is kept out of the logs."""
+
+    def __init__(self, *tokens: str) -> None:
+        self.tokens = list(tokens)
+        self.calls = 0
+        MINTED.extend(tokens)
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return self.tokens[min(self.calls, len(self.tokens)) - 1]
+
+
+def test_a_fixed_bearer_token_authenticates(server: IntrospectionServer, clock: FakeClock) -> None:
+    """RFC 7662 §2.1: the protected resource may authorize its call with a bearer token."""
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-1"}
+    MINTED.append("rs-token-1")
+    verifier = bearer_verifier(server, clock, "rs-token-1")
+    assert verifier.verify(issue(server)).subject == "user-1"
+    assert server.received == [("Bearer rs-token-1", ["token", "token_type_hint"])]
+
+
+def test_a_fixed_bearer_token_refused_is_unavailable_without_a_retry(
+    server: IntrospectionServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-1"}
+    MINTED.append("rs-token-old")
+    verifier = bearer_verifier(server, clock, "rs-token-old")
+    token = issue(server)
+    assert "bearer token" in unavailable(verifier, token).description
+    unavailable(verifier, token)
+    assert server.calls == 2  # one request each, nothing cached
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+def test_a_token_callable_is_called_when_needed_and_its_token_kept(
+    server: IntrospectionServer, clock: FakeClock
+) -> None:
+    source = TokenSource("rs-token-1")
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-1"}
+    verifier = bearer_verifier(server, clock, source)
+    assert source.calls == 0  # never at construction: start-up does no I/O
+    for _ in range(3):
+        assert verifier.verify(issue(server)).subject == "user-1"
+    assert (source.calls, server.calls) == (1, 3)
+
+
+def test_a_refused_token_is_replaced_once_and_the_request_sent_again(
+    server: IntrospectionServer, clock: FakeClock
+) -> None:
+    source = TokenSource("rs-token-1", "rs-token-2", "rs-token-3")
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-1"}
+    verifier = bearer_verifier(server, clock, source)
+    assert verifier.verify(issue(server)).subject == "user-1"
+    server.bearer_tokens = {"rs-token-2"}  # rs-token-1 expired at the authorization server
+    assert verifier.verify(issue(server)).subject == "user-1"
+    assert source.calls == 2
+    assert [authorization for authorization, _ in server.received] == [
+        "Bearer rs-token-1",
+        "Bearer rs-token-1",  # refused with 401...
+        "Bearer rs-token-2",  # ...so the same question again, with the new token
+    ]
+    assert verifier.verify(issue(server)).subject == "user-1"  # and it is kept
+    assert (source.calls, server.calls) == (2, 4)
+
+
+def test_a_token_callable_that_returns_the_refused_token_again_is_unavailable(
+    server: IntrospectionServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = TokenSource("rs-token-1")
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-2"}
+    verifier = bearer_verifier(server, clock, source)
+    token = issue(server)
+    unavailable(verifier, token)
+    assert (source.calls, server.calls) == (2, 1)  # asked again, but nothing new to try
+    assert any(r.levelno == logging.ERROR and "client_auth" in r.getMessage() for r in caplog.records)
+    server.bearer_tokens = {"rs-token-1"}
+    assert verifier.verify(token).subject == "user-1"  # nothing was remembered against the token
+
+
+def test_a_refusal_seen_by_many_requests_gets_one_new_token(
+    server: IntrospectionServer, clock: FakeClock
+) -> None:
+    source = TokenSource("rs-token-1", "rs-token-2", "rs-token-3")
+    server.auth, server.bearer_tokens = "bearer", {"rs-token-1"}
+    verifier = bearer_verifier(server, clock, source)
+    assert verifier.verify(issue(server)).subject == "user-1"
+    server.bearer_tokens = {"rs-token-2"}
+    tokens = [issue(server) for _ in range(20)]
+    threads, results = run_together(20, lambda: verifier.verify(tokens.pop()))
+    for thread in threads:
+        thread.join(5)
+    assert all(isinstance(result, VerifiedToken) for result in results), results
+    assert source.calls == 2  # one new token for every request that saw rs-token-1 refused
+
+
+@pytest.mark.parametrize(
+    "returned",
+    [None, "", b"rs-token", "rs token", "rs-token\r\nX-Evil: 1", "é", "a" * 8193, 5],
+    ids=repr,
+)
+def test_a_token_callable_returning_no_token_is_unavailable(
+    returned: Any, server: IntrospectionServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.auth = "bearer"
+    verifier = bearer_verifier(server, clock, lambda: returned)
+    unavailable(verifier, issue(server))
+    assert server.calls == 0  # nothing was sent
+    assert any(r.levelno == logging.ERROR and "not a bearer token" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failing_token_callable_is_unavailable_and_its_message_is_not_logged(
+    server: IntrospectionServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fetch() -> str:
+        raise RuntimeError(f"token endpoint refused client secret {CLIENT_SECRET}")
+
+    server.auth = "bearer"
+    verifier = bearer_verifier(server, clock, fetch)
+    error = unavailable(verifier, issue(server))
+    assert "RuntimeError" in error.description and CLIENT_SECRET not in error.description
+    assert server.calls == 0  # the autouse fixture checks the logs for the secret
 
 
 @pytest.mark.parametrize(
@@ -534,11 +786,61 @@ def test_unacceptable_answers_are_refused(
     refused(verifier, issue(server, **overrides), fragment)
 
 
-@pytest.mark.parametrize("token_type", ["Bearer", "bearer", "DPoP", "dpop", DROP])
-def test_bearer_and_dpop_token_types_are_accepted(
+#: A real RFC 7638 thumbprint (base64url of a SHA-256 digest).
+JKT = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", DROP])
+def test_bearer_token_types_are_accepted(
     token_type: Any, verifier: IntrospectionVerifier, server: IntrospectionServer
 ) -> None:
-    assert verifier.verify(issue(server, token_type=token_type)).subject == "user-1"
+    verified = verifier.verify(issue(server, token_type=token_type))
+    assert verified.subject == "user-1" and verified.jkt is None
+
+
+@pytest.mark.parametrize("token_type", ["DPoP", "dpop", "Bearer", "bearer", DROP])
+def test_an_answer_with_cnf_jkt_is_bound_whatever_its_token_type(
+    token_type: Any, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    """RFC 9449 §6.2 says DPoP; an answer that says Bearer but carries cnf.jkt is bound all the
+    same, as a confirmation is a condition of use (RFC 7800 §3.1): the guard then wants a proof."""
+    assert verifier.verify(issue(server, token_type=token_type, cnf={"jkt": JKT})).jkt == JKT
+
+
+@pytest.mark.parametrize("token_type", ["DPoP", "dpop", "DPOP"])
+def test_a_dpop_answer_without_a_key_is_refused(
+    token_type: str, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    """RFC 9449 §6.2: without cnf.jkt there is nothing to bind the token to; accepting it would
+    make a DPoP token a bearer token."""
+    token = issue(server, token_type=token_type)
+    refused(verifier, token, "names no key (cnf.jkt)")
+    refused(verifier, token, "names no key (cnf.jkt)")
+    assert server.calls == 1  # a well-formed answer: remembered like any refusal
+
+
+@pytest.mark.parametrize(
+    ("cnf", "fragment"),
+    [
+        ({"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, "x5t#S256, RFC 8705"),
+        (
+            {"jwk": {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}},
+            "cnf jwk",
+        ),
+        ({"jkt": JKT, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}, "x5t#S256"),
+        ({"jkt": ""}, "cnf.jkt"),
+        ({"jkt": 123}, "cnf.jkt"),
+        ({"jkt": [JKT]}, "cnf.jkt"),
+        (JKT, "cnf claim"),
+        (None, "cnf claim"),
+        ({}, "cnf claim"),
+    ],
+    ids=repr,
+)
+def test_an_answer_with_a_cnf_this_server_cannot_enforce_is_refused(
+    cnf: Any, fragment: str, verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    refused(verifier, issue(server, cnf=cnf), fragment)
 
 
 def test_audience_lists_and_optional_members(
@@ -559,15 +861,98 @@ def test_audience_none_accepts_tokens_for_any_api(server: IntrospectionServer, c
 # -- what the endpoint answers ---------------------------------------------------------------------
 
 
-def test_a_400_answer_is_an_inactive_token(
-    verifier: IntrospectionVerifier, server: IntrospectionServer
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"error": "unsupported_token_type"}',
+        b'{"error": "invalid_token"}',
+        b'{"error": "invalid_token", "error_description": "expired", "error_uri": "https://as.test/e"}',
+        b' \r\n{"error":"invalid_token"}\n',
+    ],
+)
+def test_a_400_error_about_the_token_is_an_inactive_token(
+    body: bytes, verifier: IntrospectionVerifier, server: IntrospectionServer
 ) -> None:
+    """Not what RFC 7662 §2.2 asks ({"active": false}), but an answer about the token all the same."""
     server.status = 400
-    server.raw_body = b'{"error": "unsupported_token_type"}'
+    server.raw_body = body
     token = opaque()
     refused(verifier, token, "not active")
     refused(verifier, token, "not active")
     assert server.calls == 1  # a refusal, cached for negative_ttl
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", "application/json"),
+        (b"", "text/html"),
+        (b"<html><head><title>400 Bad Request</title></head><body>nginx</body></html>", "text/html"),
+        (b"Bad Request", "text/plain"),
+        (b"[]", "application/json"),
+        (b'"invalid_token"', "application/json"),
+        (b"{}", "application/json"),
+        (b'{"error": null}', "application/json"),
+        (b'{"error": 400}', "application/json"),
+        (b'{"error": ["invalid_token"]}', "application/json"),
+        (b'{"error": "server_error"}', "application/json"),
+        (b'{"error": "temporarily_unavailable"}', "application/json"),
+        (b'{"error": "some_proxy_code"}', "application/json"),
+        (b'{"error": "INVALID_TOKEN"}', "application/json"),
+        (b'{"error": "invalid_token", "error": "invalid_client"}', "application/json"),
+        (b'{"error": "invalid_token"} {"error": "x"}', "application/json"),
+        (b'{"error": "invalid_token", "n": NaN}', "application/json"),
+        (b'\xef\xbb\xbf{"error": "invalid_token"}', "application/json"),
+        (b'{"error": "invalid_token", "x": "\xff"}', "application/json"),
+        (b'{"error": "invalid_token", "x": ' + b"[" * 100 + b"]" * 100 + b"}", "application/json"),
+    ],
+    ids=[
+        "empty",
+        "empty html",
+        "nginx page",
+        "text",
+        "array",
+        "string",
+        "no error",
+        "error null",
+        "error a number",
+        "error a list",
+        "server_error",
+        "temporarily_unavailable",
+        "unknown code",
+        "code in upper case",
+        "duplicate error",
+        "two documents",
+        "NaN",
+        "BOM",
+        "bad utf-8",
+        "deep",
+    ],
+)
+def test_a_400_that_is_no_error_about_the_token_is_unavailable_and_never_cached(
+    body: bytes,
+    content_type: str,
+    verifier: IntrospectionVerifier,
+    server: IntrospectionServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What a proxy in front of the authorization server sends is not an answer about the token:
+    503 with Retry-After, and the token is asked about again next time (RFC 6749 §5.2)."""
+    server.status, server.raw_body, server.headers = 400, body, {"Content-Type": content_type}
+    token = issue(server)  # active: the authorization server would say so if it were asked
+    assert unavailable(verifier, token).retry_after == 5
+    unavailable(verifier, token)
+    assert server.calls == 2  # never remembered as a refusal
+    assert any("HTTP 400" in record.getMessage() for record in caplog.records)
+    server.status, server.raw_body, server.headers = 200, None, {}
+    assert verifier.verify(token).subject == "user-1"
+
+
+def test_a_400_without_an_answer_passes_the_servers_retry_after_on(
+    verifier: IntrospectionVerifier, server: IntrospectionServer
+) -> None:
+    server.status, server.raw_body, server.headers = 400, b"<html></html>", {"Retry-After": "30"}
+    assert unavailable(verifier, opaque()).retry_after == 30
 
 
 @pytest.mark.parametrize(
@@ -576,6 +961,8 @@ def test_a_400_answer_is_an_inactive_token(
         (401, b'{"error": "invalid_client"}'),
         (403, b'{"error": "access_denied"}'),
         (400, b'{"error": "invalid_client"}'),  # RFC 6749 §5.2 allows 400 for it
+        (400, b'{"error": "unauthorized_client"}'),
+        (400, b'{"error": "invalid_request", "error_description": "missing token"}'),
     ],
 )
 def test_our_credentials_refused_is_unavailable_and_an_error_log(
@@ -1092,3 +1479,36 @@ def test_revocation_is_seen_within_cache_ttl(
     clock.advance(0.001)
     assert get(client, token).status_code == 401
     assert server.calls == 2
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_end_to_end_a_proxys_400_page_is_503_and_not_remembered(
+    adapter: str, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    client = ADAPTERS[adapter](verifier_for(server, clock))
+    token = issue(server)
+    page = b"<html><head><title>400 Bad Request</title></head><body>proxy</body></html>"
+    server.status, server.raw_body, server.headers = 400, page, {"Content-Type": "text/html"}
+    down = get(client, token)
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "5" and "WWW-Authenticate" not in down.headers
+    assert down.get_json()["error"] == "temporarily_unavailable"
+    server.status, server.raw_body, server.headers = 200, None, {}
+    assert get(client, token).status_code == 200  # at once: no refusal was remembered
+
+
+@pytest.mark.parametrize("adapter", list(ADAPTERS))
+def test_end_to_end_a_binding_this_server_cannot_use_is_401_never_bearer(
+    adapter: str, server: IntrospectionServer, clock: FakeClock
+) -> None:
+    client = ADAPTERS[adapter](verifier_for(server, clock))
+    cases = {
+        "names no key (cnf.jkt)": issue(server, token_type="DPoP"),
+        "DPoP-bound": issue(server, token_type="Bearer", cnf={"jkt": JKT}),
+        "x5t#S256": issue(server, cnf={"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}),
+    }
+    for fragment, token in cases.items():
+        response = get(client, token)
+        assert response.status_code == 401, fragment
+        assert response.get_json()["error"] == "invalid_token"
+        assert fragment in response.get_json()["error_description"]
