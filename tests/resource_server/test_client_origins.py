@@ -327,7 +327,7 @@ class WSGIAdapter(requests.adapters.BaseAdapter):
         response.status_code, response.reason = int(status[:3]), status[4:]
         response.headers = CaseInsensitiveDict(headers.to_wsgi_list())
         response.raw, response.url, response.request = io.BytesIO(b"".join(body)), request.url, request
-        response.connection = self  # type: ignore[attr-defined]  # what a retry is sent through
+        response.connection = self  # type: ignore[assignment]  # a BaseAdapter: what a retry is sent through
         return response
 
     def close(self) -> None:
