@@ -13,6 +13,12 @@ proof on every request and every retry, read the ``DPoP`` challenge (the Bearer 
 none), answer ``use_dpop_nonce`` once with the server's nonce and keep the latest ``DPoP-Nonce``
 of each origin for the requests after (§9).
 
+Credentials, proofs and step-ups go only to the origin (scheme, host, port; RFC 6454 §4) a request
+was first sent to. A response from another origin, or reached through one by redirects, is returned
+as it is: its challenge is not followed, its scopes are never asked for, its nonce is not kept. With
+requests, the adapter's ``Authorization`` and ``DPoP`` headers are removed before requests follows a
+redirect to another origin; httpx and httpx2 drop ``Authorization`` themselves (see docs/clients.md).
+
 Bodies are replayed on retry. With httpx and httpx2 the request body is read before the first
 attempt, so even streamed bodies can be resent, at the cost of holding them in memory. With
 requests, a body that cannot be replayed (a file or a generator) is not retried: the first response
@@ -28,10 +34,19 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, MutableMapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from policy import ChallengeSyntaxError, InvalidScope, parse_challenges, parse_scope
 
@@ -79,10 +94,12 @@ if TYPE_CHECKING:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_Origin: TypeAlias = tuple[str, str, int]
 
 
-def _origin(url: str) -> tuple[str, str, int]:
-    """RFC 6454 origin: DPoP nonces are per server (RFC 9449 §9), never sent to another one."""
+def _origin(url: str) -> _Origin:
+    """RFC 6454 §4 origin: what credentials, proofs and DPoP nonces (RFC 9449 §9) are kept to.
+    ``ValueError`` for a URL whose port or host does not parse."""
     parts = urlsplit(str(url))
     scheme = parts.scheme.lower()
     return scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS.get(scheme, 0)
@@ -210,8 +227,9 @@ class _StepUp:
         headers["DPoP"] = self.dpop_key.proof(method, url, access_token=token, nonce=nonce)
         return nonce
 
-    def start(self) -> _Attempts:
-        return _Attempts(self)
+    def start(self, url: str) -> _Attempts:
+        """The attempts of one request, first sent to ``url``."""
+        return _Attempts(self, url)
 
     def next_scopes(self, status: int, header_values: Iterable[str]) -> tuple[bool, frozenset[str] | None]:
         """Whether to retry with a new token, and with which scopes to ask for it."""
@@ -235,23 +253,38 @@ class _StepUp:
 
 
 class _Attempts:
-    """The retries left for one request: ``max_retries`` new tokens, and one new nonce."""
+    """The retries left for one request (``max_retries`` new tokens, and one new nonce), and the
+    origin it was first sent to: the only one whose answers are acted upon."""
 
-    def __init__(self, state: _StepUp) -> None:
+    def __init__(self, state: _StepUp, url: str) -> None:
         self.state = state
+        self.origin = _origin(url)
         self.tokens_left = state.max_retries
         self.nonce_retried = False
+        self.strayed = False
+
+    def stays(self, urls: Iterable[str]) -> bool:
+        """Whether the requests to ``urls``, and all those before, went to the first origin. Once
+        one did not, never again: where a redirect from another origin lands, even back on ours,
+        is that origin's choice, and so is the challenge found there."""
+        self.strayed = self.strayed or any(_origin(url) != self.origin for url in urls)
+        return not self.strayed
 
     def after(
         self,
-        url: str,
+        urls: Sequence[str],
         status: int,
         header_values: list[str],
         dpop_nonce: str | None,
         sent_nonce: str | None,
     ) -> _Retry | None:
-        """What to do after the response to ``url``: None to return it to the caller."""
-        state = self.state
+        """What to do after a response; ``urls`` are those of the requests that led to it (the
+        redirects followed), its own last. None to return it to the caller, as it is, always when
+        it is another origin's: the provider is never asked for scopes another origin named, and
+        no token or proof is made for it."""
+        if not self.stays(urls):
+            return None
+        url, state = urls[-1], self.state
         if state.dpop_key is not None:
             if dpop_nonce:  # RFC 9449 §9: a server may hand out its next nonce with any response
                 state._note_nonce(url, dpop_nonce)
@@ -317,7 +350,7 @@ if _HTTPX_AUTH_BASES:
             state = self._state
             request.read()  # held, so that a retry can send it again
             token = state.token or state.remember(_sync(state.ask(state.scopes)), state.scopes)
-            attempts = state.start()
+            attempts = state.start(str(request.url))
             while True:
                 sent_nonce = state.authorize(request.headers, request.method, str(request.url), token)
                 response = yield request
@@ -334,7 +367,7 @@ if _HTTPX_AUTH_BASES:
             state = self._state
             await request.aread()
             token = state.token or state.remember(await _maybe_await(state.ask(state.scopes)), state.scopes)
-            attempts = state.start()
+            attempts = state.start(str(request.url))
             while True:
                 sent_nonce = state.authorize(request.headers, request.method, str(request.url), token)
                 response = yield request
@@ -347,10 +380,12 @@ if _HTTPX_AUTH_BASES:
 
 
 def _after(attempts: _Attempts, response: _HTTPXResponse, sent_nonce: str | None) -> _Retry | None:
-    """What to do after an httpx or httpx2 response: their headers and URLs have the same API."""
+    """What to do after an httpx or httpx2 response: their headers and URLs have the same API.
+    The client follows redirects below the auth flow, which sees only the last response; its
+    ``history`` holds the ones before (and this flow's earlier attempts)."""
     headers = response.headers
     return attempts.after(
-        str(response.request.url),
+        [str(hop.request.url) for hop in (*response.history, response)],
         response.status_code,
         headers.get_list("www-authenticate"),
         headers.get("dpop-nonce"),
@@ -392,7 +427,7 @@ if requests is not None:
             sent_nonce = state.authorize(
                 prepared.headers, prepared.method or "GET", prepared.url or "", token
             )
-            attempts = state.start()
+            attempts = state.start(prepared.url or "")
             prepared.register_hook(
                 "response", lambda r, **kw: self._retry(r, attempts, token, sent_nonce, **kw)
             )
@@ -406,14 +441,20 @@ if requests is not None:
             sent_nonce: str | None,
             **send_kwargs: Any,
         ) -> requests.Response:
-            state = self._state
+            # requests copies this hook onto each redirect it follows, so it runs once per hop, with
+            # the same attempts; each retry goes to the URL of the hop that answered.
+            state, sent = self._state, response.request
             while True:
                 # requests folds repeated header lines into one comma-joined value; the parser splits it.
                 values = (
                     [response.headers["WWW-Authenticate"]] if "WWW-Authenticate" in response.headers else []
                 )
                 retry = attempts.after(
-                    response.url, response.status_code, values, response.headers.get("DPoP-Nonce"), sent_nonce
+                    [response.request.url or ""],  # the hops before were seen by this hook
+                    response.status_code,
+                    values,
+                    response.headers.get("DPoP-Nonce"),
+                    sent_nonce,
                 )
                 body = response.request.body
                 if retry is None or not (body is None or isinstance(body, (str, bytes))):
@@ -428,7 +469,26 @@ if requests is not None:
                 retried.history = [*response.history, response]
                 retried.request = again
                 response = retried
+            if _redirects_away(response, attempts.origin):
+                # requests builds the next hop from a copy of ``sent`` (not of a retry) with every
+                # header, DPoP included, and Authorization too on an upgrade from http to https on
+                # the default ports: our credentials are taken off here, the one place an auth can
+                # reach before requests copies them.
+                for name in ("Authorization", "DPoP"):
+                    sent.headers.pop(name, None)
             return response
+
+    def _redirects_away(response: requests.Response, origin: _Origin) -> bool:
+        """Whether requests would follow ``response`` to another origin than ``origin``, or to
+        one we cannot tell: its ``Location`` resolved against its URL as requests resolves it
+        (RFC 9110 §10.2.2)."""
+        if not response.is_redirect:
+            return False
+        target = urljoin(response.url, requests.utils.requote_uri(response.headers["Location"]))
+        try:
+            return _origin(target) != origin
+        except ValueError:
+            return True
 
 
 def __getattr__(name: str) -> Any:
