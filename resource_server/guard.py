@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
-from .credentials import MalformedCredentials, access_token
+from .credentials import MalformedCredentials, MalformedHost, access_token
 from .denials import Denial, Refusals
 from .dpop import DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
 from .expiring import ExpiringCache
@@ -358,6 +358,8 @@ class Guard:
             return self.refusals.invalid_dpop_proof(exc.description)
         except VerificationUnavailable as exc:  # the replay cache cannot be reached
             return self.refusals.unavailable(exc)
+        except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
+            return self.refusals.bad_host(exc)
         if not hmac.compare_digest(proof.jkt, credential.jkt or ""):
             # RFC 9449 §7.1: the token is bound to another key; the token is the problem.
             log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
