@@ -12,7 +12,6 @@ Legitimate hosts (a port, upper case, an IPv6 literal, a trailing dot) keep work
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import socket
@@ -77,7 +76,9 @@ def proof_headers(method: str, htu: str, nonces: bool, token: str = TOKEN) -> di
     return {"Authorization": f"DPoP {token}", "DPoP": KEY.proof(method, htu, access_token=token, **claims)}
 
 
-def raw_request(method: str, path: str, host: str | None, headers: dict[str, str], version: str = "1.1") -> bytes:
+def raw_request(
+    method: str, path: str, host: str | None, headers: dict[str, str], version: str = "1.1"
+) -> bytes:
     """One request, byte for byte: clients normalize Host, so it is written by hand (UTF-8 for
     the non-ASCII one); ``host=None`` sends none."""
     body = b"{}" if method == "POST" else b""
@@ -204,14 +205,20 @@ def test_a_host_cannot_move_a_proof_to_another_url(server: Server, method: str, 
     assert_bad_host(exchange(server.address, raw_request(method, ONE, host, headers)))
     # Refused before the proof was read: its jti is unspent, and it holds for its own URL only.
     assert_reached(exchange(server.address, raw_request(method, "/orgs/acme/projects", "api.test", headers)))
-    elsewhere = exchange(server.address, raw_request(method, ONE, "api.test", proof_headers(method, LISTED, server.nonces)))
+    elsewhere = exchange(
+        server.address, raw_request(method, ONE, "api.test", proof_headers(method, LISTED, server.nonces))
+    )
     assert elsewhere.status == 401 and json.loads(elsewhere.body)["error"] == "invalid_dpop_proof"
 
 
 @pytest.mark.parametrize("host", HOSTILE)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_every_guarded_request_with_a_hostile_host_is_a_400(server: Server, method: str, host: str) -> None:
-    for headers in (proof_headers(method, f"http://{host}{ONE}", server.nonces), {"Authorization": f"Bearer {BEARER}"}, {}):
+    for headers in (
+        proof_headers(method, f"http://{host}{ONE}", server.nonces),
+        {"Authorization": f"Bearer {BEARER}"},
+        {},
+    ):
         assert_bad_host(exchange(server.address, raw_request(method, ONE, host, headers)))
 
 
@@ -384,7 +391,9 @@ def test_a_host_proxy_fix_copied_from_x_forwarded_host_is_checked() -> None:
     assert client.get(ONE, headers=headers).status_code == 200
 
 
-@pytest.mark.parametrize("proto", ["http://api.test/orgs/acme/projects?", "https://api.test/orgs/acme/projects#", "ftp"])
+@pytest.mark.parametrize(
+    "proto", ["http://api.test/orgs/acme/projects?", "https://api.test/orgs/acme/projects#", "ftp"]
+)
 def test_a_scheme_proxy_fix_copied_from_x_forwarded_proto_is_checked(proto: str) -> None:
     """ProxyFix copies ``X-Forwarded-Proto`` into ``wsgi.url_scheme`` as it is: a scheme that
     carried an authority and a path moved the URL the same way. Only http and https name one."""
