@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +34,7 @@ from tests.adversarial.host_apps import NONCE_SECRET, REACHED
 from tests.resource_server.test_mcp import serve as uvicorn_serve
 from tests.support import NOW, dpop_key, es256, jwks
 
-ROOT = host_apps.__file__.rsplit("/tests/", 1)[0]
+ROOT = str(Path(__file__).resolve().parents[2])
 TIMEOUT = 20.0  # a hang fails the test instead of stalling the suite
 
 SIGNER = es256("es-hosts")
