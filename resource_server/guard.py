@@ -354,12 +354,12 @@ class Guard:
             proof = self.dpop.verify(dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw)
         except DPoPNonceRequired as exc:
             return self.refusals.use_dpop_nonce(exc.nonce)
+        except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
+            return self.refusals.bad_host(exc)
         except InvalidDPoPProof as exc:
             return self.refusals.invalid_dpop_proof(exc.description)
         except VerificationUnavailable as exc:  # the replay cache cannot be reached
             return self.refusals.unavailable(exc)
-        except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
-            return self.refusals.bad_host(exc)
         if not hmac.compare_digest(proof.jkt, credential.jkt or ""):
             # RFC 9449 §7.1: the token is bound to another key; the token is the problem.
             log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
