@@ -34,6 +34,7 @@ from .asgi_http import (
     Send,
     adding_headers,
     authorization_and_form,
+    bad_host,
     dpop_request,
     header,
     send_denial,
@@ -215,6 +216,8 @@ class BearerMiddleware:
             # A CORS preflight (Fetch standard) carries no credentials: the app answers it. Any
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return await self.app(scope, receive, send)
+        if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
+            return await send_denial(send, refused)
         authorization, form = authorization_and_form(scope)
         elsewhere = False
         # Most requests have neither a query string nor a form body: nothing to look into.
@@ -236,6 +239,8 @@ class BearerMiddleware:
         index, org = matched
         if index == _PUBLIC:
             return await self.app(scope, receive, send)
+        if (refused := bad_host(scope)) is not None:
+            return await _refuse_websocket(scope, send, refused)
         authorization, _ = authorization_and_form(scope)
         # A handshake has no body: only the query can carry a second token (RFC 6750 §2.3).
         query = scope.get("query_string")

@@ -1,5 +1,5 @@
 """ASGI request plumbing every async adapter shares (the ASGI middleware, FastAPI, MCP): header
-lookup, the request URL for DPoP, bounded body reading with replay, token-elsewhere detection,
+lookup, the ``Host`` check and the request URL for DPoP, bounded body reading with replay, token-elsewhere detection,
 and sending a :class:`~resource_server.denials.Denial`. No framework below it: only the ASGI
 ``scope``/``receive``/``send`` contract."""
 
@@ -11,8 +11,16 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from .bodies import BodyError
-from .credentials import MAX_FORM_INSPECTED, names_access_token
-from .denials import Denial
+from .credentials import (
+    MAX_FORM_INSPECTED,
+    MalformedHost,
+    check_host,
+    http_scheme,
+    names_access_token,
+    parse_host,
+    server_authority,
+)
+from .denials import Denial, Refusals
 from .dpop import DPoPRequest
 from .dpop import dpop_request as dpop_request_for
 
@@ -22,6 +30,7 @@ __all__ = [
     "Send",
     "adding_headers",
     "authorization_and_form",
+    "bad_host",
     "content_length",
     "dpop_request",
     "header",
@@ -50,23 +59,41 @@ def header(scope: Scope, name: bytes) -> str | None:
     return ", ".join(value.decode("latin-1") for value in values)
 
 
+def bad_host(scope: Scope) -> Denial | None:
+    """The ``400`` for a request whose ``Host`` is not a valid host[:port] (RFC 9110 §7.2), or
+    that has more than one (RFC 9112 §3.2), else None. Adapters ask it first, for every request
+    they guard."""
+    hosts = [value for name, value in scope["headers"] if name == b"host"]
+    try:
+        if len(hosts) > 1:
+            raise MalformedHost("more than one Host header was sent")
+        check_host(hosts[0].decode("latin-1") if hosts else None)
+    except MalformedHost as exc:
+        return Refusals.bad_host(exc)
+    return None
+
+
 def request_url(scope: Scope, resource: str | None = None) -> str:
     """The URL the client used, without query, for DPoP's ``htu`` (RFC 9449 §4.3): ``resource``'s
-    scheme and authority when configured, else the request's own (``Host`` header, else the
-    server address); the path as sent (``raw_path``) when the server gives it."""
+    scheme and authority when configured, else the request's own scheme and validated ``Host``
+    (no Host: the server's address), the URL built from the parsed parts; the path as sent
+    (``raw_path``) when the server gives it. :class:`~resource_server.credentials.MalformedHost`
+    when no valid URL can be named."""
     raw = scope.get("raw_path")
     if isinstance(raw, bytes) and raw.startswith(b"/"):
-        path = raw.split(b"?", 1)[0].decode("latin-1")
+        path = raw.split(b"?", 1)[0].split(b"#", 1)[0].decode("latin-1")
     else:
         path = quote(scope.get("root_path", "") + scope.get("path", ""), safe="/;=!$&'()*+,:@~") or "/"
     if resource is not None:
         parts = urlsplit(resource)
         return f"{parts.scheme}://{parts.netloc}{path}"
+    scheme = http_scheme(scope.get("scheme", "http"))
     host = header(scope, b"host")
-    if not host:
-        server = scope.get("server") or ("localhost", None)
-        host = server[0] if server[1] is None else f"{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host}{path}"
+    if host is not None:
+        return parse_host(host).url(scheme, path)
+    server = scope.get("server")
+    name, port = server if isinstance(server, (tuple, list)) and len(server) == 2 else (None, None)
+    return server_authority(name, port).url(scheme, path)
 
 
 _DIGITS = re.compile(r"[0-9]{1,19}")

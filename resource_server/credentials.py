@@ -1,9 +1,12 @@
 """Access tokens from the ``Authorization`` header: ``Bearer`` (RFC 6750 §2.1) and ``DPoP``
-(RFC 9449 §7.1), and nothing looser; and the request facts a DPoP proof is checked against."""
+(RFC 9449 §7.1), and nothing looser; and the request facts a DPoP proof is checked against: the
+``Host`` (RFC 9110 §7.2), validated, and the request URL built from it."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -12,11 +15,17 @@ from .tokens import InvalidToken
 
 __all__ = [
     "MAX_FORM_INSPECTED",
+    "Authority",
     "MalformedCredentials",
+    "MalformedHost",
     "access_token",
     "bearer_token",
+    "check_host",
+    "http_scheme",
     "names_access_token",
+    "parse_host",
     "request_url",
+    "server_authority",
     "token_elsewhere",
 ]
 
@@ -84,12 +93,134 @@ def bearer_token(authorization: str | None, *, max_token_bytes: int = 8192) -> s
     return found[1] if found is not None and found[0] == "Bearer" else None
 
 
+class MalformedHost(ValueError):
+    """A ``Host`` header that is not ``host[:port]`` (RFC 9110 §7.2), or a request whose URL
+    cannot be named (no usable host, a scheme other than http(s)): answered with ``400`` and no
+    challenge, before any credential is looked at. ``description`` is safe to send: it never
+    repeats the value."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+# RFC 9110 §7.2: Host = uri-host [ ":" port ]; RFC 3986 §3.2.2-3: uri-host = IP-literal /
+# IPv4address / reg-name, port = *DIGIT. An IPv4 address is a reg-name by these characters. The
+# reg-name is held to the unreserved characters (ALPHA DIGIT - . _ ~): RFC 3986 allows
+# pct-encoded and sub-delims there too, but no DNS name holds them, "," is how servers fold two
+# Host lines into one, and "%" would give one host several spellings. An IP-literal is an IPv6
+# address (checked by ``ipaddress`` below); IPvFuture and zone identifiers are refused. No
+# quantifier is nested: one linear pass, and nothing longer than a DNS name (255) is scanned.
+_HOST = re.compile(r"(?:([A-Za-z0-9._~-]{1,255})|\[([0-9A-Fa-f:.]{2,45})\])(?::([0-9]{0,5}))?")
+_PORT = re.compile(r"[0-9]{1,5}")
+_MAX_HOST = 255 + len(":65535")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_CHECKED: set[str] = set()
+_CHECKED_HOSTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Authority:
+    """A request's validated host and port: ``host`` in lower case (RFC 3986 §6.2.2.1), an IPv6
+    address in brackets; ``port`` None when none was given (or an empty one, RFC 3986 §3.2.3)."""
+
+    host: str
+    port: int | None
+
+    def url(self, scheme: str, path: str) -> str:
+        """``scheme://host[:port]path``, from these parts only; the scheme's default port left
+        out (RFC 3986 §6.2.3). ``scheme`` is one :func:`http_scheme` returned, ``path`` starts
+        with ``/`` and holds no ``?`` or ``#``."""
+        if self.port is None or self.port == _DEFAULT_PORTS[scheme]:
+            return f"{scheme}://{self.host}{path}"
+        return f"{scheme}://{self.host}:{self.port}{path}"
+
+
+def parse_host(value: object) -> Authority:
+    """The :class:`Authority` a ``Host`` field value names (RFC 9110 §7.2); :class:`MalformedHost`
+    for anything else: a path, query or fragment, userinfo, spaces or controls, non-ASCII, an
+    empty value (RFC 9110 §4.2.1: an http URI has a host), a port past 65535, a bad IPv6 literal.
+    Whitespace around the value is not part of it (RFC 9110 §5.5)."""
+    if isinstance(value, str):
+        value = value.strip(_OWS)
+    found = _HOST.fullmatch(value) if isinstance(value, str) and len(value) <= _MAX_HOST else None
+    if found is None:
+        raise MalformedHost("the Host header is not a valid host[:port]")
+    name, literal, port = found.groups()
+    if literal is not None:
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            raise MalformedHost("the Host header's IP literal is not an IPv6 address") from None
+        name = f"[{literal}]"
+    return Authority(name.lower(), _port(port))
+
+
+def _port(digits: str | None) -> int | None:
+    if not digits:
+        return None
+    number = int(digits)
+    if number > 65535:
+        raise MalformedHost("the port in the Host header is larger than 65535")
+    return number
+
+
+def check_host(value: str | None) -> None:
+    """:class:`MalformedHost` when a ``Host`` header was sent and is not valid (RFC 9112 §3.2:
+    a server answers such a request with 400, whatever else it carries). Adapters call it on
+    every request they guard, before anything else is checked; an absent Host is the
+    server's to judge (HTTP/1.0 has none)."""
+    if value is None or (value.__class__ is str and value in _CHECKED):
+        return
+    parse_host(value)
+    # A server sees few hosts: those that passed are remembered (a bounded set, cleared when
+    # full), so most requests cost a set lookup, not a match. Measured on the WSGI middleware's
+    # warm path (shared machine, medians of 15 interleaved rounds): the match added 1.7 µs to
+    # 3.8 µs, the lookup adds 0.3 µs.
+    if len(_CHECKED) >= _CHECKED_HOSTS:
+        _CHECKED.clear()
+    _CHECKED.add(value)
+
+
+def server_authority(name: object, port: object) -> Authority:
+    """The server's own address (WSGI ``SERVER_NAME``/``SERVER_PORT``, ASGI ``scope["server"]``)
+    as an :class:`Authority`, for a request without ``Host``; a bare IPv6 address gets its
+    brackets (RFC 3986 §3.2.2). :class:`MalformedHost` when it names no host (a Unix socket)."""
+    unusable = MalformedHost("the request has no Host header and the server's address names no host")
+    if isinstance(name, str) and ":" in name and not name.startswith("["):
+        name = f"[{name}]"
+    digits = str(port) if isinstance(port, int) and not isinstance(port, bool) else port
+    if not isinstance(digits, str) or _PORT.fullmatch(digits) is None:
+        raise unusable
+    try:
+        host = parse_host(name)
+        number = _port(digits)
+    except MalformedHost:
+        raise unusable from None
+    if host.port is not None:  # a SERVER_NAME that carries a port of its own
+        raise unusable
+    return Authority(host.host, number)
+
+
+def http_scheme(value: object) -> str:
+    """The request's scheme as a DPoP ``htu`` may name it: ``http`` or ``https`` (RFC 9449 §4.3),
+    in lower case. A scheme a proxy fix copied from ``X-Forwarded-Proto`` is checked like any
+    other request value: :class:`MalformedHost` for anything else."""
+    if isinstance(value, str):
+        scheme = value.lower()
+        if scheme in _DEFAULT_PORTS:
+            return scheme
+    raise MalformedHost("the request's scheme is not http or https")
+
+
 def request_url(environ: dict[str, Any], resource: str | None = None) -> str:
     """The URL a request was sent to, without query or fragment, for DPoP's ``htu`` (RFC 9449
     §4.3): the scheme and authority of ``resource`` (the configured resource identifier) when
-    given, else those the WSGI server reports (behind a proxy, configure the resource or install
-    werkzeug's ``ProxyFix``); and the path as it came on the wire when the server keeps it
-    (``RAW_URI``/``REQUEST_URI``), else re-encoded from ``SCRIPT_NAME`` + ``PATH_INFO``."""
+    given, else the request's scheme and its ``Host`` (no Host: the server's address), each
+    validated, and the URL built from the parsed parts (behind a proxy, configure the resource
+    or install werkzeug's ``ProxyFix``: the Host it sets is validated the same way); the path as
+    it came on the wire when the server keeps it (``RAW_URI``/``REQUEST_URI``), else re-encoded
+    from ``SCRIPT_NAME`` + ``PATH_INFO``. :class:`MalformedHost` when no valid URL can be named."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
     if isinstance(raw, str) and raw.startswith("/"):
         path = raw.split("?", 1)[0].split("#", 1)[0]
@@ -99,9 +230,14 @@ def request_url(environ: dict[str, Any], resource: str | None = None) -> str:
     if resource is not None:
         parts = urlsplit(resource)
         return f"{parts.scheme}://{parts.netloc}{path}"
-    scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
-    return f"{scheme}://{host}{path}"
+    scheme = http_scheme(environ.get("wsgi.url_scheme", "http"))
+    host = environ.get("HTTP_HOST")
+    authority = (
+        parse_host(host)
+        if host is not None
+        else server_authority(environ.get("SERVER_NAME"), environ.get("SERVER_PORT"))
+    )
+    return authority.url(scheme, path)
 
 
 def names_access_token(urlencoded: bytes | str) -> bool:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from policy import bearer_challenge, dpop_challenge
 
 from .bodies import BodyError
+from .credentials import MalformedHost
 from .tokens.errors import VerificationUnavailable
 
 __all__ = ["Denial", "Refusals"]
@@ -130,6 +131,13 @@ class Refusals:
     @staticmethod
     def bad_body(error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""
+        log.info("400 invalid_request: %s", error.description)
+        return Denial(400, "invalid_request", error.description, None, error.description)
+
+    @staticmethod
+    def bad_host(error: MalformedHost) -> Denial:
+        """``400`` for a ``Host`` that is not a valid host[:port] (RFC 9110 §7.2, RFC 9112 §3.2),
+        or a request whose URL cannot be named: a request error, so no challenge."""
         log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
-from .credentials import MalformedCredentials, access_token
+from .credentials import MalformedCredentials, MalformedHost, access_token
 from .denials import Denial, Refusals
 from .dpop import DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
 from .expiring import ExpiringCache
@@ -354,6 +354,8 @@ class Guard:
             proof = self.dpop.verify(dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw)
         except DPoPNonceRequired as exc:
             return self.refusals.use_dpop_nonce(exc.nonce)
+        except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
+            return self.refusals.bad_host(exc)
         except InvalidDPoPProof as exc:
             return self.refusals.invalid_dpop_proof(exc.description)
         except VerificationUnavailable as exc:  # the replay cache cannot be reached

@@ -28,7 +28,7 @@ from werkzeug.wsgi import get_path_info
 from policy import Roles, ScopeMap
 
 from .bodies import BodyError
-from .credentials import request_url, token_elsewhere
+from .credentials import MalformedHost, check_host, request_url, token_elsewhere
 from .dpop import DPoPRequest, DPoPVerifier, dpop_request
 from .guard import Denial, Guard, Membership
 from .tokens import TokenVerifier
@@ -157,12 +157,15 @@ class BearerMiddleware:
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return self.app(environ, start_response)
         try:
+            check_host(environ.get("HTTP_HOST"))  # RFC 9112 §3.2: a bad Host is a 400, first
             # Most requests have neither a query string nor a body: nothing to look into.
             elsewhere = (
                 token_elsewhere(environ)
                 if environ.get("QUERY_STRING") or environ.get("CONTENT_TYPE")
                 else False
             )
+        except MalformedHost as exc:
+            return _send(self.guard.refusals.bad_host(exc), start_response)
         except BodyError as exc:
             return _send(self.guard.bad_body(exc), start_response)
         outcome = self.guard.authorize(

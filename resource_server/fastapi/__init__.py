@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 
 from policy import Access, Roles, ScopeMap
 
-from ..asgi_http import Receive, Scope, Send, dpop_request, header
+from ..asgi_http import Receive, Scope, Send, bad_host, dpop_request, header
 from ..async_guard import AsyncGuard
 from ..bodies import BodyError
 from ..denials import Denial
@@ -88,6 +88,8 @@ class Requirement:
     async def __call__(self, request: Request) -> Access:
         server = self.server
         scope = request.scope
+        if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
+            raise server._refused(request, refused)
         org = None
         if self.org is not None:
             value = scope.get("path_params", {}).get(self.org)

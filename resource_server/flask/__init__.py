@@ -23,7 +23,14 @@ from werkzeug.local import LocalProxy
 from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
+from ..credentials import (
+    MAX_FORM_INSPECTED,
+    MalformedHost,
+    check_host,
+    names_access_token,
+    request_url,
+    token_elsewhere,
+)
 from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
 from ..metadata import check_resource, metadata_document, metadata_url_for, resource_for
@@ -355,12 +362,15 @@ class ResourceServer:
             else None
         )
         try:
+            check_host(environ.get("HTTP_HOST"))  # RFC 9112 §3.2: a bad Host is a 400, first
             # Most requests have neither a query string nor a body: nothing to look into.
             token_elsewhere = (
                 _token_elsewhere(req) if environ.get("QUERY_STRING") or environ.get("CONTENT_TYPE") else False
             )
+        except MalformedHost as exc:
+            outcome: Granted | Denial = guard.refusals.bad_host(exc)
         except BodyError as exc:
-            outcome: Granted | Denial = guard.bad_body(exc)
+            outcome = guard.bad_body(exc)
         else:
             if compiled is None:
                 outcome = guard.authenticate(

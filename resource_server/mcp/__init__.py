@@ -39,6 +39,7 @@ from ..asgi_http import (
     Send,
     adding_headers,
     authorization_and_form,
+    bad_host,
     content_length,
     dpop_request,
     read_body,
@@ -210,6 +211,8 @@ class ProtectedMcp:
         method = scope["method"]
         if method in ("GET", "HEAD") and _full_path(scope) == self.metadata_path:
             return await self.metadata_app(scope, receive, send)
+        if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
+            return await send_denial(send, refused)
         org = self._org(scope)
         if org.__class__ is Denial:
             return await send_denial(send, org)  # type: ignore[arg-type]
