@@ -394,15 +394,18 @@ class DPoPVerifier:
 
     def _nonce(self, nonce: object, now: float) -> tuple[str | None, str | None]:
         """(the proof's nonce, a newer one to send back or None)."""
-        if nonce is not None and not matches(NONCE, nonce):
+        if nonce is None:
+            checked = None
+        elif matches(NONCE, nonce):
+            checked = nonce
+        else:
             raise InvalidDPoPProof("the DPoP proof nonce is malformed")
         if self.nonces is None:
-            return nonce, None  # type: ignore[return-value]
+            return checked, None
         current = self.nonces.current(now)
-        if not self.nonces.accepts(nonce, now):
+        if checked is None or not self.nonces.accepts(checked, now):
             raise DPoPNonceRequired("the DPoP proof must carry the server's current nonce", current)
-        assert isinstance(nonce, str)
-        return nonce, (None if self.nonces.is_current(nonce, now) else current)
+        return checked, (None if self.nonces.is_current(checked, now) else current)
 
 
 def _header(segment: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hmac
 import re
+from typing import TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 from .tokens.jws import is_printable_identifier
@@ -37,7 +38,7 @@ _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def matches(grammar: re.Pattern[str], value: object) -> bool:
+def matches(grammar: re.Pattern[str], value: object) -> TypeGuard[str]:
     """Whether ``value`` is a string made wholly of ``grammar``."""
     return isinstance(value, str) and grammar.fullmatch(value) is not None
 
@@ -50,7 +51,7 @@ def same_ascii(value: object, expected: object) -> bool:
     return hmac.compare_digest(value, expected)
 
 
-def is_jti(value: object) -> bool:
+def is_jti(value: object) -> TypeGuard[str]:
     """A ``jti`` this server can compare, store and log as it is (see the module docstring)."""
     return isinstance(value, str) and 0 < len(value) <= MAX_JTI and is_printable_identifier(value)
 
@@ -87,7 +88,6 @@ def same_url(htu: object, url: str) -> bool:
     """Whether the proof's ``htu`` is a URI naming the request URL ``url`` (RFC 9449 §4.3)."""
     if not matches(URI, htu):
         return False
-    assert isinstance(htu, str)
     try:
         if htu == url and "%" not in url and "?" not in url and "#" not in url:
             parts = urlsplit(url)  # equal strings: only the URL's own shape is left to check

@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 class ReplayCache(Protocol):
     def seen(self, jti: str, exp: float) -> bool:
         """True if ``jti`` was already recorded; otherwise record it until ``exp`` (Unix time).
-        Raises :class:`VerificationUnavailable` when the store cannot answer."""
+        Raises :class:`VerificationUnavailable` when the store cannot answer.
+
+        The verifiers pass only values they have checked: at most 300 characters (a DPoP key is
+        ``<43-character thumbprint>:<jti>``), without controls, invisible characters or lone
+        surrogates, so any store can encode them as UTF-8."""
         ...
 
 
