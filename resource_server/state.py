@@ -158,8 +158,8 @@ class PerKeyLimit:
     accepted; a client signs a fresh proof for every request, so it alone decides how many
     entries it holds. This bound keeps one client (one key; a token is bound to one key) from
     taking more than ``limit`` of them, so it cannot fill a shared cache and lock every other
-    client out. The verifier :meth:`take`\\ s a place before it records a proof and
-    :meth:`give_back`\\ s it when the proof is not recorded (a replay, a failing store). A place
+    client out. The verifier takes a place (:meth:`take`) before it records a proof and gives it
+    back (:meth:`give_back`) when the proof is not recorded (a replay, a failing store). A place
     is held until the entry's expiry rounded up to the second, never less than the cache holds
     the entry: the count can only overstate what a key holds, so a key can never go past its
     limit, and a live entry is never forgotten to make room (the fail-closed rule of
@@ -167,8 +167,8 @@ class PerKeyLimit:
 
     A key at its limit gets :class:`VerificationUnavailable` (503 with ``Retry-After``, the
     seconds until its oldest place frees) and every other key is untouched. Memory: one counter
-    per key and second of expiry with a live place (with ``max_age=60`` and ``leeway=5``, at most
-    71 per key), and one heap entry per counter. Thread-safe; per process (with several workers,
+    per key and second of expiry with a live place (with ``max_age=60`` and ``leeway=5``, about
+    66 per key), and one heap entry per counter. Thread-safe; per process (with several workers,
     a key holds at most ``limit`` entries per worker).
     """
 
@@ -188,11 +188,14 @@ class PerKeyLimit:
         second = math.ceil(exp)
         with self._lock:
             self._free(now)
-            places = self._keys.setdefault(key, _Places())
+            places = self._keys.get(key)
+            if places is None:
+                places = self._keys[key] = _Places()
             if places.live >= self.limit:
                 if not places.warned:
                     places.warned = True
-                    log.warning("a DPoP key has %d proofs in flight, its limit: refusing more", self.limit)
+                    # The key is a thumbprint this process computed (base64url): safe to log.
+                    log.warning("key %s has %d proofs in flight, its limit: refusing more", key, self.limit)
                 wait = math.ceil(min(places.by_second) - now)
                 raise VerificationUnavailable(
                     "too many proofs in flight for this key", retry_after=max(1, wait)
