@@ -3,9 +3,9 @@ stateless nonces every worker accepts.
 
 A DPoP-bound access token carries ``cnf.jkt``, the RFC 7638 thumbprint of the client's public
 key. Each request then carries a fresh proof, a JWS signed with that key over the method, the
-URL, the time and the token's hash; a stolen token is useless without the key. The guard
-(:mod:`resource_server.guard`) compares the proof's key with the token's ``cnf.jkt``; this
-module checks the proof itself, every step of RFC 9449 §4.3.
+URL, the time and the token's hash; a stolen token is useless without the key. This module
+checks the proof, every step of RFC 9449 §4.3, and that its key is the one the token's
+``cnf.jkt`` names, which the guard (:mod:`resource_server.guard`) gives it.
 """
 
 from __future__ import annotations
@@ -14,23 +14,32 @@ import hashlib
 import hmac
 import json
 import math
-import re
 import struct
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-from .state import MemoryReplayCache, ReplayCache
-from .tokens.errors import InvalidToken
+from .dpop_claims import (
+    METHOD,
+    NONCE,
+    SHA256_B64URL,
+    is_jti,
+    matches,
+    normalize_htu,
+    same_ascii,
+    same_url,
+)
+from .state import MemoryReplayCache, PerKeyLimit, ReplayCache, replayed
+from .tokens.errors import InvalidToken, VerificationUnavailable
 from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
 from .tokens.keys import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
 from .tokens.verified import VerifiedToken
 
 __all__ = [
     "DPOP_ALGORITHMS",
+    "DPoPKeyMismatch",
     "DPoPNonceRequired",
     "DPoPNonces",
     "DPoPProof",
@@ -51,15 +60,22 @@ MAX_PROOF_BYTES = 4096
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 #: Header members that would point at a key elsewhere: a proof carries its key, nothing else.
 _REFUSED_HEADERS = ("jku", "x5u", "x5c", "x5t", "x5t#S256", "kid", "crit")
-_MAX_JTI = 256
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _CACHED_KEYS = 1024
 _REPLAY_ENTRIES = 100_000  # the default replay cache's size
+#: The share of a MemoryReplayCache one key may hold by default (1/10), and the bound per key
+#: for any other cache (per worker).
+_SHARE_OF_CACHE = 10
+_PROOFS_PER_KEY = 10_000
 
 
 class InvalidDPoPProof(InvalidToken):
     """The ``DPoP`` proof cannot be accepted: ``401`` with ``error="invalid_dpop_proof"``
     (RFC 9449 §7.1). ``description`` is safe to send; it never holds the proof."""
+
+
+class DPoPKeyMismatch(InvalidToken):
+    """The proof is good but signed by a key the token is not bound to (RFC 9449 §7.1): the token
+    is the problem, ``401`` with ``error="invalid_token"``."""
 
 
 class DPoPNonceRequired(InvalidDPoPProof):
@@ -101,38 +117,6 @@ def access_token_hash(access_token: str) -> str:
     return b64encode(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
 
 
-_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
-
-
-def _normalize_path(path: str) -> str:
-    """RFC 3986 §6.2.2.1-2: percent-encodings in upper case, unreserved characters decoded; an
-    empty path is ``/`` (§6.2.3). One regular-expression pass: linear."""
-
-    def one(match: re.Match[str]) -> str:
-        char = chr(int(match.group(1), 16))
-        return char if char in _UNRESERVED else match.group(0).upper()
-
-    return _PERCENT.sub(one, path) or "/"
-
-
-def normalize_htu(url: str) -> str:
-    """The URL as RFC 9449 §4.3 compares it: without query and fragment, after RFC 3986 §6.2.2
-    and §6.2.3 normalization (scheme and host in lower case, the default port dropped, an empty
-    path as ``/``, percent-encodings normalized). ``ValueError`` for anything not an absolute
-    http(s) URL."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
-        raise ValueError("not an absolute http(s) URL")
-    host = parts.hostname  # lower-cased by urlsplit
-    port = parts.port  # ValueError for a port out of range
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    return urlunsplit((scheme, netloc, _normalize_path(parts.path), "", ""))
-
-
 class DPoPNonces:
     """Stateless DPoP nonces (RFC 9449 §9): an HMAC over a time window, so every worker that
     holds ``secret`` issues and accepts the same nonces without sharing state.
@@ -158,12 +142,12 @@ class DPoPNonces:
     def current(self, now: float) -> str:
         return self._for_window(math.floor(now / self.ttl))
 
-    def is_current(self, nonce: str, now: float) -> bool:
-        return hmac.compare_digest(nonce, self.current(now))
+    def is_current(self, nonce: object, now: float) -> bool:
+        return same_ascii(nonce, self.current(now))
 
     def accepts(self, nonce: object, now: float) -> bool:
         """Whether ``nonce`` was issued for this window or the previous one (constant time)."""
-        if not isinstance(nonce, str) or len(nonce) != 32:
+        if not isinstance(nonce, str) or len(nonce) != 32 or not nonce.isascii():
             return False
         window = math.floor(now / self.ttl)
         # Both compared, always, so timing does not say which window matched.
@@ -205,14 +189,32 @@ class DPoPVerifier:
     one well-formed compact JWS, at most 4 KiB; ``typ`` exactly ``dpop+jwt``; ``alg`` from the
     allow-list (asymmetric only: never ``none`` or a MAC); the public key in the ``jwk`` header,
     nothing private in it and no ``jku``/``x5c``/``kid``/``crit`` beside it; the signature with
-    that key; ``htm`` equal to the method; ``htu`` equal to the request URL (without query and
-    fragment, after RFC 3986 normalization); ``iat`` at most ``max_age`` seconds in the past and
-    ``leeway`` in the future; ``ath`` equal to the access token's hash; a nonce when ``nonces``
-    is given; and last, ``jti`` unseen for this key (``replay_cache``, a fresh
-    :class:`~resource_server.state.MemoryReplayCache` of 100,000 entries by default, never "no
-    replay check"; full, it answers 503 rather than forget a proof;
-    with several workers, a :class:`~resource_server.state.RedisReplayCache`). A replay entry
-    lives until the proof could no longer be accepted (``iat + max_age + leeway``).
+    that key; ``jti`` 1 to 256 printable characters; ``htm`` an HTTP method equal to the
+    request's; ``htu`` a URI equal to the request URL (without query and fragment, after RFC 3986
+    normalization); ``iat`` at most ``max_age`` seconds in the past and ``leeway`` in the future;
+    ``ath`` 43 base64url characters equal to the access token's hash; a ``nonce``, when there is
+    one, of RFC 9449 §8.1's characters, and the server's when ``nonces`` is given; the key the
+    token is bound to, when :meth:`verify` is told it; and last, ``jti`` unseen for this key.
+    Every value is checked for type and characters before it is compared or stored.
+
+    Replay (RFC 9449 §11.1): an accepted proof's ``jkt:jti`` is kept in ``replay_cache`` until
+    the proof could no longer be accepted (``iat + max_age + leeway``, 65 s by default). By
+    default that is a fresh :class:`~resource_server.state.MemoryReplayCache` of 100,000
+    entries, never "no replay check"; full, it answers 503 rather than forget a proof; with
+    several workers, give a :class:`~resource_server.state.RedisReplayCache`. One key (and so one
+    token, which is bound to one key) holds at most ``max_proofs_per_key`` entries at once
+    (:class:`~resource_server.state.PerKeyLimit`; by default a tenth of a ``MemoryReplayCache``,
+    10,000 per worker with any other cache): past that its proofs get 503 with
+    ``Retry-After`` and every other key's are still accepted, so one client cannot fill the
+    cache and lock the others out.
+
+    ``max_age`` is 60 s by default. RFC 9449 §11.1 asks a server to accept a proof only for a
+    brief period after its creation, seconds or minutes, and to remember its ``jti`` for as long,
+    so this one number is both how long a captured proof can be replayed and how much the
+    replay cache must hold. A client signs each proof just before its request, so the window
+    needs room only for clock skew: a minute covers clocks kept by NTP, and holds a fifth of
+    what 300 s would (100,000 entries then hold about 1,500 proofs a second, sustained, per
+    worker).
 
     Parsed keys are cached by thumbprint (bounded), so a client's key is loaded once.
     """
@@ -221,9 +223,10 @@ class DPoPVerifier:
         self,
         *,
         algorithms: Collection[str] = DPOP_ALGORITHMS,
-        max_age: int = 300,
+        max_age: int = 60,
         leeway: int = 5,
         replay_cache: ReplayCache | None = None,
+        max_proofs_per_key: int | None = None,
         nonces: DPoPNonces | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
@@ -240,13 +243,25 @@ class DPoPVerifier:
         self.leeway = leeway
         self.nonces = nonces
         self._clock = clock or time.time
-        # Every accepted proof stays max_age + leeway (305 s): 100,000 entries (about 25 MB) hold
-        # about 330 proofs a second, sustained, per worker.
+        # Every accepted proof stays max_age + leeway (65 s): 100,000 entries (about 25 MB) hold
+        # about 1,500 proofs a second, sustained, per worker.
         self.replay_cache: ReplayCache = (
             replay_cache
             if replay_cache is not None
             else MemoryReplayCache(max_entries=_REPLAY_ENTRIES, clock=self._clock)
         )
+        if max_proofs_per_key is None:
+            cache = self.replay_cache
+            max_proofs_per_key = (
+                max(1, cache.max_entries // _SHARE_OF_CACHE)
+                if isinstance(cache, MemoryReplayCache)
+                else _PROOFS_PER_KEY
+            )
+        try:
+            self._per_key = PerKeyLimit(max_proofs_per_key, self._clock)
+        except ValueError:
+            raise ValueError("max_proofs_per_key must be a positive integer") from None
+        self.max_proofs_per_key = max_proofs_per_key
         self._keys: dict[tuple[str, str], VerificationKey] = {}  # (thumbprint, alg) → key
         self._headers: dict[str, tuple[str, VerificationKey]] = {}  # header segment → (jkt, key)
         self._keys_lock = threading.Lock()
@@ -255,9 +270,16 @@ class DPoPVerifier:
     def clock(self) -> Callable[[], float]:
         return self._clock
 
-    def verify(self, proof: str, *, method: str, url: str, access_token: str | None) -> DPoPProof:
+    def verify(
+        self, proof: str, *, method: str, url: str, access_token: str | None, jkt: str | None = None
+    ) -> DPoPProof:
         """Check ``proof`` for a request with ``method`` to ``url`` carrying ``access_token``
-        (its hash must be the proof's ``ath``); :class:`InvalidDPoPProof` otherwise."""
+        (its hash must be the proof's ``ath``); :class:`InvalidDPoPProof` otherwise. With ``jkt``
+        (the token's ``cnf.jkt``, RFC 9449 §6), a proof by another key is
+        :class:`DPoPKeyMismatch`, found before its ``jti`` is recorded: a token's holder cannot
+        fill the replay cache with proofs of keys the token is not bound to.
+        :class:`~resource_server.VerificationUnavailable` when the replay cache cannot answer,
+        or this key already has ``max_proofs_per_key`` proofs in it."""
         if not isinstance(proof, str) or not proof:
             raise InvalidDPoPProof("the DPoP proof is missing")
         if len(proof) > MAX_PROOF_BYTES:
@@ -274,14 +296,14 @@ class DPoPVerifier:
                 if len(self._headers) >= _CACHED_KEYS:
                     self._headers.clear()
                 self._headers[header_b64] = checked
-        jkt, key = checked
+        key_jkt, key = checked
         if not key.verify(f"{header_b64}.{payload_b64}".encode("ascii"), _signature(signature_b64)):
             raise InvalidDPoPProof("the DPoP proof signature is invalid")
         try:
             claims = json_object(payload_b64, "payload")
         except InvalidToken:
             raise InvalidDPoPProof("the DPoP proof payload is not a JSON object") from None
-        return self._claims(claims, jkt, method, url, access_token)
+        return self._claims(claims, key_jkt, method, url, access_token, jkt)
 
     def _key(self, header: Mapping[str, Any]) -> tuple[str, VerificationKey]:
         if header.get("typ") != "dpop+jwt":  # RFC 9449 §4.2: explicit typing, exactly
@@ -321,15 +343,21 @@ class DPoPVerifier:
         return key
 
     def _claims(
-        self, claims: Mapping[str, Any], jkt: str, method: str, url: str, access_token: str | None
+        self,
+        claims: Mapping[str, Any],
+        jkt: str,
+        method: str,
+        url: str,
+        access_token: str | None,
+        bound_to: str | None,
     ) -> DPoPProof:
         now = self._clock()
         jti, htm, htu = claims.get("jti"), claims.get("htm"), claims.get("htu")
-        if not isinstance(jti, str) or not 0 < len(jti) <= _MAX_JTI:
+        if not is_jti(jti):
             raise InvalidDPoPProof("the DPoP proof jti is missing or malformed")
-        if htm != method:
+        if not matches(METHOD, htm) or htm != method:
             raise InvalidDPoPProof("the DPoP proof is for another HTTP method")
-        if not isinstance(htu, str) or not _same_url(htu, url):
+        if not same_url(htu, url):
             raise InvalidDPoPProof("the DPoP proof is for another URL")
         try:
             iat = integer_claim(claims, "iat", required=True)
@@ -342,23 +370,42 @@ class DPoPVerifier:
             raise InvalidDPoPProof("the DPoP proof is too old")
         if access_token is not None:
             ath = claims.get("ath")
-            if not isinstance(ath, str) or not hmac.compare_digest(ath, access_token_hash(access_token)):
+            if not matches(SHA256_B64URL, ath) or not same_ascii(ath, access_token_hash(access_token)):
                 raise InvalidDPoPProof("the DPoP proof is not bound to this access token (ath)")
         nonce, fresh = self._nonce(claims.get("nonce"), now)
+        if bound_to is not None and not same_ascii(jkt, bound_to):
+            raise DPoPKeyMismatch("the token is bound to another key")
         # Last, so a proof refused for another reason does not burn its jti.
-        if self.replay_cache.seen(f"{jkt}:{jti}", iat + self.max_age + self.leeway):
-            raise InvalidDPoPProof("the DPoP proof has been used before")
+        self._record(jkt, jti, iat + self.max_age + self.leeway)
         return DPoPProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=htu, nonce=nonce, fresh_nonce=fresh)
+
+    def _record(self, jkt: str, jti: str, exp: int) -> None:
+        """Remember the proof until ``exp`` (RFC 9449 §11.1), in this key's share of the cache;
+        :class:`InvalidDPoPProof` if it was seen before."""
+        self._per_key.take(jkt, exp)
+        try:
+            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)
+        except VerificationUnavailable:
+            self._per_key.give_back(jkt, exp)  # nothing recorded: the place is not held
+            raise
+        if seen:
+            self._per_key.give_back(jkt, exp)
+            raise InvalidDPoPProof("the DPoP proof has been used before")
 
     def _nonce(self, nonce: object, now: float) -> tuple[str | None, str | None]:
         """(the proof's nonce, a newer one to send back or None)."""
+        if nonce is None:
+            checked = None
+        elif matches(NONCE, nonce):
+            checked = nonce
+        else:
+            raise InvalidDPoPProof("the DPoP proof nonce is malformed")
         if self.nonces is None:
-            return (nonce if isinstance(nonce, str) else None), None
+            return checked, None
         current = self.nonces.current(now)
-        if not self.nonces.accepts(nonce, now):
+        if checked is None or not self.nonces.accepts(checked, now):
             raise DPoPNonceRequired("the DPoP proof must carry the server's current nonce", current)
-        assert isinstance(nonce, str)
-        return nonce, (None if hmac.compare_digest(nonce, current) else current)
+        return checked, (None if self.nonces.is_current(checked, now) else current)
 
 
 def _header(segment: str) -> dict[str, Any]:
@@ -373,19 +420,3 @@ def _signature(segment: str) -> bytes:
         return b64decode(segment)
     except InvalidToken:
         raise InvalidDPoPProof("the DPoP proof is not valid base64url") from None
-
-
-def _same_url(htu: str, url: str) -> bool:
-    try:
-        if htu == url and "%" not in url and "?" not in url and "#" not in url:
-            parts = urlsplit(url)  # equal strings: only the URL's own shape is left to check
-            port_ok = parts.port is None or parts.port > 0  # .port raises for an invalid port
-            return (
-                parts.scheme in _DEFAULT_PORTS
-                and bool(parts.hostname)
-                and "@" not in parts.netloc
-                and port_ok
-            )
-        return normalize_htu(htu) == normalize_htu(url)
-    except ValueError:
-        return False

@@ -9,7 +9,6 @@ the status and header table in DESIGN.md.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 from .bodies import BodyError
 from .credentials import MalformedCredentials, MalformedHost, access_token
 from .denials import Denial, Refusals
-from .dpop import DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
+from .dpop import DPoPKeyMismatch, DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
 from .expiring import ExpiringCache
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
@@ -81,7 +80,17 @@ class Guard:
     With ``dpop`` (a :class:`~resource_server.dpop.DPoPVerifier`), ``Authorization: DPoP``
     requests are accepted (RFC 9449 §7): exactly one ``DPoP`` header, a valid proof, and the
     token's ``cnf.jkt`` equal to the proof key's thumbprint. A token bound with ``cnf.jkt`` is
-    never accepted as a bearer token (no downgrade), and ``dpop_required`` refuses bearer tokens.
+    never accepted as a bearer token (no downgrade).
+
+    ``dpop_required=True`` (RFC 9449 §7.1; RFC 9728 ``dpop_bound_access_tokens_required``)
+    covers every access token: one in ``Authorization`` is accepted only under the DPoP scheme,
+    bound by ``cnf.jkt`` and with its proof; ``Bearer`` is refused, and so is a token sent any
+    other way, as always. Capability tokens are bearer tokens by design, so a guard given both
+    ``capabilities`` and ``dpop_required=True`` is refused at construction (``ValueError``).
+    It does not cover what is not a token: a first-party session (``session=``) and a verified
+    viewer context (``viewer=``) are accepted as before on the routes that ask for them; the
+    application opts into each, and each is checked its own way (a cookie of this site; a
+    context signed for one request and used once).
     """
 
     def __init__(
@@ -104,6 +113,13 @@ class Guard:
             raise TypeError("membership must be a callable (subject, org) -> role name or None")
         if dpop is not None and not isinstance(dpop, DPoPVerifier):
             raise TypeError("dpop must be a resource_server.dpop.DPoPVerifier")
+        if capabilities is not None and dpop_required:
+            # Fail closed: accepting them would break the promise the option makes, and
+            # refusing them silently would break every agent the application hands them to.
+            raise ValueError(
+                "capabilities and dpop_required=True contradict each other: capability tokens are "
+                "bearer tokens; drop capabilities, or set dpop_required=False"
+            )
         self.verifier = verifier
         self.roles = roles
         self.membership = membership
@@ -351,19 +367,23 @@ class Guard:
         if dpop is None or not dpop.proof or "," in dpop.proof:
             return self.refusals.invalid_dpop_proof("a DPoP request needs exactly one DPoP header")
         try:
-            proof = self.dpop.verify(dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw)
+            # The token's key goes to the verifier, which compares it (ASCII, constant time; it
+            # cannot raise) before the proof's jti is recorded.
+            proof = self.dpop.verify(
+                dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw, jkt=credential.jkt
+            )
         except DPoPNonceRequired as exc:
             return self.refusals.use_dpop_nonce(exc.nonce)
         except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
             return self.refusals.bad_host(exc)
         except InvalidDPoPProof as exc:
             return self.refusals.invalid_dpop_proof(exc.description)
-        except VerificationUnavailable as exc:  # the replay cache cannot be reached
-            return self.refusals.unavailable(exc)
-        if not hmac.compare_digest(proof.jkt, credential.jkt or ""):
+        except DPoPKeyMismatch as exc:
             # RFC 9449 §7.1: the token is bound to another key; the token is the problem.
             log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
-            return self.refusals.invalid_token("the token is bound to another key", dpop=True)
+            return self.refusals.invalid_token(exc.description, dpop=True)
+        except VerificationUnavailable as exc:  # the replay cache cannot answer, or the key's share is full
+            return self.refusals.unavailable(exc)
         return proof.fresh_nonce
 
     def bad_body(self, error: BodyError) -> Denial:

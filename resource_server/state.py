@@ -6,6 +6,10 @@ another gunicorn worker, or another host, is accepted there. :class:`MemoryRepla
 for a single worker; :class:`RedisReplayCache` for several, one atomic ``SET NX`` per check.
 A store that cannot be reached fails closed: :class:`~resource_server.VerificationUnavailable`
 (503), never "not seen".
+
+A replay cache is shared by every client, so :class:`PerKeyLimit` bounds what one client can
+hold in it: without that bound, one client with one valid token could fill a memory cache with
+fresh proofs, and a full cache refuses everyone (503) rather than forget a live entry.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .tokens.errors import VerificationUnavailable
 
-__all__ = ["MemoryReplayCache", "RedisReplayCache", "ReplayCache"]
+__all__ = ["MemoryReplayCache", "PerKeyLimit", "RedisReplayCache", "ReplayCache", "replayed"]
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +34,25 @@ log = logging.getLogger(__name__)
 class ReplayCache(Protocol):
     def seen(self, jti: str, exp: float) -> bool:
         """True if ``jti`` was already recorded; otherwise record it until ``exp`` (Unix time).
-        Raises :class:`VerificationUnavailable` when the store cannot answer."""
+        Raises :class:`VerificationUnavailable` when the store cannot answer.
+
+        The verifiers pass only values they have checked: at most 300 characters (a DPoP key is
+        ``<43-character thumbprint>:<jti>``), without controls, invisible characters or lone
+        surrogates, so any store can encode them as UTF-8."""
         ...
+
+
+def replayed(cache: ReplayCache, jti: str, exp: float) -> bool:
+    """``cache.seen(jti, exp)``, any other exception from the cache (one the application wrote,
+    say) as :class:`VerificationUnavailable`: a cache that raised has not answered, so the
+    credential is neither "seen" nor "not seen" but unchecked (503), never a 500."""
+    try:
+        return cache.seen(jti, exp)
+    except VerificationUnavailable:
+        raise
+    except Exception as exc:
+        log.error("the replay cache failed: %s", type(exc).__name__)
+        raise VerificationUnavailable("the replay cache failed") from None
 
 
 class MemoryReplayCache:
@@ -103,13 +125,101 @@ class RedisReplayCache:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
         self._redis = client_or_url
-        self._errors = (redis.RedisError, OSError)
         self.prefix = prefix
+        self._prefix = prefix.encode("utf-8", "surrogatepass")
 
     def seen(self, jti: str, exp: float) -> bool:
+        # The key is built as bytes here: given a str, redis-py encodes it as strict UTF-8 and
+        # raises UnicodeEncodeError for a lone surrogate. "surrogatepass" encodes every str, and
+        # distinct strings stay distinct keys. The verifiers refuse such a jti before this; an
+        # application's own caller must not turn it into a 500 either.
+        key = self._prefix + jti.encode("utf-8", "surrogatepass")
         try:
-            created = self._redis.set(f"{self.prefix}{jti}", b"1", nx=True, pxat=math.ceil(exp * 1000))
-        except self._errors as exc:
+            created = self._redis.set(key, b"1", nx=True, pxat=math.ceil(exp * 1000))
+        except Exception as exc:  # RedisError, OSError, or any other: Redis has not answered
             log.error("the replay cache in Redis cannot be reached: %s", type(exc).__name__)
             raise VerificationUnavailable("the replay cache cannot be reached") from None
         return not created
+
+
+@dataclass(slots=True)
+class _Places:
+    """One key's places: how many, and how many free up at each whole second."""
+
+    live: int = 0
+    by_second: dict[int, int] = field(default_factory=dict)
+    warned: bool = False  # one warning per stretch at the limit, not one per refused request
+
+
+class PerKeyLimit:
+    """At most ``limit`` live replay entries per key (a DPoP key's thumbprint) at once.
+
+    RFC 9449 §11.1 has the server remember each proof's ``jti`` while the proof could still be
+    accepted; a client signs a fresh proof for every request, so it alone decides how many
+    entries it holds. This bound keeps one client (one key; a token is bound to one key) from
+    taking more than ``limit`` of them, so it cannot fill a shared cache and lock every other
+    client out. The verifier takes a place (:meth:`take`) before it records a proof and gives it
+    back (:meth:`give_back`) when the proof is not recorded (a replay, a failing store). A place
+    is held until the entry's expiry rounded up to the second, never less than the cache holds
+    the entry: the count can only overstate what a key holds, so a key can never go past its
+    limit, and a live entry is never forgotten to make room (the fail-closed rule of
+    :class:`MemoryReplayCache`).
+
+    A key at its limit gets :class:`VerificationUnavailable` (503 with ``Retry-After``, the
+    seconds until its oldest place frees) and every other key is untouched. Memory: one counter
+    per key and second of expiry with a live place (with ``max_age=60`` and ``leeway=5``, about
+    66 per key), and one heap entry per counter. Thread-safe; per process (with several workers,
+    a key holds at most ``limit`` entries per worker).
+    """
+
+    def __init__(self, limit: int, clock: Callable[[], float] | None = None) -> None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("the per-key limit must be a positive integer")
+        self.limit = limit
+        self._clock = clock or time.time
+        self._keys: dict[str, _Places] = {}
+        self._expiring: list[tuple[int, str]] = []  # a heap of (second, key), one per counter
+        self._lock = threading.Lock()
+
+    def take(self, key: str, exp: float) -> None:
+        """Hold a place for ``key`` until ``exp``; :class:`VerificationUnavailable` when it has
+        ``limit`` already."""
+        now = self._clock()
+        second = math.ceil(exp)
+        with self._lock:
+            self._free(now)
+            places = self._keys.get(key)
+            if places is None:
+                places = self._keys[key] = _Places()
+            if places.live >= self.limit:
+                if not places.warned:
+                    places.warned = True
+                    # The key is a thumbprint this process computed (base64url): safe to log.
+                    log.warning("key %s has %d proofs in flight, its limit: refusing more", key, self.limit)
+                wait = math.ceil(min(places.by_second) - now)
+                raise VerificationUnavailable(
+                    "too many proofs in flight for this key", retry_after=max(1, wait)
+                )
+            if second not in places.by_second:
+                places.by_second[second] = 0
+                heapq.heappush(self._expiring, (second, key))
+            places.by_second[second] += 1
+            places.live += 1
+
+    def give_back(self, key: str, exp: float) -> None:
+        """Free the place :meth:`take` held for ``key`` until ``exp``: nothing was recorded."""
+        second = math.ceil(exp)
+        with self._lock:
+            places = self._keys.get(key)
+            if places is not None and places.by_second.get(second, 0) > 0:
+                places.by_second[second] -= 1  # the counter itself leaves at its second
+                places.live -= 1
+
+    def _free(self, now: float) -> None:
+        """Free every place whose second has come, and forget keys left with none."""
+        while self._expiring and self._expiring[0][0] <= now:
+            second, key = heapq.heappop(self._expiring)
+            places = self._keys[key]
+            places.live -= places.by_second.pop(second)
+            if not places.by_second:
+                del self._keys[key]

@@ -14,7 +14,6 @@ DPoP's ``ath``). It lives for seconds, and its ``jti`` is accepted once.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import time
 import uuid
@@ -25,7 +24,8 @@ from typing import Any
 from policy import InvalidScope, format_scope, parse_scope
 
 from .bodies import BodyError
-from .state import MemoryReplayCache, ReplayCache
+from .dpop_claims import SHA256_B64URL, matches, same_ascii
+from .state import MemoryReplayCache, ReplayCache, replayed
 from .tokens.errors import VerificationUnavailable
 from .tokens.jws import (
     InvalidToken,
@@ -34,6 +34,7 @@ from .tokens.jws import (
     hs256_sign,
     hs256_verify,
     integer_claim,
+    is_printable_identifier,
     string_claim,
 )
 
@@ -217,7 +218,7 @@ class ViewerContextVerifier:
         if claims.get("htm") != method.upper() or claims.get("htu") != path:
             raise InvalidToken("bound to another request")
         bh = claims.get("bh")
-        if not isinstance(bh, str):
+        if not matches(SHA256_B64URL, bh):  # base64url of a SHA-256 digest, as body_hash makes
             raise InvalidToken("bound to another body")
         user_id = string_claim(claims, "user_id", required=False)
         org_id = string_claim(claims, "org_id", required=False)
@@ -228,14 +229,15 @@ class ViewerContextVerifier:
             except InvalidScope:
                 raise InvalidToken("invalid scope claim") from None
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI:
+        # Checked before any store sees it: a lone surrogate cannot even be encoded for Redis.
+        if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI or not is_printable_identifier(jti):
             raise InvalidToken("invalid jti")
         # The body is read only for a context sound in every other respect (a forged header costs
         # no read), and hashed last before the replay record.
-        if not hmac.compare_digest(bh.encode(), body_hash(body() if callable(body) else body).encode()):
+        if not same_ascii(bh, body_hash(body() if callable(body) else body)):
             raise InvalidToken("bound to another body")
         # Recorded last, so a context refused for another reason does not burn its jti.
-        if self.replay_cache.seen(jti, exp + self.leeway):
+        if replayed(self.replay_cache, jti, exp + self.leeway):
             raise InvalidToken("replayed jti")
         return ViewerContext(user_id=user_id, org_id=org_id, scopes=scopes, issuer=issuer)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from resource_server.dpop import (
+    DPoPKeyMismatch,
     DPoPNonceRequired,
     DPoPNonces,
     DPoPVerifier,
@@ -17,8 +19,8 @@ from resource_server.dpop import (
     jwk_thumbprint,
     normalize_htu,
 )
-from resource_server.state import MemoryReplayCache
-from resource_server.tokens.errors import InvalidToken
+from resource_server.state import MemoryReplayCache, PerKeyLimit
+from resource_server.tokens.errors import InvalidToken, VerificationUnavailable
 from tests.support import DROP, NOW, FakeClock, ProofSigner, b64url, dpop_key
 
 URL = "https://api.test/orgs/acme/projects"
@@ -136,7 +138,7 @@ BROKEN: dict[str, tuple[Any, str]] = {
     ),
     "a relative htu": (lambda k: k.proof(url="/orgs/acme/projects", access_token=TOKEN), "URL"),
     "htu not a string": (lambda k: k.proof(access_token=TOKEN, htu=["x"]), "URL"),
-    "iat far past": (lambda k: k.proof(access_token=TOKEN, now=NOW - 301), "too old"),
+    "iat far past": (lambda k: k.proof(access_token=TOKEN, now=NOW - 61), "too old"),
     "iat in the future": (lambda k: k.proof(access_token=TOKEN, now=NOW + 6), "future"),
     "iat a string": (lambda k: k.proof(access_token=TOKEN, iat=str(NOW)), "iat"),
     "iat a float": (lambda k: k.proof(access_token=TOKEN, iat=NOW + 0.5), "iat"),
@@ -148,6 +150,26 @@ BROKEN: dict[str, tuple[Any, str]] = {
     "no jti": (lambda k: k.proof(access_token=TOKEN, jti=DROP), "jti"),
     "empty jti": (lambda k: k.proof(access_token=TOKEN, jti=""), "jti"),
     "jti too long": (lambda k: k.proof(access_token=TOKEN, jti="j" * 257), "jti"),
+    # Each identifier is checked for type and characters before it is compared or stored.
+    "ath not ASCII": (lambda k: k.proof(ath="é" * 43), "ath"),
+    "ath a lone surrogate": (lambda k: k.proof(ath="\ud800" * 43), "ath"),
+    "ath of 42 characters": (lambda k: k.proof(ath="A" * 42), "ath"),
+    "ath with padding": (lambda k: k.proof(ath=_ath(TOKEN) + "="), "ath"),
+    "jti a lone surrogate": (lambda k: k.proof(access_token=TOKEN, jti="\ud800x"), "jti"),
+    "jti with a newline": (lambda k: k.proof(access_token=TOKEN, jti="a\nb"), "jti"),
+    "jti with a bidi override": (lambda k: k.proof(access_token=TOKEN, jti="\u202ejti"), "jti"),
+    "jti a number": (lambda k: k.proof(access_token=TOKEN, jti=7), "jti"),
+    "htm not ASCII": (lambda k: k.proof("GÉT", access_token=TOKEN), "method"),
+    "htm with a space": (lambda k: k.proof("GET ", access_token=TOKEN), "method"),
+    "htu not ASCII": (
+        lambda k: k.proof(url="https://api.tést/orgs/acme/projects", access_token=TOKEN),
+        "URL",
+    ),
+    "htu with a space": (lambda k: k.proof(url=URL + " ", access_token=TOKEN), "URL"),
+    "nonce not ASCII": (lambda k: k.proof(access_token=TOKEN, nonce="é" * 32), "nonce"),
+    "nonce with a quote": (lambda k: k.proof(access_token=TOKEN, nonce='a"b'), "nonce"),
+    "nonce a number": (lambda k: k.proof(access_token=TOKEN, nonce=7), "nonce"),
+    "nonce empty": (lambda k: k.proof(access_token=TOKEN, nonce=""), "nonce"),
     "signature of another key": (
         lambda k: dpop_key("ES256").proof(access_token=TOKEN, headers={"jwk": k.jwk}),
         "signature",
@@ -159,6 +181,22 @@ BROKEN: dict[str, tuple[Any, str]] = {
 def test_each_broken_check_is_refused(case: str, key: ProofSigner, verifier: DPoPVerifier) -> None:
     make, fragment = BROKEN[case]
     refuse(verifier, make(key), fragment)
+
+
+def _ath(token: str) -> str:
+    return b64url(hashlib.sha256(token.encode()).digest())
+
+
+def test_what_conformant_clients_send_is_accepted(key: ProofSigner, clock: FakeClock) -> None:
+    """The checks refuse nothing RFC 9449 allows: a jti of another script (any string, RFC 7519
+    §4.1.7) or of 256 characters, any token method (RFC 9110 §9.1), any 1*NQCHAR nonce when the
+    server asks for none (RFC 9449 §8.1)."""
+    verifier = DPoPVerifier(clock=clock)
+    for jti in ("jti-ünïcödé-用户", "j" * 256, "a b", "550e8400-e29b-41d4-a716-446655440000"):
+        check(verifier, key.proof(access_token=TOKEN, jti=jti))
+    assert check(verifier, key.proof("PROPFIND", access_token=TOKEN), method="PROPFIND").htm == "PROPFIND"
+    nonce = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"\\')
+    assert check(verifier, key.proof(access_token=TOKEN, nonce=nonce)).nonce == nonce
 
 
 def raw_proof(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
@@ -223,7 +261,7 @@ def test_a_replay_entry_lives_until_the_proof_could_no_longer_be_accepted(
     verifier = DPoPVerifier(clock=clock, replay_cache=cache)
     proof = key.proof(access_token=TOKEN, jti="late", now=NOW)
     check(verifier, proof)
-    clock.advance(300)  # iat + max_age: still acceptable, still remembered
+    clock.advance(60)  # iat + max_age: still acceptable, still remembered
     refuse(verifier, proof, "used before")
     clock.advance(6)  # past iat + max_age + leeway: too old anyway, and forgotten
     refuse(verifier, proof, "too old")
@@ -231,7 +269,7 @@ def test_a_replay_entry_lives_until_the_proof_could_no_longer_be_accepted(
 
 
 def test_iat_bounds_are_inclusive(key: ProofSigner, verifier: DPoPVerifier) -> None:
-    check(verifier, key.proof(access_token=TOKEN, now=NOW - 300))
+    check(verifier, key.proof(access_token=TOKEN, now=NOW - 60))
     check(verifier, key.proof(access_token=TOKEN, now=NOW + 5))
 
 
@@ -345,3 +383,123 @@ def test_a_private_jwk_is_refused_even_once_its_public_key_is_known(
     check(verifier, key.proof(access_token=TOKEN))  # the public key is cached now
     leaked = {**key.jwk, "d": "AAAA"}
     refuse(verifier, key.proof(access_token=TOKEN, headers={"jwk": leaked}), "private")
+
+
+def test_a_nonce_of_other_characters_is_malformed_and_never_compared(
+    key: ProofSigner, clock: FakeClock
+) -> None:
+    """``hmac.compare_digest`` raises TypeError on a non-ASCII str: such a nonce is refused as
+    malformed (invalid_dpop_proof) before any comparison; a well-formed unknown one is told the
+    current nonce (use_dpop_nonce, RFC 9449 §9)."""
+    nonces = DPoPNonces(b"n" * 32, ttl=60)
+    verifier = DPoPVerifier(clock=clock, nonces=nonces)
+    for bad in ("é" * 32, "\udfff" * 32, "a" * 31 + "\x00"):
+        error = refuse(verifier, key.proof(access_token=TOKEN, nonce=bad), "nonce")
+        assert not isinstance(error, DPoPNonceRequired)
+        assert not nonces.accepts(bad, clock()) and not nonces.is_current(bad, clock())
+    with pytest.raises(DPoPNonceRequired):
+        check(verifier, key.proof(access_token=TOKEN, nonce="A" * 32))
+
+
+# -- the key the token is bound to (cnf.jkt), compared before the jti is recorded ------------------
+
+
+def test_a_proof_by_another_key_is_refused_before_its_jti_is_recorded(
+    key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    proof = key.proof(access_token=TOKEN, jti="kept-for-the-right-key")
+    for other in (dpop_key("ES256").jkt, "é" * 43, "\ud800" * 43, "", "x"):
+        with pytest.raises(DPoPKeyMismatch) as caught:
+            verifier.verify(proof, method="GET", url=URL, access_token=TOKEN, jkt=other)
+        assert isinstance(caught.value, InvalidToken) and "another key" in caught.value.description
+    # Nothing was recorded: the proof is still good for the key it names.
+    assert verifier.verify(proof, method="GET", url=URL, access_token=TOKEN, jkt=key.jkt).jkt == key.jkt
+
+
+# -- the replay cache: one key's share, and caches that fail --------------------------------------
+
+
+def test_one_key_holds_at_most_its_share_of_the_replay_cache(key: ProofSigner, clock: FakeClock) -> None:
+    """A tenth of a MemoryReplayCache by default: the eleventh proof of a key whose ten are
+    live is 503 (not a replay, nothing forgotten), and the other keys fill the rest."""
+    cache = MemoryReplayCache(max_entries=100, clock=clock)
+    verifier = DPoPVerifier(clock=clock, replay_cache=cache)
+    assert verifier.max_proofs_per_key == 10
+    accepted = [check(verifier, key.proof(access_token=TOKEN)) for _ in range(10)]
+    for _ in range(50):
+        with pytest.raises(VerificationUnavailable) as full:
+            check(verifier, key.proof(access_token=TOKEN))
+        assert full.value.retry_after == 65  # until the key's oldest proof can no longer be used
+    for other in (dpop_key("ES256") for _ in range(9)):
+        for _ in range(10):
+            check(verifier, other.proof(access_token=TOKEN))
+    replayed = key.proof(access_token=TOKEN, jti=accepted[0].jti)
+    with pytest.raises(VerificationUnavailable):  # the key is at its limit: refused, still not accepted
+        check(verifier, replayed)
+    clock.advance(65)
+    check(verifier, key.proof(access_token=TOKEN, now=int(clock())))
+
+
+def test_the_share_is_configurable_and_checked(clock: FakeClock) -> None:
+    assert DPoPVerifier(clock=clock).max_proofs_per_key == 10_000  # a tenth of the default cache
+    assert DPoPVerifier(clock=clock, max_proofs_per_key=3).max_proofs_per_key == 3
+    for bad in (0, -1, True, 2.5, "10"):
+        with pytest.raises(ValueError, match="max_proofs_per_key"):
+            DPoPVerifier(clock=clock, max_proofs_per_key=bad)  # type: ignore[arg-type]
+
+
+def test_a_replay_that_is_refused_gives_its_place_back(key: ProofSigner, clock: FakeClock) -> None:
+    verifier = DPoPVerifier(clock=clock, max_proofs_per_key=2)
+    proof = key.proof(access_token=TOKEN)
+    check(verifier, proof)
+    for _ in range(5):
+        refuse(verifier, proof, "used before")  # each takes a place and gives it back
+    check(verifier, key.proof(access_token=TOKEN))
+
+
+def test_a_replay_cache_that_raises_is_503_and_takes_no_place(key: ProofSigner, clock: FakeClock) -> None:
+    """An application's cache that raises anything: the proof is unchecked (503), never a 500
+    and never accepted; the place it took is given back."""
+
+    class Flaky:
+        def __init__(self) -> None:
+            self.down = True
+            self.kept: set[str] = set()
+
+        def seen(self, jti: str, exp: float) -> bool:
+            if self.down:
+                raise ConnectionResetError("the application's store is down")
+            if jti in self.kept:
+                return True
+            self.kept.add(jti)
+            return False
+
+    cache = Flaky()
+    verifier = DPoPVerifier(clock=clock, replay_cache=cache, max_proofs_per_key=1)
+    for _ in range(3):
+        with pytest.raises(VerificationUnavailable):
+            check(verifier, key.proof(access_token=TOKEN))
+    cache.down = False
+    check(verifier, key.proof(access_token=TOKEN))  # the failed attempts hold no place
+
+
+def test_per_key_places_free_at_their_second_and_the_key_is_forgotten(clock: FakeClock) -> None:
+    limit = PerKeyLimit(2, clock)
+    limit.take("a", NOW + 10.2)  # held until NOW + 11, never less than the entry lives
+    limit.take("a", NOW + 20)
+    with pytest.raises(VerificationUnavailable) as full:
+        limit.take("a", NOW + 30)
+    assert full.value.retry_after == 11
+    limit.take("b", NOW + 30)  # another key is not touched
+    clock.advance(10.5)
+    with pytest.raises(VerificationUnavailable):
+        limit.take("a", NOW + 40)  # the entry may still live until NOW + 10.2: not yet
+    clock.advance(0.5)
+    limit.take("a", NOW + 40)
+    limit.give_back("a", NOW + 40)
+    limit.give_back("a", NOW + 40)  # giving back what is not held changes nothing
+    clock.advance(30)
+    limit.take("c", NOW + 100)
+    assert set(limit._keys) == {"c"}  # keys with no live place are forgotten: memory stays bounded
+    with pytest.raises(ValueError):
+        PerKeyLimit(0, clock)

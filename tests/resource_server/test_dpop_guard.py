@@ -3,6 +3,7 @@ real apps, every challenge parsed back with ``policy.parse_challenges``."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -364,19 +365,19 @@ def test_an_introspected_token_is_bound_by_its_cnf(key: ProofSigner, clock: Fake
         server.server_close()
 
 
-def test_a_full_replay_cache_is_503_not_a_replay(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
-    """A proof the cache has no room to remember cannot be checked for replay: 503 with
-    Retry-After (until the oldest entry expires), never 401 "used before", never accepted."""
+def replay_app(es: Signer, clock: FakeClock, cache_size: int, **options: Any) -> Any:
+    """The Flask extension with a DPoP verifier over a memory replay cache of ``cache_size``."""
     from resource_server.state import MemoryReplayCache
 
     app = Flask(__name__)
     app.config["RESOURCE_SERVER_RESOURCE"] = RESOURCE
+    cache = MemoryReplayCache(max_entries=cache_size, clock=clock)
     rs = ResourceServer(
         app,
         verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
         roles=ROLES,
         membership=membership,
-        dpop=DPoPVerifier(clock=clock, replay_cache=MemoryReplayCache(max_entries=1, clock=clock)),
+        dpop=DPoPVerifier(clock=clock, replay_cache=cache, **options),
     )
 
     @app.get("/orgs/<org>/projects")
@@ -384,20 +385,95 @@ def test_a_full_replay_cache_is_503_not_a_replay(es: Signer, key: ProofSigner, c
     def projects(org: str) -> str:
         return "ok"
 
-    client = app.test_client()
+    return app.test_client()
+
+
+def fresh(client: Any, token: str, key: ProofSigner, clock: FakeClock) -> Any:
+    """One request with a fresh proof (a new jti) by ``key``."""
+    proof = key.proof("GET", URL, access_token=token, now=int(clock()))
+    return client.get("/orgs/acme/projects", headers=dpop_headers(token, proof))
+
+
+def test_a_full_replay_cache_is_503_not_a_replay(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    """A proof the cache has no room to remember cannot be checked for replay: 503 with
+    Retry-After (until the oldest entry expires), never 401 "used before", never accepted."""
+    client = replay_app(es, clock, 1, max_proofs_per_key=5)
     token = bound(es, key)
-    first = client.get(
-        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
-    )
-    assert first.status_code == 200
-    second = client.get(
-        "/orgs/acme/projects", headers=dpop_headers(token, key.proof("GET", URL, access_token=token))
-    )
+    assert fresh(client, token, key, clock).status_code == 200
+    second = fresh(client, token, key, clock)
     assert second.status_code == 503 and second.get_json()["error"] == "temporarily_unavailable"
-    assert second.headers["Retry-After"] == "305"  # the first proof's iat + max_age + leeway
-    clock.advance(305)
-    fresh = key.proof("GET", URL, access_token=token, now=int(clock()))
-    assert client.get("/orgs/acme/projects", headers=dpop_headers(token, fresh)).status_code == 200
+    assert second.headers["Retry-After"] == "65"  # the first proof's iat + max_age + leeway
+    clock.advance(65)
+    assert fresh(client, token, key, clock).status_code == 200
+
+
+def test_one_key_flooding_cannot_lock_another_out(es: Signer, key: ProofSigner, clock: FakeClock) -> None:
+    """Issue 19 §6, scaled down: one client with one valid bound token sends fresh proofs until
+    the cache would be full. It holds a tenth of the cache, and is refused (503) past that;
+    every other client's proofs are still accepted, none called a replay, none forgotten."""
+    client = replay_app(es, clock, 1000)
+    token = bound(es, key)
+    flood = Counter(fresh(client, token, key, clock).status_code for _ in range(1001))
+    assert flood == {200: 100, 503: 901}  # its share: a tenth of the 1,000 entries
+    others = [(k, bound(es, k)) for k in (dpop_key("ES256") for _ in range(3))]
+    for other, other_token in others:
+        answers = [fresh(client, other_token, other, clock) for _ in range(100)]
+        assert [a.status_code for a in answers] == [200] * 100, "another key's proofs are all accepted"
+    refused = fresh(client, token, key, clock)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "65"
+    clock.advance(30)
+    other = dpop_key("ES256")
+    other_token = bound(es, other)
+    live = other.proof("GET", URL, access_token=other_token, now=int(clock()))
+    assert client.get("/orgs/acme/projects", headers=dpop_headers(other_token, live)).status_code == 200
+    clock.advance(35)  # the flood's proofs expire: the key has its share again
+    assert fresh(client, token, key, clock).status_code == 200
+    # The live proof was not forgotten to make room: its replay is still refused.
+    again = client.get("/orgs/acme/projects", headers=dpop_headers(other_token, live))
+    assert again.status_code == 401 and again.get_json()["error"] == "invalid_dpop_proof"
+
+
+def test_proofs_by_keys_the_token_is_not_bound_to_are_never_recorded(
+    es: Signer, key: ProofSigner, clock: FakeClock
+) -> None:
+    """One token cannot fill the cache either: a proof by another key is refused (invalid_token)
+    before its jti is recorded, so a thousand keys take no room."""
+    client = replay_app(es, clock, 10)
+    token = bound(es, key)
+    strangers = [dpop_key("ES256") for _ in range(20)]
+    for stranger in strangers:
+        response = fresh(client, token, stranger, clock)
+        assert response.status_code == 401 and response.get_json()["error"] == "invalid_token"
+    assert fresh(client, token, key, clock).status_code == 200
+
+
+def test_capabilities_and_dpop_required_contradict_each_other(es: Signer, clock: FakeClock) -> None:
+    """Capability tokens are bearer tokens: a guard that must refuse bearer tokens and accept
+    them is refused at construction, naming both options, in every adapter that takes both."""
+    from resource_server import fastapi as rs_fastapi
+    from resource_server.capability import CapabilityIssuer
+    from resource_server.guard import Guard
+
+    capabilities = CapabilityIssuer(keys={"c1": "c" * 32}, issuer=RESOURCE, readonly_scopes=[]).verifier()
+    options: dict[str, Any] = {
+        "verifier": JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        "roles": ROLES,
+        "membership": membership,
+        "capabilities": capabilities,
+        "dpop": DPoPVerifier(clock=clock),
+        "dpop_required": True,
+    }
+    for build in (
+        lambda: Guard(**options),
+        lambda: ResourceServer(Flask(__name__), **options),
+        lambda: rs_fastapi.ResourceServer(**options),
+    ):
+        with pytest.raises(ValueError, match="capabilities") as refused:
+            build()
+        assert "dpop_required" in str(refused.value)
+    # Either one alone is fine.
+    ResourceServer(Flask(__name__), **{**options, "dpop_required": False})
+    ResourceServer(Flask(__name__), **{**options, "capabilities": None})
 
 
 # -- a confirmation this server cannot check is refused, never read as "bearer" (RFC 7800 §3.1) ----

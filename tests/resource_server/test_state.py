@@ -71,6 +71,34 @@ def test_exactly_one_of_many_concurrent_checks_wins(cache: RedisReplayCache) -> 
     assert sorted(answers) == [False] + [True] * 49
 
 
+def test_any_jti_string_is_a_key_never_an_encoding_error(cache: RedisReplayCache) -> None:
+    """redis-py encodes a str key as strict UTF-8 and raised UnicodeEncodeError (a 500) for a
+    lone surrogate. Keys are bytes now, one per distinct string: a surrogate pair written out is
+    not the character it would stand for."""
+    for jti in ("\ud800x", "\udfff", "é", "\ud83d\ude00", "\U0001f600"):
+        assert cache.seen(jti, FAR) is False
+        assert cache.seen(jti, FAR) is True
+
+
+def test_a_dpop_proof_over_redis_is_checked_before_the_store(cache: RedisReplayCache) -> None:
+    """The verifier refuses a jti that cannot be stored before Redis sees it (401, never a 500),
+    and one key's share holds over Redis too."""
+    from resource_server.dpop import DPoPVerifier, InvalidDPoPProof
+    from tests.support import dpop_key
+
+    clock = FakeClock(NOW)
+    verifier = DPoPVerifier(clock=clock, replay_cache=cache, max_proofs_per_key=3)
+    url = "https://api.test/x"
+    key, other = dpop_key("ES256"), dpop_key("ES256")
+    with pytest.raises(InvalidDPoPProof, match="jti"):
+        verifier.verify(key.proof("GET", url, jti="\ud800x"), method="GET", url=url, access_token=None)
+    for _ in range(3):
+        verifier.verify(key.proof("GET", url), method="GET", url=url, access_token=None)
+    with pytest.raises(VerificationUnavailable):
+        verifier.verify(key.proof("GET", url), method="GET", url=url, access_token=None)
+    verifier.verify(other.proof("GET", url), method="GET", url=url, access_token=None)
+
+
 def test_an_unreachable_redis_fails_closed(tmp_path: Any) -> None:
     nowhere = RedisReplayCache(f"unix://{tmp_path}/no.sock", timeout=0.2)
     with pytest.raises(VerificationUnavailable):

@@ -341,6 +341,51 @@ def test_contexts_with_visible_identifiers_of_any_script_verify(clock: FakeClock
     assert context is not None and (context.user_id, context.org_id) == ("josé", "用户-1")
 
 
+# -- the jti and bh: checked before any store or comparison sees them --------------------------------
+
+
+class Recording:
+    """An application's own replay cache: remembers every jti it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def seen(self, jti: str, exp: float) -> bool:
+        self.asked.append(jti)
+        return False
+
+
+@pytest.mark.parametrize("jti", ["\ud800x", "a\nb", "\u202ejti", "\x00"], ids=repr)
+def test_a_jti_that_cannot_be_stored_never_reaches_the_replay_cache(jti: str, clock: FakeClock) -> None:
+    cache = Recording()
+    assert verifier(clock, replay_cache=cache).verify(forged(clock, jti=jti), method="GET", path="/p") is None
+    assert cache.asked == []
+    # A visible jti of another script is a string RFC 7519 §4.1.7 allows: stored and accepted.
+    assert verifier(clock, replay_cache=cache).verify(forged(clock, jti="jti-ü"), method="GET", path="/p")
+    assert cache.asked == ["jti-ü"]
+
+
+@pytest.mark.parametrize("bh", ["é" * 43, "\ud800" * 43, "A" * 42, 7], ids=repr)
+def test_a_bh_that_is_not_a_sha256_in_base64url_is_refused_as_another_body(
+    bh: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="resource_server"):
+        assert check(clock, forged(clock, bh=bh)) is None
+    assert [r.getMessage() for r in caplog.records] == ["viewer context refused: bound to another body"]
+
+
+def test_a_replay_cache_that_raises_is_unavailable_not_a_refusal(clock: FakeClock) -> None:
+    """Any exception from an application's cache: the context could not be checked (503),
+    neither accepted nor refused as if it were bad."""
+
+    class Broken:
+        def seen(self, jti: str, exp: float) -> bool:
+            raise RuntimeError("the application's store is down")
+
+    with pytest.raises(VerificationUnavailable):
+        verifier(clock, replay_cache=Broken()).verify(forged(clock), method="GET", path="/p")
+
+
 # -- the memory replay cache sweeps by expiry ------------------------------------------------------
 
 
