@@ -156,6 +156,8 @@ class DiscoveredKeySet:
         document = fetched.document
         named = document.get("issuer")
         if named != self.issuer:  # exact (RFC 8414 §3.3)
-            raise ValueError(f"{uri} names the issuer {loggable(named)}, not {self.issuer!r}; not used")
+            raise ValueError(
+                f"{uri} names the issuer {loggable(named)}, not {loggable(self.issuer)}; not used"
+            )
         jwks_uri = document.get("jwks_uri")
         return check_uri(jwks_uri, f"the jwks_uri in {uri}"), fetched.max_age

@@ -26,10 +26,11 @@ class TrustedIssuers:
 
     A token is a JWS when it has the compact serialization (RFC 7515 §7.1: three base64url
     segments, the signature possibly empty) and its first segment decodes to a JOSE header: a
-    strict JSON object whose ``alg`` (RFC 7515 §4.1.1) is a string. Whatever the ``alg`` says (``none`` included), such a
-    token is judged as a JWT, and refused there if its algorithm is not accepted: it is nobody's
-    opaque token. Any other token (an opaque string that happens to have two dots, a PASETO
-    ``v4.local.…``, a five-segment JWE) goes to ``opaque`` (an
+    strict JSON object whose ``alg`` (RFC 7515 §4.1.1) is a string. Whatever that ``alg`` says
+    (``none`` included), such a token is judged as a JWT, and refused there if its algorithm is
+    not accepted: it is nobody's opaque token, and no introspection endpoint should see it. Any
+    other token (an opaque string that happens to have two dots, a PASETO ``v4.local.…``, a
+    five-segment JWE) goes to ``opaque`` (an
     :class:`~resource_server.tokens.introspection.IntrospectionVerifier`), or is ``401`` when
     there is none. Only the header segment is decoded to decide, after the size check.
 

@@ -4,15 +4,15 @@ Every key carries exactly one algorithm, decided here from the key itself (its `
 its type and curve), so a token's header can never choose how it is verified (RFC 8725 §3.1).
 Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
 with public keys has no business holding either. So are RSA keys whose size or public exponent
-is out of bounds (below) and the weak Infineon RSA keys (ROCA, CVE-2017-15361), whose private
-keys can be computed from the public ones.
+is out of bounds and the weak Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can
+be computed from the public ones (:mod:`resource_server.tokens.rsa_keys`).
 
 Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's source):
 
-- Ours, here: the algorithm taken from the key; refusing ``oct`` keys, private members, RSA
-  moduli outside 2048 to 8192 bits and public exponents other than odd ones in [3, 2**32)
-  (PyJWT only warns about short RSA keys, in ``jwt.encode`` and ``jwt.decode``, and bounds
-  neither), and ROCA keys; skipping encryption keys; refusing (configured) or dropping (fetched)
+- Ours, here and in :mod:`~resource_server.tokens.rsa_keys`: the algorithm taken from the key;
+  refusing ``oct`` keys, private members, RSA moduli outside 2048 to 8192 bits, public exponents
+  other than odd ones in [3, 2**32) (PyJWT only warns about short RSA keys, in ``jwt.encode`` and
+  ``jwt.decode``, and bounds neither), and ROCA keys; skipping encryption keys; refusing (configured) or dropping (fetched)
   keys that share a ``kid``; and the cache around fetching (:class:`RemoteKeySet`): ``max_age``,
   a bounded, single-flight refetch on an unknown ``kid``, the last good set served through
   failures, ``Cache-Control: max-age`` honoured within [60 s, 24 h], and a clock that steps
@@ -41,13 +41,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
 from .errors import VerificationUnavailable, loggable
 from .http import FetchError, JSONFetcher, check_uri
+from .rsa_keys import rsa_key_problem
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 
@@ -62,15 +63,6 @@ _EC_ALGORITHM_OF = {curve: alg for alg, curve in _EC_CURVE_OF.items()}
 # RFC 7517 §9.2 / RFC 7518 §6: members that only a private or symmetric key has.
 _KTY_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}  # by the algorithm name's prefix
 _SECRET_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-_MIN_RSA_BITS = 2048  # RFC 7518 §3.3
-# Verifying costs grow with the modulus (about quadratically) and with the exponent's length
-# (one modular squaring per bit): a 2048-bit key whose exponent has 2040 bits costs 25 times one
-# with e = 65537, for any token or DPoP proof that names it. 8192 bits is twice the largest size
-# authorization servers and DPoP clients use; every common implementation uses e = 65537 (or 3,
-# long ago), and none a 32-bit or longer one (Windows CryptoAPI cannot even hold one). An even
-# exponent is no RSA key at all (it shares the factor 2 with (p-1)(q-1)).
-_MAX_RSA_BITS = 8192
-_MIN_RSA_EXPONENT, _RSA_EXPONENT_BOUND = 3, 2**32
 
 
 class KeySetError(ValueError):
@@ -185,47 +177,10 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
     except (PyJWTError, ValueError, TypeError) as exc:
         raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
     if jwk.get("kty") == "RSA":
-        _check_rsa(kid, parsed.key.public_numbers())
+        problem = rsa_key_problem(parsed.key.public_numbers())
+        if problem is not None:
+            raise KeySetError(f"key {kid!r} {problem}")
     return VerificationKey(kid, algorithm, parsed.key, _signature_check(algorithm, parsed.key))
-
-
-def _check_rsa(kid: str | None, numbers: rsa.RSAPublicNumbers) -> None:
-    """``KeySetError`` for an RSA public key this package does not verify with: a modulus outside
-    [2048, 8192] bits (RFC 7518 §3.3 sets the floor), a public exponent that is even or outside
-    [3, 2**32), or a ROCA key."""
-    bits = numbers.n.bit_length()
-    if not _MIN_RSA_BITS <= bits <= _MAX_RSA_BITS:
-        raise KeySetError(
-            f"key {kid!r} has a {bits}-bit modulus; RSA keys need {_MIN_RSA_BITS} to {_MAX_RSA_BITS} bits"
-        )
-    e = numbers.e
-    if e % 2 == 0 or not _MIN_RSA_EXPONENT <= e < _RSA_EXPONENT_BOUND:
-        raise KeySetError(
-            f"key {kid!r} has an unusable public exponent ({e.bit_length()} bits"
-            f"{', even' if e % 2 == 0 else ''}); RSA keys need an odd one from 3 to 2**32 - 1"
-            " (65537 is usual)"
-        )
-    if _has_roca_fingerprint(numbers.n):
-        raise KeySetError(
-            f"key {kid!r} is a known-weak Infineon RSA key (ROCA, CVE-2017-15361): its private"
-            " key can be computed from the public one; replace it"
-        )
-
-
-# ROCA (CVE-2017-15361; Nemec et al., "The Return of Coppersmith's Attack", ACM CCS 2017): an
-# Infineon library made RSA primes p = k*M + (65537**a mod M), M a primorial, so for each small
-# prime r below, both primes, and hence the modulus, are congruent mod r to a power of 65537. A
-# modulus outside that subgroup for any r is not such a key; a random modulus lies inside it for
-# all of them with negligible probability. This is the "moduli" test of the published detector
-# (github.com/crocs-muni/roca, roca/detect.py, has_fingerprint_moduli, MIT), whose bitmasks are
-# exactly the subgroups computed here.
-_ROCA_PRIMES = tuple(r for r in range(3, 168) if all(r % d for d in range(2, r)))  # odd primes to 167
-_ROCA_SUBGROUPS = tuple((r, frozenset(pow(65537, k, r) for k in range(r))) for r in _ROCA_PRIMES)
-
-
-def _has_roca_fingerprint(modulus: int) -> bool:
-    """Whether an RSA modulus has the structure of the weak Infineon keys (CVE-2017-15361)."""
-    return all(modulus % r in powers for r, powers in _ROCA_SUBGROUPS)
 
 
 def refuse_secrets(jwk: Mapping[str, Any]) -> None:
