@@ -100,11 +100,12 @@ class Refusals:
             description,
         )
 
-    def invalid_token(self, description: str, *, dpop: bool = False) -> Denial:
+    def invalid_token(self, description: str, *, dpop: bool = False, reason: str | None = None) -> Denial:
+        """``description`` is sent; ``reason`` (for logs and ``explain`` only) defaults to it."""
         challenge = self._challenges(
             dpop=dpop, error="invalid_token", error_description=description, scope=self.scope_on_401
         )
-        return Denial(401, "invalid_token", description, challenge, description)
+        return Denial(401, "invalid_token", description, challenge, reason or description)
 
     def invalid_dpop_proof(self, description: str) -> Denial:
         """RFC 9449 §7.1: the proof, not the token, is the problem."""

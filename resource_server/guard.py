@@ -398,8 +398,8 @@ class Guard:
         try:
             return verifier.verify(raw)
         except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.description)
-            return self.refusals.invalid_token(exc.description, dpop=dpop)
+            log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
+            return self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
         except VerificationUnavailable as exc:
             return self.refusals.unavailable(exc)
         except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidToken", "ResourceServerError", "VerificationUnavailable"]
+__all__ = ["InvalidToken", "ResourceServerError", "VerificationUnavailable", "loggable"]
+
+#: The most characters of a value from a request that a log line shows.
+_LOGGED_CHARS = 200
+
+
+def loggable(value: object) -> str:
+    """A value taken from a request (a claim, a ``kid``), fit for a log line: a string bounded to
+    200 characters and written as an ASCII literal (``ascii``: quotes, and escapes for controls,
+    line breaks, bidi and every other non-ASCII character, so it can neither forge a line nor
+    pass for another value); anything else is named by its JSON type, never printed."""
+    if isinstance(value, str):
+        shown = ascii(value[:_LOGGED_CHARS])
+        return shown if len(value) <= _LOGGED_CHARS else f"{shown}... ({len(value)} characters)"
+    if value is None:
+        return "none"
+    kinds = {bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "an object"}
+    return kinds.get(type(value), "a value of another type")
 
 
 class ResourceServerError(Exception):
@@ -11,11 +28,17 @@ class ResourceServerError(Exception):
 
 class InvalidToken(ValueError):
     """The token cannot be accepted. ``description`` is short and safe to send to the client
-    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value."""
+    (RFC 6750 §3 ``error_description``): it never holds the token or a claim's value.
 
-    def __init__(self, description: str) -> None:
+    ``reason`` is for the log line and ``Denial.reason`` (which ``flask scopes explain`` prints),
+    never for the response: it may add what was expected and what the token held (each value
+    passed through :func:`loggable`). It defaults to ``description``.
+    """
+
+    def __init__(self, description: str, *, reason: str | None = None) -> None:
         super().__init__(description)
         self.description = description
+        self.reason = reason if reason is not None else description
 
 
 class VerificationUnavailable(ResourceServerError):

@@ -17,6 +17,7 @@ from typing import Any
 from ..expiring import ExpiringCache
 from .claims import org_of, scopes_of
 from .discovery import DiscoveredKeySet
+from .errors import loggable
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 from .verified import VerifiedToken
@@ -34,8 +35,8 @@ _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 class JWTVerifier:
     """Verifies JWT access tokens (RFC 9068) signed with a key from a JWK Set.
 
-    Give exactly one of ``jwks`` (a JWK Set dict), ``jwks_uri`` (fetched, cached, refreshed on
-    an unknown ``kid`` at most once per 30 s, see :class:`~resource_server.tokens.keys.RemoteKeySet`)
+    Give exactly one of ``jwks`` (a JWK Set dict), ``jwks_uri`` (fetched, cached, refetched on
+    an unknown ``kid`` at most once per 5 s, see :class:`~resource_server.tokens.keys.RemoteKeySet`)
     or ``discover=True`` (the ``jwks_uri`` found in the issuer's RFC 8414 or OpenID Connect
     metadata, see :class:`~resource_server.tokens.discovery.DiscoveredKeySet`). ``issuer_org``
     binds every token of this issuer to one organization (a per-customer issuer);
@@ -181,7 +182,11 @@ class JWTVerifier:
         if exp > (iat if iat is not None else now) + self.max_lifetime:
             raise InvalidToken("the token lifetime is longer than this server accepts")
         if claims.get("iss") != self.issuer:  # exact, case-sensitive (RFC 7519 §4.1.1)
-            raise InvalidToken("the token issuer is not accepted")
+            received = loggable(claims.get("iss"))
+            raise InvalidToken(
+                "the token issuer is not accepted",
+                reason=f"the token issuer {received} is not the expected {loggable(self.issuer)}",
+            )
         self._check_audience(claims.get("aud"))
         subject = string_claim(claims, "sub", required=True)
         org = org_of(claims, self.org_claim, self.issuer_org)

@@ -3,16 +3,18 @@
 Every key carries exactly one algorithm, decided here from the key itself (its ``alg`` member, or
 its type and curve), so a token's header can never choose how it is verified (RFC 8725 §3.1).
 Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
-with public keys has no business holding either. So are RSA keys under 2048 bits and the weak
-Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can be computed from the public ones.
+with public keys has no business holding either. So are RSA keys whose size or public exponent
+is out of bounds and the weak Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can
+be computed from the public ones (:mod:`resource_server.tokens.rsa_keys`).
 
 Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's source):
 
-- Ours, here: the algorithm taken from the key; refusing ``oct`` keys, private members, RSA
-  under 2048 bits and ROCA keys (PyJWT only warns about short RSA keys, in ``jwt.encode``
-  and ``jwt.decode``); skipping encryption keys; refusing (configured) or dropping (fetched) keys
-  that share a ``kid``; and the cache around fetching: ``max_age``, a refresh on an unknown
-  ``kid``, one attempt per cooldown whatever its outcome, the last good set served through
+- Ours, here and in :mod:`~resource_server.tokens.rsa_keys`: the algorithm taken from the key;
+  refusing ``oct`` keys, private members, RSA moduli outside 2048 to 8192 bits, public exponents
+  other than odd ones in [3, 2**32) (PyJWT only warns about short RSA keys, in ``jwt.encode`` and
+  ``jwt.decode``, and bounds neither), and ROCA keys; skipping encryption keys; refusing (configured) or dropping (fetched)
+  keys that share a ``kid``; and the cache around fetching (:class:`RemoteKeySet`): ``max_age``,
+  a bounded, single-flight refetch on an unknown ``kid``, the last good set served through
   failures, ``Cache-Control: max-age`` honoured within [60 s, 24 h], and a clock that steps
   back. The fetch itself is :mod:`resource_server.tokens.http` (``urllib3``): https only (http
   on loopback), no redirects, a timeout, at most 256 KiB, strict JSON. PyJWT's ``PyJWKClient``
@@ -44,8 +46,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt import PyJWK
 from jwt.exceptions import PyJWTError
 
-from .errors import VerificationUnavailable
+from .errors import VerificationUnavailable, loggable
 from .http import FetchError, JSONFetcher, check_uri
+from .rsa_keys import rsa_key_problem
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 
@@ -60,7 +63,6 @@ _EC_ALGORITHM_OF = {curve: alg for alg, curve in _EC_CURVE_OF.items()}
 # RFC 7517 §9.2 / RFC 7518 §6: members that only a private or symmetric key has.
 _KTY_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}  # by the algorithm name's prefix
 _SECRET_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-_MIN_RSA_BITS = 2048  # RFC 7518 §3.3
 
 
 class KeySetError(ValueError):
@@ -175,30 +177,10 @@ def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
     except (PyJWTError, ValueError, TypeError) as exc:
         raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
     if jwk.get("kty") == "RSA":
-        if parsed.key.key_size < _MIN_RSA_BITS:
-            raise KeySetError(f"key {kid!r} is shorter than {_MIN_RSA_BITS} bits")
-        if _has_roca_fingerprint(parsed.key.public_numbers().n):
-            raise KeySetError(
-                f"key {kid!r} is a known-weak Infineon RSA key (ROCA, CVE-2017-15361): its private"
-                " key can be computed from the public one; replace it"
-            )
+        problem = rsa_key_problem(parsed.key.public_numbers())
+        if problem is not None:
+            raise KeySetError(f"key {kid!r} {problem}")
     return VerificationKey(kid, algorithm, parsed.key, _signature_check(algorithm, parsed.key))
-
-
-# ROCA (CVE-2017-15361; Nemec et al., "The Return of Coppersmith's Attack", ACM CCS 2017): an
-# Infineon library made RSA primes p = k*M + (65537**a mod M), M a primorial, so for each small
-# prime r below, both primes, and hence the modulus, are congruent mod r to a power of 65537. A
-# modulus outside that subgroup for any r is not such a key; a random modulus lies inside it for
-# all of them with negligible probability. This is the "moduli" test of the published detector
-# (github.com/crocs-muni/roca, roca/detect.py, has_fingerprint_moduli, MIT), whose bitmasks are
-# exactly the subgroups computed here.
-_ROCA_PRIMES = tuple(r for r in range(3, 168) if all(r % d for d in range(2, r)))  # odd primes to 167
-_ROCA_SUBGROUPS = tuple((r, frozenset(pow(65537, k, r) for k in range(r))) for r in _ROCA_PRIMES)
-
-
-def _has_roca_fingerprint(modulus: int) -> bool:
-    """Whether an RSA modulus has the structure of the weak Infineon keys (CVE-2017-15361)."""
-    return all(modulus % r in powers for r, powers in _ROCA_SUBGROUPS)
 
 
 def refuse_secrets(jwk: Mapping[str, Any]) -> None:
@@ -279,18 +261,41 @@ def _drop_ambiguous(keys: list[VerificationKey]) -> list[VerificationKey]:
     return kept
 
 
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    """A fetched set, with the number of the fetch that brought it (fetches are counted as they
+    start), when that fetch started, and how long the set may be trusted."""
+
+    keys: KeySet
+    attempt: int
+    at: float
+    max_age: float
+
+
 class RemoteKeySet:
     """A JWK Set fetched from a ``jwks_uri`` (RFC 8414 §2) and cached.
 
-    The set is trusted for the ``max-age`` its response declares (``Cache-Control``, clamped to
-    [60 s, 24 h]), or ``max_age`` seconds when it declares none. An unknown ``kid`` triggers a
-    refresh, and so does an expired cache, but at most one fetch is attempted per ``cooldown``
-    seconds whatever its outcome, so a flood of tokens with made-up kids cannot become a flood
-    of fetches. A failed fetch keeps the last good set in service (logged), so a flaky
-    authorization server does not turn into an outage; while no set has ever been fetched,
-    :class:`VerificationUnavailable` (503) says so rather than call every token invalid. Should
-    ``clock`` step backwards, the time since the last fetch counts as long ago: the set is
-    fetched again rather than trusted as fresh.
+    Freshness. The set is trusted for the ``max-age`` its response declares (``Cache-Control``,
+    clamped to [60 s, 24 h]), or ``max_age`` seconds when it declares none, then fetched again.
+    A failed fetch keeps the last good set in service (logged), so a flaky authorization server
+    does not turn into an outage; while no set has ever been fetched,
+    :class:`VerificationUnavailable` (503) says so rather than call every token invalid.
+
+    Rotation (OpenID Connect Core §10.1.1). An authorization server may sign with a new key as
+    soon as it publishes it, and the verifier is to fetch the set again on an unfamiliar
+    ``kid``. A ``kid`` the set lacks is answered ``None`` (the token is refused, 401) only once
+    a fetch that started after this lookup began has shown it absent: the token was signed
+    before that, so its key was published before that. Until then the token cannot be checked:
+    :class:`VerificationUnavailable` (503), its ``retry_after`` the seconds until the next fetch
+    may start. A token without a ``kid`` causes no fetch: it is matched only by a set of exactly
+    one key (OpenID Connect Core §10.1: with several keys a ``kid`` is required), else refused.
+
+    Bounds. One fetch at a time (single flight: a lookup that needs a fetch waits for the one
+    under way; one that holds a stale but usable set goes on with it), and at most one fetch per
+    ``refetch_interval`` seconds after a successful fetch, per ``cooldown`` seconds after a
+    failed one, whatever the cause: a flood of tokens with made-up kids costs the authorization
+    server one request per interval. Should ``clock`` step backwards, the time since the last
+    fetch counts as long ago: the set is fetched again rather than trusted as fresh.
     """
 
     def __init__(
@@ -299,6 +304,7 @@ class RemoteKeySet:
         *,
         algorithms: Collection[str],
         cooldown: float = 30.0,
+        refetch_interval: float = 5.0,
         max_age: float = 300.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -308,57 +314,80 @@ class RemoteKeySet:
             self.uri = check_uri(uri, "jwks_uri")
         except ValueError as exc:
             raise KeySetError(str(exc)) from None
+        if not (cooldown > 0 and refetch_interval > 0):
+            raise KeySetError("cooldown and refetch_interval must be positive numbers of seconds")
         self._fetcher = fetcher or JSONFetcher(timeout=timeout)
         self._algorithms = frozenset(algorithms)
         self._cooldown = cooldown
+        self._refetch_interval = refetch_interval
         self._default_max_age = max_age
-        self._max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
-        self._keys: KeySet | None = None
-        self._fetched_at = 0.0
+        # Replaced whole, never changed in place: lookups read it without the lock.
+        self._fetched: _Fetched | None = None
+        self._attempts = 0  # fetches started so far
         self._last_attempt: float | None = None
+        self._pause = refetch_interval  # from the last attempt to the next: longer after a failure
 
     def find(self, kid: str | None) -> VerificationKey | None:
         """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``."""
-        now = self._clock()
-        if self._keys is None or not within(now, self._fetched_at, self._max_age):
-            self._refresh()
-        keys = self._keys
-        key = keys.find(kid) if keys is not None else None
-        if key is None:
-            self._refresh()
-            keys = self._keys
-            if keys is None:
+        before = self._attempts  # a fetch that had started already cannot vouch for an absence
+        fetched = self._fetched
+        if fetched is None:
+            fetched = self._refresh(wait=True)
+            if fetched is None:
                 raise VerificationUnavailable(
                     "the authorization server's keys have never been fetched", retry_after=self._retry_after()
                 )
-            key = keys.find(kid)
+        elif not within(self._clock(), fetched.at, fetched.max_age):
+            fetched = self._refresh(wait=False) or fetched
+        key = fetched.keys.find(kid)
+        if key is not None or kid is None:
+            return key
+        if fetched.attempt <= before:
+            fetched = self._refresh(wait=True) or fetched
+            key = fetched.keys.find(kid)
+            if key is None and fetched.attempt <= before:
+                raise VerificationUnavailable(
+                    f"the token's key {loggable(kid)} is not in the JWK Set of {self.uri} as last"
+                    " fetched, and the set cannot be fetched again yet",
+                    retry_after=self._retry_after(),
+                )
         return key
 
     def _retry_after(self) -> int:
-        """Seconds until the cooldown lets the next fetch happen."""
+        """Seconds until the next fetch may start."""
         if self._last_attempt is None:
             return 1
-        return max(1, math.ceil(self._cooldown - (self._clock() - self._last_attempt)))
+        return max(1, math.ceil(self._pause - (self._clock() - self._last_attempt)))
 
-    def _refresh(self) -> None:
-        with self._lock:
+    def _refresh(self, *, wait: bool) -> _Fetched | None:
+        """Fetch the set, unless the last fetch started too recently or (``wait`` false) one is
+        under way; the set in service afterwards."""
+        if not self._lock.acquire(blocking=wait):
+            return self._fetched
+        try:
             # Read under the lock, so the times compared below come in the order the attempts
             # were made: a thread that read the clock earlier but got the lock later would
             # otherwise see a negative elapsed time, count it as long ago, and fetch again.
             now = self._clock()
-            if self._last_attempt is not None and within(now, self._last_attempt, self._cooldown):
-                return
+            if self._last_attempt is not None and within(now, self._last_attempt, self._pause):
+                return self._fetched
             self._last_attempt = now
+            self._attempts += 1
             try:
-                fetched = self._fetcher.get(self.uri)
-                keys = KeySet.from_jwks(fetched.document, self._algorithms, strict=False)
+                document = self._fetcher.get(self.uri)
+                keys = KeySet.from_jwks(document.document, self._algorithms, strict=False)
             except (FetchError, KeySetError) as exc:  # the cached set stays; logged, not raised
+                self._pause = self._cooldown
                 log.warning("could not refresh the JWK Set from %s: %s", self.uri, exc)
-                return
-            self._keys, self._fetched_at = keys, now
-            self._max_age = fetched.max_age if fetched.max_age is not None else self._default_max_age
+                return self._fetched
+            self._pause = self._refetch_interval
+            max_age = document.max_age if document.max_age is not None else self._default_max_age
+            self._fetched = _Fetched(keys, self._attempts, now, max_age)
+            return self._fetched
+        finally:
+            self._lock.release()
 
 
 def within(now: float, then: float, seconds: float) -> bool:

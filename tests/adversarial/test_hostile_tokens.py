@@ -806,8 +806,8 @@ def test_header_urls_are_never_fetched(
         for name, value in members.items()
     }
     for step in range(3):
-        refuse(target, keys.attacker_es.token(now=NOW, headers=filled))
         clock.advance(31 * step)
+        refuse(target, keys.attacker_es.token(now=NOW, headers=filled))
     assert attacker_server.requests == 0
     assert target.verify(keys.es.token(now=int(clock.now))).subject == "user-1"
 

@@ -6,6 +6,7 @@ loopback server whose documents, statuses and headers each test sets; time moves
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -304,3 +305,62 @@ def test_a_configured_jwks_uri_must_be_https_off_loopback(uri: str) -> None:
 @pytest.mark.parametrize("uri", ["http://127.0.0.1:1/jwks", "http://localhost:1/jwks", "http://[::1]:1/jwks"])
 def test_http_is_allowed_on_loopback(uri: str) -> None:
     JWTVerifier(issuer="https://as.test", audience=AUDIENCE, jwks_uri=uri)
+
+
+# -- rotation and logging through discovery -------------------------------------------------------
+
+
+def test_a_key_added_at_a_discovered_issuer_is_never_refused(
+    server: DocumentServer, es: Signer, clock: FakeClock
+) -> None:
+    """The discovered JWK Set refetches on an unknown kid like a configured jwks_uri: 503 until
+    the refetch interval allows a fetch, then accepted, never 401."""
+    issuer = f"{server.base}/tenant"
+    server.serve(f"{RFC8414}/tenant", {"issuer": issuer, "jwks_uri": f"{server.base}/keys"})
+    server.serve("/keys", jwks(es))
+    verifier = discovering(issuer, clock)
+    verifier.verify(token(es, clock, issuer))
+    added = es256("added")
+    server.serve("/keys", jwks(es, added))
+    with pytest.raises(VerificationUnavailable) as caught:
+        verifier.verify(token(added, clock, issuer))
+    assert caught.value.retry_after == 5
+    clock.advance(5)
+    assert verifier.verify(token(added, clock, issuer)).subject == "user-1"
+    assert server.requests == {f"{RFC8414}/tenant": 1, "/keys": 2}
+
+
+def test_a_missing_rfc8414_document_is_logged_once_per_issuer(
+    server: DocumentServer, es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OpenID Connect provider without an RFC 8414 document, whose metadata says no-store
+    (refreshed every minute): one warning per issuer, and the location that answered is asked
+    first from then on."""
+    verifiers = {}
+    for realm in ("acme", "globex"):
+        issuer = f"{server.base}/realms/{realm}"
+        metadata = {"issuer": issuer, "jwks_uri": f"{server.base}/certs"}
+        server.serve(f"/realms/{realm}{OIDC}", metadata, Cache_Control="no-store")
+        verifiers[issuer] = discovering(issuer, clock)
+    server.serve("/certs", jwks(es))
+    with caplog.at_level(logging.DEBUG, "resource_server"):
+        for _ in range(4):
+            for issuer, verifier in verifiers.items():
+                assert verifier.verify(token(es, clock, issuer)).subject == "user-1"
+            clock.advance(61)
+    for realm in ("acme", "globex"):
+        assert server.requests[f"/realms/{realm}{OIDC}"] == 4
+        assert server.requests[f"{RFC8414}/realms/{realm}"] == 1
+    warnings = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert len(warnings) == 2
+    assert "/realms/acme" in warnings[0] and "/realms/globex" in warnings[1]
+
+
+def test_metadata_for_another_issuer_is_logged_with_both_issuers(
+    server: DocumentServer, es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    issuer = f"{server.base}/tenant"
+    server.serve(f"{RFC8414}/tenant", {"issuer": f"{issuer}/", "jwks_uri": f"{server.base}/keys"})
+    with caplog.at_level(logging.WARNING, "resource_server"), pytest.raises(VerificationUnavailable):
+        discovering(issuer, clock).verify(token(es, clock, issuer))
+    assert f"names the issuer '{issuer}/', not '{issuer}'" in caplog.text

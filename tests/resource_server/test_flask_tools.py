@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from flask import Blueprint, Flask
@@ -288,3 +289,26 @@ def test_check_does_not_count_a_none_default_as_the_org_variable(es: Signer) -> 
     )
     found = json.loads(app.test_cli_runner().invoke(args=["scopes", "check", "--json"]).output)["problems"]
     assert [p.split()[0] for p in found] == ["/audit"]
+
+
+def test_a_refused_issuer_is_named_in_the_log_and_by_explain_never_in_the_response(
+    es: Signer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A configuration that differs by a trailing slash: the operator sees both values, in the
+    log line and in ``flask scopes explain``; the client sees neither."""
+    app, _ = make_app(es)
+    token = es.token(iss=f"{ISSUER}/", now=int(FakeClock().now))
+    with caplog.at_level(logging.INFO, "resource_server"):
+        sent = app.test_client().get("/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"})
+    assert sent.status_code == 401
+    assert sent.get_json()["error_description"] == "the token issuer is not accepted"
+    assert ISSUER not in sent.get_data(as_text=True)
+    assert not [value for _, value in sent.headers if ISSUER in value]
+    both = f"the token issuer '{ISSUER}/' is not the expected '{ISSUER}'"
+    assert [r.getMessage() for r in caplog.records if both in r.getMessage()]
+    explained = app.test_cli_runner().invoke(
+        args=["scopes", "explain", "--token", token, "GET", "/orgs/acme/projects"]
+    )
+    assert explained.output.startswith(f"401: {both}")
+    body = json.loads(explained.output.splitlines()[-1])
+    assert ISSUER not in json.dumps(body)

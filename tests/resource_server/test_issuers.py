@@ -3,7 +3,9 @@ real Flask apps, and a real introspection endpoint for tokens that are not JWTs.
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +14,9 @@ from flask import Flask, jsonify
 from policy import Roles
 from resource_server import InvalidToken, JWTVerifier, TrustedIssuers
 from resource_server.flask import ResourceServer, current_access
-from tests.support import AUDIENCE, DROP, NOW, FakeClock, Signer, es256, jwks, rs256
+from resource_server.tokens.introspection import IntrospectionVerifier
+from tests.resource_server.test_introspection import CLIENT_ID, CLIENT_SECRET, IntrospectionServer, active
+from tests.support import AUDIENCE, DROP, ISSUER, NOW, FakeClock, Signer, b64url, es256, jwks, rs256
 
 ACME, GLOBEX = "https://login.acme.test", "https://login.globex.test/tenant"
 CLOCK = FakeClock(NOW)
@@ -161,3 +165,109 @@ def test_one_clock_given_as_two_bound_methods_is_one_clock(acme_key: Signer, glo
         ]
     )
     assert trusted.verify(acme_key.token(iss=ACME, sub="alice")).subject == "alice"
+
+
+# -- routing: only a JWS goes to the JWT verifiers -------------------------------------------------
+
+
+@pytest.fixture
+def introspection() -> Iterator[IntrospectionServer]:
+    running = IntrospectionServer()
+    running.start()
+    yield running
+    running.stop()
+    assert not running.problems
+
+
+def with_introspection(server: IntrospectionServer, acme_key: Signer) -> TrustedIssuers:
+    return TrustedIssuers(
+        [JWTVerifier(issuer=ACME, audience=AUDIENCE, jwks=jwks(acme_key), clock=CLOCK)],
+        opaque=IntrospectionVerifier(
+            endpoint=server.url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            clock=CLOCK,
+            timeout=2.0,
+        ),
+    )
+
+
+def segment(value: Any) -> str:
+    return b64url(json.dumps(value).encode())
+
+
+OPAQUE_SHAPES = {
+    "three base64url words": "aGVsbG8.d29ybGQ.Zm9v",  # "hello.world.foo"
+    "PASETO v4.local without footer": f"v4.local.{b64url(bytes(range(64)))}",
+    "header without alg": f"{segment({'typ': 'JWT'})}.{segment({'iss': ACME})}.c2ln",
+    "alg not a string": f"{segment({'alg': 256})}.{segment({'iss': ACME})}.c2ln",
+    "header a JSON array": f"{segment(['ES256'])}.{segment({'iss': ACME})}.c2ln",
+}
+
+
+@pytest.mark.parametrize("token", list(OPAQUE_SHAPES.values()), ids=list(OPAQUE_SHAPES))
+def test_a_token_whose_first_segment_is_no_jose_header_goes_to_introspection(
+    token: str, introspection: IntrospectionServer, acme_key: Signer
+) -> None:
+    introspection.answers[token] = active(sub="carol")
+    assert with_introspection(introspection, acme_key).verify(token).subject == "carol"
+    assert introspection.calls == 1
+
+
+def unsigned(header: dict[str, Any], signature: str = "") -> str:
+    return f"{segment(header)}.{segment({'iss': ACME, 'sub': 'alice', 'aud': AUDIENCE})}.{signature}"
+
+
+JWS_SHAPES = {
+    'alg "none", empty signature (RFC 7519 §6)': (unsigned({"alg": "none"}), "compact-serialized"),
+    'alg "none" with a signature': (unsigned({"alg": "none", "typ": "at+jwt"}, "c2ln"), "algorithm"),
+    "alg HS256": (unsigned({"alg": "HS256", "typ": "at+jwt"}, "c2ln"), "algorithm"),
+    'alg ""': (unsigned({"alg": "", "typ": "at+jwt"}, "c2ln"), "algorithm"),
+}
+
+
+@pytest.mark.parametrize(("token", "fragment"), list(JWS_SHAPES.values()), ids=list(JWS_SHAPES))
+def test_a_jws_is_judged_as_a_jwt_whatever_its_alg_and_never_introspected(
+    token: str, fragment: str, introspection: IntrospectionServer, acme_key: Signer
+) -> None:
+    refuse(with_introspection(introspection, acme_key), token, fragment)
+    assert introspection.calls == 0
+
+
+def test_a_jwt_still_goes_to_its_issuer_with_introspection_configured(
+    introspection: IntrospectionServer, acme_key: Signer
+) -> None:
+    trusted = with_introspection(introspection, acme_key)
+    assert trusted.verify(acme_key.token(iss=ACME, sub="alice")).subject == "alice"
+    assert introspection.calls == 0
+
+
+# -- a refused issuer: what was received and what is trusted, for the log only ---------------------
+
+
+def test_a_refused_issuer_names_the_trusted_ones_in_the_reason(
+    trusted: TrustedIssuers, globex_key: Signer
+) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        trusted.verify(globex_key.token(iss=f"{ACME.upper()}/"))
+    assert caught.value.description == "the token issuer is not accepted"
+    assert caught.value.reason == (
+        f"the token issuer '{ACME.upper()}/' is not a trusted one ('{ACME}', '{GLOBEX}'); the trusted"
+        f" '{ACME}' differs from it only in case or a trailing slash"
+    )
+
+
+def test_a_refused_issuer_among_many_lists_five(acme_key: Signer) -> None:
+    many = TrustedIssuers(
+        JWTVerifier(issuer=f"https://t{n}.test", audience=AUDIENCE, jwks=jwks(acme_key), clock=CLOCK)
+        for n in range(8)
+    )
+    with pytest.raises(InvalidToken) as caught:
+        many.verify(acme_key.token(iss="https://evil.test\n"))
+    listed = ", ".join(f"'https://t{n}.test'" for n in range(5))
+    assert (
+        caught.value.reason
+        == f"the token issuer 'https://evil.test\\n' is not a trusted one ({listed} and 3 more)"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import socket
 import threading
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from resource_server import InvalidToken, JWTVerifier, KeySetError, VerificationUnavailable
 from resource_server.tokens.keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey, load_key
-from tests.support import AUDIENCE, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
+from tests.support import AUDIENCE, DROP, ISSUER, FakeClock, JWKSServer, Signer, b64url, jwks, rs256
 
 NOW = 1_900_000_000
 DEFAULT = frozenset({"RS256", "ES256", "EdDSA"})
@@ -311,30 +312,33 @@ def test_the_first_verification_fetches_once(es: Signer, server: JWKSServer, clo
     assert server.requests == 1
 
 
-def test_an_unknown_kid_refreshes_once_per_cooldown(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
+def test_an_unknown_kid_is_refetched_at_most_once_per_interval(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """A kid is refused (401) only once a fetch made for that token shows it absent; while the
+    next fetch may not start yet, the token cannot be checked (503 until then), and no fetch."""
     verifier = remote(server.url, clock)
     verifier.verify(token_at(es, clock))
     assert server.requests == 1
     clock.advance(30)
     unknown_key(verifier, token_at(es, clock, kid="unknown-1"))
-    assert server.requests == 2  # one refresh for the unknown kid
-    for step, kid in enumerate(["unknown-2", "unknown-3", "unknown-1", "unknown-4"]):
-        clock.advance(7 if step else 0)
-        unknown_key(verifier, token_at(es, clock, kid=kid))
-    assert server.requests == 2  # 21 s later, still inside the 30 s cooldown
-    clock.advance(9)  # 30 s after the refresh
+    assert server.requests == 2  # one refresh for the unknown kid, which settles it
+    for waited, kid in enumerate(["unknown-2", "unknown-3", "unknown-1", "unknown-4"]):
+        assert unavailable(verifier, token_at(es, clock, kid=kid)).retry_after == 5 - waited
+        clock.advance(1)
+    assert server.requests == 2  # 4 s later, still inside the 5 s refetch interval
+    clock.advance(1)  # 5 s after the refresh
     unknown_key(verifier, token_at(es, clock, kid="unknown-5"))
     assert server.requests == 3
     assert verifier.verify(token_at(es, clock)).subject == "user-1"
     assert server.requests == 3
 
 
-def test_the_first_fetch_also_starts_the_cooldown(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
-    """RemoteKeySet: "at most one fetch is attempted per cooldown seconds whatever its outcome"."""
+def test_the_first_fetch_also_starts_the_interval(es: Signer, server: JWKSServer, clock: FakeClock) -> None:
     verifier = remote(server.url, clock)
     verifier.verify(token_at(es, clock))
-    clock.advance(29)
-    unknown_key(verifier, token_at(es, clock, kid="unknown"))
+    clock.advance(4)
+    assert unavailable(verifier, token_at(es, clock, kid="unknown")).retry_after == 1
     assert server.requests == 1
 
 
@@ -353,6 +357,7 @@ def test_rotation_a_new_key_verifies_after_a_refresh(
     server.document = jwks(new)  # the old key is retired
     assert verifier.verify(token_at(new, clock)).subject == "user-1"  # max_age passed: refetched
     assert server.requests == 3
+    clock.advance(5)
     unknown_key(verifier, token_at(es, clock))
 
 
@@ -395,8 +400,9 @@ def test_a_failing_server_leaves_the_cached_keys_in_service(
     clock.advance(3600)
     assert verifier.verify(token_at(es, clock)).subject == "user-1"
     assert server.requests == 3
-    unknown_key(verifier, token_at(es, clock, kid="unknown"))  # cooldown: no fetch
-    assert server.requests == 3
+    # A kid the cached set lacks cannot be checked while the server fails: it may be a new key.
+    assert unavailable(verifier, token_at(es, clock, kid="unknown")).retry_after == 30
+    assert server.requests == 3  # the failed refresh started the cooldown: no fetch
 
 
 def test_a_server_gone_down_leaves_the_cached_keys_in_service(es: Signer, clock: FakeClock) -> None:
@@ -407,7 +413,7 @@ def test_a_server_gone_down_leaves_the_cached_keys_in_service(es: Signer, clock:
     assert verifier.verify(token_at(es, clock)).subject == "user-1"
     clock.advance(3600)
     assert verifier.verify(token_at(es, clock)).subject == "user-1"
-    unknown_key(verifier, token_at(es, clock, kid="unknown"))
+    unavailable(verifier, token_at(es, clock, kid="unknown"))
 
 
 def unavailable(verifier: JWTVerifier, token: str) -> VerificationUnavailable:
@@ -471,8 +477,8 @@ def test_one_bad_key_in_a_fetched_set_does_not_spoil_the_good_one(
     document = {"keys": [BAD_NEIGHBOURS[case](es, rs, ed), es.jwk]}
     with JWKSServer(document).running() as server:
         verifier = remote(server.url, clock)
+        unknown_key(verifier, token_at(es, clock, kid="bad"))  # the fetch it made shows it absent
         assert verifier.verify(token_at(es, clock)).subject == "user-1"
-        unknown_key(verifier, token_at(es, clock, kid="bad"))
 
 
 def run_concurrently(verifier: JWTVerifier, tokens: list[str]) -> list[BaseException]:
@@ -571,9 +577,13 @@ def test_remote_key_set_finds_keys_directly(
     keys = RemoteKeySet(server.url, algorithms=DEFAULT, clock=clock)
     assert keys.find(es.kid).algorithm == "ES256"
     assert keys.find(rs.kid).algorithm == "RS256"
-    assert keys.find(None) is None
-    assert keys.find("../../etc/passwd") is None
+    assert keys.find(None) is None  # two keys: a token without a kid matches neither, no fetch
+    with pytest.raises(VerificationUnavailable):  # not before a fetch made for it
+        keys.find("../../etc/passwd")
     assert server.requests == 1
+    clock.advance(5)
+    assert keys.find("../../etc/passwd") is None
+    assert server.requests == 2
 
 
 # -- a clock that steps backwards ------------------------------------------------------------------
@@ -592,10 +602,10 @@ def test_after_the_clock_steps_back_a_rotated_key_is_fetched(
     clock.advance(-3600)
     assert verifier.verify(token_at(rotated, clock)).subject == "user-1"
     assert server.requests == 2
-    # The fetch restarts the cooldown at the new time: made-up kids do not fetch again.
-    unknown_key(verifier, token_at(es, clock, kid="made-up"))
-    clock.advance(29)
-    unknown_key(verifier, token_at(es, clock, kid="made-up-too"))
+    # The fetch restarts the interval at the new time: made-up kids do not fetch again.
+    unavailable(verifier, token_at(es, clock, kid="made-up"))
+    clock.advance(4)
+    unavailable(verifier, token_at(es, clock, kid="made-up-too"))
     assert server.requests == 2
 
 
@@ -677,6 +687,302 @@ def test_a_roca_key_in_a_fetched_set_is_skipped_with_a_warning(
     document = {"keys": [rsa_jwk(ROCA_MODULI["2048-bit (mod03)"], "roca"), es.jwk]}
     with JWKSServer(document).running() as server, caplog.at_level(logging.WARNING, "resource_server"):
         verifier = remote(server.url, clock)
-        assert verifier.verify(token_at(es, clock)).subject == "user-1"
         unknown_key(verifier, token_at(es, clock, kid="roca"))
+        assert verifier.verify(token_at(es, clock)).subject == "user-1"
     assert any("ROCA" in record.getMessage() for record in caplog.records)
+
+
+# -- RSA sizes and public exponents ----------------------------------------------------------------
+
+
+def rsa_key_with_exponent(bits: int, seed: int) -> rsa.RSAPrivateKey:
+    """A real 2048-bit RSA key pair whose public exponent has ``bits`` bits: the primes of a
+    generated key, with an odd exponent prime to their λ, as anyone can make with OpenSSL."""
+    generated = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    p, q = generated.p, generated.q
+    lam = math.lcm(p - 1, q - 1)
+    rng = random.Random(seed)
+    e = 0
+    while math.gcd(e, lam) != 1:
+        e = rng.getrandbits(bits) | 1 << (bits - 1) | 1
+    d = pow(e, -1, lam)
+    public = rsa.RSAPublicNumbers(e, p * q)
+    return rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), pow(q, -1, p), public).private_key()
+
+
+@pytest.fixture(scope="module")
+def huge_exponent() -> Signer:
+    """The finding's key: 2048 bits with a 2040-bit exponent (about 100 times slower to verify
+    with than one whose exponent is 65537)."""
+    return Signer("huge-e", "RS256", rsa_key_with_exponent(2040, seed=2040))
+
+
+def with_exponent(jwk: dict[str, Any], e: int) -> dict[str, Any]:
+    return {**jwk, "e": b64url(e.to_bytes((e.bit_length() + 7) // 8, "big"))}
+
+
+@pytest.mark.parametrize("e", [3, 65537, 2**31 + 1, 2**32 - 1], ids=["3", "65537", "2**31+1", "2**32-1"])
+def test_odd_exponents_from_3_to_32_bits_load(e: int, rs: Signer) -> None:
+    assert load_key(with_exponent(rs.jwk, e), DEFAULT).algorithm == "RS256"
+
+
+@pytest.mark.parametrize("e", [2**32 + 1, 2**64 + 1, 2**255 + 1], ids=["2**32+1", "2**64+1", "2**255+1"])
+def test_exponents_of_more_than_32_bits_are_refused(e: int, rs: Signer) -> None:
+    with pytest.raises(KeySetError, match="exponent"):
+        load_key(with_exponent(rs.jwk, e), DEFAULT)
+
+
+@pytest.mark.parametrize("e", [1, 2, 65536], ids=["1", "2", "even"])
+def test_exponents_that_are_no_rsa_exponent_are_refused(e: int, rs: Signer) -> None:
+    with pytest.raises(KeySetError):
+        load_key(with_exponent(rs.jwk, e), DEFAULT)
+
+
+def test_a_real_key_with_a_huge_exponent_is_refused(huge_exponent: Signer) -> None:
+    """It verifies its own signatures correctly; it is refused for what verifying them costs."""
+    with pytest.raises(KeySetError, match="exponent"):
+        load_key(huge_exponent.jwk, DEFAULT)
+    with pytest.raises(ValueError, match="exponent"):  # configuration: start-up fails
+        JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(huge_exponent))
+
+
+def odd_modulus(bits: int) -> int:
+    """An odd number of exactly ``bits`` bits, to stand for a public modulus of that size (which
+    no check can tell from a product of two primes without factoring it)."""
+    return random.Random(bits).getrandbits(bits) | 1 << (bits - 1) | 1
+
+
+@pytest.mark.parametrize(("bits", "loads"), [(2047, False), (2048, True), (8192, True), (8193, False)])
+def test_the_modulus_has_2048_to_8192_bits(bits: int, loads: bool) -> None:
+    jwk = rsa_jwk(odd_modulus(bits), "sized")
+    if loads:
+        assert load_key(jwk, DEFAULT).algorithm == "RS256"
+    else:
+        with pytest.raises(KeySetError, match="2048 to 8192 bits"):
+            load_key(jwk, DEFAULT)
+
+
+def test_a_fetched_key_out_of_bounds_is_skipped_with_a_warning(
+    huge_exponent: Signer, es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    document = {"keys": [huge_exponent.jwk, rsa_jwk(odd_modulus(8200), "too-big"), es.jwk]}
+    with JWKSServer(document).running() as server, caplog.at_level(logging.WARNING, "resource_server"):
+        verifier = remote(server.url, clock)
+        unknown_key(verifier, token_at(huge_exponent, clock))
+        clock.advance(5)
+        unknown_key(verifier, token_at(es, clock, kid="too-big"))
+        assert verifier.verify(token_at(es, clock)).subject == "user-1"
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("'huge-e'" in line and "exponent" in line for line in warnings)
+    assert any("'too-big'" in line and "8200-bit" in line for line in warnings)
+
+
+def test_a_dpop_proof_by_a_key_with_a_huge_exponent_is_an_invalid_proof(
+    es: Signer, huge_exponent: Signer
+) -> None:
+    from flask import Flask
+
+    from policy import Roles
+    from resource_server.dpop import DPoPVerifier
+    from resource_server.flask import ResourceServer
+    from tests.support import ProofSigner, dpop_key
+
+    clock = FakeClock(NOW)
+    app = Flask(__name__)
+    app.config["RESOURCE_SERVER_RESOURCE"] = "https://api.test"
+    guard = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock),
+        roles=Roles({"member": ["project:read"]}),
+        membership=lambda subject, org: "member",
+        dpop=DPoPVerifier(clock=clock),
+    )
+    app.add_url_rule(
+        "/orgs/<org>/projects", "projects", guard.require({"GET": "project:read"})(lambda org: "ok")
+    )
+    url = "https://api.test/orgs/acme/projects"
+
+    def answer(key: ProofSigner) -> Any:
+        token = es.token(cnf={"jkt": key.jkt})
+        proof = key.proof("GET", url, access_token=token)
+        return app.test_client().get(url, headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+
+    assert answer(dpop_key("RS256")).status_code == 200  # an ordinary RSA key
+    refused = answer(ProofSigner("RS256", huge_exponent.private_key))
+    assert refused.status_code == 401
+    assert refused.get_json()["error"] == "invalid_dpop_proof"
+
+
+# -- rotation (OpenID Connect Core §10.1.1): a new key is never refused while a fetch may find it --
+
+
+def test_the_window_in_which_a_new_key_is_answered_503_is_the_refetch_interval(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """The worst case, measured: the server publishes a key and signs with it right after the
+    set was fetched. Every half second a client presents a token signed with the new key: it is
+    told to retry (503) until the refetch interval has passed since that fetch, each Retry-After
+    bringing it back no earlier than that; then the set is fetched and the token accepted. It
+    is never told the token is invalid."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    fetched_at = clock.now
+    added = Signer("added", "ES256", ec.generate_private_key(ec.SECP256R1()))
+    server.document = jwks(es, added)
+    told: list[int] = []
+    while True:
+        try:
+            accepted = verifier.verify(token_at(added, clock))
+        except VerificationUnavailable as unavailable_now:
+            told.append(unavailable_now.retry_after)
+            assert clock.now + unavailable_now.retry_after >= fetched_at + 5
+            clock.advance(0.5)
+            continue
+        break
+    assert accepted.subject == "user-1"
+    assert clock.now - fetched_at == 5.0
+    assert told == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
+    assert server.requests == 2
+
+
+class GatedJWKS:
+    """A JWK Set on 127.0.0.1 that tests change and count requests to; while ``gate`` is clear,
+    answers wait for it (``asked`` is set by each request), so a fetch can be held in flight."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+        self.requests = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.asked = threading.Event()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                owner.requests += 1
+                owner.asked.set()
+                owner.gate.wait(120)
+                body = json.dumps(owner.document).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}/jwks"
+
+    def hold(self) -> None:
+        self.asked.clear()
+        self.gate.clear()
+
+    def __enter__(self) -> GatedJWKS:
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def outcomes(verifier: JWTVerifier, tokens: list[str], server: GatedJWKS) -> list[str]:
+    """Verify every token on its own thread, all at once, while the server holds the fetch they
+    cause; release it once asked. Each outcome: "ok", "401" or "503"."""
+    results: list[str] = []
+    barrier = threading.Barrier(len(tokens))
+
+    def attempt(token: str) -> None:
+        barrier.wait()
+        try:
+            verifier.verify(token)
+            results.append("ok")
+        except InvalidToken:
+            results.append("401")
+        except VerificationUnavailable:
+            results.append("503")
+
+    threads = [threading.Thread(target=attempt, args=(token,)) for token in tokens]
+    for thread in threads:
+        thread.start()
+    assert server.asked.wait(20)
+    server.gate.set()
+    for thread in threads:
+        thread.join(20)
+    assert not any(thread.is_alive() for thread in threads)
+    return results
+
+
+def test_tokens_signed_with_a_new_key_at_once_share_one_fetch(es: Signer, clock: FakeClock) -> None:
+    added = Signer("added", "ES256", ec.generate_private_key(ec.SECP256R1()))
+    with GatedJWKS(jwks(es)) as server:
+        verifier = remote(server.url, clock)
+        verifier.verify(token_at(es, clock))
+        server.document = jwks(es, added)
+        clock.advance(10)
+        server.hold()
+        assert outcomes(verifier, [token_at(added, clock) for _ in range(20)], server) == ["ok"] * 20
+        assert server.requests == 2
+
+
+def test_a_flood_of_made_up_kids_costs_one_fetch_per_interval(es: Signer, clock: FakeClock) -> None:
+    with GatedJWKS(jwks(es)) as server:
+        verifier = remote(server.url, clock)
+        verifier.verify(token_at(es, clock))
+        for wave in (1, 2, 3):
+            clock.advance(5)
+            server.hold()
+            results = outcomes(verifier, random_kid_tokens(es, clock), server)
+            assert set(results) <= {"401", "503"}  # 401 once a fetch made for it shows it absent
+            assert server.requests == 1 + wave
+
+
+def test_a_stale_set_is_refreshed_by_one_thread_while_the_others_go_on(es: Signer, clock: FakeClock) -> None:
+    with GatedJWKS(jwks(es)) as server:
+        # A timeout longer than the test waits: the held fetch cannot end by itself meanwhile.
+        keys = RemoteKeySet(server.url, algorithms=DEFAULT, clock=clock, timeout=120)
+        keys.find(es.kid)
+        clock.advance(301)  # past max_age
+        server.hold()
+        refresher = threading.Thread(target=keys.find, args=(es.kid,))
+        refresher.start()
+        assert server.asked.wait(20)  # the refresh is in flight, held by the server
+        found: list[VerificationKey | None] = []
+        other = threading.Thread(target=lambda: found.append(keys.find(es.kid)))
+        other.start()
+        other.join(20)  # with the stale set in hand, it does not wait for the refresh
+        went_on = not other.is_alive()
+        server.gate.set()
+        refresher.join(20)
+        other.join(20)
+    assert went_on
+    assert found[0] is not None and found[0].kid == es.kid
+    assert server.requests == 2
+
+
+def test_a_token_without_a_kid_matches_only_a_lone_key_and_fetches_nothing(
+    es: Signer, rs: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """OpenID Connect Core §10.1: with several keys in the set a kid is required. A token
+    without one cannot name a new key, so no fetch could help it: 401 at once, never a fetch."""
+    server.document = jwks(es, rs)
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    for _ in range(3):
+        clock.advance(31)
+        unknown_key(verifier, token_at(es, clock, kid=DROP))
+    assert server.requests == 1
+    server.document = jwks(es)
+    clock.advance(300)  # expired: refetched; a lone key answers for a token without a kid
+    assert verifier.verify(token_at(es, clock, kid=DROP)).subject == "user-1"
+
+
+def test_the_refetch_interval_and_cooldown_must_be_positive() -> None:
+    with pytest.raises(KeySetError, match="refetch_interval"):
+        RemoteKeySet("https://as.test/jwks", algorithms=DEFAULT, refetch_interval=0)
+    with pytest.raises(KeySetError, match="cooldown"):
+        RemoteKeySet("https://as.test/jwks", algorithms=DEFAULT, cooldown=-1)

@@ -634,3 +634,29 @@ def test_a_token_bound_by_a_method_this_server_cannot_check_is_refused(
 )
 def test_a_malformed_cnf_is_refused(cnf: Any, fragment: str, es: Signer, verifier: JWTVerifier) -> None:
     assert refuse(verifier, make(es, cnf=cnf), fragment).description.isascii()
+
+
+# -- a refused issuer: both values in the reason (for the log), neither in the description --------
+
+
+@pytest.mark.parametrize(
+    ("iss", "shown"),
+    [
+        (f"{ISSUER}/", f"'{ISSUER}/'"),  # the usual slip: a trailing slash
+        (ISSUER.upper(), f"'{ISSUER.upper()}'"),
+        (f"{ISSUER}\n2030-01-01 INFO forged line", f"'{ISSUER}\\n2030-01-01 INFO forged line'"),
+        (f"{ISSUER}\u202e", f"'{ISSUER}\\u202e'"),  # bidi override: escaped, never printed
+        ("é" * 600, "'" + "\\xe9" * 200 + "'... (600 characters)"),  # bounded
+        ([ISSUER], "an array"),  # a value of another type is named, not printed
+        (DROP, "none"),
+    ],
+    ids=["trailing slash", "case", "newline", "bidi override", "long", "array", "missing"],
+)
+def test_a_refused_issuer_is_named_in_the_reason_and_never_in_the_description(
+    iss: Any, shown: str, es: Signer, verifier: JWTVerifier
+) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        verifier.verify(make(es, iss=iss))
+    assert caught.value.description == "the token issuer is not accepted"
+    assert caught.value.reason == f"the token issuer {shown} is not the expected '{ISSUER}'"
+    assert caught.value.reason.isascii() and caught.value.reason.isprintable()
