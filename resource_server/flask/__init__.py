@@ -15,14 +15,30 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Request, Response, after_this_request, current_app, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
-from flask.views import View
-from werkzeug.local import LocalProxy
+try:
+    from flask import (
+        Blueprint,
+        Flask,
+        Request,
+        Response,
+        after_this_request,
+        current_app,
+        g,
+        jsonify,
+        request,
+    )
+    from flask.blueprints import BlueprintSetupState
+    from flask.views import View
+    from werkzeug.local import LocalProxy
+except ModuleNotFoundError as exc:
+    from ..checks import missing_extra
+
+    raise missing_extra("flask", "resource_server.flask", exc) from exc
 
 from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
+from ..checks import authorization_servers, check_sync_membership, ungranted_scopes
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
 from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
@@ -34,6 +50,7 @@ from ..viewer_context import ViewerContext, ViewerContextVerifier
 from .cli import scopes_cli
 from .openapi import openapi_security
 from .responses import denial_response
+from .routes import protected_routes
 
 if TYPE_CHECKING:
     from ..capability import CapabilityVerifier
@@ -108,6 +125,7 @@ class ResourceServer:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
     ) -> None:
+        check_sync_membership(membership, "resource_server.flask")
         self.verifier = verifier
         self.dpop = dpop  # RFC 9449: accept Authorization: DPoP with a proof checked by it
         self.dpop_required = dpop_required  # refuse bearer tokens
@@ -122,6 +140,9 @@ class ResourceServer:
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
+        # The view functions require() wrapped (and what they wrap), by id, held so that no id is
+        # reused: one of them in app.view_functions is a route serving the unwrapped function.
+        self._wrapped_views: dict[int, Callable[..., Any]] = {}
         if app is not None:
             self.init_app(app)
 
@@ -146,9 +167,8 @@ class ResourceServer:
             dpop=self.dpop,
             dpop_required=self.dpop_required,
         )
-        # Unset, the issuers a TrustedIssuers verifier trusts are the authorization servers.
-        servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", getattr(self.verifier, "issuers", ()))
-        servers = (servers,) if isinstance(servers, str) else tuple(servers)
+        # Unset, the issuers the verifier accepts tokens from are the authorization servers.
+        servers = authorization_servers(config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS"), self.verifier)
         if resource is not None:
             check_resource(resource, "RESOURCE_SERVER_RESOURCE")
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
@@ -163,6 +183,10 @@ class ResourceServer:
                 view_func=self._metadata_view,
                 methods=["GET"],
             )
+        # Routes declared before init_app are checked now; those declared after (the usual order,
+        # and blueprints registered later), before the first request.
+        self._check_routes(app)
+        app.before_request(self._checking_routes_once(app))
 
     # -- declaring what routes need ---------------------------------------------------------------
 
@@ -187,6 +211,7 @@ class ResourceServer:
                 return self._protect_view_class(target, scope_map, org, viewer_context)  # type: ignore[return-value]
             if scope_map is None:
                 raise TypeError("require() on a view function needs a scope map")
+            self._remember_wrapped(target)
             return self._wrap(target, self._register(scope_map), org, viewer_context)
 
         return decorate
@@ -226,21 +251,23 @@ class ResourceServer:
         *,
         token_url: str | None = None,
         authorization_url: str | None = None,
+        openid_connect_url: str | None = None,
         scheme: str = "oauth2",
     ) -> dict[str, Any]:
         """OpenAPI 3 ``securitySchemes`` and per-operation ``security`` for every protected route;
-        see :func:`resource_server.flask.openapi.openapi_security`. ``token_url`` defaults to
-        ``<first RESOURCE_SERVER_AUTHORIZATION_SERVERS entry>/token``; pass the real one if your
-        server's metadata (RFC 8414 ``token_endpoint``) says otherwise."""
+        see :func:`resource_server.flask.openapi.openapi_security`. No endpoint is guessed: an
+        ``oauth2`` scheme needs ``token_url`` (and ``authorization_url`` for the code flow), an
+        ``openIdConnect`` one ``openid_connect_url`` or a verifier that discovers its issuer;
+        otherwise the scheme is ``http`` bearer."""
 
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        if token_url is None:
-            servers = self._state(app).authorization_servers
-            if not servers:
-                raise ValueError("give token_url, or configure RESOURCE_SERVER_AUTHORIZATION_SERVERS")
-            token_url = f"{servers[0].rstrip('/')}/token"
         return openapi_security(
-            app, self, token_url=token_url, authorization_url=authorization_url, scheme=scheme
+            app,
+            self,
+            token_url=token_url,
+            authorization_url=authorization_url,
+            openid_connect_url=openid_connect_url,
+            scheme=scheme,
         )
 
     @property
@@ -252,6 +279,64 @@ class ResourceServer:
         compiled = scope_map if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)
         self._scope_maps.append(compiled)
         return compiled
+
+    # -- the start-up checks -----------------------------------------------------------------------
+
+    def _remember_wrapped(self, view: Callable[..., Any]) -> None:
+        """Remember ``view`` and every function it wraps (``__wrapped__``, which
+        ``functools.wraps`` sets), as none of them may be what a route serves."""
+        found: Any = view
+        while found is not None and id(found) not in self._wrapped_views:
+            self._wrapped_views[id(found)] = found
+            found = getattr(found, "__wrapped__", None)
+
+    def misordered(self, app: Flask) -> dict[str, str]:
+        """Endpoint → what is wrong, for each endpoint of ``app`` serving a function that
+        :meth:`require` wrapped: with ``@rs.require`` written above ``@app.route``, the route
+        registers the function before it is wrapped, and every request reaches it unchecked."""
+        public = set(app.config.get("RESOURCE_SERVER_PUBLIC_ENDPOINTS", ()))
+        found = {}
+        for endpoint, view in app.view_functions.items():
+            if self._wrapped_views.get(id(view)) is not view or endpoint in public:
+                continue
+            if getattr(view, "_resource_server_public", False):
+                continue  # the same function also serves a route declared public on purpose
+            rules = ", ".join(sorted(rule.rule for rule in app.url_map.iter_rules(endpoint)))
+            found[endpoint] = (
+                f"{rules} ({endpoint}) serves {getattr(view, '__qualname__', view)!r} unprotected: "
+                "@rs.require is above @app.route, so the route has the function as it was before "
+                "require wrapped it. Put @rs.require below @app.route"
+            )
+        return found
+
+    def _check_routes(self, app: Flask) -> None:
+        """``ValueError`` for a route that serves a function :meth:`require` wrapped, or whose
+        scope map names a scope no role grants (the check every adapter runs at start-up:
+        :func:`resource_server.checks.ungranted_scopes`)."""
+        maps = [(route.rule, route.scope_map) for route in protected_routes(app, self) if route.scope_map]
+        found = [*self.misordered(app).values(), *ungranted_scopes(self.roles, maps)]
+        if found:
+            raise ValueError("; ".join(found))
+
+    def _checking_routes_once(self, app: Flask) -> Callable[[], None]:
+        """A ``before_request`` function running :meth:`_check_routes` at the first request, when
+        every route and blueprint is registered (Flask refuses new ones after it). Until the routes
+        pass, every request fails (a 500, the error in the log): none reaches an unchecked view.
+        Once they pass, it leaves the app's list, so later requests do not pay for it."""
+        checked = False
+
+        def check_routes() -> None:
+            nonlocal checked
+            if checked:
+                return
+            self._check_routes(app)
+            checked = True
+            hooks = app.before_request_funcs.get(None)
+            if hooks is not None and check_routes in hooks:
+                # A new list, not an in-place removal: Flask is iterating the current one.
+                app.before_request_funcs[None] = [hook for hook in hooks if hook is not check_routes]
+
+        return check_routes
 
     def _protect_view_class(
         self, cls: type[View], scope_map: Any, org: str | None, viewer_context: bool = False

@@ -11,6 +11,8 @@ from flask import Flask
 
 from policy import ScopeMap
 
+from ..checks import ungranted_scopes
+
 if TYPE_CHECKING:
     from . import ResourceServer
 
@@ -95,9 +97,12 @@ def route_table(app: Flask, rs: ResourceServer) -> list[dict[str, Any]]:
 
 
 def problems(app: Flask, rs: ResourceServer) -> list[str]:
-    """What ``flask scopes check`` fails on."""
-    found = []
-    granted = rs.roles.all_scopes
+    """What ``flask scopes check`` fails on: what the start-up checks refuse (a route serving a
+    function ``@rs.require`` wrapped, a scope no role grants), a rule without the org variable its
+    protection reads, a method its scope map misses, and any route neither protected nor
+    declared public."""
+    misordered = rs.misordered(app)
+    found = list(misordered.values())
     routes = protected_routes(app, rs)
     for route in routes:
         if route.org is not None and route.org not in route.arguments:
@@ -116,13 +121,13 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
         for method in route.methods:
             if route.scope_map.rule(method) is None:
                 found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
-        for scope in sorted(route.scope_map.scopes - granted):
-            found.append(f"{route.rule} requires {scope}, which no role grants")
-    if any(r.kind not in ("unprotected", "public") for r in routes):
-        found += [
-            f"{r.rule} ({r.endpoint}) has no protection while other routes do; declare it with "
-            "@rs.public or RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
-            for r in routes
-            if r.kind == "unprotected"
-        ]
+        found += ungranted_scopes(rs.roles, [(route.rule, route.scope_map)])
+    # Every route is protected, declared public, or reported: an app with no protected route
+    # at all is reported too (its routes may all have @rs.require above @app.route).
+    found += [
+        f"{r.rule} ({r.endpoint}) has no protection; declare it with @rs.public or "
+        "RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
+        for r in routes
+        if r.kind == "unprotected" and r.endpoint not in misordered
+    ]
     return found
