@@ -76,7 +76,8 @@ def check_sync_membership(membership: object, adapter: str) -> None:
 def missing_extra(extra: str, adapter: str, error: ModuleNotFoundError) -> ImportError:
     """The error to raise when ``adapter`` is imported without a dependency of its ``extra``:
     it says what to install. Raise it ``from`` the original error."""
-    missing = error.name or "a dependency"
+    # The package to install: for "mcp.server", mcp (an import of a submodule names it).
+    missing = (error.name or "a dependency").partition(".")[0]
     return ImportError(
         f"{adapter} needs {missing}, which is not installed: pip install '{DISTRIBUTION}[{extra}]'",
         name=error.name,

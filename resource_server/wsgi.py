@@ -21,14 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-try:
-    from werkzeug.exceptions import HTTPException
-    from werkzeug.routing import Map, Rule
-    from werkzeug.wsgi import get_path_info
-except ModuleNotFoundError as exc:  # werkzeug comes with Flask
-    from .checks import missing_extra
-
-    raise missing_extra("flask", "resource_server.wsgi", exc) from exc
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wsgi import get_path_info
 
 from policy import Roles, ScopeMap
 

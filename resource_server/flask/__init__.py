@@ -38,7 +38,7 @@ except ModuleNotFoundError as exc:
 from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from ..checks import authorization_servers, check_sync_membership, ungranted_scopes
+from ..checks import authorization_servers, check_scopes_granted, check_sync_membership
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
 from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
@@ -294,13 +294,10 @@ class ResourceServer:
         """Endpoint → what is wrong, for each endpoint of ``app`` serving a function that
         :meth:`require` wrapped: with ``@rs.require`` written above ``@app.route``, the route
         registers the function before it is wrapped, and every request reaches it unchecked."""
-        public = set(app.config.get("RESOURCE_SERVER_PUBLIC_ENDPOINTS", ()))
         found = {}
         for endpoint, view in app.view_functions.items():
-            if self._wrapped_views.get(id(view)) is not view or endpoint in public:
+            if self._wrapped_views.get(id(view)) is not view:
                 continue
-            if getattr(view, "_resource_server_public", False):
-                continue  # the same function also serves a route declared public on purpose
             rules = ", ".join(sorted(rule.rule for rule in app.url_map.iter_rules(endpoint)))
             found[endpoint] = (
                 f"{rules} ({endpoint}) serves {getattr(view, '__qualname__', view)!r} unprotected: "
@@ -312,11 +309,16 @@ class ResourceServer:
     def _check_routes(self, app: Flask) -> None:
         """``ValueError`` for a route that serves a function :meth:`require` wrapped, or whose
         scope map names a scope no role grants (the check every adapter runs at start-up:
-        :func:`resource_server.checks.ungranted_scopes`)."""
-        maps = [(route.rule, route.scope_map) for route in protected_routes(app, self) if route.scope_map]
-        found = [*self.misordered(app).values(), *ungranted_scopes(self.roles, maps)]
-        if found:
-            raise ValueError("; ".join(found))
+        :func:`resource_server.checks.check_scopes_granted`)."""
+        misordered = self.misordered(app)
+        if misordered:
+            raise ValueError("; ".join(misordered.values()))
+        maps = [
+            (route.rule, route.scope_map)
+            for route in protected_routes(app, self)
+            if route.scope_map is not None
+        ]
+        check_scopes_granted(self.roles, maps)
 
     def _checking_routes_once(self, app: Flask) -> Callable[[], None]:
         """A ``before_request`` function running :meth:`_check_routes` at the first request, when

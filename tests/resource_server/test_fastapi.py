@@ -494,6 +494,32 @@ def test_a_route_added_after_install_is_checked_at_startup_and_refused_per_reque
     assert "no path parameter 'org'" in caplog.text
 
 
+def test_a_scope_no_role_grants_is_refused_by_install_and_at_startup(es: Signer) -> None:
+    app, rs = fresh(es)
+
+    @app.get("/orgs/{org}/audit")
+    async def audit(
+        access: Annotated[Access, Depends(rs.require({"GET": ["project:read", "audit:read"]}))],
+    ) -> str:
+        return "x"
+
+    with pytest.raises(ValueError) as refused:
+        rs.install(app)
+    assert str(refused.value) == (
+        "the route /orgs/{org}/audit requires audit:read, which no role grants: "
+        "grant the scope to a role in Roles, or correct the scope map"
+    )
+    later, rs = fresh(es)
+    rs.install(later)
+
+    @later.get("/orgs/{org}/audit")
+    async def audit_later(access: Annotated[Access, Depends(rs.require({"GET": "audit:read"}))]) -> str:
+        return "x"
+
+    with pytest.raises(ValueError, match="audit:read, which no role grants"), TestClient(later):
+        pass
+
+
 def test_a_router_prefix_can_hold_the_org(es: Signer) -> None:
     app, rs = fresh(es)
     router = APIRouter(dependencies=[Depends(rs.require({"GET": "project:read"}))])

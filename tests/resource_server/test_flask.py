@@ -957,7 +957,9 @@ WELL_KNOWN = "/.well-known/oauth-protected-resource"
 
 
 #: ROLES and a role no member holds, granting the scopes only the metadata app's maps name.
-METADATA_ROLES = Roles({**dict(ROLES.items()), "auditor": ["a:write", "b:read", "c:write", "d:read", "e:read"]})
+METADATA_ROLES = Roles(
+    {**dict(ROLES.items()), "auditor": ["a:write", "b:read", "c:write", "d:read", "e:read"]}
+)
 
 
 def metadata_app(**config: Any) -> tuple[Flask, ResourceServer]:
