@@ -38,7 +38,7 @@ except ModuleNotFoundError as exc:
 from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
-from ..checks import authorization_servers, check_scopes_granted, check_sync_membership
+from ..checks import authorization_servers, check_sync_membership
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, request_url, token_elsewhere
 from ..dpop import DPoPVerifier, dpop_request
 from ..guard import Denial, Granted, Guard, Membership, SessionLoader
@@ -50,7 +50,7 @@ from ..viewer_context import ViewerContext, ViewerContextVerifier
 from .cli import scopes_cli
 from .openapi import openapi_security
 from .responses import denial_response
-from .routes import protected_routes
+from .routes import WrappedViews, check_routes, checking_routes_once
 
 if TYPE_CHECKING:
     from ..capability import CapabilityVerifier
@@ -105,8 +105,14 @@ class ResourceServer:
     Config keys (read by :meth:`init_app`, overriding the constructor): ``RESOURCE_SERVER_REALM``,
     ``RESOURCE_SERVER_RESOURCE_METADATA`` (the RFC 9728 metadata URL put in challenges),
     ``RESOURCE_SERVER_RESOURCE`` (the resource identifier; derived from the metadata URL when
-    unset), ``RESOURCE_SERVER_AUTHORIZATION_SERVERS`` and ``RESOURCE_SERVER_SERVE_METADATA``
-    (default True: serve the metadata document when the resource is known).
+    unset), ``RESOURCE_SERVER_AUTHORIZATION_SERVERS`` (unset: the issuers the verifier accepts
+    tokens from) and ``RESOURCE_SERVER_SERVE_METADATA`` (default True: serve the metadata
+    document when the resource is known).
+
+    ``membership`` is a plain function (a coroutine function is a ``TypeError``: Flask cannot
+    await it). At :meth:`init_app` and again at the first request, a route serving a function
+    :meth:`require` wrapped (``@rs.require`` written above ``@app.route``) or requiring a scope
+    no role grants is a ``ValueError``.
     """
 
     def __init__(
@@ -140,9 +146,8 @@ class ResourceServer:
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
-        # The view functions require() wrapped (and what they wrap), by id, held so that no id is
-        # reused: one of them in app.view_functions is a route serving the unwrapped function.
-        self._wrapped_views: dict[int, Callable[..., Any]] = {}
+        # The functions require() wrapped: one of them served by a route is served unprotected.
+        self.wrapped_views = WrappedViews()
         if app is not None:
             self.init_app(app)
 
@@ -185,8 +190,8 @@ class ResourceServer:
             )
         # Routes declared before init_app are checked now; those declared after (the usual order,
         # and blueprints registered later), before the first request.
-        self._check_routes(app)
-        app.before_request(self._checking_routes_once(app))
+        check_routes(app, self)
+        app.before_request(checking_routes_once(app, self))
 
     # -- declaring what routes need ---------------------------------------------------------------
 
@@ -211,7 +216,7 @@ class ResourceServer:
                 return self._protect_view_class(target, scope_map, org, viewer_context)  # type: ignore[return-value]
             if scope_map is None:
                 raise TypeError("require() on a view function needs a scope map")
-            self._remember_wrapped(target)
+            self.wrapped_views.remember(target)
             return self._wrap(target, self._register(scope_map), org, viewer_context)
 
         return decorate
@@ -240,8 +245,8 @@ class ResourceServer:
 
     def public(self, view: F) -> F:
         """Declare a view public on purpose (``/health``, ``/login``): ``flask scopes check`` then
-        accepts it among protected routes, and OpenAPI marks it ``security: []``. For views you
-        do not write yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
+        accepts it unprotected, and OpenAPI marks it ``security: []``. For views you do not write
+        yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
         view._resource_server_public = True  # type: ignore[attr-defined]
         return view
 
@@ -279,66 +284,6 @@ class ResourceServer:
         compiled = scope_map if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)
         self._scope_maps.append(compiled)
         return compiled
-
-    # -- the start-up checks -----------------------------------------------------------------------
-
-    def _remember_wrapped(self, view: Callable[..., Any]) -> None:
-        """Remember ``view`` and every function it wraps (``__wrapped__``, which
-        ``functools.wraps`` sets), as none of them may be what a route serves."""
-        found: Any = view
-        while found is not None and id(found) not in self._wrapped_views:
-            self._wrapped_views[id(found)] = found
-            found = getattr(found, "__wrapped__", None)
-
-    def misordered(self, app: Flask) -> dict[str, str]:
-        """Endpoint → what is wrong, for each endpoint of ``app`` serving a function that
-        :meth:`require` wrapped: with ``@rs.require`` written above ``@app.route``, the route
-        registers the function before it is wrapped, and every request reaches it unchecked."""
-        found = {}
-        for endpoint, view in app.view_functions.items():
-            if self._wrapped_views.get(id(view)) is not view:
-                continue
-            rules = ", ".join(sorted(rule.rule for rule in app.url_map.iter_rules(endpoint)))
-            found[endpoint] = (
-                f"{rules} ({endpoint}) serves {getattr(view, '__qualname__', view)!r} unprotected: "
-                "@rs.require is above @app.route, so the route has the function as it was before "
-                "require wrapped it. Put @rs.require below @app.route"
-            )
-        return found
-
-    def _check_routes(self, app: Flask) -> None:
-        """``ValueError`` for a route that serves a function :meth:`require` wrapped, or whose
-        scope map names a scope no role grants (the check every adapter runs at start-up:
-        :func:`resource_server.checks.check_scopes_granted`)."""
-        misordered = self.misordered(app)
-        if misordered:
-            raise ValueError("; ".join(misordered.values()))
-        maps = [
-            (route.rule, route.scope_map)
-            for route in protected_routes(app, self)
-            if route.scope_map is not None
-        ]
-        check_scopes_granted(self.roles, maps)
-
-    def _checking_routes_once(self, app: Flask) -> Callable[[], None]:
-        """A ``before_request`` function running :meth:`_check_routes` at the first request, when
-        every route and blueprint is registered (Flask refuses new ones after it). Until the routes
-        pass, every request fails (a 500, the error in the log): none reaches an unchecked view.
-        Once they pass, it leaves the app's list, so later requests do not pay for it."""
-        checked = False
-
-        def check_routes() -> None:
-            nonlocal checked
-            if checked:
-                return
-            self._check_routes(app)
-            checked = True
-            hooks = app.before_request_funcs.get(None)
-            if hooks is not None and check_routes in hooks:
-                # A new list, not an in-place removal: Flask is iterating the current one.
-                app.before_request_funcs[None] = [hook for hook in hooks if hook is not check_routes]
-
-        return check_routes
 
     def _protect_view_class(
         self, cls: type[View], scope_map: Any, org: str | None, viewer_context: bool = False

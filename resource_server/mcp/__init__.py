@@ -405,8 +405,10 @@ def protect_mcp(
 
     ``tool_scopes`` maps a tool name to its alternatives, as a :class:`policy.ScopeMap` method
     does: ``"project:read"``, ``["project:read", "project:admin"]`` (either), ``[["project:write",
-    "team:write"]]`` (both). Every entry is validated here. A ``tools/call`` for a tool it does
-    not name is answered ``400`` with JSON-RPC error ``-32602`` and never runs. Every other POST
+    "team:write"]]`` (both). Every entry is validated here, and a scope no role grants (in an
+    entry or in ``default``) is a ``ValueError``. A ``tools/call`` for a tool it does not name is
+    answered ``400`` with JSON-RPC error ``-32602`` (the tool has no declared scopes) and never
+    runs. Every other POST
     (``initialize``, ``tools/list``, notifications, responses) needs ``default`` when given, else
     authentication alone, as do GET (the SSE stream) and DELETE (the end of a session).
 
