@@ -53,6 +53,16 @@ def same_token(signer: Any) -> Iterator[str]:
         yield token
 
 
+def view() -> Callable[[str], dict[str, Any]]:
+    """The trivial view, a new function each call: the protected route gets its own, since the
+    extension refuses a route that serves the very function ``@rs.require`` wrapped."""
+
+    def projects(org: str) -> dict[str, Any]:
+        return {"org": org, "projects": []}
+
+    return projects
+
+
 def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:
     """The view at ``/bare/orgs/<org>/projects``, ``/rs/...`` (``@rs.require``) and
     ``/authlib/...`` (Authlib's ``ResourceProtector`` with its RFC 9068 validator, keys imported
@@ -78,7 +88,7 @@ def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUD
 
     rule = "/orgs/<org>/projects"
     app.add_url_rule("/bare" + rule, "bare", projects)
-    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(view()))
     app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
     app.add_url_rule("/mw" + rule, "mw", projects)  # reached through a BearerMiddleware only
     return app
@@ -101,7 +111,7 @@ def dpop_flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str 
 
     rule = "/orgs/<org>/projects"
     app.add_url_rule("/bare" + rule, "bare", projects)
-    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(view()))
     return app
 
 
@@ -162,7 +172,7 @@ def introspection_flask_app(endpoint: str, *, audience: str = AUDIENCE) -> Flask
 
     rule = "/orgs/<org>/projects"
     app.add_url_rule("/bare" + rule, "bare", projects)
-    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(projects))
+    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(view()))
     return app
 
 

@@ -512,12 +512,13 @@ def mcp_instructions(demo: Demo) -> str:
         [
             f"\nThe MCP server (the MCP SDK's, streamable HTTP): {endpoint}"
             f"  (metadata: {demo.mcp}/.well-known/oauth-protected-resource)",
-            f"  curl -i -X POST {accept} -d '{call}' {endpoint}   # 401 + where the metadata is",
+            f"  curl -i -X POST {accept} -d '{call}' {endpoint}"
+            "   # 401 + challenge with resource_metadata: where the metadata is",
             "A token for it names it as the resource (RFC 8707):",
             f"  MCPTOKEN=$(curl -s -u {SERVICE_CLIENT}:{SERVICE_SECRET} -d grant_type=client_credentials"
             f" -d scope=project:read -d resource={demo.mcp} {demo.issuer}/token"
             " | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
-            f"  curl -s -X POST -H \"Authorization: Bearer $MCPTOKEN\" {accept} -d '{call}' {endpoint}",
+            f"  curl -s -X POST -H \"Authorization: Bearer $MCPTOKEN\" {accept} -d '{call}' {endpoint}   # 200",
             "Or the MCP SDK's own client, which registers itself, signs user-admin in and steps up:",
             f"  {sys.executable} examples/demo_mcp_client.py {endpoint}",
         ]
@@ -532,6 +533,9 @@ def serve(
     redis_url: str | None = None,
     mcp_port: int = 5004,
 ) -> None:
+    """Run the servers until Ctrl-C, printing commands to try. Each request command ends with
+    what it gets: ``# STATUS``, then ``, no challenge`` or ``+ challenge error="..."`` (or
+    ``with`` a parameter it carries), then why (tests/examples/test_demo_serve.py checks them)."""
     with demo_servers(as_port, api_port, gateway_port, globex_port, redis_url, mcp_port) as demo:
         issuer, resource = demo.issuer, demo.resource
         print(f"authorization server: {issuer}  (metadata: {issuer}/.well-known/oauth-authorization-server)")
@@ -543,30 +547,33 @@ def serve(
             f"  TOKEN=$(curl -s -u {SERVICE_CLIENT}:{SERVICE_SECRET} -d grant_type=client_credentials"
             f" -d scope=project:read {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
-        print(f'  curl -i -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects')
+        print(f'  curl -i -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects   # 200')
         print(
-            f'  curl -i -X POST -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects   # 403 + challenge'
+            f'  curl -i -X POST -H "Authorization: Bearer $TOKEN" {resource}/orgs/acme/projects'
+            "   # 403, no challenge: the service account's role (member) cannot write, so no token would help"
         )
         print(f"\nThrough the gateway ({demo.gateway}): sign in, then call the API as that user:")
         print(
             f"  curl -s -c jar -H 'X-Request-Id: r-1' -H 'Content-Type: application/json'"
             f' -d \'{{"username": "user-admin", "password": "{PASSWORDS["user-admin"]}"}}\' {demo.gateway}/login'
+            "   # 200"
         )
-        print(f"  curl -s -b jar {demo.gateway}/api/orgs/acme/projects")
+        print(f"  curl -s -b jar {demo.gateway}/api/orgs/acme/projects   # 200")
         print(f"\nAn opaque token ({OPAQUE_CLIENT}), which the API checks at {issuer}/introspect:")
         print(
             f"  OPAQUE=$(curl -s -u {OPAQUE_CLIENT}:{OPAQUE_SECRET} -d grant_type=client_credentials"
             f" {issuer}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
-        print(f'  curl -i -H "Authorization: Bearer $OPAQUE" {resource}/me')
+        print(f'  curl -i -H "Authorization: Bearer $OPAQUE" {resource}/me   # 200')
         print(f"\nglobex's own authorization server ({demo.globex}), trusted for org globex only:")
         print(
             f"  GLOBEX=$(curl -s -u {GLOBEX_SERVICE_CLIENT}:{GLOBEX_SERVICE_SECRET} -d grant_type=client_credentials"
             f" {demo.globex}/token | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
         )
-        print(f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/globex/projects')
+        print(f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/globex/projects   # 200')
         print(
-            f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/acme/projects   # 401 invalid_token'
+            f'  curl -i -H "Authorization: Bearer $GLOBEX" {resource}/orgs/acme/projects'
+            '   # 401 + challenge error="invalid_token": globex\'s server does not speak for acme'
         )
         print("\nDPoP-bound tokens (RFC 9449): curl cannot sign a proof per request, so in Python:")
         # Unindented: Python code, and the heredoc's closing EOF, must start in the first column.

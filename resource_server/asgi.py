@@ -24,7 +24,12 @@ import re
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import Any
 
-from starlette.routing import compile_path
+try:
+    from starlette.routing import compile_path
+except ModuleNotFoundError as exc:
+    from .checks import missing_extra
+
+    raise missing_extra("asgi", "resource_server.asgi", exc) from exc
 
 from policy import Roles, ScopeMap
 
@@ -42,6 +47,7 @@ from .asgi_http import (
 )
 from .async_guard import AsyncGuard
 from .bodies import BodyError
+from .checks import check_scopes_granted
 from .credentials import names_access_token
 from .denials import Denial
 from .dpop import DPoPVerifier
@@ -106,7 +112,7 @@ class BearerMiddleware:
     ``org`` names the URL variable holding the organization in every pattern given with a plain
     scope map; a :class:`~resource_server.wsgi.Route` names its own (or ``None``). A pattern
     without its org variable is a ``ValueError`` here, at start-up: otherwise one org's token
-    would pass on another's URL.
+    would pass on another's URL; so is a scope map naming a scope that no role grants.
 
     Matching: protected routes in the order given, then the same path with its trailing slash
     added or removed (checked the same way, never redirected), then the public patterns, which
@@ -153,6 +159,9 @@ class BearerMiddleware:
         # authority when given, else the request's own Host.
         self.resource = resource
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
+        check_scopes_granted(
+            roles, [(f"route {p!r}", r.scope_map) for p, r in zip(routes, self.routes, strict=True)]
+        )
         self._protected = [
             _Pattern(pattern, index, route.org)
             for index, (pattern, route) in enumerate(zip(routes, self.routes, strict=True))

@@ -18,28 +18,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (
-    Column,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    delete,
-    event,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+try:
+    from sqlalchemy import (
+        Column,
+        Engine,
+        Float,
+        Index,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        Text,
+        UniqueConstraint,
+        create_engine,
+        delete,
+        event,
+        select,
+        update,
+    )
+    from sqlalchemy.dialects import postgresql, sqlite
+except ModuleNotFoundError as exc:
+    from .checks import missing_extra
+
+    raise missing_extra("grants", "resource_server.grants", exc) from exc
 
 from policy.scopes import format_scope, parse_scope, scope_set
 
 from .capability import MAX_SESSION_ID  # one limit for a session id, wherever it is checked
+from .checks import missing_extra
 
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
@@ -253,8 +259,11 @@ class GrantStore:
 
 def upgrade(url: str | Engine, revision: str = "head") -> None:
     """Apply the grants migrations (``alembic upgrade head``) without an alembic.ini file."""
-    from alembic import command
-    from alembic.config import Config
+    try:
+        from alembic import command
+        from alembic.config import Config
+    except ModuleNotFoundError as exc:
+        raise missing_extra("grants", "resource_server.grants.upgrade", exc) from exc
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .checks import missing_extra
 from .tokens.errors import VerificationUnavailable
 
 __all__ = ["MemoryReplayCache", "PerKeyLimit", "RedisReplayCache", "ReplayCache", "replayed"]
@@ -114,7 +115,10 @@ class RedisReplayCache:
     def __init__(
         self, client_or_url: Any, *, prefix: str = "resource_server:replay:", timeout: float = 1.0
     ) -> None:
-        import redis  # an extra: only deployments with several workers need it
+        try:
+            import redis  # an extra: only deployments with several workers need it
+        except ModuleNotFoundError as exc:
+            raise missing_extra("redis", "RedisReplayCache", exc) from exc
 
         if isinstance(client_or_url, str):
             client_or_url = redis.Redis.from_url(

@@ -28,6 +28,7 @@ from werkzeug.wsgi import get_path_info
 from policy import Roles, ScopeMap
 
 from .bodies import BodyError
+from .checks import check_scopes_granted, check_sync_membership
 from .credentials import MalformedHost, check_host, request_url, token_elsewhere
 from .dpop import DPoPRequest, DPoPVerifier, dpop_request
 from .guard import Denial, Guard, Membership
@@ -73,7 +74,9 @@ class BearerMiddleware:
     behind this middleware is closed by default, so a route nobody listed is not silently open.
     ``org`` names the URL variable holding the organization in every pattern given with a plain
     scope map; a :class:`Route` names its own (or ``None``). A pattern without its org variable
-    is a ``ValueError`` here, at start-up: otherwise one org's token would pass on another's URL.
+    is a ``ValueError`` here, at start-up: otherwise one org's token would pass on another's URL;
+    so is a scope map naming a scope that no role grants. ``membership`` is a plain function
+    (``TypeError`` for a coroutine function: this middleware cannot await it).
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class BearerMiddleware:
         dpop_required: bool = False,
         resource: str | None = None,
     ) -> None:
+        check_sync_membership(membership, "resource_server.wsgi.BearerMiddleware")
         self.app = app
         self.guard = Guard(
             verifier=verifier,
@@ -108,6 +112,9 @@ class BearerMiddleware:
         # authority when given, else what the WSGI server reports.
         self.resource = resource
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
+        check_scopes_granted(
+            roles, [(f"route {p!r}", r.scope_map) for p, r in zip(routes, self.routes, strict=True)]
+        )
         try:
             rules = [Rule(pattern, endpoint=index) for index, pattern in enumerate(routes)]
             public_rules = [Rule(pattern, endpoint=_PUBLIC) for pattern in public]

@@ -498,7 +498,8 @@ def __getattr__(name: str) -> Any:
         needed = " or ".join(libraries)
         which = "neither is installed" if len(libraries) > 1 else "which is not installed"
         raise ImportError(
-            f"{name} needs {needed}, {which}: pip install {libraries[0]} (or scoped-resource-server[client])",
+            f"{name} needs {needed}, {which}: pip install 'scoped-resource-server[client]'"
+            f" (or pip install {libraries[0]} alone)",
             name=libraries[0],
         )
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

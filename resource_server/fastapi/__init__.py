@@ -29,23 +29,31 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute, APIWebSocketRoute
-from starlette.exceptions import HTTPException
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, Response
+    from fastapi.routing import APIRoute, APIWebSocketRoute
+    from starlette.exceptions import HTTPException
+except ModuleNotFoundError as exc:
+    from ..checks import missing_extra
+
+    raise missing_extra("fastapi", "resource_server.fastapi", exc) from exc
 
 from policy import Access, Roles, ScopeMap
 
 from ..asgi_http import Receive, Scope, Send, bad_host, dpop_request, header
 from ..async_guard import AsyncGuard
 from ..bodies import BodyError
+from ..checks import authorization_servers as servers_of
+from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
 from ..guard import Granted, Guard
 from ..metadata import check_resource, metadata_document, metadata_url_for, resource_for
+from ..openapi import security_scheme
 from ..tokens import TokenVerifier, VerifiedToken
 from .forms import token_elsewhere_of
-from .openapi import describe_in_openapi, oauth2_scheme
+from .openapi import describe_in_openapi
 from .routes import requirements_of, routes_of, solve_order
 
 if TYPE_CHECKING:
@@ -150,8 +158,10 @@ class ResourceServer:
 
     ``resource`` is the resource identifier (RFC 9728 §1.2); with it, :meth:`install` serves the
     protected resource metadata at its well-known URL and challenges carry ``resource_metadata``.
-    ``authorization_servers`` defaults to the issuers a
-    :class:`~resource_server.tokens.TrustedIssuers` verifier trusts.
+    ``authorization_servers`` defaults to the issuers the verifier accepts tokens from (a
+    :class:`~resource_server.tokens.TrustedIssuers`' issuers, a
+    :class:`~resource_server.tokens.JWTVerifier`'s issuer, an
+    :class:`~resource_server.tokens.IntrospectionVerifier`'s when it names one).
     """
 
     def __init__(
@@ -162,7 +172,7 @@ class ResourceServer:
         membership: Membership,
         realm: str = "api",
         resource: str | None = None,
-        authorization_servers: str | Sequence[str] = (),
+        authorization_servers: str | Sequence[str] | None = None,
         resource_metadata: str | None = None,
         capabilities: CapabilityVerifier | None = None,
         cache_size: int = 4096,
@@ -175,12 +185,10 @@ class ResourceServer:
             resource = resource_for(resource_metadata)
         if resource is not None:
             check_resource(resource)
-        servers = authorization_servers or getattr(verifier, "issuers", ())
-        self.authorization_servers: tuple[str, ...] = (
-            (servers,) if isinstance(servers, str) else tuple(servers)
-        )
+        self.authorization_servers = servers_of(authorization_servers, verifier)
         self.resource = resource
         self.resource_metadata = resource_metadata
+        self.verifier = verifier
         self.dpop = dpop
         self.guard = Guard(
             verifier=verifier,
@@ -241,6 +249,7 @@ class ResourceServer:
         *,
         token_url: str | None = None,
         authorization_url: str | None = None,
+        openid_connect_url: str | None = None,
         scheme: str = "oauth2",
         serve_metadata: bool = True,
     ) -> None:
@@ -249,17 +258,25 @@ class ResourceServer:
         - registers the handler that answers :class:`Refused` with the exact refusal;
         - checks every route using this server's dependencies (:meth:`check_routes`), now and
           again when the app starts: ``ValueError`` naming a misconfigured route;
-        - describes the security of every protected operation in ``app.openapi()`` (each
-          alternative of the scope map its own requirement of the OAuth 2.0 scheme ``scheme``,
-          with the 401 and 403 responses). ``token_url`` defaults to
-          ``<first authorization server>/token``; give the real one if your server's metadata
-          (RFC 8414 ``token_endpoint``) says otherwise. With ``authorization_url`` the flow is
-          ``authorizationCode``, else ``clientCredentials``;
+        - describes the security of every protected operation in ``app.openapi()``: each
+          alternative of the scope map its own requirement of the security scheme named
+          ``scheme``, with the 401 and 403 responses. The scheme is chosen by
+          :func:`resource_server.openapi.security_scheme` from the endpoints given, never
+          guessed: ``oauth2`` with ``token_url`` (and ``authorization_url`` for the code flow),
+          ``openIdConnect`` at ``openid_connect_url`` or at the discovery document of a verifier
+          that discovers its issuer, else ``http`` bearer;
         - serves the RFC 9728 metadata document when ``resource`` is known and ``serve_metadata``;
         - with DPoP nonces, adds the fresh ``DPoP-Nonce`` to every granted response.
         """
         self.check_routes(app)
-        security_scheme = oauth2_scheme(self, token_url, authorization_url) if app.openapi_url else None
+        described = security_scheme(
+            self.verifier,
+            token_url=token_url,
+            authorization_url=authorization_url,
+            openid_connect_url=openid_connect_url,
+            authorization_servers=self.authorization_servers,
+            dpop_required=self.guard.dpop_required,
+        )
         if app not in self._apps:
             self._apps.add(app)
             app.add_exception_handler(Refused, _answer)  # type: ignore[arg-type]
@@ -273,14 +290,16 @@ class ResourceServer:
                     methods=["GET"],
                     include_in_schema=False,
                 )
-            if security_scheme is not None:
-                describe_in_openapi(self, app, security_scheme, scheme)
+            if app.openapi_url:
+                describe_in_openapi(self, app, described, scheme)
 
     def check_routes(self, app: FastAPI) -> None:
         """``ValueError`` naming the first misconfigured route: one whose path lacks the org
         parameter its :meth:`require` names, or has one while the requirement says ``org=None``
         (its requests would be checked in the token's own organization), one serving a method
-        its scope map does not cover, or one asking for ``rs.token`` before any ``rs.require``."""
+        its scope map does not cover, one whose scope map names a scope no role grants
+        (:func:`~resource_server.checks.check_scopes_granted`), or one asking for ``rs.token``
+        before any ``rs.require``."""
         for route in routes_of(app, APIRoute, APIWebSocketRoute):
             calls = list(solve_order(route.dependant))
             path = route.path_format
@@ -291,7 +310,9 @@ class ResourceServer:
                         "routes: check its handshake with resource_server.asgi.BearerMiddleware"
                     )
                 continue
-            for requirement in requirements_of(calls, self):
+            requirements = requirements_of(calls, self)
+            check_scopes_granted(self.guard.roles, [(f"the route {path}", r.scope_map) for r in requirements])
+            for requirement in requirements:
                 if requirement.org is not None and requirement.org not in route.param_convertors:
                     raise ValueError(
                         f"the route {path} has no path parameter {requirement.org!r} for "

@@ -1,5 +1,6 @@
-"""FastAPI's OpenAPI document with this server's security: the OAuth 2.0 scheme, each
-operation's scope alternatives per method, and the refusals of the status table."""
+"""FastAPI's OpenAPI document with this server's security: the security scheme
+(:mod:`resource_server.openapi`), each operation's scope alternatives per method, and the
+refusals of the status table."""
 
 from __future__ import annotations
 
@@ -10,33 +11,15 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from ..openapi import with_scopes
 from .routes import requirements_of, routes_of, solve_order
 
 if TYPE_CHECKING:
     from . import Requirement, ResourceServer
 
-__all__ = ["describe_in_openapi", "oauth2_scheme"]
+__all__ = ["describe_in_openapi"]
 
 _PATH_PARAMETER = re.compile(r"{([^}:]+)")
-
-
-def oauth2_scheme(
-    server: ResourceServer, token_url: str | None, authorization_url: str | None
-) -> dict[str, Any]:
-    if token_url is None:
-        if not server.authorization_servers:
-            raise ValueError(
-                "install(app) describes OAuth 2.0 in the app's OpenAPI: give token_url=, or "
-                "ResourceServer(authorization_servers=...), or create the app with openapi_url=None"
-            )
-        token_url = f"{server.authorization_servers[0].rstrip('/')}/token"
-    flow: dict[str, Any] = {"tokenUrl": token_url, "scopes": {}}
-    if authorization_url:
-        return {
-            "type": "oauth2",
-            "flows": {"authorizationCode": {"authorizationUrl": authorization_url, **flow}},
-        }
-    return {"type": "oauth2", "flows": {"clientCredentials": flow}}
 
 
 def describe_in_openapi(
@@ -69,10 +52,10 @@ def describe(
     the listed requirements satisfies the operation; the scopes inside one must all be held),
     per method. A method a map lacks is left without a requirement rather than described as
     public (``check_routes`` refuses such routes anyway)."""
-    for flow in security_scheme["flows"].values():
-        flow["scopes"] = {scope: "" for scope in server.scopes_supported}
     components = document.setdefault("components", {})
-    components.setdefault("securitySchemes", {})[scheme] = security_scheme
+    components.setdefault("securitySchemes", {})[scheme] = with_scopes(
+        security_scheme, server.scopes_supported
+    )
     _refusal_components(components)
     paths = document.get("paths", {})
     for route in routes_of(app, APIRoute):

@@ -15,14 +15,30 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Request, Response, after_this_request, current_app, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
-from flask.views import View
-from werkzeug.local import LocalProxy
+try:
+    from flask import (
+        Blueprint,
+        Flask,
+        Request,
+        Response,
+        after_this_request,
+        current_app,
+        g,
+        jsonify,
+        request,
+    )
+    from flask.blueprints import BlueprintSetupState
+    from flask.views import View
+    from werkzeug.local import LocalProxy
+except ModuleNotFoundError as exc:
+    from ..checks import missing_extra
+
+    raise missing_extra("flask", "resource_server.flask", exc) from exc
 
 from policy import Access, Roles, ScopeMap
 
 from ..bodies import MAX_BOUND_BODY, MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
+from ..checks import authorization_servers, check_sync_membership
 from ..credentials import (
     MAX_FORM_INSPECTED,
     MalformedHost,
@@ -41,6 +57,7 @@ from ..viewer_context import ViewerContext, ViewerContextVerifier
 from .cli import scopes_cli
 from .openapi import openapi_security
 from .responses import denial_response
+from .routes import WrappedViews, check_routes, checking_routes_once
 
 if TYPE_CHECKING:
     from ..capability import CapabilityVerifier
@@ -95,8 +112,14 @@ class ResourceServer:
     Config keys (read by :meth:`init_app`, overriding the constructor): ``RESOURCE_SERVER_REALM``,
     ``RESOURCE_SERVER_RESOURCE_METADATA`` (the RFC 9728 metadata URL put in challenges),
     ``RESOURCE_SERVER_RESOURCE`` (the resource identifier; derived from the metadata URL when
-    unset), ``RESOURCE_SERVER_AUTHORIZATION_SERVERS`` and ``RESOURCE_SERVER_SERVE_METADATA``
-    (default True: serve the metadata document when the resource is known).
+    unset), ``RESOURCE_SERVER_AUTHORIZATION_SERVERS`` (unset: the issuers the verifier accepts
+    tokens from) and ``RESOURCE_SERVER_SERVE_METADATA`` (default True: serve the metadata
+    document when the resource is known).
+
+    ``membership`` is a plain function (a coroutine function is a ``TypeError``: Flask cannot
+    await it). At :meth:`init_app` and again at the first request, a route serving a function
+    :meth:`require` wrapped (``@rs.require`` written above ``@app.route``) or requiring a scope
+    no role grants is a ``ValueError``.
     """
 
     def __init__(
@@ -115,6 +138,7 @@ class ResourceServer:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
     ) -> None:
+        check_sync_membership(membership, "resource_server.flask")
         self.verifier = verifier
         self.dpop = dpop  # RFC 9449: accept Authorization: DPoP with a proof checked by it
         self.dpop_required = dpop_required  # refuse bearer tokens
@@ -129,6 +153,8 @@ class ResourceServer:
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
+        # The functions require() wrapped: one of them served by a route is served unprotected.
+        self.wrapped_views = WrappedViews()
         if app is not None:
             self.init_app(app)
 
@@ -153,9 +179,8 @@ class ResourceServer:
             dpop=self.dpop,
             dpop_required=self.dpop_required,
         )
-        # Unset, the issuers a TrustedIssuers verifier trusts are the authorization servers.
-        servers = config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS", getattr(self.verifier, "issuers", ()))
-        servers = (servers,) if isinstance(servers, str) else tuple(servers)
+        # Unset, the issuers the verifier accepts tokens from are the authorization servers.
+        servers = authorization_servers(config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS"), self.verifier)
         if resource is not None:
             check_resource(resource, "RESOURCE_SERVER_RESOURCE")
         app.extensions[_EXTENSION] = _AppState(guard, resource, servers, self)
@@ -170,6 +195,10 @@ class ResourceServer:
                 view_func=self._metadata_view,
                 methods=["GET"],
             )
+        # Routes declared before init_app are checked now; those declared after (the usual order,
+        # and blueprints registered later), before the first request.
+        check_routes(app, self)
+        app.before_request(checking_routes_once(app, self))
 
     # -- declaring what routes need ---------------------------------------------------------------
 
@@ -194,6 +223,7 @@ class ResourceServer:
                 return self._protect_view_class(target, scope_map, org, viewer_context)  # type: ignore[return-value]
             if scope_map is None:
                 raise TypeError("require() on a view function needs a scope map")
+            self.wrapped_views.remember(target)
             return self._wrap(target, self._register(scope_map), org, viewer_context)
 
         return decorate
@@ -222,8 +252,8 @@ class ResourceServer:
 
     def public(self, view: F) -> F:
         """Declare a view public on purpose (``/health``, ``/login``): ``flask scopes check`` then
-        accepts it among protected routes, and OpenAPI marks it ``security: []``. For views you
-        do not write yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
+        accepts it unprotected, and OpenAPI marks it ``security: []``. For views you do not write
+        yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
         view._resource_server_public = True  # type: ignore[attr-defined]
         return view
 
@@ -233,21 +263,23 @@ class ResourceServer:
         *,
         token_url: str | None = None,
         authorization_url: str | None = None,
+        openid_connect_url: str | None = None,
         scheme: str = "oauth2",
     ) -> dict[str, Any]:
         """OpenAPI 3 ``securitySchemes`` and per-operation ``security`` for every protected route;
-        see :func:`resource_server.flask.openapi.openapi_security`. ``token_url`` defaults to
-        ``<first RESOURCE_SERVER_AUTHORIZATION_SERVERS entry>/token``; pass the real one if your
-        server's metadata (RFC 8414 ``token_endpoint``) says otherwise."""
+        see :func:`resource_server.flask.openapi.openapi_security`. No endpoint is guessed: an
+        ``oauth2`` scheme needs ``token_url`` (and ``authorization_url`` for the code flow), an
+        ``openIdConnect`` one ``openid_connect_url`` or a verifier that discovers its issuer;
+        otherwise the scheme is ``http`` bearer."""
 
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        if token_url is None:
-            servers = self._state(app).authorization_servers
-            if not servers:
-                raise ValueError("give token_url, or configure RESOURCE_SERVER_AUTHORIZATION_SERVERS")
-            token_url = f"{servers[0].rstrip('/')}/token"
         return openapi_security(
-            app, self, token_url=token_url, authorization_url=authorization_url, scheme=scheme
+            app,
+            self,
+            token_url=token_url,
+            authorization_url=authorization_url,
+            openid_connect_url=openid_connect_url,
+            scheme=scheme,
         )
 
     @property

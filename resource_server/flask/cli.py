@@ -1,9 +1,10 @@
 """The ``flask scopes`` commands, for an API team.
 
 ``flask scopes routes``   rule x method x required scopes, and which roles can reach each
-``flask scopes check``    non-zero exit for a method a scope map misses, a rule without its
-                          declared org variable, a scope no role grants, or a route that is
-                          unprotected among protected ones without being declared public
+``flask scopes check``    non-zero exit for a route serving the function ``@rs.require``
+                          wrapped (the decorator above ``@app.route``), a method a scope map
+                          misses, a rule without its declared org variable, a scope no role
+                          grants, or a route neither protected nor declared public
 ``flask scopes explain --token T METHOD PATH``   the status, ``WWW-Authenticate`` and body the
                           server would send, built by the server's own code path, and the reason
 """
@@ -67,7 +68,8 @@ def routes_command(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @with_appcontext
 def check_command(as_json: bool) -> None:
-    """Exit 1 when a scope map misses a method, a scope is granted by no role, or a route is unprotected."""
+    """Exit 1 when a route serves the function @rs.require wrapped, a scope map misses a method, a
+    scope is granted by no role, or a route is neither protected nor declared public."""
     found = problems(current_app, _extension(current_app))
     _emit({"problems": found}, as_json, "\n".join(found) or "scope maps OK")
     if found:

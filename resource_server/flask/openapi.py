@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from ..openapi import security_scheme, with_scopes
 from .routes import CONVERTER, Route, protected_routes
 
 if TYPE_CHECKING:
@@ -25,14 +26,21 @@ def openapi_security(
     app: Flask,
     rs: ResourceServer,
     *,
-    token_url: str,
+    token_url: str | None = None,
     authorization_url: str | None = None,
+    openid_connect_url: str | None = None,
     scheme: str = "oauth2",
 ) -> dict[str, Any]:
     """An OpenAPI 3.0/3.1 fragment to merge into a document as is::
 
         {"components": {"securitySchemes": {scheme: {...}}},
          "paths": {path: {"parameters": [...], method: {"security": [...], "responses": {...}}}}}
+
+    The scheme is chosen by :func:`resource_server.openapi.security_scheme` from the endpoints
+    given, never guessed: ``oauth2`` with ``token_url`` (and ``authorization_url`` for the code
+    flow), ``openIdConnect`` at ``openid_connect_url`` or at the discovery document of a verifier
+    that discovers its issuer, else ``http`` bearer (whose requirements list the scopes as
+    OpenAPI 3.1 role names: for an OpenAPI 3.0 document, give one of the others).
 
     Each alternative of a scope map is its own security requirement (OpenAPI: any one of the
     listed requirements satisfies the operation; the scopes inside one must all be held). Routes
@@ -42,17 +50,14 @@ def openapi_security(
     say "public". Undeclared and resource-token routes are left out too. Every operation lists
     the 401 and 403 responses of the status table, which also makes it valid in OpenAPI 3.0.
     """
-    scopes = {scope: "" for scope in rs.scopes_supported}
-    if authorization_url:
-        flows: dict[str, Any] = {
-            "authorizationCode": {
-                "authorizationUrl": authorization_url,
-                "tokenUrl": token_url,
-                "scopes": scopes,
-            }
-        }
-    else:
-        flows = {"clientCredentials": {"tokenUrl": token_url, "scopes": scopes}}
+    described = security_scheme(
+        rs.verifier,
+        token_url=token_url,
+        authorization_url=authorization_url,
+        openid_connect_url=openid_connect_url,
+        authorization_servers=rs._state(app).authorization_servers,
+        dpop_required=rs.dpop_required,
+    )
     paths: dict[str, dict[str, Any]] = {}
     for route in protected_routes(app, rs):
         operations = _operations(route, scheme) if route.endpoint != "static" else {}  # not the API
@@ -63,7 +68,7 @@ def openapi_security(
                 item["parameters"] = parameters
             item.update(operations)
     return {
-        "components": {"securitySchemes": {scheme: {"type": "oauth2", "flows": flows}}},
+        "components": {"securitySchemes": {scheme: with_scopes(described, rs.scopes_supported)}},
         "paths": paths,
     }
 

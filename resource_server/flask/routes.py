@@ -1,9 +1,11 @@
 """The URL rules of a Flask app with what protects each: the table ``flask scopes`` prints and
-checks, and OpenAPI describes."""
+checks, and OpenAPI describes; and the checks the extension runs on them before it serves
+anything (a route serving the function ``@rs.require`` wrapped, a scope no role grants)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +13,21 @@ from flask import Flask
 
 from policy import ScopeMap
 
+from ..checks import check_scopes_granted, ungranted_scopes
+
 if TYPE_CHECKING:
     from . import ResourceServer
 
-__all__ = ["CONVERTER", "Route", "problems", "protected_routes", "route_table"]
+__all__ = [
+    "CONVERTER",
+    "Route",
+    "WrappedViews",
+    "check_routes",
+    "checking_routes_once",
+    "problems",
+    "protected_routes",
+    "route_table",
+]
 
 _IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})  # HEAD follows GET; OPTIONS is answered by Flask
 #: A werkzeug rule variable: ``<converter(args):name>`` or ``<name>``.
@@ -95,9 +108,12 @@ def route_table(app: Flask, rs: ResourceServer) -> list[dict[str, Any]]:
 
 
 def problems(app: Flask, rs: ResourceServer) -> list[str]:
-    """What ``flask scopes check`` fails on."""
-    found = []
-    granted = rs.roles.all_scopes
+    """What ``flask scopes check`` fails on: what the start-up checks refuse (a route serving a
+    function ``@rs.require`` wrapped, a scope no role grants), a rule without the org variable its
+    protection reads, a method its scope map misses, and any route neither protected nor
+    declared public."""
+    misordered = rs.wrapped_views.misordered(app)
+    found = list(misordered.values())
     routes = protected_routes(app, rs)
     for route in routes:
         if route.org is not None and route.org not in route.arguments:
@@ -116,13 +132,77 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
         for method in route.methods:
             if route.scope_map.rule(method) is None:
                 found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
-        for scope in sorted(route.scope_map.scopes - granted):
-            found.append(f"{route.rule} requires {scope}, which no role grants")
-    if any(r.kind not in ("unprotected", "public") for r in routes):
-        found += [
-            f"{r.rule} ({r.endpoint}) has no protection while other routes do; declare it with "
-            "@rs.public or RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
-            for r in routes
-            if r.kind == "unprotected"
-        ]
+        found += ungranted_scopes(rs.roles, [(route.rule, route.scope_map)])
+    # Every route is protected, declared public, or reported: an app with no protected route
+    # at all is reported too (its routes may all have @rs.require above @app.route).
+    found += [
+        f"{r.rule} ({r.endpoint}) has no protection; declare it with @rs.public or "
+        "RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
+        for r in routes
+        if r.kind == "unprotected" and r.endpoint not in misordered
+    ]
     return found
+
+
+class WrappedViews:
+    """The functions ``@rs.require`` wrapped, and what they wrap (``__wrapped__``, which
+    ``functools.wraps`` sets), by id, held so that no id is reused. None of them may be what a
+    route serves: with ``@rs.require`` written above ``@app.route``, the route registers the
+    function before it is wrapped, and every request reaches it unchecked."""
+
+    def __init__(self) -> None:
+        self._views: dict[int, Callable[..., Any]] = {}
+
+    def remember(self, view: Callable[..., Any]) -> None:
+        found: Any = view
+        while found is not None and id(found) not in self._views:
+            self._views[id(found)] = found
+            found = getattr(found, "__wrapped__", None)
+
+    def misordered(self, app: Flask) -> dict[str, str]:
+        """Endpoint → what is wrong, for each endpoint of ``app`` serving one of them."""
+        found = {}
+        for endpoint, view in app.view_functions.items():
+            if self._views.get(id(view)) is not view:
+                continue
+            rules = ", ".join(sorted(rule.rule for rule in app.url_map.iter_rules(endpoint)))
+            found[endpoint] = (
+                f"{rules} ({endpoint}) serves {getattr(view, '__qualname__', view)!r} unprotected: "
+                "@rs.require is above @app.route, so the route has the function as it was before "
+                "require wrapped it. Put @rs.require below @app.route"
+            )
+        return found
+
+
+def check_routes(app: Flask, rs: ResourceServer) -> None:
+    """``ValueError`` for a route that serves a function ``@rs.require`` wrapped, or whose scope
+    map names a scope no role grants (the check every adapter runs at start-up:
+    :func:`resource_server.checks.check_scopes_granted`)."""
+    misordered = rs.wrapped_views.misordered(app)
+    if misordered:
+        raise ValueError("; ".join(misordered.values()))
+    maps = [
+        (route.rule, route.scope_map) for route in protected_routes(app, rs) if route.scope_map is not None
+    ]
+    check_scopes_granted(rs.roles, maps)
+
+
+def checking_routes_once(app: Flask, rs: ResourceServer) -> Callable[[], None]:
+    """A ``before_request`` function running :func:`check_routes` at the first request, when
+    every route and blueprint is registered (Flask refuses new ones after it). Until the routes
+    pass, every request fails (a 500, the error in the log): none reaches an unchecked view.
+    Once they pass, it leaves the app's list, so later requests do not pay for it."""
+    checked = False
+
+    def check_routes_once() -> None:
+        nonlocal checked
+        if checked:
+            return
+        check_routes(app, rs)
+        checked = True
+        hooks = app.before_request_funcs.get(None)
+        if hooks is not None and check_routes_once in hooks:
+            # A new list, not an in-place removal: Flask is iterating the current one.
+            app.before_request_funcs[None] = [hook for hook in hooks if hook is not check_routes_once]
+
+    return check_routes_once

@@ -24,11 +24,16 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
-from starlette.authentication import AuthCredentials
+try:
+    from mcp.server.auth.middleware.auth_context import auth_context_var
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+    from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
+    from starlette.authentication import AuthCredentials
+except ModuleNotFoundError as exc:
+    from ..checks import missing_extra
+
+    raise missing_extra("mcp", "resource_server.mcp", exc) from exc
 
 from policy import Access, Roles, ScopeMap
 
@@ -49,6 +54,7 @@ from ..asgi_http import (
 from ..asgi_http import token_elsewhere as find_token_elsewhere
 from ..async_guard import AsyncGuard, run_in_thread
 from ..bodies import BodyError
+from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
 from ..guard import Granted, Guard, Membership
@@ -188,6 +194,13 @@ class ProtectedMcp:
             scope_on_401=" ".join(sorted(first)) if first else None,
         )
         self.async_guard = AsyncGuard(self.guard)
+        check_scopes_granted(
+            roles,
+            [
+                *((f"tool_scopes[{name!r}]", scope_map) for name, scope_map in self.tools.items()),
+                *([("default", self.default)] if self.default is not None else []),
+            ],
+        )
         servers = _authorization_servers(authorization_servers)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
         document = metadata_document(
@@ -308,10 +321,7 @@ class ProtectedMcp:
                 raise Refused(400, INVALID_PARAMS, "the tool name must be a string", request_id(message))
             scope_map = self.tools.get(name)  # type: ignore[arg-type]
             if scope_map is None:
-                # MCP (server/tools, error handling): an unknown tool is -32602. A tool the SDK
-                # has but tool_scopes does not name is unknown here: never run unmapped.
-                shown = f": {name}" if len(name) <= _ECHOED_NAME else ""  # type: ignore[arg-type]
-                raise Refused(400, INVALID_PARAMS, f"Unknown tool{shown}", request_id(message))
+                raise _undeclared_tool(name, request_id(message))  # type: ignore[arg-type]
             return self.guard.decision(granted, "POST", scope_map)
         if rpc_method is not None and rpc_method.__class__ is not str:
             raise Refused(400, INVALID_REQUEST, "the method must be a string", request_id(message))
@@ -398,8 +408,10 @@ def protect_mcp(
 
     ``tool_scopes`` maps a tool name to its alternatives, as a :class:`policy.ScopeMap` method
     does: ``"project:read"``, ``["project:read", "project:admin"]`` (either), ``[["project:write",
-    "team:write"]]`` (both). Every entry is validated here. A ``tools/call`` for a tool it does
-    not name is answered ``400`` with JSON-RPC error ``-32602`` and never runs. Every other POST
+    "team:write"]]`` (both). Every entry is validated here, and a scope no role grants (in an
+    entry or in ``default``) is a ``ValueError``. A ``tools/call`` for a tool it does not name is
+    answered ``400`` with JSON-RPC error ``-32602`` (the tool has no declared scopes) and never
+    runs. Every other POST
     (``initialize``, ``tools/list``, notifications, responses) needs ``default`` when given, else
     authentication alone, as do GET (the SSE stream) and DELETE (the end of a session).
 
@@ -460,6 +472,20 @@ def _authorization_servers(servers: str | Collection[str]) -> tuple[str, ...]:
             "authorization_servers must name at least one authorization server by its issuer URL"
         )
     return found
+
+
+def _undeclared_tool(name: str, rpc_id: object) -> Refused:
+    """A ``tools/call`` of a tool ``tool_scopes`` does not name: refused, never run unmapped.
+    The SDK may well have the tool, so the error says what is missing (its scopes) rather than
+    that it does not exist; the status and code stay those of an unknown tool (MCP
+    server/tools, error handling: ``-32602``). Long names are neither echoed nor logged."""
+    if len(name) > _ECHOED_NAME:
+        log.warning(
+            "tools/call refused: tool_scopes declares no scopes for a tool of %d characters", len(name)
+        )
+        return Refused(400, INVALID_PARAMS, "The tool has no declared scopes, so it is refused", rpc_id)
+    log.warning("tools/call refused: tool_scopes declares no scopes for the tool %r", name)
+    return Refused(400, INVALID_PARAMS, f"The tool {name} has no declared scopes, so it is refused", rpc_id)
 
 
 def _full_path(scope: Scope) -> str:

@@ -109,6 +109,11 @@ class JWTVerifier:
         """The clock tokens are checked against (Unix time); the guard's caches use it too."""
         return self._clock
 
+    @property
+    def discovers(self) -> bool:
+        """Whether the keys come from the issuer's metadata (``discover=True``)."""
+        return isinstance(self._keys, DiscoveredKeySet)
+
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` and return what it says; raise :class:`InvalidToken` otherwise."""
         if not isinstance(token, str):

@@ -38,7 +38,7 @@ def test_the_demo_passes_flask_scopes_check(api: Flask) -> None:
 def document(api: Flask, version: str) -> dict[str, Any]:
     with api.app_context():
         fragment = api.extensions["resource_server"].server.openapi_security(
-            authorization_url="https://as.test/authorize"
+            token_url="https://as.test/token", authorization_url="https://as.test/authorize"
         )
     return {"openapi": version, "info": {"title": "demo", "version": "1"}, **fragment}
 

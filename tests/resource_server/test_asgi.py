@@ -848,6 +848,15 @@ def test_bad_configuration_fails_at_construction() -> None:
         middleware(public="/health")
 
 
+def test_a_scope_no_role_grants_fails_at_construction() -> None:
+    with pytest.raises(ValueError) as refused:
+        middleware(routes={**ROUTES, "/orgs/{org}/audit": Protected({"GET": "audit:read"}, org="org")})
+    assert str(refused.value) == (
+        "route '/orgs/{org}/audit' requires audit:read, which no role grants: "
+        "grant the scope to a role in Roles, or correct the scope map"
+    )
+
+
 def test_the_module_exports_its_names() -> None:
     assert asgi.Route is Protected
     assert {"ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"} == set(asgi.__all__)

@@ -25,6 +25,7 @@ ROLES = Roles(
     {
         "member": ["project:read", "team:read"],
         "admin": ["project:read", "project:write", "team:read", "team:write"],
+        "owner": ["org:admin"],  # held by nobody here: the alternative no member's role holds
     }
 )
 MEMBERS = {("user-1", "acme"): "admin", ("user-1", "globex"): "admin", ("user-2", "acme"): "member"}

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware
 
 from policy import Access, Challenge, Roles, parse_challenges
-from resource_server import JWTVerifier, VerifiedToken
+from resource_server import IntrospectionVerifier, JWTVerifier, TrustedIssuers, VerifiedToken
 from resource_server.dpop import DPoPNonces, DPoPVerifier
 from resource_server.fastapi import Refused, ResourceServer
 from tests.support import (
@@ -45,7 +45,14 @@ from tests.support import (
 
 RESOURCE = "https://api.test"
 METADATA = f"{RESOURCE}/.well-known/oauth-protected-resource"
-ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write", "team:write"]})
+ROLES = Roles(
+    {
+        "member": ["project:read"],
+        "admin": ["project:read", "project:write", "team:write"],
+        # Held by nobody here; it grants the scopes that only alternatives name.
+        "owner": ["project:read", "admin:read", "team:admin"],
+    }
+)
 MEMBERS = {("user-1", "acme"): "admin", ("user-2", "acme"): "member", ("user-1", "globex"): "member"}
 ALL_SCOPES = "project:read project:write team:write"
 PROJECTS = {"GET": "project:read", "POST": "project:write"}
@@ -487,6 +494,32 @@ def test_a_route_added_after_install_is_checked_at_startup_and_refused_per_reque
     assert "no path parameter 'org'" in caplog.text
 
 
+def test_a_scope_no_role_grants_is_refused_by_install_and_at_startup(es: Signer) -> None:
+    app, rs = fresh(es)
+
+    @app.get("/orgs/{org}/audit")
+    async def audit(
+        access: Annotated[Access, Depends(rs.require({"GET": ["project:read", "audit:read"]}))],
+    ) -> str:
+        return "x"
+
+    with pytest.raises(ValueError) as refused:
+        rs.install(app)
+    assert str(refused.value) == (
+        "the route /orgs/{org}/audit requires audit:read, which no role grants: "
+        "grant the scope to a role in Roles, or correct the scope map"
+    )
+    later, rs = fresh(es)
+    rs.install(later)
+
+    @later.get("/orgs/{org}/audit")
+    async def audit_later(access: Annotated[Access, Depends(rs.require({"GET": "audit:read"}))]) -> str:
+        return "x"
+
+    with pytest.raises(ValueError, match="audit:read, which no role grants"), TestClient(later):
+        pass
+
+
 def test_a_router_prefix_can_hold_the_org(es: Signer) -> None:
     app, rs = fresh(es)
     router = APIRouter(dependencies=[Depends(rs.require({"GET": "project:read"}))])
@@ -573,16 +606,115 @@ def test_require_validates_at_declaration(es: Signer) -> None:
         rs.require(PROJECTS, org="{org}")
 
 
-def test_openapi_needs_a_token_url(es: Signer) -> None:
-    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=FakeClock())
-    rs = ResourceServer(verifier=verifier, roles=ROLES, membership=membership)
-    with pytest.raises(ValueError, match="token_url"):
-        rs.install(FastAPI())
-    rs.install(FastAPI(openapi_url=None))  # no document to describe
-    rs.install(FastAPI(), token_url="https://as.test/oauth/token")
-
-
 # -- OpenAPI -------------------------------------------------------------------------------------
+
+
+def described(verifier: Any, **install: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the OpenAPI document, the metadata document) of an app protected with ``verifier``
+    and nothing else configured; the document validated as OpenAPI 3.1."""
+    rs = ResourceServer(verifier=verifier, roles=ROLES, membership=membership, resource=RESOURCE)
+    app = FastAPI()
+
+    @app.get("/orgs/{org}/projects")
+    async def projects(access: Annotated[Access, Depends(rs.require(PROJECTS))]) -> str:
+        return "x"
+
+    rs.install(app, **install)
+    document = app.openapi()
+    OpenAPIV31SpecValidator(document).validate()
+    with TestClient(app) as client:
+        metadata = client.get("/.well-known/oauth-protected-resource").json()
+    return document, metadata
+
+
+def scheme_of(document: dict[str, Any]) -> dict[str, Any]:
+    requirement = document["paths"]["/orgs/{org}/projects"]["get"]["security"]
+    assert requirement == [{"oauth2": ["project:read"]}]
+    return document["components"]["securitySchemes"]["oauth2"]  # type: ignore[no-any-return]
+
+
+def test_a_plain_jwt_verifier_installs_as_http_bearer_with_its_issuer(es: Signer) -> None:
+    """Nothing configured but the verifier: its issuer is the authorization server, and the
+    document describes a bearer token rather than guess an endpoint such as ``<issuer>/token``."""
+    document, metadata = described(JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es)))
+    assert metadata["authorization_servers"] == [ISSUER]
+    assert scheme_of(document) == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": f"An OAuth 2.0 access token from {ISSUER}",
+    }
+    assert "/token" not in json.dumps(document)
+
+
+def test_a_discovering_verifier_points_at_its_issuers_discovery_document(es: Signer) -> None:
+    verifier = JWTVerifier(issuer=f"{ISSUER}/realms/acme", audience=AUDIENCE, discover=True)
+    document, metadata = described(verifier)
+    assert metadata["authorization_servers"] == [f"{ISSUER}/realms/acme"]
+    assert scheme_of(document) == {
+        "type": "openIdConnect",
+        "openIdConnectUrl": f"{ISSUER}/realms/acme/.well-known/openid-configuration",
+    }
+    # Given explicitly, another document (an RFC 8414 one) wins over the derived one.
+    rfc8414 = f"{ISSUER}/.well-known/oauth-authorization-server/realms/acme"
+    document, _ = described(verifier, openid_connect_url=rfc8414)
+    assert scheme_of(document) == {"type": "openIdConnect", "openIdConnectUrl": rfc8414}
+
+
+def test_given_endpoints_make_an_oauth2_scheme(es: Signer) -> None:
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es))
+    document, _ = described(verifier, token_url="https://as.test/oauth2/v2.0/token")
+    assert scheme_of(document) == {
+        "type": "oauth2",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": "https://as.test/oauth2/v2.0/token",
+                "scopes": {"project:read": "", "project:write": ""},
+            }
+        },
+    }
+    with pytest.raises(ValueError, match="token_url too"):
+        described(verifier, authorization_url="https://as.test/authorize")
+    with pytest.raises(ValueError, match="not both"):
+        described(verifier, token_url="https://as.test/t", openid_connect_url="https://as.test/d")
+
+
+def test_every_verifier_kind_names_its_issuers_as_authorization_servers(es: Signer) -> None:
+    introspection = IntrospectionVerifier(
+        endpoint="https://as.test/introspect",
+        client_id="api",
+        client_secret="s" * 32,
+        audience=AUDIENCE,
+        issuer="https://as.test",
+    )
+    globex = JWTVerifier(issuer="https://globex.test", audience=AUDIENCE, jwks=jwks(es))
+    for verifier, servers in (
+        (introspection, ["https://as.test"]),
+        (TrustedIssuers([globex], opaque=introspection), ["https://globex.test", "https://as.test"]),
+    ):
+        document, metadata = described(verifier)
+        assert metadata["authorization_servers"] == servers
+        assert scheme_of(document)["type"] == "http"
+    anonymous = IntrospectionVerifier(
+        endpoint="https://as.test/introspect", client_id="api", client_secret="s" * 32, audience=AUDIENCE
+    )
+    document, metadata = described(anonymous)  # no issuer named: none listed, and still a document
+    assert "authorization_servers" not in metadata
+    assert scheme_of(document) == {"type": "http", "scheme": "bearer"}
+    rs = ResourceServer(verifier=anonymous, roles=ROLES, membership=membership)
+    rs.install(FastAPI(openapi_url=None))  # no document to describe
+
+
+def test_dpop_required_is_described_as_the_dpop_scheme(es: Signer) -> None:
+    rs = ResourceServer(
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es)),
+        roles=ROLES,
+        membership=membership,
+        dpop=DPoPVerifier(),
+        dpop_required=True,
+    )
+    app = FastAPI()
+    rs.install(app)
+    assert app.openapi()["components"]["securitySchemes"]["oauth2"]["scheme"] == "DPoP"
 
 
 def test_openapi_describes_each_alternative_per_method(client: TestClient) -> None:
@@ -608,12 +740,10 @@ def test_openapi_describes_each_alternative_per_method(client: TestClient) -> No
     assert {"name": "org", "in": "path", "required": True, "schema": {"type": "string"}} in teams["put"][
         "parameters"
     ]
-    flows = document["components"]["securitySchemes"]["oauth2"]["flows"]
-    assert flows == {
-        "clientCredentials": {
-            "tokenUrl": "https://as.test/token",
-            "scopes": {"project:read": "", "project:write": "", "team:admin": "", "team:write": ""},
-        }
+    assert document["components"]["securitySchemes"]["oauth2"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An OAuth 2.0 access token from https://as.test",
     }
     docs = client.get("/docs")  # Swagger UI, reading the same document
     assert docs.status_code == 200 and "/openapi.json" in docs.text

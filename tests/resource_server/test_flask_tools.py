@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import pytest
 from flask import Blueprint, Flask
+from openapi_spec_validator import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 
 from policy import Roles
 from resource_server import JWTVerifier
@@ -233,15 +235,47 @@ def test_commands_need_the_extension(args: list[str]) -> None:
     assert result.exit_code != 0 and "ResourceServer" in result.output
 
 
-def test_openapi_token_url_defaults_to_the_authorization_server(es: Signer) -> None:
+def validated(spec: dict[str, Any], *validators: Any) -> dict[str, Any]:
+    document = {"info": {"title": "api", "version": "1"}, **spec}
+    for validator, version in validators:
+        validator({"openapi": version, **document}).validate()
+    return spec
+
+
+def test_openapi_guesses_no_token_endpoint(es: Signer) -> None:
+    """Without endpoints, the scheme is an HTTP bearer token from the verifier's issuer, not an
+    ``oauth2`` flow at a made-up ``<issuer>/token``; the fragment is valid OpenAPI 3.1."""
     app, rs = make_app(es)
-    with pytest.raises(ValueError, match="token_url"):
-        rs.openapi_security(app)
-    configured = Flask(__name__)
-    configured.config["RESOURCE_SERVER_AUTHORIZATION_SERVERS"] = ["https://as.test/"]
-    rs.init_app(configured)
-    flows = rs.openapi_security(configured)["components"]["securitySchemes"]["oauth2"]["flows"]
-    assert flows["clientCredentials"]["tokenUrl"] == "https://as.test/token"
+    spec = validated(rs.openapi_security(app), (OpenAPIV31SpecValidator, "3.1.0"))
+    assert spec["components"]["securitySchemes"]["oauth2"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": f"An OAuth 2.0 access token from {ISSUER}",
+    }
+    assert "/token" not in json.dumps(spec)
+    assert spec["paths"]["/orgs/{org}/projects"]["get"]["security"] == [{"oauth2": ["project:read"]}]
+    with pytest.raises(ValueError, match="token_url too"):
+        rs.openapi_security(app, authorization_url="https://as.test/authorize")
+
+
+def test_openapi_of_a_discovering_verifier_points_at_the_discovery_document() -> None:
+    app = Flask(__name__)
+    rs = ResourceServer(
+        app,
+        verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, discover=True),
+        roles=ROLES,
+        membership=lambda s, o: None,
+    )
+    app.add_url_rule("/orgs/<org>/projects", "projects", rs.require({"GET": "project:read"})(lambda org: "x"))
+    spec = rs.openapi_security(app)
+    validated(spec, (OpenAPIV30SpecValidator, "3.0.3"), (OpenAPIV31SpecValidator, "3.1.0"))
+    assert spec["components"]["securitySchemes"]["oauth2"] == {
+        "type": "openIdConnect",
+        "openIdConnectUrl": f"{ISSUER}/.well-known/openid-configuration",
+    }
+    configured = "https://as.test/.well-known/oauth-authorization-server"
+    explicit = rs.openapi_security(app, openid_connect_url=configured)["components"]["securitySchemes"]
+    assert explicit["oauth2"] == {"type": "openIdConnect", "openIdConnectUrl": configured}
 
 
 def test_nested_and_renamed_blueprints_are_seen_by_the_tooling(es: Signer) -> None:

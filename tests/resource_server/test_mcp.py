@@ -228,7 +228,9 @@ def test_the_sdk_client_reads_and_is_refused_the_write_tool(es: Signer, verifier
             with pytest.raises(MCPError) as unknown:
                 await session.call_tool("drop_everything", {})
             assert unknown.value.error.code == -32602
-            assert unknown.value.error.message == "Unknown tool: drop_everything"
+            assert unknown.value.error.message == (
+                "The tool drop_everything has no declared scopes, so it is refused"
+            )
 
         # The same refusal, raw: the guard's 403 with a challenge a client can step up with.
         async with httpx2.AsyncClient() as http:
@@ -433,7 +435,9 @@ def test_alternatives_and_all_of_sets_per_tool(es: Signer, verifier: JWTVerifier
     assert projects.calls == ["read_project", "write_project"]
 
 
-def test_an_unknown_tool_is_a_json_rpc_error_and_never_runs(es: Signer, verifier: JWTVerifier) -> None:
+def test_a_tool_without_declared_scopes_is_a_json_rpc_error_and_never_runs(
+    es: Signer, verifier: JWTVerifier, caplog: pytest.LogCaptureFixture
+) -> None:
     projects = stateless()
     app = mounted(projects, protect(projects, verifier))
     headers = bearer(es.token(sub="lead-1", scope=ALL))
@@ -442,9 +446,9 @@ def test_an_unknown_tool_is_a_json_rpc_error_and_never_runs(es: Signer, verifier
         async with client(projects, app) as http:
             # The SDK has this tool; tool_scopes does not name it: unmapped tools never run.
             for name, message in (
-                ("drop_everything", "Unknown tool: drop_everything"),
-                ("nothing-here", "Unknown tool: nothing-here"),
-                ("x" * 500, "Unknown tool"),  # long names are not echoed
+                ("drop_everything", "The tool drop_everything has no declared scopes, so it is refused"),
+                ("nothing-here", "The tool nothing-here has no declared scopes, so it is refused"),
+                ("x" * 500, "The tool has no declared scopes, so it is refused"),  # not echoed
             ):
                 answer = await http.post("/orgs/acme/mcp/", json=call(name, 7), headers=headers)
                 assert answer.status_code == 400
@@ -457,7 +461,12 @@ def test_an_unknown_tool_is_a_json_rpc_error_and_never_runs(es: Signer, verifier
             anonymous = await http.post("/orgs/acme/mcp/", json=call("drop_everything"), headers=HEADERS)
             assert anonymous.status_code == 401
 
-    run(scenario)
+    with caplog.at_level(logging.WARNING, logger="resource_server"):
+        run(scenario)
+    # The operator learns which tool lacks its entry in tool_scopes (a long name is not logged).
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "tools/call refused: tool_scopes declares no scopes for the tool 'drop_everything'" in warnings
+    assert not any("x" * 129 in line for line in warnings)
     assert projects.calls == []
 
 
@@ -659,6 +668,12 @@ def test_configuration_is_checked_at_construction(verifier: JWTVerifier) -> None
         ({"tool_scopes": {"": "project:read"}}, "tool name"),
         ({"tool_scopes": ["read_project"]}, "mapping"),
         ({"default": 3}, "default"),
+        # A scope no role grants: the tool (or every other method) would be refused to everyone.
+        (
+            {"tool_scopes": {**TOOL_SCOPES, "write_project": "project:wirte"}},
+            "tool_scopes['write_project'] requires project:wirte, which no role grants",
+        ),
+        ({"default": ["mcp:use", "mcp:uze"]}, "default requires mcp:uze, which no role grants"),
         ({"resource": "https://api.test/#mcp"}, "resource"),
         ({"resource": "/mcp"}, "resource"),
         ({"authorization_servers": []}, "authorization_servers"),

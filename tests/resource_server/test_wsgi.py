@@ -359,6 +359,37 @@ def test_bad_route_scope_maps_fail_at_construction() -> None:
         middleware(routes={"/orgs/<org>/x": {"GET": "two scopes"}})
 
 
+def test_a_scope_no_role_grants_fails_at_construction() -> None:
+    with pytest.raises(ValueError) as refused:
+        middleware(routes={**ROUTES, "/orgs/<org>/audit": {"GET": ["project:read", "audit:read"]}})
+    assert str(refused.value) == (
+        "route '/orgs/<org>/audit' requires audit:read, which no role grants: "
+        "grant the scope to a role in Roles, or correct the scope map"
+    )
+
+
+class Directory:
+    async def __call__(self, subject: str, org: str | None) -> str | None:
+        return "admin"
+
+
+async def async_membership(subject: str, org: str | None) -> str | None:
+    return "admin"
+
+
+@pytest.mark.parametrize(
+    "given", [async_membership, Directory()], ids=["coroutine function", "async __call__"]
+)
+def test_a_coroutine_membership_fails_at_construction(given: Any) -> None:
+    """It would be called and never awaited: every request refused, with a warning at best."""
+    with pytest.raises(TypeError) as refused:
+        middleware(membership=given)
+    assert str(refused.value).startswith(
+        "membership is a coroutine function, which resource_server.wsgi.BearerMiddleware cannot await"
+    )
+    assert str(refused.value).endswith("resource_server.asgi, resource_server.fastapi, resource_server.mcp")
+
+
 # -- around a Flask app -----------------------------------------------------------------------------
 
 
