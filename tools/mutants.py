@@ -137,7 +137,16 @@ MUTANTS: tuple[Mutant, ...] = (
         "client: a request refused with the nonce it carried is retried with that same nonce",
         ("tests/resource_server/test_client_refused_nonce.py", "tests/resource_server/test_client_dpop.py"),
     ),
-    # -- checks the suite already protected (kept so a future refactor is checked too) -------------
+    # The JWT side of the audience fault: no test caught it either, before the audience tests.
+    Mutant(
+        "jwt-aud-substring",
+        "resource_server/tokens/jwt.py",
+        "            accepted = aud in self.audiences",
+        "            accepted = any(audience in aud for audience in self.audiences)",
+        "JWT: a string aud containing ours is accepted",
+        (*JWT_TESTS, "tests/adversarial/test_hostile_introspection_answers.py"),
+    ),
+    # -- checks the suite already protected (kept, so that a refactor is checked too) -----------------
     Mutant(
         "asgi-authorization-first",
         "resource_server/asgi_http.py",
@@ -193,14 +202,6 @@ MUTANTS: tuple[Mutant, ...] = (
         "        if False:",
         "JWT: any issuer is accepted",
         JWT_TESTS,
-    ),
-    Mutant(
-        "jwt-aud-substring",
-        "resource_server/tokens/jwt.py",
-        "            accepted = aud in self.audiences",
-        "            accepted = any(audience in aud for audience in self.audiences)",
-        "JWT: a string aud containing ours is accepted",
-        (*JWT_TESTS, "tests/adversarial/test_hostile_introspection_answers.py"),
     ),
     Mutant(
         "keys-refuse-secrets",
