@@ -4,6 +4,7 @@ anything (a route serving the function ``@rs.require`` wrapped, a scope no role 
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,34 +145,81 @@ def problems(app: Flask, rs: ResourceServer) -> list[str]:
     return found
 
 
+#: How far :meth:`WrappedViews.remember` looks through decorators, and how many callables at most.
+_UNWRAP_DEPTH, _UNWRAP_CALLABLES = 8, 64
+
+
 class WrappedViews:
-    """The functions ``@rs.require`` wrapped, and what they wrap (``__wrapped__``, which
-    ``functools.wraps`` sets), by id, held so that no id is reused. None of them may be what a
-    route serves: with ``@rs.require`` written above ``@app.route``, the route registers the
-    function before it is wrapped, and every request reaches it unchecked."""
+    """The functions ``@rs.require`` wrapped, and what they wrap, by id, held so that no id is
+    reused. None of them may be what a route serves: with ``@rs.require`` written above
+    ``@app.route``, the route registers the function before it is wrapped, and every request
+    reaches it unchecked.
+
+    "What they wrap" follows ``__wrapped__`` (which ``functools.wraps`` sets) and, for
+    decorators that do not set it, the callables a wrapper closes over (``__closure__``), the
+    function of a bound method and the callable attributes of a callable object, a few levels
+    deep: a plain decorator between ``@rs.require`` and ``@app.route`` hides nothing."""
 
     def __init__(self) -> None:
         self._views: dict[int, Callable[..., Any]] = {}
 
     def remember(self, view: Callable[..., Any]) -> None:
-        found: Any = view
-        while found is not None and id(found) not in self._views:
-            self._views[id(found)] = found
-            found = getattr(found, "__wrapped__", None)
+        level: list[Any] = [view]
+        seen = 0
+        for _ in range(_UNWRAP_DEPTH):
+            inner: list[Any] = []
+            for found in level:
+                if id(found) in self._views or seen >= _UNWRAP_CALLABLES:
+                    continue
+                self._views[id(found)] = found
+                seen += 1
+                inner.extend(_wrapped_by(found))
+            if not inner:
+                return
+            level = inner
 
     def misordered(self, app: Flask) -> dict[str, str]:
-        """Endpoint → what is wrong, for each endpoint of ``app`` serving one of them."""
+        """Endpoint → what is wrong, for each endpoint of ``app`` serving one of them, unless
+        that endpoint is declared public (``@rs.public`` or ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``):
+        the same function may be served public at one route and wrapped at another."""
+        public = set(app.config.get("RESOURCE_SERVER_PUBLIC_ENDPOINTS", ()))
         found = {}
         for endpoint, view in app.view_functions.items():
             if self._views.get(id(view)) is not view:
+                continue
+            if endpoint in public or getattr(view, "_resource_server_public", False):
                 continue
             rules = ", ".join(sorted(rule.rule for rule in app.url_map.iter_rules(endpoint)))
             found[endpoint] = (
                 f"{rules} ({endpoint}) serves {getattr(view, '__qualname__', view)!r} unprotected: "
                 "@rs.require is above @app.route, so the route has the function as it was before "
-                "require wrapped it. Put @rs.require below @app.route"
+                "require wrapped it. Put @rs.require below @app.route (or, to serve the same "
+                "function unprotected on purpose, declare that route public with @rs.public)"
             )
         return found
+
+
+def _wrapped_by(found: Any) -> list[Any]:
+    """The callables ``found`` may be a decorator's wrapper around."""
+    inner = []
+    wrapped = getattr(found, "__wrapped__", None)
+    if wrapped is not None:
+        inner.append(wrapped)
+    function = getattr(found, "__func__", None)  # a bound method
+    if function is not None:
+        inner.append(function)
+    for cell in getattr(found, "__closure__", None) or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if callable(content) and not isinstance(content, type):
+            inner.append(content)
+    if not inspect.isfunction(found) and not inspect.ismethod(found):
+        attributes = getattr(found, "__dict__", None)  # a callable object holding the function
+        if isinstance(attributes, dict):
+            inner.extend(v for v in attributes.values() if callable(v) and not isinstance(v, type))
+    return inner
 
 
 def check_routes(app: Flask, rs: ResourceServer) -> None:

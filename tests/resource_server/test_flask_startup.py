@@ -131,9 +131,10 @@ def test_the_check_passes_routes_in_order_and_then_leaves_the_request_path(es: S
     assert (answer.status_code, answer.text) == (200, "marked: True")
 
 
-def test_one_function_public_on_one_route_and_wrapped_on_another_is_refused(es: Signer) -> None:
-    """Fail closed: the bare function behind ``require`` is served somewhere, which is what a
-    misordered decorator looks like; a public view is a function of its own."""
+def test_one_function_public_on_one_route_and_wrapped_on_another_is_served_as_declared(es: Signer) -> None:
+    """A route declared public on purpose (``@rs.public`` or ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``)
+    may serve the same function that ``require`` wraps at another route: the app said so, and
+    the wrapped route stays protected."""
     app = Flask(__name__)
     app.testing = True
     rs = server(es, app)
@@ -143,8 +144,52 @@ def test_one_function_public_on_one_route_and_wrapped_on_another_is_refused(es: 
 
     app.add_url_rule("/status", "status", rs.public(status))
     app.add_url_rule("/orgs/<org>/status", "org_status", rs.require({"GET": "project:read"})(status))
-    with pytest.raises(ValueError, match=r"^/status \(status\) serves"):
-        app.test_client().get("/status")
+    app.add_url_rule("/health", "health", status)
+    app.config["RESOURCE_SERVER_PUBLIC_ENDPOINTS"] = ["health"]
+    client = app.test_client()
+    assert client.get("/status").status_code == 200
+    assert client.get("/health").status_code == 200
+    assert client.get("/orgs/acme/status").status_code == 401
+
+
+def audited(view: Callable[..., Any]) -> Callable[..., Any]:
+    """A decorator written without ``functools.wraps``: the wrapper hides ``view`` in its closure."""
+
+    def audit(*args: Any, **kwargs: Any) -> Any:
+        return view(*args, **kwargs)
+
+    return audit
+
+
+class Audited:
+    """A decorator written as a class: the callable object holds ``view`` as an attribute."""
+
+    def __init__(self, view: Callable[..., Any]) -> None:
+        self.view = view
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.view(*args, **kwargs)
+
+
+@pytest.mark.parametrize("decorator", [audited, Audited], ids=["closure", "class"])
+def test_require_above_route_is_refused_through_a_decorator_that_hides_the_view(
+    es: Signer, decorator: Callable[..., Any]
+) -> None:
+    """``@rs.require`` above a decorator that sets no ``__wrapped__``, above ``@app.route``: the
+    route serves the bare function, which ``require`` reached through the decorator's closure or
+    attributes; refused, never served open."""
+    app = Flask(__name__)
+    app.testing = True
+    rs = server(es, app)
+
+    @rs.require({"GET": "project:read"})
+    @decorator
+    @app.get("/orgs/<org>/secret")
+    def secret(org: str) -> str:
+        return "the secret"
+
+    with pytest.raises(ValueError, match=MISORDERED):
+        app.test_client().get("/orgs/acme/secret")
 
 
 # -- scopes no role grants ---------------------------------------------------------------------------
