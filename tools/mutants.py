@@ -286,9 +286,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "introspection-active-true",
         "resource_server/tokens/introspection.py",
-        '        if claims.get("active") is not True:',
-        '        if not claims.get("active"):',
-        'introspection: "active": "true" or 1 counts as active',
+        '            if not isinstance(claims.get("active"), bool):',
+        '            if "active" not in claims:',
+        'introspection: "active": "true" or 1 is taken for an answer (and then for active or not)',
         INTROSPECTION,
     ),
     Mutant(

@@ -228,6 +228,11 @@ class IntrospectionVerifier:
                 answer = self._exchange(token, fresh)
         if answer.status == 200:
             claims = self._json_object(answer.body)
+            if not isinstance(claims.get("active"), bool):
+                # RFC 7662 §2.2: "active" is REQUIRED and a boolean. Without it this is no
+                # introspection answer (a health check's JSON, a misrouted endpoint): nothing
+                # is known about the token, so it is not refused, nor is the refusal cached.
+                raise self._unavailable("the answer has no boolean active member: not an RFC 7662 answer")
             try:
                 return self._verified(claims)
             except InvalidToken as exc:
@@ -305,7 +310,7 @@ class IntrospectionVerifier:
 
     def _verified(self, claims: dict[str, Any]) -> VerifiedToken:
         """The checks of RFC 7662 §2.2 and RFC 9068 §4 on an answer's members."""
-        if claims.get("active") is not True:  # the JSON value true, not "true" or 1
+        if claims["active"] is not True:  # false: the JSON value true is the only yes
             raise InvalidToken("the token is not active")
         now = self._clock()
         exp = integer_claim(claims, "exp")
