@@ -101,7 +101,7 @@ def checked_login(body: object, passwords: Mapping[str, str]) -> str | None:
 def replay_cache(redis_url: str | None, clock: Callable[[], float] = time.time) -> ReplayCache:
     """Where one-time credentials are remembered: Redis, shared by every worker that is given the
     same URL, or this process's memory, which suits a single worker only."""
-    return RedisReplayCache(redis_url) if redis_url else MemoryReplayCache(clock=clock)
+    return RedisReplayCache(redis_url, clock=clock) if redis_url else MemoryReplayCache(clock=clock)
 
 
 def create_api(

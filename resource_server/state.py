@@ -100,11 +100,12 @@ class MemoryReplayCache:
 class RedisReplayCache:
     """Seen ``jti`` values in Redis, shared by every worker and host using the same server.
 
-    Each check is one atomic ``SET <prefix><jti> 1 NX PXAT <exp in ms>``: exactly one of any
+    Each check is one atomic ``SET <prefix><jti> 1 NX PX <ms until exp>``: exactly one of any
     number of concurrent requests carrying the same ``jti`` sets the key, the others see it, and
-    the key expires by itself when the credential could no longer be accepted anyway. ``exp``
-    comes from the verifier's clock and Redis expires keys on its own: keep the hosts' clocks in
-    step (NTP), as token expiry already requires.
+    the key expires by itself when the credential could no longer be accepted anyway. The time
+    to live is ``exp`` minus ``clock()`` (give the verifier's clock; ``time.time`` by default),
+    measured on this host: Redis's own clock plays no part, so a Redis host whose clock runs
+    ahead of the application's cannot make an entry expire early and reopen a replay.
 
     ``client_or_url`` is a ``redis.Redis`` client or a URL (``redis://host:6379/0``,
     ``rediss://...``, ``unix:///run/redis.sock``); a URL gets short socket timeouts, so an
@@ -113,7 +114,12 @@ class RedisReplayCache:
     """
 
     def __init__(
-        self, client_or_url: Any, *, prefix: str = "resource_server:replay:", timeout: float = 1.0
+        self,
+        client_or_url: Any,
+        *,
+        prefix: str = "resource_server:replay:",
+        timeout: float = 1.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         try:
             import redis  # an extra: only deployments with several workers need it
@@ -129,6 +135,7 @@ class RedisReplayCache:
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty string")
         self._redis = client_or_url
+        self._clock = clock or time.time
         self.prefix = prefix
         self._prefix = prefix.encode("utf-8", "surrogatepass")
 
@@ -139,7 +146,11 @@ class RedisReplayCache:
         # application's own caller must not turn it into a 500 either.
         key = self._prefix + jti.encode("utf-8", "surrogatepass")
         try:
-            created = self._redis.set(key, b"1", nx=True, pxat=math.ceil(exp * 1000))
+            # Relative, never PXAT: an absolute expiry would be read against Redis's clock.
+            ttl = math.ceil((exp - self._clock()) * 1000)
+            if ttl <= 0:  # past its expiry already: nothing could be replayed, nothing to keep
+                return False
+            created = self._redis.set(key, b"1", nx=True, px=ttl)
         except Exception as exc:  # RedisError, OSError, or any other: Redis has not answered
             log.error("the replay cache in Redis cannot be reached: %s", type(exc).__name__)
             raise VerificationUnavailable("the replay cache cannot be reached") from None

@@ -4,8 +4,10 @@ anything (a route serving the function ``@rs.require`` wrapped, a scope no role 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -200,26 +202,45 @@ class WrappedViews:
 
 
 def _wrapped_by(found: Any) -> list[Any]:
-    """The callables ``found`` may be a decorator's wrapper around."""
+    """The callables ``found`` may be a decorator's wrapper around. Read without running any of
+    its code: ``type()`` and :func:`inspect.getattr_static` only, since a wrapper may close over
+    a proxy (``current_access``) that evaluates itself on any attribute access or ``isinstance``."""
+    kind = type(found)
     inner = []
-    wrapped = getattr(found, "__wrapped__", None)
-    if wrapped is not None:
+    wrapped = inspect.getattr_static(found, "__wrapped__", None)
+    if wrapped is not None and kind in _ROUTINES:
         inner.append(wrapped)
-    function = getattr(found, "__func__", None)  # a bound method
-    if function is not None:
-        inner.append(function)
-    for cell in getattr(found, "__closure__", None) or ():
-        try:
-            content = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if callable(content) and not isinstance(content, type):
-            inner.append(content)
-    if not inspect.isfunction(found) and not inspect.ismethod(found):
-        attributes = getattr(found, "__dict__", None)  # a callable object holding the function
-        if isinstance(attributes, dict):
-            inner.extend(v for v in attributes.values() if callable(v) and not isinstance(v, type))
+    if kind is types.MethodType:
+        inner.append(found.__func__)
+    elif kind is types.FunctionType:
+        for cell in found.__closure__ or ():
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if type(content) in _ROUTINES or _is_callable_object(content):
+                inner.append(content)
+    elif _is_callable_object(found):  # a decorator written as a class holds the view as an attribute
+        attributes = getattr(found, "__dict__", None)  # a plain class: nothing forwarded
+        if type(attributes) is dict:
+            inner += [v for v in attributes.values() if type(v) in _ROUTINES or _is_callable_object(v)]
     return inner
+
+
+_ROUTINES = (types.FunctionType, types.MethodType, functools.partial)
+
+
+def _is_callable_object(value: Any) -> bool:
+    """An instance of a class defined in Python with its own ``__call__`` (not a proxy, a type
+    or a builtin)."""
+    kind = type(value)
+    return (
+        kind.__module__ != "builtins"
+        and not issubclass(kind, type)
+        and "__call__" in vars(kind)
+        and "__getattr__" not in vars(kind)  # proxies forward everything: not followed
+        and type(vars(kind)["__call__"]) is types.FunctionType
+    )
 
 
 def check_routes(app: Flask, rs: ResourceServer) -> None:

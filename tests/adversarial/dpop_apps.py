@@ -36,7 +36,7 @@ def _options(jwks: dict[str, Any], redis_url: str) -> dict[str, Any]:
         "dpop": DPoPVerifier(
             clock=clock,
             nonces=DPoPNonces(NONCE_SECRET, ttl=60),
-            replay_cache=RedisReplayCache(redis_url, prefix=f"hostile:{os.getpid()}:"),
+            replay_cache=RedisReplayCache(redis_url, prefix=f"hostile:{os.getpid()}:", clock=clock),
         ),
         "resource": RESOURCE,
     }

@@ -16,16 +16,16 @@ from resource_server.state import MemoryReplayCache, RedisReplayCache, ReplayCac
 from resource_server.viewer_context import ViewerContextSigner, ViewerContextVerifier
 from tests.support import NOW, FakeClock
 
-#: An expiry Redis will not reach while these tests run (the year 3000), so entries stay put
-#: whatever the machine's date.
-FAR = 32_503_680_000
+#: An expiry an hour after the caches' clock (the entries' time to live is measured on it).
+FAR = NOW + 3600
 _prefixes = itertools.count()
 
 
 @pytest.fixture
 def cache(redis_url: str) -> RedisReplayCache:
-    """A cache with a prefix of its own, so tests never see each other's entries."""
-    return RedisReplayCache(redis_url, prefix=f"test:{os.getpid()}:{next(_prefixes)}:")
+    """A cache with a prefix of its own, so tests never see each other's entries, on the
+    tests' clock (its expiries are measured against it, never against Redis's)."""
+    return RedisReplayCache(redis_url, prefix=f"test:{os.getpid()}:{next(_prefixes)}:", clock=FakeClock(NOW))
 
 
 def test_both_caches_are_replay_caches(cache: RedisReplayCache) -> None:
@@ -37,15 +37,28 @@ def test_a_jti_is_seen_the_second_time(cache: RedisReplayCache, redis_url: str) 
     assert cache.seen("jti-1", FAR) is True
     assert cache.seen("jti-2", FAR) is False
     client = redis.Redis.from_url(redis_url)
-    # One key per jti, expiring by itself exactly when the credential could no longer be accepted.
-    assert client.pexpiretime(f"{cache.prefix}jti-1") == FAR * 1000
-    assert cache.seen("jti-3", FAR + 0.0004) is False  # rounded up, never down
-    assert client.pexpiretime(f"{cache.prefix}jti-3") == FAR * 1000 + 1
+    # One key per jti, living exactly until the credential could no longer be accepted: an
+    # hour on the cache's clock (less the moments this test took on Redis's).
+    assert 3_590_000 < client.pttl(f"{cache.prefix}jti-1") <= 3_600_000
+    assert cache.seen("jti-3", NOW + 0.0004) is False  # rounded up, never down
+    assert client.pttl(f"{cache.prefix}jti-3") in (0, 1)
 
 
-def test_an_entry_past_its_expiry_is_gone(cache: RedisReplayCache) -> None:
-    assert cache.seen("old", 1) is False  # expired on arrival (1970): Redis keeps nothing
+def test_an_entry_past_its_expiry_is_not_kept(cache: RedisReplayCache, redis_url: str) -> None:
+    assert cache.seen("old", NOW - 1) is False  # already expired: nothing could be replayed
+    assert redis.Redis.from_url(redis_url).exists(f"{cache.prefix}old") == 0
     assert cache.seen("old", FAR) is False
+
+
+@pytest.mark.parametrize("behind", [70.0, 600.0, 10**9])
+def test_an_application_clock_behind_redis_never_reopens_a_replay(redis_url: str, behind: float) -> None:
+    """The entry's life is measured on the application's clock: with its host behind the Redis
+    host's (by more than a proof lives, or by decades), an absolute expiry (PXAT) was already in
+    Redis's past, the key was never kept, and every replay was accepted."""
+    clock = FakeClock(NOW - behind)  # Redis's clock is the machine's: well after this
+    cache = RedisReplayCache(redis_url, prefix=f"skew:{os.getpid()}:{next(_prefixes)}:", clock=clock)
+    assert cache.seen("proof", clock() + 65) is False
+    assert cache.seen("proof", clock() + 65) is True
 
 
 def test_prefixes_keep_caches_apart(redis_url: str) -> None:
@@ -134,7 +147,7 @@ def context(clock: FakeClock) -> dict[str, str]:
 def test_a_context_replayed_to_another_worker_is_refused_with_redis(redis_url: str) -> None:
     clock = FakeClock(NOW)
     prefix = f"viewer:{os.getpid()}:{next(_prefixes)}:"
-    first, second = (worker(clock, RedisReplayCache(redis_url, prefix=prefix)) for _ in range(2))
+    first, second = (worker(clock, RedisReplayCache(redis_url, prefix=prefix, clock=clock)) for _ in range(2))
     headers = context(clock)
     assert first.verify(headers, method="GET", path="/items") is not None
     assert second.verify(headers, method="GET", path="/items") is None  # the replay, elsewhere
