@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,20 @@ from .tokens.errors import VerificationUnavailable
 __all__ = ["Denial", "Refusals"]
 
 log = logging.getLogger("resource_server")
+
+# RFC 6750 §3: error_description = 1*( %x20-21 / %x23-5B / %x5D-7E ); no quote, no backslash.
+_NOT_IN_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+#: The most characters of a description a challenge carries; the JSON body keeps it whole.
+_CHALLENGE_DESCRIPTION = 256
+
+
+def _challenge_description(description: str) -> str | None:
+    """``description`` as an ``error_description`` may carry it (RFC 6750 §3): every other
+    character (non-ASCII, controls, ``"`` and ``\\``) replaced with ``?``, at most 256
+    characters; None when nothing is left. A custom verifier's text is then as safe in a header
+    as the library's own, and the challenge builders stay strict for everything else."""
+    shown = _NOT_IN_DESCRIPTION.sub("?", description[:_CHALLENGE_DESCRIPTION])
+    return shown or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +99,8 @@ class Refusals:
         the DPoP challenge; for a Bearer one the Bearer challenge, followed by a bare DPoP
         challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1)."""
         common = {"realm": self.realm, "resource_metadata": self.resource_metadata, **params}
+        if params.get("error_description") is not None:
+            common["error_description"] = _challenge_description(params["error_description"])  # type: ignore[arg-type]
         if dpop or self.dpop_required:
             return dpop_challenge(algs=self.dpop_algs, **common)
         bearer = bearer_challenge(**common)  # type: ignore[arg-type]
@@ -96,12 +113,20 @@ class Refusals:
             400,
             "invalid_request",
             description,
-            bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
+            bearer_challenge(
+                realm=self.realm,
+                error="invalid_request",
+                error_description=_challenge_description(description),
+            ),
             description,
         )
 
     def invalid_token(self, description: str, *, dpop: bool = False, reason: str | None = None) -> Denial:
-        """``description`` is sent; ``reason`` (for logs and ``explain`` only) defaults to it."""
+        """``description`` is sent; ``reason`` (for logs and ``explain`` only) defaults to it.
+        A description that is not a string (a custom verifier's ``InvalidToken(exc)``) is not
+        sent: its text could hold anything, the token too."""
+        if not isinstance(description, str):
+            description = "the token is not valid"
         challenge = self._challenges(
             dpop=dpop, error="invalid_token", error_description=description, scope=self.scope_on_401
         )
