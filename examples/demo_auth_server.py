@@ -34,6 +34,7 @@ shared server of the demo, ``GLOBEX`` a server of globex's own, which the API tr
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import os
@@ -722,6 +723,23 @@ def create_auth_server(
             request_body(request, 64 * 1024)
         except BodyError as error:
             return refusal(error.description, 400)
+        return None
+
+    @app.before_request
+    def basic_credentials_in_utf8() -> Response | None:
+        """RFC 7617 §2.1: Basic credentials are base64 of UTF-8. Authlib decodes them without
+        catching a non-ASCII value or bytes that are not UTF-8 (a 500); such a client cannot
+        authenticate (RFC 6749 §5.2)."""
+        parts = request.headers.get("Authorization", "").split(None, 1)
+        if len(parts) != 2 or parts[0].lower() != "basic":
+            return None
+        try:
+            base64.b64decode(parts[1]).decode("utf-8")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII str
+            response = token_error("invalid_client", "the Basic credentials are not base64 of UTF-8 text")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Basic error="invalid_client"'
+            return response
         return None
 
     @app.get("/.well-known/jwks.json")
