@@ -775,6 +775,19 @@ def test_mcp_token_verifier_refusals_are_none(
     assert any("cannot be verified now" in record.getMessage() for record in caplog.records)
 
 
+def test_mcp_token_verifier_logs_the_reason_of_a_refusal(
+    es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the guard does: the log line says what was received and what was expected (the
+    ``InvalidToken`` reason), the client learns only that the token is not accepted."""
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    token = es.token(iss="https://impostor.test")
+    with caplog.at_level(logging.INFO, logger="resource_server"):
+        assert asyncio.run(McpTokenVerifier(verifier).verify_token(token)) is None
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("401 invalid_token")]
+    assert "'https://impostor.test'" in line and repr(ISSUER) in line
+
+
 def test_mcp_token_verifier_inside_the_sdk_s_own_auth(es: Signer) -> None:
     clock = FakeClock(FAR)
     verifier = JWTVerifier(issuer=ISSUER, audience=MCP_RESOURCE, jwks=jwks(es), clock=clock)
