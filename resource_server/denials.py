@@ -168,16 +168,20 @@ class Refusals:
         return Denial(400, "invalid_request", error.description, None, error.description)
 
     @staticmethod
-    def unavailable(error: VerificationUnavailable) -> Denial:
+    def unavailable(
+        error: VerificationUnavailable,
+        public: str = "the credentials cannot be verified right now; retry later",
+    ) -> Denial:
         """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
         server or a shared store is unreachable). Not the client's fault and not the
-        credential's: no challenge, nothing for the client to throw away."""
-        log.error("503: the credentials cannot be verified now: %s", error.description)
+        credential's: no challenge, nothing for the client to throw away. ``public`` is the
+        body's description (the log line has the error's)."""
+        log.error("503 temporarily_unavailable: %s", error.description)
         retry_after = str(max(1, int(error.retry_after)))
         return Denial(
             503,
             "temporarily_unavailable",
-            "the credentials cannot be verified right now; retry later",
+            public,
             None,
             error.description,
             (("Retry-After", retry_after),),
