@@ -2,7 +2,9 @@
 controls, quotes, a lone surrogate, very long, not even a string) is answered ``401`` with a
 ``WWW-Authenticate`` challenge that parses and carries only what RFC 6750 §3 allows in an
 ``error_description``, never a 500, in every adapter: Flask over real HTTP, the WSGI and the
-ASGI middleware. The JSON body keeps a string description as it was given."""
+ASGI middleware. The JSON body keeps a string description as it was given. And a custom
+``VerificationUnavailable``'s ``retry_after``, whatever it is, becomes a ``Retry-After`` of whole
+seconds."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from starlette.testclient import TestClient
 from werkzeug.test import Client
 
 from policy import Roles, parse_challenges
-from resource_server import InvalidToken, VerifiedToken, asgi, wsgi
+from resource_server import InvalidToken, VerificationUnavailable, VerifiedToken, asgi, wsgi
 from resource_server.dpop import DPoPVerifier
 from resource_server.flask import ResourceServer
 from tests.support import serve_wsgi
@@ -158,3 +160,51 @@ def test_the_library_descriptions_are_sent_unchanged() -> None:
         response = client.get("/orgs/acme/projects", headers={"Authorization": "Bearer t"})
         (challenge,) = parse_challenges(response.headers["WWW-Authenticate"])
         assert challenge.get("error_description") == (shown or description)
+
+
+class Unavailable:
+    """A custom verifier whose every answer is ``VerificationUnavailable`` with this
+    ``retry_after`` and description."""
+
+    max_token_bytes = 4096
+    clock = staticmethod(time.time)
+
+    def __init__(self, retry_after: Any, description: Any) -> None:
+        self.retry_after = retry_after
+        self.description = description
+
+    def verify(self, token: str) -> VerifiedToken:
+        raise VerificationUnavailable(self.description, retry_after=self.retry_after)
+
+
+RETRY_AFTERS: dict[str, tuple[Any, str]] = {
+    "30": (30, "30"),
+    "0": (0, "1"),
+    "negative": (-5, "1"),
+    "a float": (2.9, "2"),
+    "a numeric string": ("7", "7"),
+    "a googol": (10**100, "86400"),
+    "NaN": (float("nan"), "5"),
+    "infinity": (float("inf"), "5"),
+    "a word": ("soon", "5"),
+    "None": (None, "5"),
+    "a list": ([1], "5"),
+}
+
+
+@pytest.mark.parametrize("name", RETRY_AFTERS)
+def test_a_custom_retry_after_is_sent_as_whole_seconds(name: str) -> None:
+    """RFC 9110 §10.2.3: delay-seconds. A custom verifier's value that is no finite number is
+    5 seconds, never a 500; the delay is at least 1 second and at most a day."""
+    retry_after, sent = RETRY_AFTERS[name]
+    middleware = wsgi.BearerMiddleware(
+        plain,
+        verifier=Unavailable(retry_after, description=["not", "a", "string"]),
+        roles=ROLES,
+        membership=lambda s, o: "member",
+        routes={"/orgs/<org>/projects": {"GET": "project:read"}},
+    )
+    response = Client(middleware).get("/orgs/acme/projects", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == sent
+    assert response.get_json()["error"] == "temporarily_unavailable"
