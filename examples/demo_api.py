@@ -93,7 +93,12 @@ def checked_login(body: object, passwords: Mapping[str, str]) -> str | None:
     username = body.get("username") if isinstance(body, dict) else None
     password = body.get("password") if isinstance(body, dict) else None
     expected = passwords.get(username) if isinstance(username, str) else None
-    if expected is None or not isinstance(password, str) or not hmac.compare_digest(expected, password):
+    if expected is None or not isinstance(password, str):
+        return None
+    # Compared as bytes: compare_digest raises TypeError on a non-ASCII str (a 500), and
+    # "surrogatepass" encodes the lone surrogates a JSON "\ud800" escape decodes to.
+    given = password.encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(expected.encode("utf-8", "surrogatepass"), given):
         return None
     return username
 

@@ -34,8 +34,10 @@ shared server of the demo, ``GLOBEX`` a server of globex's own, which the API tr
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import sqlite3
@@ -65,10 +67,14 @@ from demo_registration import (
 from flask import Flask, Response, g, jsonify, request
 from joserfc.jwk import ECKey, KeySet
 
+from resource_server import VerificationUnavailable
 from resource_server.bodies import BodyError
 from resource_server.client import DPoPKey
 from resource_server.dpop import DPoPVerifier, InvalidDPoPProof
 from resource_server.flask import json_body, request_body
+from resource_server.state import ReplayCache
+
+log = logging.getLogger("demo_auth_server")
 
 ORGS = ("acme", "globex")
 ROLES: dict[str, list[str]] = {
@@ -670,6 +676,22 @@ def token_error(error: str, description: str) -> Response:
     return response
 
 
+def proof_unchecked(error: VerificationUnavailable) -> Response:
+    """``503`` with ``Retry-After`` for a DPoP proof that cannot be checked now (its replay cache
+    cannot be reached, or its key has too many proofs in it). Not ``400 invalid_dpop_proof``:
+    the proof may be good, and RFC 6749 §5.2 has no code for a server that cannot answer, so
+    this is the answer HTTP has (RFC 9110 §15.6.4), with the body's ``error`` the one OAuth uses
+    for it at the authorization endpoint (RFC 6749 §4.1.2.1) and the library at the API."""
+    log.error("the token endpoint cannot check a DPoP proof now: %s", error.description)
+    response = jsonify(
+        error="temporarily_unavailable", error_description="the DPoP proof cannot be checked now; retry later"
+    )
+    response.status_code = 503
+    response.headers["Retry-After"] = str(max(1, int(error.retry_after)))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def registration_request() -> ClientMetadata:
     """The client metadata of the current registration request (RFC 7591 §3.1: one JSON object),
     checked by :func:`check_client_metadata`; :class:`RegistrationRefused` otherwise."""
@@ -692,12 +714,15 @@ def create_auth_server(
     clock: Callable[[], float] = time.time,
     resources: Collection[str] = (),
     max_registrations: int = MAX_REGISTRATIONS,
+    replay_cache: ReplayCache | None = None,
 ) -> Flask:
     """Build the authorization server. ``resource`` becomes the ``aud`` (RFC 9068 §2.2) of every
     token whose client names no other; ``resources`` are the others a client may name (RFC
     8707); ``tenant`` seeds a new database; ``clock`` dates codes, opaque tokens and
     registrations (Authlib dates JWTs); ``max_registrations`` caps how many clients may register
-    themselves (RFC 7591)."""
+    themselves (RFC 7591); ``replay_cache`` keeps the ``jti`` of the DPoP proofs the token
+    endpoint accepts (RFC 9449 §11.1): this process's memory by default, a
+    ``RedisReplayCache`` when several processes serve."""
     # Authlib refuses plain http unless told otherwise; this demo server only listens on loopback.
     os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     app = Flask("demo_auth_server")
@@ -711,8 +736,8 @@ def create_auth_server(
     server.register_endpoint(make_introspection(store, issuer, resource, clock))
     token_endpoint = f"{issuer}/token"
     # Proofs at the token endpoint carry no ath (no access token yet); their jti are kept once,
-    # in this process: the demo's authorization server runs as one.
-    dpop = DPoPVerifier(clock=clock)
+    # in this process unless told otherwise: the demo's authorization server runs as one.
+    dpop = DPoPVerifier(clock=clock, replay_cache=replay_cache)
 
     @app.before_request
     def bounded_body() -> Response | None:
@@ -722,6 +747,23 @@ def create_auth_server(
             request_body(request, 64 * 1024)
         except BodyError as error:
             return refusal(error.description, 400)
+        return None
+
+    @app.before_request
+    def basic_credentials_in_utf8() -> Response | None:
+        """RFC 7617 §2.1: Basic credentials are base64 of UTF-8. Authlib decodes them without
+        catching a non-ASCII value or bytes that are not UTF-8 (a 500); such a client cannot
+        authenticate (RFC 6749 §5.2)."""
+        parts = request.headers.get("Authorization", "").split(None, 1)
+        if len(parts) != 2 or parts[0].lower() != "basic":
+            return None
+        try:
+            base64.b64decode(parts[1]).decode("utf-8")
+        except ValueError:  # binascii.Error, UnicodeDecodeError, a non-ASCII str
+            response = token_error("invalid_client", "the Basic credentials are not base64 of UTF-8 text")
+            response.status_code = 401
+            response.headers["WWW-Authenticate"] = 'Basic error="invalid_client"'
+            return response
         return None
 
     @app.get("/.well-known/jwks.json")
@@ -778,6 +820,8 @@ def create_auth_server(
                 proof = dpop.verify(proofs[0], method="POST", url=token_endpoint, access_token=None)
             except InvalidDPoPProof as error:
                 return token_error("invalid_dpop_proof", error.description)
+            except VerificationUnavailable as error:
+                return proof_unchecked(error)
             g.dpop_jkt = proof.jkt
         try:  # RFC 8707 §2.2; the code grant checks it against the code's resource
             g.audience = requested_resource(request.form.getlist("resource"), known) or resource

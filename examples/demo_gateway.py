@@ -56,10 +56,14 @@ def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Ma
             return {"error": "unauthorized", "error_description": "sign in to the gateway first"}, 401
         path = f"/{rest}" + (f"?{request.query_string.decode('latin-1')}" if request.query_string else "")
         body = request_body(request, MAX_BOUND_BODY)  # the viewer context is bound to all of it
-        headers = dict(session.get("passthrough", {}))
+        # The client's values go on as the octets it sent (werkzeug read them as ISO-8859-1):
+        # httpx encodes a str value as ASCII, and obs-text (RFC 9110 §5.5) would raise (a 500).
+        headers: dict[str, str | bytes] = {
+            name: value.encode("latin-1") for name, value in session.get("passthrough", {}).items()
+        }
         headers.update(signer.headers(user_id=user, method=request.method, path=path, body=body))
         if request.content_type:
-            headers["Content-Type"] = request.content_type
+            headers["Content-Type"] = request.content_type.encode("latin-1")
         upstream = backend.request(request.method, path, content=body, headers=headers)
         return Response(
             upstream.content, status=upstream.status_code, content_type=upstream.headers.get("content-type")

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from policy import bearer_challenge, dpop_challenge
@@ -17,6 +20,73 @@ from .tokens.errors import VerificationUnavailable
 __all__ = ["Denial", "Refusals"]
 
 log = logging.getLogger("resource_server")
+
+# RFC 6750 §3: error_description = 1*( %x20-21 / %x23-5B / %x5D-7E ); no quote, no backslash.
+_NOT_IN_DESCRIPTION = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+#: The most characters of a description a challenge carries; the JSON body keeps it whole.
+_CHALLENGE_DESCRIPTION = 256
+
+
+def _challenge_description(description: str) -> str | None:
+    """``description`` as an ``error_description`` may carry it (RFC 6750 §3): every other
+    character (non-ASCII, controls, ``"`` and ``\\``) replaced with ``?``, at most 256
+    characters; None when nothing is left. A custom verifier's text is then as safe in a header
+    as the library's own, and the challenge builders stay strict for everything else."""
+    shown = _NOT_IN_DESCRIPTION.sub("?", description[:_CHALLENGE_DESCRIPTION])
+    return shown or None
+
+
+#: A 503's cause is logged at ERROR the first time, then at most once per this many seconds (with
+#: how many were not), the others at DEBUG: a flood of requests that cannot be checked (made-up
+#: kids while a refetch waits, a replay cache down) writes a line a minute, not one a request.
+_ERROR_EVERY = 60.0
+#: Distinct causes remembered; beyond, new ones share one line per interval (a custom verifier's
+#: descriptions could be anything).
+_CAUSES = 64
+_OTHER_CAUSES = "(other causes)"
+#: Retry-After when a custom verifier's ``retry_after`` is not a number; and its upper bound.
+_RETRY_AFTER, _MAX_RETRY_AFTER = 5, 86400
+
+
+@dataclass(slots=True)
+class _Cause:
+    logged_at: float
+    not_logged: int = 0
+
+
+class _ErrorLines:
+    """Which 503 causes get an ERROR line now (a cause is the error's description)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._causes: dict[str, _Cause] = {}
+        self._lock = threading.Lock()
+
+    def due(self, cause: str) -> int | None:
+        """None when ``cause`` had its ERROR line less than an interval ago (this one is counted);
+        else the number of refusals for it that had none since that line."""
+        try:
+            now = float(self._clock())
+        except Exception:  # a failing clock: every line at ERROR rather than a 500
+            return 0
+        with self._lock:
+            if cause not in self._causes and len(self._causes) >= _CAUSES:
+                cause = _OTHER_CAUSES
+            found = self._causes.get(cause)
+            if found is not None and 0 <= now - found.logged_at < _ERROR_EVERY:
+                found.not_logged += 1
+                return None
+            self._causes[cause] = _Cause(now)
+            return 0 if found is None else found.not_logged
+
+
+def _retry_after(seconds: object) -> str:
+    """``Retry-After`` in whole seconds (RFC 9110 §10.2.3), 1 to a day; 5 for a custom
+    verifier's value that is not a finite number."""
+    try:
+        return str(min(max(1, int(seconds)), _MAX_RETRY_AFTER))  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return str(_RETRY_AFTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +120,8 @@ class Denial:
 class Refusals:
     """Builds the :class:`Denial` for each row of the status table, with the challenges this
     server's configuration calls for: a ``Bearer`` one, a ``DPoP`` one (with ``algs``) when DPoP
-    is accepted, and only the ``DPoP`` one when it is required."""
+    is accepted, and only the ``DPoP`` one when it is required. ``clock`` paces the ERROR lines
+    of 503s (one per cause a minute)."""
 
     def __init__(
         self,
@@ -60,6 +131,7 @@ class Refusals:
         dpop_algs: Sequence[str] | None = None,
         dpop_required: bool = False,
         scope_on_401: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if dpop_required and not dpop_algs:
             raise ValueError("dpop_required=True needs a DPoP verifier (dpop=DPoPVerifier(...))")
@@ -70,6 +142,7 @@ class Refusals:
         # The scope a client should ask for first, named in 401 challenges (RFC 6750 §3; the MCP
         # authorization specification asks servers to, so clients start with the least scope).
         self.scope_on_401 = scope_on_401
+        self._error_lines = _ErrorLines(clock)
         # RFC 6750 §3.1: no error code when the request carried no credentials at all.
         self.no_credentials = Denial(
             401,
@@ -84,6 +157,8 @@ class Refusals:
         the DPoP challenge; for a Bearer one the Bearer challenge, followed by a bare DPoP
         challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1)."""
         common = {"realm": self.realm, "resource_metadata": self.resource_metadata, **params}
+        if params.get("error_description") is not None:
+            common["error_description"] = _challenge_description(params["error_description"])  # type: ignore[arg-type]
         if dpop or self.dpop_required:
             return dpop_challenge(algs=self.dpop_algs, **common)
         bearer = bearer_challenge(**common)  # type: ignore[arg-type]
@@ -96,12 +171,20 @@ class Refusals:
             400,
             "invalid_request",
             description,
-            bearer_challenge(realm=self.realm, error="invalid_request", error_description=description),
+            bearer_challenge(
+                realm=self.realm,
+                error="invalid_request",
+                error_description=_challenge_description(description),
+            ),
             description,
         )
 
     def invalid_token(self, description: str, *, dpop: bool = False, reason: str | None = None) -> Denial:
-        """``description`` is sent; ``reason`` (for logs and ``explain`` only) defaults to it."""
+        """``description`` is sent; ``reason`` (for logs and ``explain`` only) defaults to it.
+        A description that is not a string (a custom verifier's ``InvalidToken(exc)``) is not
+        sent: its text could hold anything, the token too."""
+        if not isinstance(description, str):
+            description = "the token is not valid"
         challenge = self._challenges(
             dpop=dpop, error="invalid_token", error_description=description, scope=self.scope_on_401
         )
@@ -142,18 +225,32 @@ class Refusals:
         log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 
-    @staticmethod
-    def unavailable(error: VerificationUnavailable) -> Denial:
+    def unavailable(
+        self,
+        error: VerificationUnavailable,
+        public: str = "the credentials cannot be verified right now; retry later",
+    ) -> Denial:
         """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
         server or a shared store is unreachable). Not the client's fault and not the
-        credential's: no challenge, nothing for the client to throw away."""
-        log.error("503: the credentials cannot be verified now: %s", error.description)
-        retry_after = str(max(1, int(error.retry_after)))
+        credential's: no challenge, nothing for the client to throw away. ``public`` is the
+        body's description; the error's is logged, at ERROR once a minute per description."""
+        cause = error.description if isinstance(error.description, str) else "(no description)"
+        not_logged = self._error_lines.due(cause)
+        if not_logged is None:
+            log.debug("503 temporarily_unavailable: %s", cause)
+        elif not_logged:
+            log.error(
+                "503 temporarily_unavailable: %s (and %d more at DEBUG since the last line)",
+                cause,
+                not_logged,
+            )
+        else:
+            log.error("503 temporarily_unavailable: %s", cause)
         return Denial(
             503,
             "temporarily_unavailable",
-            "the credentials cannot be verified right now; retry later",
+            public,
             None,
-            error.description,
-            (("Retry-After", retry_after),),
+            cause,
+            (("Retry-After", _retry_after(error.retry_after)),),
         )

@@ -14,7 +14,8 @@ Alembic migrations with :func:`upgrade`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,8 @@ try:
         update,
     )
     from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 except ModuleNotFoundError as exc:
     from .checks import missing_extra
 
@@ -46,6 +49,7 @@ from policy.scopes import format_scope, parse_scope, scope_set
 
 from .capability import MAX_SESSION_ID  # one limit for a session id, wherever it is checked
 from .checks import missing_extra
+from .tokens.errors import VerificationUnavailable
 
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
@@ -101,6 +105,24 @@ def _sqlite_on_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
+# A database that cannot answer now: down, unreachable, its file gone or unreadable, locked past
+# the busy timeout, the pool exhausted. The store is unavailable; the request is not wrong.
+_UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+
+
+@contextmanager
+def _reachable() -> Iterator[None]:
+    """:class:`~resource_server.VerificationUnavailable` (503 with ``Retry-After``, the status
+    table's "a shared store cannot be reached") for a database that cannot answer now."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        # Only the class: the message can quote the statement, its parameters and the URL.
+        raise VerificationUnavailable(
+            f"the grants database cannot be reached ({type(exc).__name__})"
+        ) from None
+
+
 def _check_name(name: str, value: object, limit: int) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, not {type(value).__name__}")
@@ -151,6 +173,9 @@ class GrantStore:
     passed in gets this module's connection listeners (BEGIN IMMEDIATE for writes, a busy
     timeout); they apply to connections it opens from then on. ``clock`` returns Unix time.
     Every call checks out its own connection, so one store is safe to share between threads.
+    A database that cannot answer now (down, unreachable, locked past the busy timeout) is
+    :class:`~resource_server.VerificationUnavailable`, which the agent endpoints answer ``503``
+    with ``Retry-After``.
     """
 
     def __init__(self, url_or_engine: str | Engine, *, clock: Callable[[], float] | None = None) -> None:
@@ -190,7 +215,7 @@ class GrantStore:
         now = float(self._clock())
         expires_at = int(now) + ttl  # whole seconds, rounded down: never longer than asked
         t = grants_table.c
-        with self.engine.connect() as conn:
+        with _reachable(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 values = {
@@ -228,7 +253,7 @@ class GrantStore:
         """The active grant for this session, or None if there is none or it has expired."""
         org, subject, session_id = _key(org, subject, session_id)
         t = grants_table.c
-        with self.engine.connect() as conn:
+        with _reachable(), self.engine.connect() as conn:
             row = conn.execute(
                 select(t.scopes, t.expires_at).where(_where(org, subject, session_id))
             ).one_or_none()
@@ -251,7 +276,7 @@ class GrantStore:
         return self._delete(delete(grants_table).where(grants_table.c.expires_at <= self._clock()))
 
     def _delete(self, stmt) -> int:
-        with self.engine.connect() as conn:
+        with _reachable(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():
                 return conn.execute(stmt).rowcount

@@ -128,15 +128,16 @@ class Guard:
         self.capabilities = capabilities
         self.dpop = dpop
         self.dpop_required = dpop_required
+        # The verifier's own clock, so a cached token expires exactly when the verifier says.
+        self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
         self.refusals = Refusals(
             realm=realm,
             resource_metadata=resource_metadata,
             dpop_algs=dpop.algorithms if dpop is not None else None,
             dpop_required=dpop_required,
             scope_on_401=scope_on_401,
+            clock=self.clock,
         )
-        # The verifier's own clock, so a cached token expires exactly when the verifier says.
-        self.clock: Callable[[], float] = getattr(verifier, "clock", time.time)
         self._credentials: ExpiringCache[str, Credential] = ExpiringCache(cache_size, self.clock)
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0

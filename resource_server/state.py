@@ -5,7 +5,8 @@ A replay cache held in one process protects one process: a context or a proof re
 another gunicorn worker, or another host, is accepted there. :class:`MemoryReplayCache` is right
 for a single worker; :class:`RedisReplayCache` for several, one atomic ``SET NX`` per check.
 A store that cannot be reached fails closed: :class:`~resource_server.VerificationUnavailable`
-(503), never "not seen".
+(503), never "not seen". Its description says why; the refusal's log line carries it (at ERROR
+once a minute, :class:`~resource_server.denials.Refusals`), so a flood writes no line per request.
 
 A replay cache is shared by every client, so :class:`PerKeyLimit` bounds what one client can
 hold in it: without that bound, one client with one valid token could fill a memory cache with
@@ -52,8 +53,8 @@ def replayed(cache: ReplayCache, jti: str, exp: float) -> bool:
     except VerificationUnavailable:
         raise
     except Exception as exc:
-        log.error("the replay cache failed: %s", type(exc).__name__)
-        raise VerificationUnavailable("the replay cache failed") from None
+        # Only the class: its message is the application's. The refusal's log line carries it.
+        raise VerificationUnavailable(f"the replay cache failed ({type(exc).__name__})") from None
 
 
 class MemoryReplayCache:
@@ -90,8 +91,10 @@ class MemoryReplayCache:
                 # Full of unexpired entries: evicting one would let its credential be replayed.
                 # Fail closed, and say so: this credential is not a replay, it cannot be checked.
                 wait = math.ceil(self._by_expiry[0][0] - now) if self._by_expiry else 1
-                log.error("the replay cache is full (%d live entries); size it larger", self.max_entries)
-                raise VerificationUnavailable("the replay cache is full", retry_after=max(1, wait))
+                raise VerificationUnavailable(
+                    f"the replay cache is full: {self.max_entries} entries, all live; size it larger",
+                    retry_after=max(1, wait),
+                )
             self._expiry[jti] = exp
             heapq.heappush(self._by_expiry, (exp, jti))
             return False
@@ -152,8 +155,9 @@ class RedisReplayCache:
                 return False
             created = self._redis.set(key, b"1", nx=True, px=ttl)
         except Exception as exc:  # RedisError, OSError, or any other: Redis has not answered
-            log.error("the replay cache in Redis cannot be reached: %s", type(exc).__name__)
-            raise VerificationUnavailable("the replay cache cannot be reached") from None
+            raise VerificationUnavailable(
+                f"the replay cache in Redis cannot be reached ({type(exc).__name__})"
+            ) from None
         return not created
 
 

@@ -11,7 +11,8 @@ one ``WWW-Authenticate`` value, or across several lines, are fine: the Bearer on
 With a :class:`DPoPKey` (RFC 9449) both send ``Authorization: DPoP <token>`` and a fresh ``DPoP``
 proof on every request and every retry, read the ``DPoP`` challenge (the Bearer one if there is
 none), answer ``use_dpop_nonce`` once with the server's nonce and keep the latest ``DPoP-Nonce``
-of each origin for the requests after (§9).
+of each origin for the requests after (§9); a nonce that is not 1 to 1024 of §8.1's characters
+is ignored.
 
 Credentials, proofs and step-ups go only to the origin (scheme, host, port; RFC 6454 §4) a request
 was first sent to. A response from another origin, or reached through one by redirects, is returned
@@ -33,6 +34,7 @@ library is missing raises an ``ImportError`` that names the library to install.
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 from collections.abc import (
     AsyncGenerator,
@@ -176,6 +178,10 @@ class _Retry:
 
 
 _MAX_ORIGINS = 256  # nonces kept; past that the oldest are forgotten (a 401 fetches one again)
+# RFC 9449 §8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E. A value the proof cannot
+# carry as the server sent it (spaces, quotes, controls, non-ASCII), or too long to be one, is
+# ignored: it would be signed into every later proof to that origin.
+_NONCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,1024}")
 
 
 class _StepUp:
@@ -286,7 +292,8 @@ class _Attempts:
             return None
         url, state = urls[-1], self.state
         if state.dpop_key is not None:
-            if dpop_nonce:  # RFC 9449 §9: a server may hand out its next nonce with any response
+            # RFC 9449 §9: a server may hand out its next nonce with any response.
+            if dpop_nonce is not None and _NONCE.fullmatch(dpop_nonce):
                 state._note_nonce(url, dpop_nonce)
             if status == 401:
                 params = _challenge_of(header_values, ("DPoP",))

@@ -15,6 +15,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from ..dpop import access_token_hash, jwk_thumbprint
 from ..tokens.keys import ASYMMETRIC_ALGORITHMS
+from ..tokens.rsa_keys import MIN_RSA_BITS, rsa_key_problem
 
 __all__ = ["DPoPKey"]
 
@@ -22,7 +23,6 @@ __all__ = ["DPoPKey"]
 _EC_ALGORITHM_OF = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 #: RFC 7638 §3.2: the members of a public JWK that a proof's ``jwk`` header carries, and nothing more.
 _PUBLIC_MEMBERS = {"EC": ("kty", "crv", "x", "y"), "RSA": ("kty", "n", "e"), "OKP": ("kty", "crv", "x")}
-_MIN_RSA_BITS = 2048  # RFC 7518 §3.3
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PrivateKey = (
     ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
@@ -34,7 +34,9 @@ class DPoPKey:
 
     ``DPoPKey.generate("ES256")``, or load one with :meth:`from_jwk` / :meth:`from_pem` (the
     algorithm is implied by the key: ES256/384/512 by the curve, EdDSA for Ed25519/Ed448, RS256
-    for RSA unless ``alg`` says a PS or another RS algorithm). RSA keys have at least 2048 bits.
+    for RSA unless ``alg`` says a PS or another RS algorithm). RSA keys are those a resource
+    server verifies with (RFC 7518 §3.3): a modulus of 2048 to 8192 bits, an odd public exponent
+    from 3 to 2**32 - 1, not a weak Infineon key (ROCA).
     ``jkt`` is the RFC 7638 thumbprint an authorization server puts in the token's ``cnf.jkt``,
     computed by the same function the resource server uses. ``clock`` gives the proofs' ``iat``.
 
@@ -62,7 +64,7 @@ class DPoPKey:
         elif alg == "EdDSA":
             key = ed25519.Ed25519PrivateKey.generate()
         elif alg in ASYMMETRIC_ALGORITHMS:
-            key = rsa.generate_private_key(public_exponent=65537, key_size=_MIN_RSA_BITS)
+            key = rsa.generate_private_key(public_exponent=65537, key_size=MIN_RSA_BITS)
         else:
             raise ValueError(
                 f"unsupported DPoP algorithm {alg!r}; use one of {sorted(ASYMMETRIC_ALGORITHMS)}"
@@ -178,8 +180,11 @@ def _check_algorithm(key: object, alg: str | None) -> str:
             raise ValueError(f"the EC curve {key.curve.name} has no JWS algorithm; use P-256, P-384 or P-521")
         allowed: tuple[str, ...] = (implied,)
     elif isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise ValueError(f"RSA DPoP keys need at least {_MIN_RSA_BITS} bits, not {key.key_size}")
+        # The resource server's own rule (resource_server.tokens.rsa_keys): a key it would refuse
+        # makes proofs no server of this package accepts, so it is refused here, at load time.
+        problem = rsa_key_problem(key.public_key().public_numbers())
+        if problem is not None:
+            raise ValueError(f"this RSA DPoP key {problem}")
         implied = "RS256"  # the one every JOSE implementation has; PS256 when asked for
         allowed = tuple(sorted(a for a in ASYMMETRIC_ALGORITHMS if a[:2] in ("RS", "PS")))
     elif isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):

@@ -120,6 +120,13 @@ class ResourceServer:
     await it). At :meth:`init_app` and again at the first request, a route serving a function
     :meth:`require` wrapped (``@rs.require`` written above ``@app.route``) or requiring a scope
     no role grants is a ``ValueError``.
+
+    ``dpop`` (a :class:`~resource_server.dpop.DPoPVerifier`) accepts ``Authorization: DPoP``
+    with its proof (RFC 9449 §7). ``dpop_required=True`` accepts an access token only that way,
+    bound by ``cnf.jkt`` (``Bearer`` is refused with a ``DPoP`` challenge; sessions and viewer
+    contexts are not tokens and are accepted as before). It needs ``dpop``, and contradicts
+    ``capabilities`` (capability tokens are bearer tokens): either mistake is a ``ValueError``
+    from :meth:`init_app`, so from the constructor when it is given ``app``.
     """
 
     def __init__(
@@ -141,7 +148,7 @@ class ResourceServer:
         check_sync_membership(membership, "resource_server.flask")
         self.verifier = verifier
         self.dpop = dpop  # RFC 9449: accept Authorization: DPoP with a proof checked by it
-        self.dpop_required = dpop_required  # refuse bearer tokens
+        self.dpop_required = dpop_required  # access tokens only as DPoP; see the class docstring
         self.roles = roles
         self.membership = membership
         self.realm = realm

@@ -5,7 +5,8 @@
 
 Both take JSON only and act only on POST, so a cross-site form or a link cannot trigger them (a
 cross-origin ``application/json`` POST needs a CORS preflight this blueprint never grants), and a
-bearer or capability token can never approve anything: an agent cannot approve itself.
+bearer or capability token can never approve anything: an agent cannot approve itself. A grants
+store that cannot be reached is ``503`` with ``Retry-After``, as every shared store is.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from policy import InvalidScope
 
 from ..bodies import BodyError
 from ..capability import CapabilityIssuer, check_session_id, scope_tokens
 from ..guard import Granted
+from ..tokens.errors import VerificationUnavailable
 from . import ResourceServer, json_body
+from .responses import denial_response
 
 __all__ = ["agent_blueprint"]
 
@@ -31,6 +34,15 @@ def _error(status: int, error: str, description: str) -> Response:
     response = jsonify(error=error, error_description=description)
     response.status_code = status
     return response
+
+
+def _unavailable(rs: ResourceServer, error: VerificationUnavailable) -> Response:
+    """``503`` with ``Retry-After`` and the library's JSON body: the grants store cannot be
+    reached now (the status table's "a shared store cannot be reached")."""
+    refusals = rs._state(current_app).guard.refusals
+    return denial_response(
+        refusals.unavailable(error, "the grants store cannot be reached right now; retry later")
+    )
 
 
 def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted] | Response:
@@ -88,6 +100,8 @@ def agent_blueprint(
             return _error(400, "invalid_request", "the request holds text that cannot be stored")
         except (ValueError, InvalidScope) as exc:  # our own validation: safe, specific messages
             return _error(400, "invalid_request", str(exc))
+        except VerificationUnavailable as exc:  # the approvals cannot be read now
+            return _unavailable(rs, exc)
         return jsonify(
             token=capability.token, expires_at=capability.expires_at, scopes=sorted(capability.scopes)
         )
@@ -128,6 +142,8 @@ def agent_blueprint(
             return _error(400, "invalid_request", "the request holds text that cannot be stored")
         except ValueError as exc:  # the store's own checks (a NUL in an id, say), made before any SQL
             return _error(400, "invalid_request", str(exc))
+        except VerificationUnavailable as exc:  # the approval cannot be recorded now
+            return _unavailable(rs, exc)
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
     for view in (agent_token, agent_approvals):  # for `flask scopes check` and OpenAPI

@@ -54,6 +54,7 @@ from ..asgi_http import (
 from ..asgi_http import token_elsewhere as find_token_elsewhere
 from ..async_guard import AsyncGuard, run_in_thread
 from ..bodies import BodyError
+from ..checks import authorization_servers as servers_of
 from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
@@ -159,7 +160,7 @@ class ProtectedMcp:
         default: object = None,
         org: str | None = None,
         resource: str,
-        authorization_servers: str | Collection[str],
+        authorization_servers: str | Collection[str] | None = None,
         realm: str = "api",
         cache_size: int = 4096,
         dpop: DPoPVerifier | None = None,
@@ -201,7 +202,7 @@ class ProtectedMcp:
                 *([("default", self.default)] if self.default is not None else []),
             ],
         )
-        servers = _authorization_servers(authorization_servers)
+        servers = _authorization_servers(authorization_servers, verifier)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
         document = metadata_document(
             resource=resource,
@@ -395,7 +396,7 @@ def protect_mcp(
     default: object = None,
     org: str | None = None,
     resource: str,
-    authorization_servers: str | Collection[str],
+    authorization_servers: str | Collection[str] | None = None,
     realm: str = "api",
     cache_size: int = 4096,
     dpop: DPoPVerifier | None = None,
@@ -420,7 +421,12 @@ def protect_mcp(
     names no org (``membership`` is then asked about the org the token is bound to).
     ``resource`` is this server's RFC 9728 resource identifier: challenges carry its metadata
     URL, and the document is served here when that URL's path reaches this app (when it is the
-    top-level app; otherwise route ``metadata_path`` to ``metadata_app``).
+    top-level app; otherwise route ``metadata_path`` to ``metadata_app``). Its
+    ``authorization_servers`` are those given, else the issuers the verifier accepts tokens from
+    (a :class:`~resource_server.tokens.TrustedIssuers`' issuers, a
+    :class:`~resource_server.tokens.JWTVerifier`'s issuer, an
+    :class:`~resource_server.tokens.IntrospectionVerifier`'s when it names one): at least one,
+    or a ``ValueError``.
 
     A body the wrapper cannot decide on is answered here with ``400`` and a JSON-RPC error (not
     UTF-8 or not JSON ``-32700``, a batch or duplicate member names ``-32600``, a ``tools/call``
@@ -465,11 +471,14 @@ def _scope_map(where: str, alternatives: object) -> ScopeMap:
         raise ValueError(f"{where}: {exc}".replace("ScopeMap['POST']", "alternatives")) from None
 
 
-def _authorization_servers(servers: str | Collection[str]) -> tuple[str, ...]:
-    found = (servers,) if isinstance(servers, str) else tuple(servers)
+def _authorization_servers(servers: str | Collection[str] | None, verifier: object) -> tuple[str, ...]:
+    """The RFC 9728 ``authorization_servers``: those given, else the verifier's issuers. MCP
+    clients find their authorization server there, so at least one is needed."""
+    found = servers_of(servers if servers is None or isinstance(servers, str) else tuple(servers), verifier)
     if not found or not all(isinstance(s, str) and urlsplit(s).scheme in ("https", "http") for s in found):
+        unnamed = "; the verifier names no issuer, so give them" if servers is None else ""
         raise ValueError(
-            "authorization_servers must name at least one authorization server by its issuer URL"
+            f"authorization_servers must name at least one authorization server by its issuer URL{unnamed}"
         )
     return found
 

@@ -65,7 +65,7 @@ class McpTokenVerifier:
         try:
             verified: VerifiedToken = await run_in_thread(self.verifier.verify, token)
         except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.description)
+            log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
             return None
         except VerificationUnavailable as exc:
             log.error("the token cannot be verified now (answered as invalid): %s", exc.description)

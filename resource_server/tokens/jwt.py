@@ -130,22 +130,31 @@ class JWTVerifier:
 
     def _verify(self, token: str) -> VerifiedToken:
         header_b64, payload_b64, signature_b64 = split_compact(token)
-        key = self._key_for(header_b64)
+        # What needs no key is checked before the key is looked up: a malformed token is a 401
+        # at once, not a 503 while a refetch for its unknown kid may not start yet. The payload
+        # is only parsed here; no claim is read before the signature holds.
+        checked = self._checked_header(header_b64)
+        claims = json_object(payload_b64, "payload")
+        key = self._key_for(checked)
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
-        return self._claims(json_object(payload_b64, "payload"))
+        return self._claims(claims)
 
-    def _key_for(self, header_b64: str) -> VerificationKey:
-        """The key for a token with this header segment. An authorization server signs with a
-        handful of headers; each is parsed and checked once (kept in a small bounded dict), and
-        its key is looked up every time, so a rotated or retired key is seen at once."""
+    def _checked_header(self, header_b64: str) -> tuple[str | None, str]:
+        """(kid, alg) of this header segment. An authorization server signs with a handful of
+        headers; each is parsed and checked once (kept in a small bounded dict)."""
         checked = self._headers.get(header_b64)
         if checked is None:
             checked = self._check_header(json_object(header_b64, "header"))
             if len(self._headers) >= _CHECKED_HEADERS:
                 self._headers.clear()
             self._headers[header_b64] = checked
+        return checked
+
+    def _key_for(self, checked: tuple[str | None, str]) -> VerificationKey:
+        """The key for a checked header's (kid, alg), looked up every time, so a rotated or
+        retired key is seen at once."""
         kid, alg = checked
         # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
         key = self._keys.find(kid)

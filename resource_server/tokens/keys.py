@@ -348,9 +348,14 @@ class RemoteKeySet:
             fetched = self._refresh(wait=True) or fetched
             key = fetched.keys.find(kid)
             if key is None and fetched.attempt <= before:
+                # The kid is the token's: logged here, kept out of the description, which is the
+                # cause the refusal's ERROR line is paced by (a flood of made-up kids is one cause).
+                log.info(
+                    "the token's key %s is not in the JWK Set of %s as last fetched", loggable(kid), self.uri
+                )
                 raise VerificationUnavailable(
-                    f"the token's key {loggable(kid)} is not in the JWK Set of {self.uri} as last"
-                    " fetched, and the set cannot be fetched again yet",
+                    f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
+                    " cannot be fetched again yet",
                     retry_after=self._retry_after(),
                 )
         return key

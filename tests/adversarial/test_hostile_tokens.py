@@ -43,6 +43,9 @@ from tests.support import (
 
 NOW = 1_900_000_000
 MB5 = 5 * 1024 * 1024
+#: A hang guard, not a benchmark: the CPU time of this thread (``time.thread_time``, which load
+#: elsewhere on the machine does not inflate) a refusal may take; these take milliseconds.
+HANG_GUARD_CPU_SECONDS = 2
 #: Placed in hostile claim and header values; a refusal must never echo it.
 MARK = "MARK-c4f1e2"
 
@@ -377,9 +380,9 @@ def case_table() -> dict[str, tuple[Build, str]]:
         "signature cut by 4 characters": (lambda k: good(k)[:-4], "signature"),
         "signature cut to 2 characters": (lambda k: good(k).rsplit(".", 1)[0] + "." + "AA", "signature"),
         "signature missing": (lambda k: good(k).rsplit(".", 1)[0] + ".", "compact"),
-        "payload cut by 4 characters": (
+        "payload cut by 4 characters": (  # parsed before the key is looked up: its JSON fails first
             lambda k: ".".join(_cut(good(k).split("."), 1, 4)),
-            "signature",
+            "JSON",
         ),
         "token cut in half": (lambda k: good(k)[: len(good(k)) // 2], ""),
         "header of one token, payload of another": (
@@ -704,9 +707,9 @@ def test_a_5_mb_token_is_refused_fast(shape: str, keys: Keys, verifier: JWTVerif
         "5 MB of dots": "." * MB5,
         "5 MB of non-ASCII": "é" * MB5,
     }[shape]
-    started = time.perf_counter()
+    started = time.thread_time()
     refuse(verifier, token, "too large")
-    assert time.perf_counter() - started < 2  # a hang guard, not a benchmark
+    assert time.thread_time() - started < HANG_GUARD_CPU_SECONDS
 
 
 def test_deep_nesting_and_huge_numbers_do_not_crash(keys: Keys, roomy: JWTVerifier) -> None:
@@ -728,9 +731,9 @@ def test_deep_nesting_and_huge_numbers_do_not_crash(keys: Keys, roomy: JWTVerifi
             "JSON",
         ),
     ]:
-        started = time.perf_counter()
+        started = time.thread_time()
         refuse(roomy, hostile, fragment)
-        assert time.perf_counter() - started < 2  # a hang guard, not a benchmark
+        assert time.thread_time() - started < HANG_GUARD_CPU_SECONDS
 
 
 @pytest.mark.parametrize("depth", [2_000, 3_000])

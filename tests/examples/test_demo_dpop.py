@@ -36,6 +36,7 @@ from demo_auth_server import (
 
 from policy import parse_challenges
 from resource_server.client import DPoPKey
+from resource_server.state import RedisReplayCache
 from tests.examples.test_demo_auth_server import RESOURCE, T0, running
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,6 +160,31 @@ def test_an_invalid_proof_is_refused_before_the_grant_is_looked_at(
         headers={"DPoP": key.proof("POST", f"{demo.issuer}/elsewhere")},
     )
     assert response.status_code == 400 and response.json()["error"] == "invalid_dpop_proof"
+
+
+def test_a_proof_that_cannot_be_checked_now_is_503_with_retry_after(
+    tmp_path: Path, http: httpx.Client
+) -> None:
+    """The replay cache is a Redis no one serves (a socket path nothing listens on): the proof
+    cannot be recorded, so it is neither good nor bad yet. 503 with ``Retry-After``, never a
+    500, nor a 400 that would tell the client its proof is wrong; a token request without a
+    proof does not touch the cache and still gets its bearer token."""
+    unreachable = RedisReplayCache(f"unix://{tmp_path}/no-redis.sock")
+    with running(str(tmp_path / "auth.sqlite3"), replay_cache=unreachable) as base:
+        form = {"grant_type": "client_credentials", "scope": "project:read"}
+        auth = (SERVICE_CLIENT, SERVICE_SECRET)
+        key = DPoPKey.generate("ES256")
+        response = http.post(
+            f"{base}/token", data=form, auth=auth, headers={"DPoP": key.proof("POST", f"{base}/token")}
+        )
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == {
+            "error": "temporarily_unavailable",
+            "error_description": "the DPoP proof cannot be checked now; retry later",
+        }
+        assert http.post(f"{base}/token", data=form, auth=auth).json()["token_type"] == "Bearer"
 
 
 def test_an_opaque_token_carries_its_binding_in_introspection(

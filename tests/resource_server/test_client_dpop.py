@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import itertools
 import json
+import random
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ from resource_server.dpop import (
     jwk_thumbprint,
 )
 from resource_server.tokens.keys import ASYMMETRIC_ALGORITHMS
+from tests.resource_server.test_keys import rsa_key_with_exponent
 from tests.support import NOW, FakeClock, b64url, dpop_key, serve_wsgi
 
 ALL_ALGORITHMS = sorted(ASYMMETRIC_ALGORITHMS)
@@ -250,6 +252,44 @@ def oct_jwk() -> dict[str, str]:
 def test_unusable_keys_and_requests_are_refused(make: Callable[[], Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def oversized_rsa_key(bits: int) -> rsa.RSAPrivateKey:
+    """A stand-in for an RSA private key with a ``bits``-bit modulus: odd factors, not primes
+    (generating a real 8200-bit key takes about a minute). Only loading it is tested: it signs
+    nothing, and no check looks at more than its public numbers."""
+    rng = random.Random(bits)
+    p, q = (rng.getrandbits(bits // 2) | 1 << (bits // 2 - 1) | 1 for _ in range(2))
+    d = rng.getrandbits(bits - 8) | 1
+    public = rsa.RSAPublicNumbers(65537, p * q)
+    numbers = rsa.RSAPrivateNumbers(p, q, d, d % (p - 1), d % (q - 1), 1, public)
+    return numbers.private_key(unsafe_skip_rsa_key_validation=True)
+
+
+def test_rsa_keys_the_resource_server_refuses_are_refused() -> None:
+    """A resource server of this package verifies with an RSA key of 2048 to 8192 bits whose
+    public exponent is odd, from 3 to 2**32 - 1 (``resource_server.tokens.rsa_keys``): a DPoP
+    key outside that signs proofs no such server accepts, so it is refused when loaded."""
+    wide_exponent = rsa_key_with_exponent(33, seed=33)  # a real key pair, its e of 33 bits
+    for load in (
+        lambda: DPoPKey(wide_exponent),
+        lambda: DPoPKey.from_jwk(jwt.algorithms.RSAAlgorithm.to_jwk(wide_exponent, as_dict=True)),
+        lambda: DPoPKey.from_pem(
+            wide_exponent.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        ),
+    ):
+        with pytest.raises(ValueError, match="exponent"):
+            load()
+    with pytest.raises(ValueError, match="8200-bit modulus"):
+        DPoPKey(oversized_rsa_key(8200))
+    # What the server accepts, the client does: e = 3, a proof the verifier takes.
+    small_exponent = DPoPKey(rsa.generate_private_key(public_exponent=3, key_size=2048), "PS256")
+    proof = small_exponent.proof("GET", "https://api.test/p")
+    assert DPoPVerifier().verify(proof, method="GET", url="https://api.test/p", access_token=None).jkt == (
+        small_exponent.jkt
+    )
 
 
 def test_insufficient_scope_reads_the_dpop_challenge_when_asked() -> None:

@@ -88,3 +88,34 @@ def test_a_later_request_refused_with_its_own_nonce_is_not_retried(
     with serve_wsgi(api) as base:
         assert get_twice(client, f"{base}/p") == statuses
     assert api.sent == sent
+
+
+HOSTILE_NONCES = {
+    "a space": "nonce 1",
+    "a quote": 'nonce"1',
+    "a backslash": "nonce\\1",
+    "a tab": "nonce\t1",
+    "DEL": "nonce\x7f",
+    "non-ASCII": "nonc\u00e9",
+    "1025 characters": "n" * 1025,
+}
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+@pytest.mark.parametrize("name", HOSTILE_NONCES)
+def test_a_nonce_outside_rfc_9449_is_ignored(client: str, name: str) -> None:
+    """RFC 9449 §8.1: ``nonce = 1*NQCHAR``. A ``DPoP-Nonce`` of anything else (or longer than
+    1024 characters) is not kept: no retry with it, no later proof carrying it."""
+    api = ScriptedAPI([(401, HOSTILE_NONCES[name]), (200, None)])
+    with serve_wsgi(api) as base:
+        assert get_twice(client, f"{base}/p") == [401, 200]
+    assert api.sent == [None, None]
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_nonce_of_1024_characters_is_kept(client: str) -> None:
+    nonce = "!#[]~" + "n" * 1019
+    api = ScriptedAPI([(401, nonce), (200, None), (200, None)])
+    with serve_wsgi(api) as base:
+        assert get_twice(client, f"{base}/p") == [200, 200]
+    assert api.sent == [None, nonce, nonce]

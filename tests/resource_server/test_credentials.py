@@ -13,6 +13,9 @@ from resource_server import InvalidToken, MalformedCredentials
 from resource_server.credentials import bearer_token
 
 JWT_LIKE = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJl"
+#: A hang guard, not a benchmark: the CPU time of this thread (``time.thread_time``, which load
+#: elsewhere on the machine does not inflate) a refusal may take; these take microseconds.
+HANG_GUARD_CPU_SECONDS = 2
 
 
 @pytest.mark.parametrize(
@@ -165,10 +168,10 @@ def test_a_token_one_byte_over_the_limit_is_an_invalid_token(limit: int, separat
 )
 def test_an_oversized_bearer_value_is_refused_fast(tail: str) -> None:
     value = "Bearer " + "a" * (5 * 1024 * 1024) + tail
-    started = time.perf_counter()
+    started = time.thread_time()
     with pytest.raises(InvalidToken, match="too large") as caught:
         bearer_token(value)
-    assert time.perf_counter() - started < 2  # a hang guard, not a benchmark
+    assert time.thread_time() - started < HANG_GUARD_CPU_SECONDS
     assert "aaaaaaaa" not in str(caught.value)
 
 
@@ -183,13 +186,13 @@ def test_an_oversized_bearer_value_is_refused_fast(tail: str) -> None:
     ids=["oversized Basic", "one oversized word", "oversized run of spaces", "oversized bad characters"],
 )
 def test_other_oversized_values_never_hang(value: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()
     try:
         result = bearer_token(value)
     except (InvalidToken, MalformedCredentials):
         result = None
     assert result is None
-    assert time.perf_counter() - started < 2  # a hang guard, not a benchmark
+    assert time.thread_time() - started < HANG_GUARD_CPU_SECONDS
 
 
 B64TOKEN = st.from_regex(r"[A-Za-z0-9._~+/-]+=*", fullmatch=True)

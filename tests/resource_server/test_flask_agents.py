@@ -276,3 +276,33 @@ def test_an_integer_org_converter_compares_as_text(setup, tmp_path) -> None:
     app.register_blueprint(agent_blueprint(rs, issuer=issuer, grants=grants, url_prefix="/orgs/<int:org>"))
     response = mint(app.test_client(), user_token(es, clock, org_id="5"), org="5")
     assert response.status_code == 200, response.json
+
+
+def test_a_grants_database_that_cannot_be_opened_is_503_then_recovers(setup) -> None:
+    """The status table's "a shared store cannot be reached": a real SQLite database whose file
+    cannot be opened (a directory stands where it was, and the pool holds no open connection)
+    is 503 with Retry-After and the library's JSON body, for minting (which reads approvals)
+    and approving (which writes one); once the file is back, both work again."""
+    app, es, clock, grants = setup
+    user = app.test_client()
+    user.post("/login/user-1")
+    path = Path(grants.engine.url.database)
+    path.unlink()
+    path.mkdir()
+    grants.engine.dispose()  # as after a restart: every connection is opened anew
+    for response in (
+        mint(app.test_client(), user_token(es, clock)),
+        user.post("/orgs/acme/agent-approvals", json={"sessionId": "s-1", "scopes": ["project:write"]}),
+    ):
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert int(response.headers["Retry-After"]) >= 1
+        assert "WWW-Authenticate" not in response.headers
+        assert response.json == {
+            "error": "temporarily_unavailable",
+            "error_description": "the grants store cannot be reached right now; retry later",
+        }
+    path.rmdir()
+    grants.create_schema()
+    approved = user.post("/orgs/acme/agent-approvals", json={"sessionId": "s-1", "scopes": ["project:write"]})
+    assert approved.status_code == 201
+    assert mint(app.test_client(), user_token(es, clock)).json["scopes"] == ["project:read", "project:write"]

@@ -342,6 +342,27 @@ def test_the_first_fetch_also_starts_the_interval(es: Signer, server: JWKSServer
     assert server.requests == 1
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1, 2]", b'{"exp": 1, "exp": 2}', b"\xff\xfe"],
+    ids=["not JSON", "an array", "a duplicate member", "not UTF-8"],
+)
+def test_a_malformed_payload_is_401_even_while_its_unknown_kid_cannot_be_looked_up(
+    es: Signer, server: JWKSServer, clock: FakeClock, payload: bytes
+) -> None:
+    """What needs no key is checked first: a token whose payload is no strict JSON object is
+    refused (401) at once, not answered 503 because its made-up kid would need a refetch that
+    may not start yet; the same token with a good payload is 503, and no fetch is made."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(1)  # inside the 5 s refetch interval
+    header = json.dumps({"alg": "ES256", "typ": "at+jwt", "kid": "made-up"}).encode()
+    with pytest.raises(InvalidToken, match="JSON"):
+        verifier.verify(es.sign(header, payload))
+    unavailable(verifier, es.sign(header, json.dumps(es.claims(now=int(clock.now))).encode()))
+    assert server.requests == 1
+
+
 def test_rotation_a_new_key_verifies_after_a_refresh(
     es: Signer, server: JWKSServer, clock: FakeClock
 ) -> None:

@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from policy import Challenge, Roles, parse_challenges
-from resource_server import JWTVerifier
+from resource_server import IntrospectionVerifier, JWTVerifier, TrustedIssuers
 from resource_server.client import StepUpAuth
 from resource_server.dpop import DPoPVerifier
 from resource_server.mcp import McpTokenVerifier, ProtectedMcp, current_access, protect_mcp
@@ -686,6 +686,30 @@ def test_configuration_is_checked_at_construction(verifier: JWTVerifier) -> None
             protect(projects, verifier, **options)
 
 
+def test_authorization_servers_default_to_the_issuers_of_the_verifier(
+    es: Signer, verifier: JWTVerifier, clock: FakeClock
+) -> None:
+    """As FastAPI's: unset, the RFC 9728 document names the issuers the verifier accepts tokens
+    from; given, what was given; a verifier that names none needs them given."""
+    projects = stateless()
+
+    def servers(verifier: Any, **options: Any) -> Any:
+        return protect(projects, verifier, **options).metadata_app.document["authorization_servers"]
+
+    assert servers(verifier, authorization_servers=None) == [ISSUER]
+    globex = JWTVerifier(issuer="https://globex.test", audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    trusted = TrustedIssuers([verifier, globex])
+    assert servers(trusted, authorization_servers=None) == [ISSUER, "https://globex.test"]
+    assert servers(trusted, authorization_servers="https://as.test") == ["https://as.test"]
+    assert servers(trusted, authorization_servers={"https://as.test"}) == ["https://as.test"]
+    opaque = IntrospectionVerifier(
+        endpoint="https://as.test/introspect", client_id="rs", client_secret="s" * 32, audience=AUDIENCE
+    )
+    assert servers(opaque, authorization_servers=["https://as.test"]) == ["https://as.test"]
+    with pytest.raises(ValueError, match="the verifier names no issuer"):
+        servers(opaque, authorization_servers=None)
+
+
 # -- McpTokenVerifier: this library's verification inside the SDK's own bearer auth ---------------
 
 #: The SDK's bearer backend also compares ``expires_at`` with the wall clock (time.time()), so
@@ -773,6 +797,19 @@ def test_mcp_token_verifier_refusals_are_none(
         with caplog.at_level(logging.ERROR, logger="resource_server"):
             assert asyncio.run(scenario(McpTokenVerifier(remote), es.token())) is None
     assert any("cannot be verified now" in record.getMessage() for record in caplog.records)
+
+
+def test_mcp_token_verifier_logs_the_reason_of_a_refusal(
+    es: Signer, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As the guard does: the log line says what was received and what was expected (the
+    ``InvalidToken`` reason), the client learns only that the token is not accepted."""
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
+    token = es.token(iss="https://impostor.test")
+    with caplog.at_level(logging.INFO, logger="resource_server"):
+        assert asyncio.run(McpTokenVerifier(verifier).verify_token(token)) is None
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("401 invalid_token")]
+    assert "'https://impostor.test'" in line and repr(ISSUER) in line
 
 
 def test_mcp_token_verifier_inside_the_sdk_s_own_auth(es: Signer) -> None:

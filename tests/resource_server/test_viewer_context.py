@@ -257,10 +257,12 @@ def test_duplicate_json_keys(clock: FakeClock) -> None:
 
 def test_oversized_header_refused_quickly(clock: FakeClock) -> None:
     huge = "a" * (5 * 1024 * 1024)
-    started = time.perf_counter()
+    started = time.thread_time()
     assert check(clock, {"X-Viewer-Context": huge}) is None
     assert check(clock, {"X-Viewer-Context": huge[:2_000_000] + "." + huge[:10] + ".x"}) is None
-    assert time.perf_counter() - started < 2  # a hang guard, not a benchmark: the size is checked first
+    # A hang guard, not a benchmark (CPU time of this thread, which load elsewhere does not
+    # inflate): the size is checked first, so this takes microseconds.
+    assert time.thread_time() - started < 2
 
 
 def test_header_limit_is_configurable(clock: FakeClock) -> None:
