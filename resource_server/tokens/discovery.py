@@ -61,6 +61,7 @@ class DiscoveredKeySet:
         max_age: float = 300.0,
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        leeway: float = 30.0,
     ) -> None:
         parts = urlsplit(issuer)
         if parts.query or parts.fragment:  # RFC 8414 §2: no query or fragment components
@@ -71,6 +72,7 @@ class DiscoveredKeySet:
         self._algorithms = frozenset(algorithms)
         self._cooldown, self._default_max_age, self._max_age = cooldown, max_age, max_age
         self._refetch_interval = refetch_interval
+        self._leeway = leeway
         self._timeout = timeout
         self._clock = clock
         self._fetcher = JSONFetcher(timeout=timeout)
@@ -81,7 +83,8 @@ class DiscoveredKeySet:
         self._answered: str | None = None  # the location whose document is in use
         self._warned: set[str] = set()  # locations whose failure has been logged as a warning
 
-    def find(self, kid: str | None) -> VerificationKey | None:
+    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+        """The key for ``kid`` from the set the metadata names (see :meth:`RemoteKeySet.find`)."""
         keys = self._keys
         if keys is None:
             self._discover(wait=True)
@@ -93,7 +96,7 @@ class DiscoveredKeySet:
         elif not within(self._clock(), self._fetched_at, self._max_age):
             self._discover(wait=False)
             keys = self._keys or keys
-        return keys.find(kid)
+        return keys.find(kid, issued_at)
 
     @property
     def jwks_uri(self) -> str | None:
@@ -145,6 +148,7 @@ class DiscoveredKeySet:
                 refetch_interval=self._refetch_interval,
                 timeout=self._timeout,
                 clock=self._clock,
+                leeway=self._leeway,
                 fetcher=self._fetcher,
             )
         self._answered = answered

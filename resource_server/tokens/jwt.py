@@ -96,9 +96,11 @@ class JWTVerifier:
         if jwks is not None:
             self._keys = KeySet.from_jwks(jwks, self.algorithms)
         elif jwks_uri is not None:
-            self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock)
+            self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock, leeway=leeway)
         else:  # nothing is fetched before the first token needs a key
-            self._keys = DiscoveredKeySet(issuer, algorithms=self.algorithms, clock=self._clock)
+            self._keys = DiscoveredKeySet(
+                issuer, algorithms=self.algorithms, clock=self._clock, leeway=leeway
+            )
         # Keyed on the token's SHA-256, so the cache holds no token text; never answers at or
         # after a token's exp (the leeway never extends a cached token).
         self._cache: ExpiringCache[bytes, VerifiedToken] = ExpiringCache(cache_size, self._clock)
@@ -135,7 +137,7 @@ class JWTVerifier:
         # is only parsed here; no claim is read before the signature holds.
         checked = self._checked_header(header_b64)
         claims = json_object(payload_b64, "payload")
-        key = self._key_for(checked)
+        key = self._key_for(checked, claims.get("iat"))
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
@@ -152,12 +154,14 @@ class JWTVerifier:
             self._headers[header_b64] = checked
         return checked
 
-    def _key_for(self, checked: tuple[str | None, str]) -> VerificationKey:
+    def _key_for(self, checked: tuple[str | None, str], iat: object) -> VerificationKey:
         """The key for a checked header's (kid, alg), looked up every time, so a rotated or
-        retired key is seen at once."""
+        retired key is seen at once. ``iat``, not yet verified, only tells a key set whether a
+        fetch could still find a kid it lacks (a forged one changes only this token's answer)."""
         kid, alg = checked
+        issued_at = iat if type(iat) is int else None
         # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
-        key = self._keys.find(kid)
+        key = self._keys.find(kid, issued_at)
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
         if alg != key.algorithm:

@@ -240,8 +240,9 @@ class KeySet:
             loaded = _drop_ambiguous(loaded)
         return cls(loaded)
 
-    def find(self, kid: str | None) -> VerificationKey | None:
-        """The key named ``kid`` (a plain dict lookup, RFC 7515 §4.1.4), or the only key."""
+    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+        """The key named ``kid`` (a plain dict lookup, RFC 7515 §4.1.4), or the only key.
+        ``issued_at`` is for sets that are fetched; a set held in memory has no use for it."""
         if kid is None:
             return self._only
         return self._by_kid.get(kid)
@@ -283,11 +284,15 @@ class RemoteKeySet:
 
     Rotation (OpenID Connect Core §10.1.1). An authorization server may sign with a new key as
     soon as it publishes it, and the verifier is to fetch the set again on an unfamiliar
-    ``kid``. A ``kid`` the set lacks is answered ``None`` (the token is refused, 401) only once
-    a fetch that started after this lookup began has shown it absent: the token was signed
-    before that, so its key was published before that. Until then the token cannot be checked:
-    :class:`VerificationUnavailable` (503), its ``retry_after`` the seconds until the next fetch
-    may start. A token without a ``kid`` causes no fetch: it is matched only by a set of exactly
+    ``kid``. A ``kid`` the set lacks is answered ``None`` (the token is refused, 401) once a
+    fetch has shown it absent that started after the token was signed: after this lookup began,
+    or ``leeway`` seconds (the clocks' allowed difference) after the token's ``issued_at`` (its
+    ``iat``, read before verification: a forged one changes only its own token's answer). Its
+    key was published before that fetch, so it is not the authorization server's. A token
+    signed long ago with a retired or made-up key is refused at once, with no fetch; a token
+    signed just now waits for the next fetch: :class:`VerificationUnavailable` (503), its
+    ``retry_after`` the seconds until that fetch may start, never longer than ``leeway`` plus
+    ``refetch_interval`` whatever other traffic does. A token without a ``kid`` causes no fetch: it is matched only by a set of exactly
     one key (OpenID Connect Core §10.1: with several keys a ``kid`` is required), else refused.
 
     Bounds. One fetch at a time (single flight: a lookup that needs a fetch waits for the one
@@ -309,6 +314,7 @@ class RemoteKeySet:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         fetcher: JSONFetcher | None = None,
+        leeway: float = 30.0,
     ) -> None:
         try:
             self.uri = check_uri(uri, "jwks_uri")
@@ -320,6 +326,7 @@ class RemoteKeySet:
         self._algorithms = frozenset(algorithms)
         self._cooldown = cooldown
         self._refetch_interval = refetch_interval
+        self._leeway = leeway
         self._default_max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -329,8 +336,10 @@ class RemoteKeySet:
         self._last_attempt: float | None = None
         self._pause = refetch_interval  # from the last attempt to the next: longer after a failure
 
-    def find(self, kid: str | None) -> VerificationKey | None:
-        """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``."""
+    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+        """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``;
+        ``issued_at`` is the token's ``iat`` (Unix time, unverified), when it has one and the
+        clock is a Unix-time clock (the JWT verifier's)."""
         before = self._attempts  # a fetch that had started already cannot vouch for an absence
         fetched = self._fetched
         if fetched is None:
@@ -342,23 +351,27 @@ class RemoteKeySet:
         elif not within(self._clock(), fetched.at, fetched.max_age):
             fetched = self._refresh(wait=False) or fetched
         key = fetched.keys.find(kid)
-        if key is not None or kid is None:
+        if key is not None or kid is None or self._shows_absent(fetched, before, issued_at):
             return key
-        if fetched.attempt <= before:
-            fetched = self._refresh(wait=True) or fetched
-            key = fetched.keys.find(kid)
-            if key is None and fetched.attempt <= before:
-                # The kid is the token's: logged here, kept out of the description, which is the
-                # cause the refusal's ERROR line is paced by (a flood of made-up kids is one cause).
-                log.info(
-                    "the token's key %s is not in the JWK Set of %s as last fetched", loggable(kid), self.uri
-                )
-                raise VerificationUnavailable(
-                    f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
-                    " cannot be fetched again yet",
-                    retry_after=self._retry_after(),
-                )
-        return key
+        fetched = self._refresh(wait=True) or fetched
+        key = fetched.keys.find(kid)
+        if key is not None or self._shows_absent(fetched, before, issued_at):
+            return key
+        # The kid is the token's: logged here, kept out of the description, which is the cause
+        # the refusal's ERROR line is paced by (a flood of made-up kids is one cause).
+        log.info("the token's key %s is not in the JWK Set of %s as last fetched", loggable(kid), self.uri)
+        raise VerificationUnavailable(
+            f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
+            " cannot be fetched again yet",
+            retry_after=self._retry_after(),
+        )
+
+    def _shows_absent(self, fetched: _Fetched, before: int, issued_at: int | None) -> bool:
+        """Whether ``fetched``, which lacks the token's key, was fetched after the token was
+        signed: it started after this lookup began, or after ``issued_at`` plus ``leeway``."""
+        if fetched.attempt > before:
+            return True
+        return issued_at is not None and fetched.at >= issued_at + self._leeway
 
     def _retry_after(self) -> int:
         """Seconds until the next fetch may start."""

@@ -6,6 +6,7 @@ requests the server really receives; time moves only through ``FakeClock``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -864,6 +865,50 @@ def test_the_window_in_which_a_new_key_is_answered_503_is_the_refetch_interval(
     assert clock.now - fetched_at == 5.0
     assert told == [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
     assert server.requests == 2
+
+
+def test_a_token_signed_before_the_last_fetch_with_a_key_it_lacks_is_401_at_once(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """A key retired (or revoked) at the authorization server: its tokens were signed before the
+    set in hand was fetched (their iat, plus the clocks' leeway), so that set's silence is an
+    answer. 401 at once, inside the refetch interval too, and no fetch: those clients get a new
+    token instead of retrying on 503."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    clock.advance(1)
+    signed_before = int(clock.now) - 120
+    for kid in ("retired", "revoked", "made-up"):
+        unknown_key(verifier, es.token(headers={"kid": kid}, now=signed_before))
+    assert server.requests == 1
+
+
+def test_unknown_kid_traffic_cannot_keep_a_token_waiting_on_503(
+    es: Signer, server: JWKSServer, clock: FakeClock
+) -> None:
+    """Others' tokens with made-up kids start every allowed fetch before this client's retry
+    does, so "a fetch started after my lookup" never comes for it. A fetch that started after
+    its token was signed (iat + the 30 s leeway) settles it all the same: 401 within leeway plus
+    the refetch interval, however busy the traffic (seen 503 for 40 s and more before)."""
+    verifier = remote(server.url, clock)
+    verifier.verify(token_at(es, clock))
+    victim = token_at(es, clock, kid="gone")
+    signed = clock.now
+    answers: list[str] = []
+    while clock.now < signed + 60:
+        clock.advance(0.5)
+        with contextlib.suppress(InvalidToken, VerificationUnavailable):
+            verifier.verify(token_at(es, clock, kid=f"noise-{clock.now}"))  # starts any fetch allowed
+        try:
+            verifier.verify(victim)
+        except VerificationUnavailable:
+            answers.append("503")
+            continue
+        except InvalidToken:
+            answers.append("401")
+            break
+    assert answers[-1] == "401"
+    assert clock.now - signed <= 30 + 5
 
 
 class GatedJWKS:
