@@ -219,7 +219,7 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
     token = tokens[0]
     header_b64, payload_b64, signature_b64 = split_compact(token)
     checker = guard.verifier
-    key = checker._key_for(checker._checked_header(header_b64))
+    key = checker._key_for(checker._checked_header(header_b64), None)
     signing_input, signature = f"{header_b64}.{payload_b64}".encode(), b64decode(signature_b64)
     claims = json_object(payload_b64, "payload")
     fresh = iter(tokens)
@@ -236,7 +236,7 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
         ("Authorization parsing (RFC 6750 §2.1)", best_of(lambda: bearer_token(warm), number * 10)),
         (
             "compact split, header (checked once), key",
-            best_of(lambda: checker._key_for(checker._checked_header(split_compact(token)[0])), number * 10),
+            best_of(lambda: checker._key_for(checker._checked_header(split_compact(token)[0]), None), number * 10),
         ),
         ("signature: the cryptography floor", best_of(verification_floor(signer), number)),
         (
