@@ -1,17 +1,20 @@
 """MkDocs hooks for the documentation site (``hooks:`` in mkdocs.yml).
 
-Two mismatches between how the pages are written and how the site is built:
+What the pages and docstrings are written for (a repository browser, reST-minded readers) and
+what the site needs differ in three ways:
 
-- The docs link to ``../README.md#section`` so that they work where they are read as files (a
-  repository browser). On the site the README's sections live on the home page, which includes
-  them; those links go there. The build's anchor check still fails on a section the home page
-  does not include.
+- The docs link to ``../README.md#section`` (and the root's CHANGELOG.md and SECURITY.md) so that
+  they work where they are read as files. On the site those files live on the pages that include
+  them (the README's sections on the home page); the links go there. The build's anchor check
+  still fails on a section the home page does not include.
 - The docstrings use reST roles (:class:`Name`, :func:`~module.name`), which Markdown renders as
   the role's name followed by code. The role is dropped; with ``~`` only the last component is
   shown, as Sphinx shows it. A fully qualified name becomes a cross-reference when the reference
   documents that object, and stays plain code when it does not (an optional reference: no
   warning). A paragraph that ends with reST's ``::`` before a literal block ends with one colon,
   and a ``::`` alone goes, as in reST.
+- A class's entries in the reference: see :class:`HideUndocumentedSpecials`, a griffe extension
+  (``extensions:`` of the mkdocstrings options in mkdocs.yml).
 """
 
 from __future__ import annotations
@@ -46,8 +49,7 @@ def on_page_content(html: str, **kwargs: Any) -> str:
 
 
 class HideUndocumentedSpecials(griffe.Extension):
-    """A griffe extension (``extensions:`` of the mkdocstrings options) that keeps a class's
-    entries to what its documentation covers. A special member (``__repr__``, ``__slots__``,
+    """Keeps a class's entries in the reference to what its documentation covers. A special member (``__repr__``, ``__slots__``,
     ``__eq__``, ...) or an attribute without a docstring of its own is an implementation detail
     or a field the class's signature already shows, not an entry of the reference; one with a
     docstring stays. Module-level names are left alone: every name in ``__all__`` has an entry.
