@@ -9,7 +9,7 @@ adapter answers with ``400`` and a JSON error: never a 500, never a hang.
 
 WSGI bodies are read through werkzeug's bounded streams, imported by the first read rather than
 with this module: every adapter imports :class:`BodyError` from here, and ``import werkzeug``
-loads its development server and test client too (about 50 ms), which an ASGI application, or
+loads its development server and test client too (tens of milliseconds), which an ASGI app, or
 one that only verifies tokens, never uses.
 """
 
