@@ -6,15 +6,17 @@ tokens and approvals). A client controls every byte of it, and the transport can
 (a malformed chunked encoding, a connection cut before ``Content-Length`` bytes). Each of those,
 and bodies that are too large or nested too deeply, becomes a :class:`BodyError`, which every
 adapter answers with ``400`` and a JSON error: never a 500, never a hang.
+
+WSGI bodies are read through werkzeug's bounded streams, imported by the first read rather than
+with this module: every adapter imports :class:`BodyError` from here, and ``import werkzeug``
+loads its development server and test client too (tens of milliseconds), which an ASGI app, or
+one that only verifies tokens, never uses.
 """
 
 from __future__ import annotations
 
 import io
 from typing import Any
-
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wsgi import get_content_length, get_input_stream
 
 from .strict_json import parse_object, strict_json_decoder
 
@@ -56,6 +58,9 @@ def read_body(environ: dict[str, Any], *, limit: int) -> bytes:
     servers that decode chunked bodies); a body with neither is empty, since reading it could
     block forever (werkzeug's ``get_input_stream`` rules).
     """
+    from werkzeug.exceptions import RequestEntityTooLarge  # on first use: see the module docstring
+    from werkzeug.wsgi import get_content_length, get_input_stream
+
     too_large = BodyError(f"the request body is larger than {limit} bytes")
     try:
         # One byte over the limit: werkzeug's limited stream stops at its limit without an error,
@@ -87,6 +92,8 @@ def peek_body(environ: dict[str, Any], *, limit: int) -> bytes:
     neither a length nor a server-terminated stream is empty. :class:`BodyError` when the body
     cannot be read or ends before its ``Content-Length``.
     """
+    from werkzeug.wsgi import get_content_length, get_input_stream  # on first use: see the module docstring
+
     declared = get_content_length(environ)
     try:
         stream = get_input_stream(environ)

@@ -31,6 +31,16 @@ def test_policy_benchmark_runs() -> None:
     assert "decide, typical route, allowed" in out
 
 
+def test_import_benchmark_runs() -> None:
+    out = run("benchmarks/bench_import.py", "--quick")
+    for row in (
+        "PyJWT + cryptography (the reference)",
+        "import resource_server",
+        "resource_server.__version__",
+    ):
+        assert row in out
+
+
 def test_flask_benchmark_runs() -> None:
     out = run("benchmarks/bench_flask.py", "--quick")
     for row in ("bare view", "@rs.require, warm", "@rs.require, cold ES256", "Authlib ResourceProtector"):

@@ -1,6 +1,7 @@
 """The HTTP client to the authorization server (JWK Sets, RFC 8414 metadata, RFC 7662
-introspection): https only (http on loopback), pooled keep-alive connections through ``urllib3``,
-no retries and no redirects, and a deadline on the whole answer, not only on each read.
+introspection): https only (http on loopback), pooled keep-alive connections through ``urllib3``
+(:mod:`~resource_server.tokens.pool`), no retries and no redirects, and a deadline on the whole
+answer, not only on each read.
 
 ``urllib3`` rather than PyJWT's ``PyJWKClient`` (which exposes neither response headers, for
 ``Cache-Control: max-age``, nor a bound on the body it parses) and rather than ``httpx2`` (a
@@ -10,18 +11,11 @@ second client stack for the same few synchronous requests): it is already instal
 
 from __future__ import annotations
 
-import http.client
-import io
 import ipaddress
 import re
-import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-
-import urllib3
-import urllib3.connection
 
 from ..strict_json import parse_object, strict_json_decoder
 
@@ -33,7 +27,6 @@ __all__ = [
     "check_uri",
     "is_loopback",
     "max_age_of",
-    "pool_manager",
 ]
 
 #: A JWK Set or a metadata document is a few KiB; a larger answer is refused unread.
@@ -91,79 +84,6 @@ def max_age_of(cache_control: str | None) -> float | None:
     return min(max(float(match.group(1)), MIN_MAX_AGE), MAX_MAX_AGE)
 
 
-# -- the HTTP client -------------------------------------------------------------------------------
-
-
-class _DeadlineReader(io.RawIOBase):
-    """A socket's byte stream in which each read gets only the time left before a deadline."""
-
-    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
-        super().__init__()
-        self._raw = raw
-        self._sock = sock
-        self._deadline = deadline
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the answer did not arrive in time")
-        self._sock.settimeout(left)
-        return self._raw.readinto(buffer)
-
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    """http.client's response, read so that the status line, headers and body together arrive
-    within the read timeout: a socket timeout bounds each read, not their sum, and a server
-    trickling a byte at a time would otherwise hold the request for as long as it liked."""
-
-    def __init__(self, sock: socket.socket, *args: Any, **kwargs: Any) -> None:
-        super().__init__(sock, *args, **kwargs)
-        budget = sock.gettimeout()  # urllib3 has just set it to what is left of the timeout
-        if budget is not None:
-            raw = self.fp.detach()  # nothing has been read or buffered yet
-            self.fp = io.BufferedReader(_DeadlineReader(raw, sock, time.monotonic() + budget))
-
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    response_class = _DeadlineResponse
-
-
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-def pool_manager(timeout: float, *, max_idle: int = 16, pools: int = 1) -> urllib3.PoolManager:
-    """Pooled keep-alive connections; no retries and no redirects (a retry is the client's
-    call, after our 503); ``total`` makes the read timeout what the connect left over."""
-    manager = urllib3.PoolManager(
-        num_pools=pools,
-        maxsize=max_idle,
-        block=False,  # more connections when busy; only this many are kept
-        retries=False,
-        timeout=urllib3.Timeout(connect=timeout, read=timeout, total=timeout),
-    )
-    manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-    return manager
-
-
 class FetchError(Exception):
     """The document could not be fetched or is not a JSON object; the message is safe to log."""
 
@@ -184,8 +104,11 @@ class JSONFetcher:
     """GETs JSON objects (JWK Sets, metadata) with :func:`pool_manager`'s connections."""
 
     def __init__(self, *, timeout: float = 5.0) -> None:
+        from .pool import ERRORS, pool_manager  # urllib3: loaded by the first client built
+
         self.timeout = timeout
         self._pool = pool_manager(timeout, max_idle=2, pools=4)
+        self._errors = ERRORS
 
     def get(self, uri: str) -> Fetched:
         """The JSON object at ``uri``; :class:`FetchError` for anything else (an error status, a
@@ -195,7 +118,7 @@ class JSONFetcher:
             response = self._pool.request(
                 "GET", uri, headers={"Accept": "application/json"}, redirect=False, preload_content=False
             )
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except self._errors as exc:
             raise FetchError(f"GET {uri} failed: {type(exc).__name__}") from None
         body = None
         try:
@@ -205,7 +128,7 @@ class JSONFetcher:
             if len(body) > MAX_DOCUMENT_BYTES:
                 raise FetchError(f"GET {uri}: the document is larger than {MAX_DOCUMENT_BYTES} bytes")
             cache_control = response.headers.get("Cache-Control")
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except self._errors as exc:
             raise FetchError(f"GET {uri} failed while reading: {type(exc).__name__}") from None
         finally:
             if body is None or len(body) > MAX_DOCUMENT_BYTES:

@@ -12,7 +12,6 @@ cannot be had or cannot be read, a proxy's error page) is :class:`VerificationUn
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
 import math
 import threading
@@ -23,14 +22,12 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
-import urllib3
-
 from ..expiring import ExpiringCache
 from ..strict_json import parse_object
 from .claims import org_of, scopes_of
 from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
-from .http import check_uri, pool_manager
+from .http import check_uri
 from .jws import integer_claim, strict_json_decoder, string_claim
 from .verified import VerifiedToken
 
@@ -161,7 +158,10 @@ class IntrospectionVerifier:
         # The leader's exchange ends within about ``timeout``; twice that leaves room for DNS
         # and scheduling without letting a waiter hang.
         self._wait_limit = 2 * self.timeout
+        from .pool import ERRORS, pool_manager  # urllib3: loaded by the first client built
+
         self._http = pool_manager(self.timeout)
+        self._http_errors = ERRORS
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -273,7 +273,7 @@ class IntrospectionVerifier:
                 decode_content=False,  # no decompression: a small gzip body can inflate to gigabytes
                 redirect=False,  # RFC 7662 names one endpoint; the token goes nowhere else
             )
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except self._http_errors as exc:
             # Only the error's class is logged: a message can quote what the server sent back.
             raise self._unavailable(f"the request failed ({type(exc).__name__})") from None
         # Only the bodies of 200 and 400 answers mean anything here (RFC 7662 §2.2, §2.3).
@@ -281,7 +281,7 @@ class IntrospectionVerifier:
         data = None
         try:
             data = response.read(MAX_RESPONSE_BYTES + 1) if wanted else b""
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except self._http_errors as exc:
             raise self._unavailable(f"the answer could not be read ({type(exc).__name__})") from None
         finally:
             if not wanted or data is None or len(data) > MAX_RESPONSE_BYTES:
