@@ -269,7 +269,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "guard-bearer-downgrade",
-        "resource_server/guard.py",
+        "resource_server/token_check.py",
         '        if scheme == "Bearer" and (jkt is not None or self.dpop_required):',
         '        if scheme == "Bearer" and self.dpop_required:',
         "guard: a DPoP-bound token is accepted as a bearer token, with no proof",
@@ -277,7 +277,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "guard-token-elsewhere",
-        "resource_server/guard.py",
+        "resource_server/token_check.py",
         "        if token_elsewhere:",
         "        if False:",
         "guard: a token also sent in the query or a form body is not refused (RFC 6750 §2)",
