@@ -131,7 +131,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "client-refused-nonce",
-        "resource_server/client/__init__.py",
+        "resource_server/client/step_up.py",
         "                    if self.nonce_retried or fresh is None or fresh == sent_nonce:",
         "                    if self.nonce_retried or fresh is None:",
         "client: a request refused with the nonce it carried is retried with that same nonce",
@@ -302,7 +302,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "client-nonce-any",
-        "resource_server/client/__init__.py",
+        "resource_server/client/step_up.py",
         "            if dpop_nonce is not None and _NONCE.fullmatch(dpop_nonce):",
         "            if dpop_nonce:",
         "client: a DPoP-Nonce of any characters and length is kept and signed into later proofs",
