@@ -83,7 +83,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "keys-ecdsa-length",
-        "resource_server/tokens/keys.py",
+        "resource_server/tokens/jwk.py",
         "        if len(signature) != 2 * half:\n            return False\n",
         "",
         "ECDSA: no length check on R || S (a zero byte before S still verifies)",
@@ -205,7 +205,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "keys-refuse-secrets",
-        "resource_server/tokens/keys.py",
+        "resource_server/tokens/jwk.py",
         '    refuse_secrets(jwk)\n    kid = jwk.get("kid")',
         '    kid = jwk.get("kid")',
         "keys: a JWK holding private or symmetric key material is loaded",
