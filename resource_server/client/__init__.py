@@ -47,13 +47,13 @@ from .dpop_key import DPoPKey
 # Each adapter needs only its own library: a requests user need not install httpx, nor the reverse.
 # Each module imports what it needs if installed, and defines its class only then.
 from .httpx_auth import HTTPX_AUTH_BASES
-from .requests_auth import requests
+from .requests_auth import REQUESTS_INSTALLED
 from .step_up import AsyncTokenProvider as AsyncTokenProvider
 from .step_up import TokenProvider as TokenProvider
 
 if HTTPX_AUTH_BASES:
     from .httpx_auth import StepUpAuth as StepUpAuth
-if requests is not None:
+if REQUESTS_INSTALLED:
     from .requests_auth import RequestsStepUpAuth as RequestsStepUpAuth
 
 #: The adapter classes, by the libraries any one of which each needs.
@@ -62,7 +62,7 @@ _NEEDS = {"StepUpAuth": ("httpx2", "httpx"), "RequestsStepUpAuth": ("requests",)
 __all__ = [
     "DPoPKey",
     "InsufficientScope",
-    *(["RequestsStepUpAuth"] if requests is not None else []),
+    *(["RequestsStepUpAuth"] if REQUESTS_INSTALLED else []),
     *(["StepUpAuth"] if HTTPX_AUTH_BASES else []),
     "bearer_challenge_of",
     "insufficient_scope",

@@ -15,7 +15,10 @@ try:
 except ImportError:
     requests = None  # type: ignore[assignment]
 
-__all__ = ["RequestsStepUpAuth"]
+__all__ = ["REQUESTS_INSTALLED", "RequestsStepUpAuth"]
+
+#: Whether requests is installed, and so RequestsStepUpAuth defined.
+REQUESTS_INSTALLED = requests is not None
 
 
 if requests is not None:
