@@ -3,57 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .challenge import bearer_challenge
 
+# Defined below both this module and the scope map, which prebuilds allowed decisions; still
+# importable from here, where they were first defined.
+from .outcome import Decision, describe_alternative, describe_alternatives
+from .outcome import allowed_decision as allowed_decision
+from .scope_map import ScopeMap
+
 if TYPE_CHECKING:
     from .access import Access
-    from .scope_map import Rule, ScopeMap
+    from .scope_map import Rule
 
 __all__ = ["Decision", "decide"]
 
 INSUFFICIENT_SCOPE = "insufficient_scope"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of :func:`decide`.
-
-    ``status`` is 200 or 403. ``error`` is the RFC 6750 §3.1 error code sent in the challenge
-    (``"insufficient_scope"``) and ``None`` when there is no challenge. ``scope`` lists the scopes
-    the challenge advertises, sorted; ``www_authenticate`` is the whole header value or ``None``.
-    ``reason`` is one sentence for logs and tooling, never sent to the client by default.
-    """
-
-    allowed: bool
-    status: int
-    error: str | None
-    scope: tuple[str, ...]
-    www_authenticate: str | None
-    reason: str
-
-
-def describe_alternative(alternative: frozenset[str]) -> str:
-    return " and ".join(sorted(alternative))
-
-
-def describe_alternatives(alternatives: tuple[frozenset[str], ...]) -> str:
-    return ", or ".join(describe_alternative(alt) for alt in alternatives)
-
-
-def allowed_decision(method: str, alternative: frozenset[str]) -> Decision:
-    """The (shared, immutable) decision for ``method`` allowed through ``alternative``."""
-    return Decision(
-        allowed=True,
-        status=200,
-        error=None,
-        scope=(),
-        www_authenticate=None,
-        reason=f"{method} allowed: the effective scopes include {describe_alternative(alternative)}.",
-    )
 
 
 def _forbidden(reason: str) -> Decision:
@@ -94,8 +61,6 @@ def decide(
     try:
         rules = scope_map._rules  # type: ignore[union-attr]
     except AttributeError:
-        from .scope_map import ScopeMap
-
         rules = ScopeMap(scope_map)._rules  # type: ignore[arg-type]
     rule = rules.get(method)
     if rule is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from .decision import Decision, allowed_decision, describe_alternatives
+from .outcome import Decision, allowed_decision, describe_alternatives
 from .scopes import InvalidScope, validate_scope_token
 
 __all__ = ["KNOWN_METHODS", "Rule", "ScopeMap"]

@@ -315,8 +315,4 @@ async def _refuse_websocket(scope: Scope, send: Send, denial: Denial) -> None:
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": _POLICY_VIOLATION, "reason": denial.error})
         return
-    body = denial.body
-    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in denial.headers]
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "websocket.http.response.start", "status": denial.status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
+    await send_denial(send, denial, "websocket.http.response")

@@ -203,13 +203,15 @@ def _replaying_chunks(chunks: list[bytes], receive: Receive) -> Receive:
     return replay
 
 
-async def send_denial(send: Send, denial: Denial) -> None:
-    """The refusal as an HTTP response: its status, headers and JSON body, exactly."""
+async def send_denial(send: Send, denial: Denial, response: str = "http.response") -> None:
+    """The refusal as an HTTP response: its status, headers and JSON body, exactly. ``response``
+    names the messages: ``"websocket.http.response"`` answers a WebSocket handshake with it (the
+    ASGI ``websocket.http.response`` extension)."""
     body = denial.body
     headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in denial.headers]
     headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": denial.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{response}.start", "status": denial.status, "headers": headers})
+    await send({"type": f"{response}.body", "body": body})
 
 
 def authorization_and_form(scope: Scope) -> tuple[str | None, bool]:

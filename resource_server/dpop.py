@@ -1,5 +1,5 @@
 """Sender-constrained tokens (DPoP, RFC 9449): the proof a client signs for every request, and
-stateless nonces every worker accepts.
+stateless nonces every worker accepts (:class:`DPoPNonces`, from :mod:`resource_server.dpop_nonces`).
 
 A DPoP-bound access token carries ``cnf.jkt``, the RFC 7638 thumbprint of the client's public
 key. Each request then carries a fresh proof, a JWS signed with that key over the method, the
@@ -11,10 +11,7 @@ checks the proof, every step of RFC 9449 §4.3, and that its key is the one the 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
-import math
-import struct
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -31,10 +28,11 @@ from .dpop_claims import (
     same_ascii,
     same_url,
 )
+from .dpop_nonces import DPoPNonces
 from .state import MemoryReplayCache, PerKeyLimit, ReplayCache, replayed
 from .tokens.errors import InvalidToken, VerificationUnavailable
+from .tokens.jwk import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
 from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
-from .tokens.keys import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
 from .tokens.verified import VerifiedToken
 
 __all__ = [
@@ -115,44 +113,6 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
 def access_token_hash(access_token: str) -> str:
     """RFC 9449 §4.2 ``ath``: base64url(SHA-256(the ASCII access token))."""
     return b64encode(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
-
-
-class DPoPNonces:
-    """Stateless DPoP nonces (RFC 9449 §9): an HMAC over a time window, so every worker that
-    holds ``secret`` issues and accepts the same nonces without sharing state.
-
-    A nonce names its window (``floor(now / ttl)``) and is accepted during that window and the
-    next one, so it lives between ``ttl`` and ``2 * ttl`` seconds; :meth:`current` is the one to
-    hand out. ``secret`` is at least 32 bytes (``ValueError`` otherwise).
-    """
-
-    def __init__(self, secret: bytes, *, ttl: int = 300) -> None:
-        if not isinstance(secret, bytes) or len(secret) < 32:
-            raise ValueError("the DPoP nonce secret must be at least 32 bytes")
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
-            raise ValueError("ttl must be a positive number of seconds")
-        self._secret = secret
-        self.ttl = ttl
-
-    def _for_window(self, window: int) -> str:
-        packed = struct.pack(">Q", window)
-        mac = hmac.new(self._secret, b"dpop-nonce:" + packed, hashlib.sha256).digest()[:16]
-        return b64encode(packed + mac)
-
-    def current(self, now: float) -> str:
-        return self._for_window(math.floor(now / self.ttl))
-
-    def is_current(self, nonce: object, now: float) -> bool:
-        return same_ascii(nonce, self.current(now))
-
-    def accepts(self, nonce: object, now: float) -> bool:
-        """Whether ``nonce`` was issued for this window or the previous one (constant time)."""
-        if not isinstance(nonce, str) or len(nonce) != 32 or not nonce.isascii():
-            return False
-        window = math.floor(now / self.ttl)
-        # Both compared, always, so timing does not say which window matched.
-        this, previous = (hmac.compare_digest(nonce, self._for_window(w)) for w in (window, window - 1))
-        return this or previous
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,10 @@ whether a token also came another way, the method, the organization the URL name
 (RFC 9449) the ``DPoP`` header and the request URL. The :class:`Guard` answers with
 :class:`Granted` or a ready-to-send :class:`Denial` (:mod:`resource_server.denials`) that follows
 the status and header table in DESIGN.md.
+
+A token the cache does not hold is checked by :mod:`resource_server.token_check`; the values the
+guard answers with and keeps, :class:`Granted` and :class:`Credential`, are defined in
+:mod:`resource_server.granted`.
 """
 
 from __future__ import annotations
@@ -12,19 +16,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
-from .credentials import MalformedCredentials, MalformedHost, access_token
+from .credentials import MalformedHost
 from .denials import Denial, Refusals
 from .dpop import DPoPKeyMismatch, DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
 from .expiring import ExpiringCache
-from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+from .granted import Credential, Granted
+from .token_check import TokenCheck
+from .tokens import TokenVerifier, VerificationUnavailable, VerifiedToken
 
-__all__ = ["DPoPRequest", "Denial", "Granted", "Guard", "Membership", "SessionLoader", "ViewerLoader"]
+__all__ = [
+    "Credential",
+    "DPoPRequest",
+    "Denial",
+    "Granted",
+    "Guard",
+    "Membership",
+    "SessionLoader",
+    "ViewerLoader",
+]
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -40,30 +55,8 @@ ViewerLoader = Callable[[], "ViewerContext | None"]
 Membership = Callable[[str, "str | None"], "str | None"]
 
 
-@dataclass(frozen=True, slots=True)
-class Granted:
-    """The request may proceed with this access and token."""
-
-    access: Access
-    token: VerifiedToken | None  # None for a first-party session or a viewer context
-    source: str = "token"  # "token", "session" (a person signed in here) or "viewer" (another service)
-    #: Headers for the response, e.g. a fresh ``DPoP-Nonce`` (RFC 9449 §8.2) as the window turns.
-    headers: tuple[tuple[str, str], ...] = ()
-
-
 #: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
 _GRANTS_PER_CREDENTIAL = 16
-
-
-@dataclass(slots=True)
-class Credential:
-    """A verified access token, cached under the exact ``Authorization`` value it came in, with
-    the grants already assembled for it: (request org, member role) → :class:`Granted`."""
-
-    token: VerifiedToken
-    jkt: str | None  # the key a DPoP-bound token is bound to (cnf.jkt, RFC 9449 §6); None: bearer
-    grants: dict[tuple[str | None, str], Granted] = field(default_factory=dict)
-    fresh_nonce: str | None = None  # a DPoP nonce to send back with this request's answer
 
 
 class Guard:
@@ -139,8 +132,13 @@ class Guard:
             clock=self.clock,
         )
         self._credentials: ExpiringCache[str, Credential] = ExpiringCache(cache_size, self.clock)
-        self._max_token_bytes = max(
-            verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
+        self._token_check = TokenCheck(
+            verifier=verifier,
+            capabilities=capabilities,
+            dpop=dpop,
+            dpop_required=dpop_required,
+            refusals=self.refusals,
+            credentials=self._credentials,
         )
 
     # -- the steps, for adapters that run them themselves (the ASGI adapters await some) ----------
@@ -163,7 +161,7 @@ class Guard:
         request carries no token (a viewer context or a session may stand in)."""
         credential = self.cached(authorization) if not token_elsewhere else None
         if credential is None:
-            found = self._verified(authorization, token_elsewhere)
+            found = self._token_check.verified(authorization, token_elsewhere)
             if found is None or found.__class__ is Denial:
                 return found  # type: ignore[return-value]
             credential, raw = found  # type: ignore[misc]
@@ -311,56 +309,6 @@ class Guard:
 
     # -- inside -----------------------------------------------------------------------------------
 
-    def _verified(
-        self, authorization: str | None, token_elsewhere: bool
-    ) -> tuple[Credential, str] | Denial | None:
-        """Parse and verify a token the cache does not hold: (credential, raw token)."""
-        try:
-            found = access_token(authorization, max_token_bytes=self._max_token_bytes)
-        except MalformedCredentials as exc:
-            return self.refusals.invalid_request(exc.description)
-        except InvalidToken as exc:
-            return self.refusals.invalid_token(exc.description)
-        if found is not None and found[0] == "DPoP" and self.dpop is None:
-            found = None  # RFC 9449 §7.1: a server without DPoP treats it as another scheme
-        if token_elsewhere:
-            # RFC 6750 §2: a client MUST NOT use more than one method; we accept the header only.
-            return self.refusals.invalid_request(
-                "send the access token in the Authorization header only"
-                if found is None
-                else "the access token was sent in more than one way"
-            )
-        if found is None:
-            return None
-        scheme, raw = found
-        if self.capabilities is not None and self.capabilities.handles(raw):
-            # A cheap prefix test: access tokens are never parsed as capabilities. Capabilities
-            # live minutes and have their own verifier and clock: they are not cached here.
-            if scheme != "Bearer":
-                return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
-            token = self._verify(self.capabilities, raw)
-            return token if token.__class__ is Denial else (Credential(token, None), raw)  # type: ignore[return-value,arg-type]
-        token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
-        if token.__class__ is Denial:
-            return token  # type: ignore[return-value]
-        jkt = bound_key(token)  # type: ignore[arg-type]
-        if scheme == "Bearer" and (jkt is not None or self.dpop_required):
-            # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
-            return self.refusals.invalid_token(
-                "this token is DPoP-bound: send it with the DPoP scheme and a proof"
-                if jkt is not None
-                else "this resource requires DPoP-bound tokens"
-            )
-        if scheme == "DPoP" and jkt is None:
-            return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
-        credential = Credential(token, jkt)  # type: ignore[arg-type]
-        if authorization == f"{scheme} {raw}":
-            # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
-            # and verified (from the verifier's own cache) each time, so one token cannot fill
-            # the cache with its spellings, nor an entry grow past the token's own size limit.
-            self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[union-attr]
-        return credential, raw
-
     def _check_proof(self, credential: Credential, raw: str, dpop: DPoPRequest | None) -> Denial | str | None:
         """RFC 9449 §7.1: exactly one ``DPoP`` header, a valid proof for this request and token,
         by the key the token is bound to. None when it holds (or a fresh nonce to send back)."""
@@ -394,18 +342,6 @@ class Guard:
     def unavailable(self, error: VerificationUnavailable) -> Denial:
         """``503`` with ``Retry-After``: a credential that cannot be checked now."""
         return self.refusals.unavailable(error)
-
-    def _verify(self, verifier: Any, raw: str, *, dpop: bool = False) -> VerifiedToken | Denial:
-        try:
-            return verifier.verify(raw)
-        except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
-            return self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
-        except VerificationUnavailable as exc:
-            return self.refusals.unavailable(exc)
-        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
-            log.exception("unexpected error while verifying a token")
-            return self.refusals.invalid_token("the token could not be verified", dpop=dpop)
 
     def _member_access(
         self,

@@ -83,7 +83,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "keys-ecdsa-length",
-        "resource_server/tokens/keys.py",
+        "resource_server/tokens/jwk.py",
         "        if len(signature) != 2 * half:\n            return False\n",
         "",
         "ECDSA: no length check on R || S (a zero byte before S still verifies)",
@@ -131,7 +131,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "client-refused-nonce",
-        "resource_server/client/__init__.py",
+        "resource_server/client/step_up.py",
         "                    if self.nonce_retried or fresh is None or fresh == sent_nonce:",
         "                    if self.nonce_retried or fresh is None:",
         "client: a request refused with the nonce it carried is retried with that same nonce",
@@ -205,7 +205,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "keys-refuse-secrets",
-        "resource_server/tokens/keys.py",
+        "resource_server/tokens/jwk.py",
         '    refuse_secrets(jwk)\n    kid = jwk.get("kid")',
         '    kid = jwk.get("kid")',
         "keys: a JWK holding private or symmetric key material is loaded",
@@ -269,7 +269,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "guard-bearer-downgrade",
-        "resource_server/guard.py",
+        "resource_server/token_check.py",
         '        if scheme == "Bearer" and (jkt is not None or self.dpop_required):',
         '        if scheme == "Bearer" and self.dpop_required:',
         "guard: a DPoP-bound token is accepted as a bearer token, with no proof",
@@ -277,7 +277,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "guard-token-elsewhere",
-        "resource_server/guard.py",
+        "resource_server/token_check.py",
         "        if token_elsewhere:",
         "        if False:",
         "guard: a token also sent in the query or a form body is not refused (RFC 6750 §2)",
@@ -302,7 +302,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "client-nonce-any",
-        "resource_server/client/__init__.py",
+        "resource_server/client/step_up.py",
         "            if dpop_nonce is not None and _NONCE.fullmatch(dpop_nonce):",
         "            if dpop_nonce:",
         "client: a DPoP-Nonce of any characters and length is kept and signed into later proofs",

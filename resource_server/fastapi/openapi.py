@@ -15,7 +15,8 @@ from ..openapi import with_scopes
 from .routes import requirements_of, routes_of, solve_order
 
 if TYPE_CHECKING:
-    from . import Requirement, ResourceServer
+    from . import ResourceServer
+    from .dependencies import Requirement
 
 __all__ = ["describe_in_openapi"]
 

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import fastapi.routing
 from fastapi import FastAPI
 
+from .dependencies import Requirement
+
 if TYPE_CHECKING:
-    from . import Requirement, ResourceServer
+    from . import ResourceServer
 
 __all__ = ["requirements_of", "routes_of", "solve_order"]
 
@@ -34,8 +36,6 @@ def solve_order(dependant: Any) -> Iterator[Any]:
 
 def requirements_of(calls: Iterator[Any] | list[Any], server: ResourceServer) -> list[Requirement]:
     """The requirements of ``server`` among a route's dependency callables, each once."""
-    from . import Requirement  # the package defines it, and imports this module first
-
     found: dict[int, Requirement] = {}
     for call in calls:
         if isinstance(call, Requirement) and call.server is server:

@@ -12,15 +12,17 @@ Two ways in:
   auth=AuthSettings(...))``) this library's strict token verification, and nothing more: no
   membership, no org binding, no per-tool scopes.
 
-See docs/mcp.md.
+The package's modules: :mod:`~resource_server.mcp.tools` (the scopes each tool needs),
+:mod:`~resource_server.mcp.jsonrpc` (reading and refusing JSON-RPC messages),
+:mod:`~resource_server.mcp.context` (``current_access`` and ``current_token``),
+:mod:`~resource_server.mcp.metadata` (the RFC 9728 document as an ASGI app) and
+:mod:`~resource_server.mcp.verifier` (``McpTokenVerifier``). See docs/mcp.md.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Collection, Mapping
-from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,7 +37,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("mcp", "resource_server.mcp", exc) from exc
 
-from policy import Access, Roles, ScopeMap
+from policy import Roles
 
 from ..asgi import ACCESS_KEY, TOKEN_KEY
 from ..asgi_http import (
@@ -45,9 +47,7 @@ from ..asgi_http import (
     adding_headers,
     authorization_and_form,
     bad_host,
-    content_length,
     dpop_request,
-    read_body,
     replaying,
     send_denial,
 )
@@ -60,15 +60,19 @@ from ..denials import Denial
 from ..dpop import DPoPVerifier
 from ..guard import Granted, Guard, Membership
 from ..metadata import check_resource, metadata_document, metadata_url_for
-from ..tokens import TokenVerifier, VerifiedToken
+from ..tokens import TokenVerifier
+from .context import GRANTED, current_access, current_token
 from .jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     Refused,
     parse_message,
+    read_message,
     request_id,
     send_rpc_error,
 )
+from .metadata import ResourceMetadata
+from .tools import scope_map_of, tool_maps, undeclared_tool
 from .verifier import McpTokenVerifier
 
 __all__ = [
@@ -85,59 +89,10 @@ log = logging.getLogger("resource_server")
 #: Bodies larger than this are parsed in a worker thread: a 4 MiB body of small objects takes
 #: about half a second to parse strictly, which must not stall every other request on the loop.
 _PARSE_ON_LOOP = 64 * 1024
-# JSON-RPC 2.0 §5.1 error codes.#: The SDK users kept for cached grants (a bounded dict, cleared when full).
+#: The SDK users kept for cached grants (a bounded dict, cleared when full).
 _CACHED_USERS = 4096
-#: Longest tool name repeated in an error message; longer ones are not echoed.
-_ECHOED_NAME = 128
 # RFC 6455 §7.4.1: policy violation; before the handshake completes servers answer it with 403.
 _POLICY_VIOLATION = 1008
-
-_GRANTED: ContextVar[Granted | None] = ContextVar("resource_server_mcp_granted", default=None)
-
-
-def current_access() -> Access:
-    """The :class:`policy.Access` of the MCP request being served (inside a tool, a resource or
-    a prompt of an app wrapped by :func:`protect_mcp`): subject, org, effective scopes.
-    ``RuntimeError`` outside one."""
-    return _current().access
-
-
-def current_token() -> VerifiedToken:
-    """The :class:`~resource_server.tokens.VerifiedToken` of the MCP request being served."""
-    token = _current().token
-    assert token is not None  # protect_mcp admits access tokens only
-    return token
-
-
-def _current() -> Granted:
-    granted = _GRANTED.get()
-    if granted is None:
-        raise RuntimeError(
-            "current_access() and current_token() exist only inside a request protect_mcp admitted"
-        )
-    return granted
-
-
-class ResourceMetadata:
-    """An ASGI app serving one RFC 9728 protected resource metadata document (§3.2) for GET and
-    HEAD, wherever it is mounted: ``Route(protected.metadata_path, protected.metadata_app)``."""
-
-    def __init__(self, document: Mapping[str, Any]) -> None:
-        self.document = dict(document)
-        self._body = json.dumps(self.document).encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return
-        method = scope.get("method")
-        if method not in ("GET", "HEAD"):
-            headers = [(b"allow", b"GET, HEAD"), (b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 405, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": self._body if method == "GET" else b""})
 
 
 class ProtectedMcp:
@@ -178,8 +133,8 @@ class ProtectedMcp:
         self.max_body_bytes = max_body_bytes
         self.metadata_url = metadata_url_for(resource)
         self.metadata_path = urlsplit(self.metadata_url).path
-        self.tools = _tool_maps(tool_scopes)
-        self.default = None if default is None else _scope_map("default", default)
+        self.tools = tool_maps(tool_scopes)
+        self.default = None if default is None else scope_map_of("default", default)
         # A client asks for the scope the 401 names (the MCP authorization specification): the
         # first alternative of ``default``, which every other method needs.
         first = None if self.default is None else self.default.alternatives("POST")[0]
@@ -242,7 +197,7 @@ class ProtectedMcp:
             return await send_denial(send, granted)  # type: ignore[arg-type]
         if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
             try:
-                body = await self._body(scope, receive)
+                body = await read_message(scope, receive, self.max_body_bytes)
                 granted = await self._decide(body, granted)  # type: ignore[arg-type]
             except Refused as refused:
                 log.info("%d JSON-RPC %d: %r", refused.status, refused.code, refused.message)
@@ -277,30 +232,6 @@ class ProtectedMcp:
             dpop=dpop_request(scope, authorization, self.resource) if guard.dpop is not None else None,
         )
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
-        """The whole body, at most ``max_body_bytes``: ``413`` beyond (a declared length is
-        refused before anything is read), ``400`` when the client leaves halfway."""
-        limit = self.max_body_bytes
-        declared = content_length(scope)  # a malformed one: the body is read and counted instead
-        if declared is not None and declared > limit:
-            raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes")
-        gone = False
-
-        async def watched() -> Any:
-            nonlocal gone
-            message = await receive()
-            gone = message["type"] == "http.disconnect"
-            return message
-
-        try:
-            return await read_body(watched, limit)
-        except BodyError:
-            if gone:
-                raise Refused(
-                    400, INVALID_REQUEST, "the client went away before the body was complete"
-                ) from None
-            raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes") from None
-
     async def _decide(self, body: bytes, granted: Granted) -> Granted | Denial:
         """The decision for one JSON-RPC message: a ``tools/call`` against its tool's map,
         anything else against ``default`` (or authentication alone)."""
@@ -322,7 +253,7 @@ class ProtectedMcp:
                 raise Refused(400, INVALID_PARAMS, "the tool name must be a string", request_id(message))
             scope_map = self.tools.get(name)  # type: ignore[arg-type]
             if scope_map is None:
-                raise _undeclared_tool(name, request_id(message))  # type: ignore[arg-type]
+                raise undeclared_tool(name, request_id(message))  # type: ignore[arg-type]
             return self.guard.decision(granted, "POST", scope_map)
         if rpc_method is not None and rpc_method.__class__ is not str:
             raise Refused(400, INVALID_REQUEST, "the method must be a string", request_id(message))
@@ -378,11 +309,11 @@ class ProtectedMcp:
         # The SDK hands each message to its handler with the context of the request that sent
         # it, so both variables reach the tool.
         user_token = auth_context_var.set(user)
-        granted_token = _GRANTED.set(granted)
+        granted_token = GRANTED.set(granted)
         try:
             await self.app(scope, receive, send)
         finally:
-            _GRANTED.reset(granted_token)
+            GRANTED.reset(granted_token)
             auth_context_var.reset(user_token)
 
 
@@ -453,24 +384,6 @@ def protect_mcp(
 # -- inside ---------------------------------------------------------------------------------------
 
 
-def _tool_maps(tool_scopes: Mapping[str, object]) -> dict[str, ScopeMap]:
-    if not isinstance(tool_scopes, Mapping):
-        raise ValueError("tool_scopes must be a mapping of tool name -> scope alternatives")
-    maps: dict[str, ScopeMap] = {}
-    for name, alternatives in tool_scopes.items():
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"tool_scopes has the tool name {name!r}; tool names are non-empty strings")
-        maps[name] = _scope_map(f"tool_scopes[{name!r}]", alternatives)
-    return maps
-
-
-def _scope_map(where: str, alternatives: object) -> ScopeMap:
-    try:
-        return ScopeMap({"POST": alternatives})
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}".replace("ScopeMap['POST']", "alternatives")) from None
-
-
 def _authorization_servers(servers: str | Collection[str] | None, verifier: object) -> tuple[str, ...]:
     """The RFC 9728 ``authorization_servers``: those given, else the verifier's issuers. MCP
     clients find their authorization server there, so at least one is needed."""
@@ -481,20 +394,6 @@ def _authorization_servers(servers: str | Collection[str] | None, verifier: obje
             f"authorization_servers must name at least one authorization server by its issuer URL{unnamed}"
         )
     return found
-
-
-def _undeclared_tool(name: str, rpc_id: object) -> Refused:
-    """A ``tools/call`` of a tool ``tool_scopes`` does not name: refused, never run unmapped.
-    The SDK may well have the tool, so the error says what is missing (its scopes) rather than
-    that it does not exist; the status and code stay those of an unknown tool (MCP
-    server/tools, error handling: ``-32602``). Long names are neither echoed nor logged."""
-    if len(name) > _ECHOED_NAME:
-        log.warning(
-            "tools/call refused: tool_scopes declares no scopes for a tool of %d characters", len(name)
-        )
-        return Refused(400, INVALID_PARAMS, "The tool has no declared scopes, so it is refused", rpc_id)
-    log.warning("tools/call refused: tool_scopes declares no scopes for the tool %r", name)
-    return Refused(400, INVALID_PARAMS, f"The tool {name} has no declared scopes, so it is refused", rpc_id)
 
 
 def _full_path(scope: Scope) -> str:

@@ -1,5 +1,5 @@
-"""The JSON-RPC rules of the MCP wrapper: one strict message object per POST, and the errors it
-answers itself (JSON-RPC 2.0 §5.1)."""
+"""The JSON-RPC rules of the MCP wrapper: one strict message object per POST, read within its
+size limit, and the errors it answers itself (JSON-RPC 2.0 §5.1)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..asgi_http import Send
+from ..asgi_http import Receive, Scope, Send, content_length, read_body
+from ..bodies import BodyError
 from ..strict_json import parse_object, strict_json_decoder
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "NotJson",
     "Refused",
     "parse_message",
+    "read_message",
     "request_id",
     "send_rpc_error",
 ]
@@ -52,6 +54,28 @@ def _duplicate() -> Refused:
 _DECODER = strict_json_decoder(
     _duplicate, lambda: NotJson("the request holds NaN or Infinity, which JSON does not have")
 )
+
+
+async def read_message(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body of a JSON-RPC POST, at most ``limit`` bytes: ``413`` beyond (a declared
+    length is refused before anything is read), ``400`` when the client leaves halfway."""
+    declared = content_length(scope)  # a malformed one: the body is read and counted instead
+    if declared is not None and declared > limit:
+        raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes")
+    gone = False
+
+    async def watched() -> Any:
+        nonlocal gone
+        message = await receive()
+        gone = message["type"] == "http.disconnect"
+        return message
+
+    try:
+        return await read_body(watched, limit)
+    except BodyError:
+        if gone:
+            raise Refused(400, INVALID_REQUEST, "the client went away before the body was complete") from None
+        raise Refused(413, INVALID_REQUEST, f"the request body is larger than {limit} bytes") from None
 
 
 def parse_message(body: bytes) -> dict[str, Any]:

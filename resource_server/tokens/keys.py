@@ -1,16 +1,17 @@
 """Verification keys: a JWK Set held in memory, or fetched from a ``jwks_uri`` and cached.
 
-Every key carries exactly one algorithm, decided here from the key itself (its ``alg`` member, or
-its type and curve), so a token's header can never choose how it is verified (RFC 8725 §3.1).
-Symmetric (``oct``) keys and private key material are refused: a resource server that verifies
-with public keys has no business holding either. So are RSA keys whose size or public exponent
+Every key carries exactly one algorithm, decided from the key itself (its ``alg`` member, or its
+type and curve: :mod:`~resource_server.tokens.jwk`, which builds each key), so a token's header
+can never choose how it is verified (RFC 8725 §3.1). Symmetric (``oct``) keys and private key
+material are refused: a resource server that verifies with public keys has no business holding
+either. So are RSA keys whose size or public exponent
 is out of bounds and the weak Infineon RSA keys (ROCA, CVE-2017-15361), whose private keys can
 be computed from the public ones (:mod:`resource_server.tokens.rsa_keys`).
 
 Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's source):
 
-- Ours, here and in :mod:`~resource_server.tokens.rsa_keys`: the algorithm taken from the key;
-  refusing ``oct`` keys, private members, RSA moduli outside 2048 to 8192 bits, public exponents
+- Ours, here, in :mod:`~resource_server.tokens.jwk` and in :mod:`~resource_server.tokens.rsa_keys`:
+  the algorithm taken from the key; refusing ``oct`` keys, private members, RSA moduli outside 2048 to 8192 bits, public exponents
   other than odd ones in [3, 2**32) (PyJWT only warns about short RSA keys, in ``jwt.encode`` and
   ``jwt.decode``, and bounds neither), and ROCA keys; skipping encryption keys; refusing (configured) or dropping (fetched)
   keys that share a ``kid``; and the cache around fetching (:class:`RemoteKeySet`): ``max_age``,
@@ -23,8 +24,8 @@ Which protections are ours and which are PyJWT's (checked against PyJWT 2.15's s
   ``crit``, ``typ``, the size and the JSON are checked before any key is used; ``jwt.decode`` is
   never called, so its own checks (``crit`` since 2.12) are not what protects these tokens.
 - ``cryptography``'s: the signature primitives, called directly with padding and hash objects
-  built once per key (RFC 7518 §3; the raw R || S of an ECDSA signature is length-checked here
-  and re-encoded as DER, as PyJWT does).
+  built once per key (RFC 7518 §3; the raw R || S of an ECDSA signature is length-checked in
+  :mod:`~resource_server.tokens.jwk` and re-encoded as DER, as PyJWT does).
 - PyJWT's: the HMAC-SHA256 of :mod:`resource_server.tokens.jws` for the tokens this server mints
   itself, and building key objects from JWKs (``PyJWK``).
 """
@@ -37,168 +38,18 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from jwt import PyJWK
-from jwt.exceptions import PyJWTError
 
 from .errors import VerificationUnavailable, loggable
 from .http import FetchError, JSONFetcher, check_uri
-from .rsa_keys import rsa_key_problem
+
+# One key's rules are in .jwk; these names are imported from here too, as before.
+from .jwk import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, is_signing_key
+from .jwk import load_key as load_key
+from .jwk import refuse_secrets as refuse_secrets
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "KeySet", "KeySetError", "RemoteKeySet", "VerificationKey"]
 
 log = logging.getLogger(__name__)
-
-#: Public-key JWS algorithms (RFC 7518 §3, RFC 8037 §3.1) this package verifies.
-ASYMMETRIC_ALGORITHMS = frozenset(
-    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-)
-_EC_CURVE_OF = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-_EC_ALGORITHM_OF = {curve: alg for alg, curve in _EC_CURVE_OF.items()}
-# RFC 7517 §9.2 / RFC 7518 §6: members that only a private or symmetric key has.
-_KTY_OF = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}  # by the algorithm name's prefix
-_SECRET_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
-
-
-class KeySetError(ValueError):
-    """A JWK or JWK Set that cannot be used to verify tokens."""
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationKey:
-    """One public key and the one algorithm it verifies."""
-
-    kid: str | None
-    algorithm: str
-    key: Any
-    _check: Callable[[bytes, bytes], bool]
-
-    def verify(self, signing_input: bytes, signature: bytes) -> bool:
-        """Check a JWS signature (RFC 7515 §5.2, RFC 7518 §3) over ``signing_input``."""
-        return self._check(signing_input, signature)
-
-
-# RFC 7518 §3.1: the hash each algorithm's number names.
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-
-
-def _signature_check(algorithm: str, key: Any) -> Callable[[bytes, bytes], bool]:
-    """``check(signing_input, signature)`` for one key, calling ``cryptography`` directly with
-    the padding and hash objects built once here (PyJWT's ``Algorithm.verify`` builds them on
-    every call, which costs about as much as the rest of the claims checks)."""
-    if algorithm == "EdDSA":  # RFC 8037 §3.1: the signature is verified as is
-
-        def check(data: bytes, signature: bytes) -> bool:
-            try:
-                key.verify(signature, data)
-            except InvalidSignature:
-                return False
-            return True
-
-        return check
-    digest = _HASHES[algorithm[2:]]()
-    if algorithm.startswith("ES"):
-        return _ecdsa_check(key, digest)
-    # RFC 7518 §3.3 (RSASSA-PKCS1-v1_5) and §3.5 (RSASSA-PSS: MGF1 with the same hash, a salt as
-    # long as the hash output).
-    scheme = (
-        padding.PKCS1v15()
-        if algorithm.startswith("RS")
-        else padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
-    )
-
-    def check_rsa(data: bytes, signature: bytes) -> bool:
-        try:
-            key.verify(signature, data, scheme, digest)
-        except InvalidSignature:
-            return False
-        return True
-
-    return check_rsa
-
-
-def _ecdsa_check(key: Any, digest: hashes.HashAlgorithm) -> Callable[[bytes, bytes], bool]:
-    """RFC 7518 §3.4: the JWS signature is R || S, each exactly as long as the curve's order;
-    ``cryptography`` takes DER, so it is re-encoded (any other length is refused here)."""
-    half = (key.curve.key_size + 7) // 8
-    ecdsa = ec.ECDSA(digest)
-
-    def check(data: bytes, signature: bytes) -> bool:
-        if len(signature) != 2 * half:
-            return False
-        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-        try:
-            key.verify(encode_dss_signature(r, s), data, ecdsa)
-        except InvalidSignature:
-            return False
-        return True
-
-    return check
-
-
-def _algorithm_of(jwk: Mapping[str, Any]) -> str:
-    """The key's one algorithm: its ``alg`` member, else implied by ``kty``/``crv`` (RFC 7518 §6)."""
-    alg, kty, crv = jwk.get("alg"), jwk.get("kty"), jwk.get("crv")
-    if alg is not None:
-        if not isinstance(alg, str):
-            raise KeySetError("the JWK 'alg' member is not a string")
-        if _KTY_OF.get(alg[:2]) != kty or (kty == "EC" and _EC_CURVE_OF.get(alg) != crv):
-            raise KeySetError(f"the JWK says {alg} but it is a kty={kty!r} crv={crv!r} key")
-        if kty == "OKP" and crv not in ("Ed25519", "Ed448"):
-            raise KeySetError(f"the JWK says {alg} but its curve is {crv!r}")
-        return alg
-    if kty == "RSA":
-        return "RS256"
-    if kty == "EC" and crv in _EC_ALGORITHM_OF:
-        return _EC_ALGORITHM_OF[crv]
-    if kty == "OKP" and crv in ("Ed25519", "Ed448"):
-        return "EdDSA"
-    raise KeySetError(f"no public-key signature algorithm fits kty={kty!r} crv={crv!r}")
-
-
-def load_key(jwk: object, algorithms: Collection[str]) -> VerificationKey:
-    """Build a :class:`VerificationKey` from one JWK (RFC 7517 §4), refusing anything unsafe."""
-    if not isinstance(jwk, Mapping):
-        raise KeySetError("a JWK must be a JSON object")
-    refuse_secrets(jwk)
-    kid = jwk.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not kid):
-        raise KeySetError("the JWK 'kid' member must be a non-empty string")
-    algorithm = _algorithm_of(jwk)
-    if algorithm not in algorithms:
-        raise KeySetError(f"key {kid!r} is for {algorithm}, which is not an accepted algorithm")
-    try:
-        parsed = PyJWK(dict(jwk), algorithm=algorithm)
-    except (PyJWTError, ValueError, TypeError) as exc:
-        raise KeySetError(f"key {kid!r} is not a valid {algorithm} public key: {exc}") from None
-    if jwk.get("kty") == "RSA":
-        problem = rsa_key_problem(parsed.key.public_numbers())
-        if problem is not None:
-            raise KeySetError(f"key {kid!r} {problem}")
-    return VerificationKey(kid, algorithm, parsed.key, _signature_check(algorithm, parsed.key))
-
-
-def refuse_secrets(jwk: Mapping[str, Any]) -> None:
-    """``KeySetError`` for a symmetric key or one with private members (RFC 7518 §6)."""
-    if jwk.get("kty") == "oct":
-        raise KeySetError("symmetric (oct) keys are not accepted; tokens are verified with public keys")
-    if any(member in jwk for member in _SECRET_MEMBERS):
-        raise KeySetError("the JWK holds private key material; publish only the public key")
-
-
-def _is_signing_key(jwk: object) -> bool:
-    """RFC 7517 §4.2/§4.3: skip keys published for encryption only."""
-    if not isinstance(jwk, Mapping):
-        return True  # let load_key report it
-    use, ops = jwk.get("use"), jwk.get("key_ops")
-    if use is not None and use != "sig":
-        return False
-    return not (isinstance(ops, list) and "verify" not in ops)
 
 
 class KeySet:
@@ -226,7 +77,7 @@ class KeySet:
         loaded: list[VerificationKey] = []
         for jwk in jwks["keys"]:
             try:
-                if not _is_signing_key(jwk):
+                if not is_signing_key(jwk):
                     refuse_secrets(jwk)  # a secret is a leak to fix, whatever "use" it claims
                     continue
                 loaded.append(load_key(jwk, algorithms))

@@ -1,0 +1,209 @@
+"""What every step-up adapter shares, whatever its HTTP library: the current token and scopes, the
+DPoP nonces kept per origin (RFC 9449 §9), and the decision after each response: retry with a new
+token (RFC 6750 §3.1 ``insufficient_scope``, ``invalid_token``), with the server's nonce
+(``use_dpop_nonce``), or not at all; only ever for the origin (RFC 6454 §4) a request was first
+sent to."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import threading
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+from urllib.parse import urlsplit
+
+from .challenges import challenge_of, insufficient
+from .dpop_key import DPoPKey
+
+__all__ = [
+    "AsyncTokenProvider",
+    "Attempts",
+    "Origin",
+    "Retry",
+    "StepUp",
+    "TokenProvider",
+    "origin_of",
+    "sync_token",
+]
+
+TokenProvider = Callable[..., str]
+AsyncTokenProvider = Callable[..., "str | Awaitable[str]"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+Origin: TypeAlias = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin:
+    """RFC 6454 §4 origin: what credentials, proofs and DPoP nonces (RFC 9449 §9) are kept to.
+    ``ValueError`` for a URL whose port or host does not parse."""
+    parts = urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Send the request again: with a new token for ``scopes``, or (``new_token`` false) with the
+    same token and a proof carrying the server's new nonce."""
+
+    new_token: bool
+    scopes: frozenset[str] | None = None
+
+
+_MAX_ORIGINS = 256  # nonces kept; past that the oldest are forgotten (a 401 fetches one again)
+# RFC 9449 §8.1: nonce = 1*NQCHAR, NQCHAR = %x21 / %x23-5B / %x5D-7E. A value the proof cannot
+# carry as the server sent it (spaces, quotes, controls, non-ASCII), or too long to be one, is
+# ignored: it would be signed into every later proof to that origin.
+_NONCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,1024}")
+
+
+class StepUp:
+    """What both adapters share: the current token and scopes, DPoP nonces, the retry decision."""
+
+    def __init__(
+        self,
+        token_provider: AsyncTokenProvider,
+        max_retries: int,
+        scopes: Iterable[str] | None,
+        dpop_key: DPoPKey | None,
+    ) -> None:
+        if max_retries < 0:
+            raise ValueError("max_retries must be 0 or more")
+        if dpop_key is not None and not isinstance(dpop_key, DPoPKey):
+            raise TypeError("dpop_key must be a resource_server.client.DPoPKey")
+        self.token_provider = token_provider
+        self.max_retries = max_retries
+        self.token: str | None = None
+        self.scopes: frozenset[str] | None = None if scopes is None else frozenset(scopes)
+        self.dpop_key = dpop_key
+        self.schemes = ("DPoP", "Bearer") if dpop_key is not None else ("Bearer",)
+        self._tells_key = dpop_key is not None and _takes_dpop_key(token_provider)
+        self._nonces: dict[tuple[str, str, int], str] = {}
+        self._lock = threading.Lock()
+
+    def ask(self, scopes: frozenset[str] | None) -> str | Awaitable[str]:
+        """Call the provider; with ``dpop_key=`` when it takes one, so it can ask for a bound token."""
+        if self._tells_key:
+            return self.token_provider(scopes, dpop_key=self.dpop_key)
+        return self.token_provider(scopes)
+
+    def remember(self, token: str, scopes: frozenset[str] | None) -> str:
+        with self._lock:
+            self.token, self.scopes = token, scopes
+        return token
+
+    def nonce_for(self, url: str) -> str | None:
+        with self._lock:
+            return self._nonces.get(origin_of(url))
+
+    def authorize(self, headers: MutableMapping[str, str], method: str, url: str, token: str) -> str | None:
+        """Set the credentials of one attempt (RFC 6750 §2.1, RFC 9449 §7.1); the nonce sent."""
+        if self.dpop_key is None:
+            headers["Authorization"] = f"Bearer {token}"
+            return None
+        nonce = self.nonce_for(url)
+        headers["Authorization"] = f"DPoP {token}"
+        headers["DPoP"] = self.dpop_key.proof(method, url, access_token=token, nonce=nonce)
+        return nonce
+
+    def start(self, url: str) -> Attempts:
+        """The attempts of one request, first sent to ``url``."""
+        return Attempts(self, url)
+
+    def next_scopes(self, status: int, header_values: Iterable[str]) -> tuple[bool, frozenset[str] | None]:
+        """Whether to retry with a new token, and with which scopes to ask for it."""
+        if status == 401:
+            params = challenge_of(header_values, self.schemes)
+            return (params is not None and params.get("error") == "invalid_token", self.scopes)
+        denied = insufficient(status, header_values, self.schemes)
+        if denied is None or not denied.scope:
+            return False, None
+        wanted = (self.scopes or frozenset()) | denied.scope
+        # Asking again for what we already hold cannot help: give the 403 to the caller.
+        return wanted != self.scopes, wanted
+
+    def _note_nonce(self, url: str, nonce: str) -> None:
+        origin = origin_of(url)
+        with self._lock:
+            self._nonces.pop(origin, None)
+            if len(self._nonces) >= _MAX_ORIGINS:
+                del self._nonces[next(iter(self._nonces))]
+            self._nonces[origin] = nonce
+
+
+class Attempts:
+    """The retries left for one request (``max_retries`` new tokens, and one new nonce), and the
+    origin it was first sent to: the only one whose answers are acted upon."""
+
+    def __init__(self, state: StepUp, url: str) -> None:
+        self.state = state
+        self.origin = origin_of(url)
+        self.tokens_left = state.max_retries
+        self.nonce_retried = False
+        self.strayed = False
+
+    def stays(self, urls: Iterable[str]) -> bool:
+        """Whether the requests to ``urls``, and all those before, went to the first origin. Once
+        one did not, never again: where a redirect from another origin lands, even back on ours,
+        is that origin's choice, and so is the challenge found there."""
+        self.strayed = self.strayed or any(origin_of(url) != self.origin for url in urls)
+        return not self.strayed
+
+    def after(
+        self,
+        urls: Sequence[str],
+        status: int,
+        header_values: list[str],
+        dpop_nonce: str | None,
+        sent_nonce: str | None,
+    ) -> Retry | None:
+        """What to do after a response; ``urls`` are those of the requests that led to it (the
+        redirects followed), its own last. None to return it to the caller, as it is, always when
+        it is another origin's: the provider is never asked for scopes another origin named, and
+        no token or proof is made for it."""
+        if not self.stays(urls):
+            return None
+        url, state = urls[-1], self.state
+        if state.dpop_key is not None:
+            # RFC 9449 §9: a server may hand out its next nonce with any response.
+            if dpop_nonce is not None and _NONCE.fullmatch(dpop_nonce):
+                state._note_nonce(url, dpop_nonce)
+            if status == 401:
+                params = challenge_of(header_values, ("DPoP",))
+                if params is not None and params.get("error") == "use_dpop_nonce":
+                    # Once, and only with a nonce other than the one just refused: no loops.
+                    fresh = state.nonce_for(url)
+                    if self.nonce_retried or fresh is None or fresh == sent_nonce:
+                        return None
+                    self.nonce_retried = True
+                    return Retry(new_token=False)
+        if self.tokens_left == 0:
+            return None
+        retry, scopes = state.next_scopes(status, header_values)
+        if not retry:
+            return None
+        self.tokens_left -= 1
+        return Retry(new_token=True, scopes=scopes)
+
+
+def _takes_dpop_key(provider: Callable[..., Any]) -> bool:
+    """Whether ``provider`` accepts a ``dpop_key`` keyword (or ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(provider).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "dpop_key" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in parameters
+    )
+
+
+def sync_token(token: str | Awaitable[str]) -> str:
+    if inspect.isawaitable(token):
+        if inspect.iscoroutine(token):
+            token.close()  # never to be awaited: spare the caller a "never awaited" warning
+        raise TypeError("an async token provider needs an AsyncClient (httpx or httpx2)")
+    return token

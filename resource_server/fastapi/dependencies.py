@@ -1,0 +1,109 @@
+"""The dependencies a FastAPI route declares: :class:`Requirement` (what
+``ResourceServer.require`` returns), :func:`verified_token` (``ResourceServer.token``), and
+:class:`Refused`, the exception either raises with the refusal to send."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi import Request
+from starlette.exceptions import HTTPException
+
+from policy import Access, ScopeMap
+
+from ..asgi_http import bad_host, dpop_request, header
+from ..bodies import BodyError
+from ..denials import Denial
+from ..guard import Granted
+from ..tokens import VerifiedToken
+from .forms import token_elsewhere_of
+
+if TYPE_CHECKING:
+    from . import ResourceServer
+
+__all__ = ["GRANTED", "Refused", "Requirement", "verified_token"]
+
+log = logging.getLogger("resource_server")
+
+#: The request scope key holding the :class:`~resource_server.guard.Granted` of the request.
+GRANTED = "resource_server.granted"
+
+
+class Refused(HTTPException):
+    """A refusal from a :meth:`ResourceServer.require` dependency, carrying the
+    :class:`~resource_server.denials.Denial` to send. :meth:`ResourceServer.install` answers it
+    with exactly the denial's status, headers and JSON body. It is an ``HTTPException`` so that an
+    app where ``install`` was forgotten still answers with the right status and challenge (in
+    FastAPI's ``{"detail": ...}`` body), never with a 500."""
+
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.status, denial.description, dict(denial.headers))
+        self.denial = denial
+
+
+class Requirement:
+    """The dependency :meth:`ResourceServer.require` returns: authenticates the request,
+    checks it against ``scope_map`` for the organization in the path parameter ``org`` (None:
+    the route names no organization) and returns the :class:`policy.Access`."""
+
+    __slots__ = ("org", "scope_map", "server")
+
+    def __init__(self, server: ResourceServer, scope_map: ScopeMap, org: str | None) -> None:
+        self.server = server
+        self.scope_map = scope_map
+        self.org = org
+
+    async def __call__(self, request: Request) -> Access:
+        server = self.server
+        scope = request.scope
+        if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
+            raise server._refused(request, refused)
+        org = None
+        if self.org is not None:
+            value = scope.get("path_params", {}).get(self.org)
+            if value is None:
+                # Fail closed: never fall back to the token's own org for a route that declared one.
+                route = getattr(scope.get("route"), "path", scope.get("path"))
+                reason = (
+                    f"the route {route} has no path parameter {self.org!r}; use org=None if it names no org"
+                )
+                log.error(reason)
+                raise server._refused(request, server._misconfigured(reason))
+            org = value if value.__class__ is str else str(value)
+        authorization = header(scope, b"authorization")
+        try:
+            elsewhere = await token_elsewhere_of(request)
+        except BodyError as exc:
+            raise server._refused(request, server.guard.bad_body(exc)) from None
+        dpop = dpop_request(scope, authorization, server.resource) if server.dpop is not None else None
+        outcome = await server.async_guard.authorize(
+            authorization=authorization,
+            token_elsewhere=elsewhere,
+            method=scope["method"],
+            scope_map=self.scope_map,
+            org=org,
+            dpop=dpop,
+        )
+        if outcome.__class__ is not Granted:
+            raise server._refused(request, outcome)  # type: ignore[arg-type]
+        scope[GRANTED] = outcome
+        state = scope.setdefault("state", {})  # request.state, as the ASGI middleware fills it
+        state["resource_server_access"] = access = outcome.access  # type: ignore[union-attr]
+        state["resource_server_token"] = outcome.token  # type: ignore[union-attr]
+        return access
+
+    def __repr__(self) -> str:
+        return f"Requirement({self.scope_map.to_dict()!r}, org={self.org!r})"
+
+
+async def verified_token(request: Request) -> VerifiedToken:
+    """The dependency ``ResourceServer.token``: the verified token of a request that a
+    :class:`Requirement` declared before it has let through."""
+    granted: Granted | None = request.scope.get(GRANTED)
+    if granted is None or granted.token is None:
+        # A route added after install() (which checks the order) with the dependencies reversed.
+        reason = "Depends(rs.token) ran before any Depends(rs.require(...)) on this route"
+        log.error(reason)
+        raise Refused(Denial(403, "forbidden", "this route is misconfigured", None, reason))
+    return granted.token

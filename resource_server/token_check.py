@@ -1,0 +1,115 @@
+"""The guard's check of a token its cache does not hold: credentials → a verified, bound token.
+
+Once per token (the guard caches what passes): the ``Authorization`` value parsed (RFC 6750 §2.1,
+RFC 9449 §7), the token verified (an access token by the verifier, a capability token by its
+own), and its binding checked (RFC 9449 §7.1, §7.2): a DPoP-bound token only under the DPoP
+scheme, the DPoP scheme only with a bound token. The proof of a DPoP request is checked on every
+request, cached token or not, by the guard itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .credentials import MalformedCredentials, access_token
+from .denials import Denial, Refusals
+from .dpop import DPoPVerifier, bound_key
+from .expiring import ExpiringCache
+from .granted import Credential
+from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+
+if TYPE_CHECKING:
+    from .capability import CapabilityVerifier
+
+__all__ = ["TokenCheck"]
+
+log = logging.getLogger("resource_server")
+
+
+class TokenCheck:
+    """Verifies the token of a request whose ``Authorization`` value the guard has not cached,
+    and caches the credential under that value when it is spelt canonically."""
+
+    def __init__(
+        self,
+        *,
+        verifier: TokenVerifier,
+        capabilities: CapabilityVerifier | None,
+        dpop: DPoPVerifier | None,
+        dpop_required: bool,
+        refusals: Refusals,
+        credentials: ExpiringCache[str, Credential],
+    ) -> None:
+        self.verifier = verifier
+        self.capabilities = capabilities
+        self.dpop = dpop
+        self.dpop_required = dpop_required
+        self.refusals = refusals
+        self._credentials = credentials
+        self._max_token_bytes = max(
+            verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
+        )
+
+    def verified(
+        self, authorization: str | None, token_elsewhere: bool
+    ) -> tuple[Credential, str] | Denial | None:
+        """Parse and verify a token the cache does not hold: (credential, raw token); None when
+        the request carries no token. A credential is cached under its ``Authorization`` value."""
+        try:
+            found = access_token(authorization, max_token_bytes=self._max_token_bytes)
+        except MalformedCredentials as exc:
+            return self.refusals.invalid_request(exc.description)
+        except InvalidToken as exc:
+            return self.refusals.invalid_token(exc.description)
+        if found is not None and found[0] == "DPoP" and self.dpop is None:
+            found = None  # RFC 9449 §7.1: a server without DPoP treats it as another scheme
+        if token_elsewhere:
+            # RFC 6750 §2: a client MUST NOT use more than one method; we accept the header only.
+            return self.refusals.invalid_request(
+                "send the access token in the Authorization header only"
+                if found is None
+                else "the access token was sent in more than one way"
+            )
+        if found is None:
+            return None
+        scheme, raw = found
+        if self.capabilities is not None and self.capabilities.handles(raw):
+            # A cheap prefix test: access tokens are never parsed as capabilities. Capabilities
+            # live minutes and have their own verifier and clock: they are not cached here.
+            if scheme != "Bearer":
+                return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
+            token = self._verify(self.capabilities, raw)
+            return token if token.__class__ is Denial else (Credential(token, None), raw)  # type: ignore[return-value,arg-type]
+        token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
+        if token.__class__ is Denial:
+            return token  # type: ignore[return-value]
+        jkt = bound_key(token)  # type: ignore[arg-type]
+        if scheme == "Bearer" and (jkt is not None or self.dpop_required):
+            # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
+            return self.refusals.invalid_token(
+                "this token is DPoP-bound: send it with the DPoP scheme and a proof"
+                if jkt is not None
+                else "this resource requires DPoP-bound tokens"
+            )
+        if scheme == "DPoP" and jkt is None:
+            return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
+        credential = Credential(token, jkt)  # type: ignore[arg-type]
+        if authorization == f"{scheme} {raw}":
+            # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
+            # and verified (from the verifier's own cache) each time, so one token cannot fill
+            # the cache with its spellings, nor an entry grow past the token's own size limit.
+            self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[union-attr]
+        return credential, raw
+
+    def _verify(self, verifier: Any, raw: str, *, dpop: bool = False) -> VerifiedToken | Denial:
+        try:
+            return verifier.verify(raw)
+        except InvalidToken as exc:
+            log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
+            return self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
+        except VerificationUnavailable as exc:
+            return self.refusals.unavailable(exc)
+        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
+            log.exception("unexpected error while verifying a token")
+            return self.refusals.invalid_token("the token could not be verified", dpop=dpop)
