@@ -319,8 +319,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "jwt-key-before-payload",
         "resource_server/tokens/jwt.py",
-        '        claims = json_object(payload_b64, "payload")\n        key = self._key_for(checked)\n',
-        '        key = self._key_for(checked)\n        claims = json_object(payload_b64, "payload")\n',
+        '        claims = json_object(payload_b64, "payload")\n        key = self._key_for(checked, claims.get("iat"))\n',
+        '        key = self._key_for(checked, None)\n        claims = json_object(payload_b64, "payload")\n',
         "JWT: the key is looked up before the payload is parsed (a malformed token is a 503)",
         ("tests/resource_server/test_keys.py",),
     ),
