@@ -21,10 +21,12 @@ from .denials import Denial
 from .guard import Granted
 
 __all__ = [
+    "Problem",
     "Route",
     "Wording",
     "check_explained_token",
     "explanation",
+    "find_problems",
     "format_explanation",
     "format_problems",
     "format_route_table",
@@ -91,9 +93,21 @@ def format_route_table(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def route_problems(
+@dataclass(frozen=True)
+class Problem:
+    """One thing :func:`find_problems` found: ``kind`` is "org" (the rule lacks the org
+    variable its protection reads), "org_none" (the protection names no org on a rule with an
+    ``org`` variable), "method" (a method the scope map misses), "scope" (a scope no role grants)
+    or "unprotected"; ``message`` is the sentence ``scopes check`` prints."""
+
+    kind: str
+    route: Route
+    message: str
+
+
+def find_problems(
     routes: Sequence[Route], roles: Roles, wording: Wording, *, skip: Iterable[str] = ()
-) -> list[str]:
+) -> list[Problem]:
     """What ``scopes check`` fails on: a rule without the org variable its protection reads, a
     rule with an ``org`` variable whose protection says it names none, a method its scope map
     misses, a scope no role grants, and any route neither protected nor declared public (except
@@ -103,26 +117,48 @@ def route_problems(
     for route in routes:
         if route.org is not None and route.org not in route.arguments:
             found.append(
-                f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
-                f"{route.org!r}, which the rule does not have: every request gets 403 ({wording.no_org})"
+                Problem(
+                    "org",
+                    route,
+                    f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
+                    f"{route.org!r}, which the rule does not have: every request gets 403 ({wording.no_org})",
+                )
             )
         if route.org is None and route.kind == "scope map" and "org" in route.arguments:
             found.append(
-                f"{route.rule} ({route.endpoint}) {wording.org_none} but has the URL variable 'org': "
-                "its requests are checked in the token's own organization, not the URL's"
+                Problem(
+                    "org_none",
+                    route,
+                    f"{route.rule} ({route.endpoint}) {wording.org_none} but has the URL variable 'org': "
+                    "its requests are checked in the token's own organization, not the URL's",
+                )
             )
         if route.scope_map is None:
             continue
         for method in route.methods:
             if route.scope_map.rule(method) is None:
-                found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
-        found += ungranted_scopes(roles, [(route.rule, route.scope_map)])
+                found.append(
+                    Problem(
+                        "method", route, f"{route.rule} accepts {method}, which its scope map does not cover"
+                    )
+                )
+        found += [
+            Problem("scope", route, message)
+            for message in ungranted_scopes(roles, [(route.rule, route.scope_map)])
+        ]
     found += [
-        f"{r.rule} ({r.endpoint}) has no protection; {wording.public}"
+        Problem("unprotected", r, f"{r.rule} ({r.endpoint}) has no protection; {wording.public}")
         for r in routes
         if r.kind == "unprotected" and r.endpoint not in skipped
     ]
     return found
+
+
+def route_problems(
+    routes: Sequence[Route], roles: Roles, wording: Wording, *, skip: Iterable[str] = ()
+) -> list[str]:
+    """The sentences of :func:`find_problems`."""
+    return [problem.message for problem in find_problems(routes, roles, wording, skip=skip)]
 
 
 def format_problems(found: Sequence[str]) -> str:
