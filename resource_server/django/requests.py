@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import BadRequest
 from django.http import HttpRequest
 
 from .. import asgi_http
@@ -24,10 +25,15 @@ from ..credentials import (
 from ..denials import Denial, Refusals
 from ..dpop import DPoPRequest, dpop_request
 
-__all__ = ["Facts", "facts", "json_body", "read_body", "request_target"]
+__all__ = ["BadBody", "Facts", "facts", "json_body", "read_body", "request_target"]
 
 _FORM = "application/x-www-form-urlencoded"
 _DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+class BadBody(BodyError, BadRequest):
+    """A body :func:`json_body` refused: a :class:`~resource_server.bodies.BodyError`, and
+    Django's ``BadRequest``, so one a view lets through is answered ``400``, never a 500."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +170,13 @@ def json_body(
     request: HttpRequest, *, limit: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH
 ) -> dict[str, Any]:
     """The request's body as one JSON object, at most ``limit`` bytes and nested at most
-    ``max_depth`` deep, duplicate members refused: :class:`~resource_server.bodies.BodyError`
-    otherwise (answer it ``400``). DRF's ``JSONParser`` lets a body nested 1,000 deep raise
-    ``RecursionError``, a 500."""
-    return json_object(read_body(request, limit), max_depth=max_depth)
+    ``max_depth`` deep, duplicate members refused: :class:`BadBody` otherwise (a ``BodyError``
+    whose ``description`` is safe to send; left unhandled, Django answers it ``400``). DRF's
+    ``JSONParser`` lets a body nested 1,000 deep raise ``RecursionError``, a 500."""
+    try:
+        return json_object(read_body(request, limit), max_depth=max_depth)
+    except BodyError as exc:
+        raise BadBody(exc.description) from None
 
 
 def request_target(request: HttpRequest) -> str:

@@ -108,7 +108,9 @@ class ProjectsView(ScopeMapMixin, View):
         return JsonResponse(described(request))
 
     def post(self, request: HttpRequest, org: str) -> JsonResponse:
-        return JsonResponse(described(request, body=json_body(request)))
+        if request.content_type == "application/json":
+            return JsonResponse(described(request, body=json_body(request)))
+        return JsonResponse(described(request, posted=dict(request.POST.items())))
 
 
 class AsyncProjectsView(ScopeMapMixin, View):
