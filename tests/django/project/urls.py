@@ -17,6 +17,8 @@ urlpatterns = [
     path("orgs/<str:org>/projects", views.Projects.as_view(), name="projects"),
     path("tenants/<str:tenant>/teams", views.Teams.as_view(), name="teams"),
     path("me", views.Me.as_view(), name="me"),
+    path("basic/orgs/<str:org>/projects", views.BasicProjects.as_view(), name="basic-projects"),
+    path("whoami", views.Whoami.as_view(), name="whoami"),
     path("orgs/<str:org>/", include(router.urls)),
     path("plain/orgs/<str:org>/projects", views.plain_projects, name="plain-projects"),
     path("async/orgs/<str:org>/projects", views.async_projects, name="async-projects"),

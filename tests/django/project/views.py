@@ -11,11 +11,14 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import viewsets
+from rest_framework.authentication import BasicAuthentication
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from resource_server.django import ScopeMapMixin, json_body, public, require
+from resource_server.django.rest_framework import BearerTokenAuthentication
 
 
 def described(request: HttpRequest, **extra: Any) -> dict[str, Any]:
@@ -70,6 +73,22 @@ class Me(APIView):
 
     def get(self, request: Request) -> Response:
         return Response(described(request._request))
+
+
+class BasicProjects(Projects):
+    """Projects, also accepting HTTP Basic (another authentication class)."""
+
+    authentication_classes: ClassVar[list[Any]] = [BearerTokenAuthentication, BasicAuthentication]
+
+
+@public
+class Whoami(APIView):
+    """Declared public: DRF's own IsAuthenticated decides, and its 401 carries our challenge."""
+
+    permission_classes: ClassVar[list[Any]] = [IsAuthenticated]
+
+    def get(self, request: Request) -> Response:
+        return Response({"user": str(request.user)})
 
 
 class ProjectViewSet(viewsets.ViewSet):
