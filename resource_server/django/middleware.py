@@ -37,7 +37,7 @@ from .requests import read_body, request_target
 from .responses import denial_response, with_grant_headers
 from .routes import is_public, protection_of, route_entry
 from .server import OUTCOME
-from .views import org_of, preflight
+from .views import org_of
 
 __all__ = ["ResourceServerMiddleware", "ViewerContextMiddleware"]
 
@@ -109,8 +109,6 @@ class ResourceServerMiddleware(_Middleware):
                 return None
             log.info("403: no access policy covers %s (%s)", route, name)
             return denial_response(_UNCOVERED)
-        if preflight(request, entry.scope_map):
-            return None
         org = org_of(config.server, request, kwargs, entry.org)
         if isinstance(org, Denial):
             return denial_response(org)

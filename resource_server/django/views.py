@@ -10,7 +10,8 @@ for class-based views, :func:`public` for views public on purpose.
         scope_map = {"GET": "project:read"}
         org_url_kwarg = "org"                    # None: the route names no organization
 
-A protected view is exempt from ``CsrfViewMiddleware`` (token clients carry no CSRF token), and a
+An OPTIONS request is checked like any method, except a CORS preflight to a class-based view
+(:func:`preflight`). A protected view is exempt from ``CsrfViewMiddleware`` (token clients carry no CSRF token), and a
 request authenticated by its session is CSRF-checked instead, exactly as DRF's
 ``SessionAuthentication`` checks it. ``method_decorator(require(...), name="dispatch")`` protects
 a sync class-based view; use :class:`ScopeMapMixin` for async ones.
@@ -79,8 +80,6 @@ def require(scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") ->
         if iscoroutinefunction(view):
 
             async def aprotected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                if preflight(request, compiled):
-                    return await view(request, *args, **kwargs)  # type: ignore[operator]
                 server = get_resource_server()
                 named = org_of(server, request, kwargs, org)
                 outcome = (
@@ -94,8 +93,6 @@ def require(scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") ->
         else:
 
             def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                if preflight(request, compiled):
-                    return view(request, *args, **kwargs)  # type: ignore[operator]
                 server = get_resource_server()
                 named = org_of(server, request, kwargs, org)
                 outcome = named if isinstance(named, Denial) else server.authorize(request, compiled, named)
@@ -131,9 +128,11 @@ def org_of(server: Any, request: HttpRequest, kwargs: Mapping[str, Any], org: st
 
 def preflight(request: HttpRequest, scope_map: ScopeMap) -> bool:
     """A CORS preflight (Fetch standard): ``OPTIONS`` with ``Access-Control-Request-Method``
-    on a route whose map does not cover OPTIONS. It carries no credentials, so it goes to the
-    view (or the CORS middleware) unchecked, as the WSGI and ASGI middlewares pass it; any other
-    OPTIONS is checked like every method."""
+    on a route whose map does not cover OPTIONS. It carries no credentials, so a class-based
+    view (Django's or DRF's, whose ``options()`` runs no handler) gets it unchecked, as the WSGI
+    and ASGI middlewares pass it. A function view answers every method with the same code, so
+    :func:`require` and ``ResourceServerMiddleware`` check an OPTIONS like any method: answer
+    preflights in the CORS middleware (django-cors-headers does, before any view)."""
     return (
         request.method == "OPTIONS"
         and "OPTIONS" not in scope_map.methods
