@@ -30,5 +30,6 @@ urlpatterns = [
     path("orgs/<str:org>/", include(agent_urls(issuer=CAPABILITIES, grants=GRANTS))),
     path("health", views.health, name="health"),
     path("login", views.sign_in, name="login"),
+    path("viewer", views.viewer, name="viewer"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
 ]

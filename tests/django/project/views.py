@@ -166,6 +166,15 @@ def sign_in(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"csrf": get_token(request)})
 
 
+@public
+def viewer(request: HttpRequest) -> JsonResponse:
+    """What ViewerContextMiddleware left for a view that protects nothing."""
+    context = request.viewer_context  # type: ignore[attr-defined]
+    return JsonResponse(
+        None if context is None else {"user_id": context.user_id, "issuer": context.issuer}, safe=False
+    )
+
+
 def unprotected(request: HttpRequest) -> HttpResponse:
     """Neither protected nor public: the middleware refuses it, the checks report it."""
     return HttpResponse("open")
