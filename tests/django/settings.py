@@ -38,6 +38,15 @@ DATABASES = {
         "HOST": os.environ.get("RS_TEST_DJANGO_PG", "/nonexistent"),
         "PORT": "5432",
     },
+    # A database that never answers: the grants store's 503.
+    "unreachable": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "none",
+        "USER": "nobody",
+        "HOST": "/nonexistent-socket-dir",
+        "PORT": "5432",
+        "OPTIONS": {"connect_timeout": 1},
+    },
 }
 
 RESOURCE_SERVER = "tests.django.project.server.build"

@@ -52,7 +52,9 @@ def test_the_context_scope_narrows_the_role_and_org_binding_applies() -> None:
     minted = signer().headers(
         user_id="user-1", org_id="acme", scopes=["project:read"], method="POST", path=path
     )
-    refused = Client().post(path, b"", content_type="text/plain", HTTP_X_VIEWER_CONTEXT=minted["X-Viewer-Context"])
+    refused = Client().post(
+        path, b"", content_type="text/plain", HTTP_X_VIEWER_CONTEXT=minted["X-Viewer-Context"]
+    )
     assert_refused(refused, 403, "insufficient_scope", scope="project:write")
     other = signer().headers(user_id="user-1", org_id="globex", method="GET", path=path)
     assert_refused(Client().get(path, HTTP_X_VIEWER_CONTEXT=other["X-Viewer-Context"]), 401, "invalid_token")

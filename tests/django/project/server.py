@@ -36,6 +36,16 @@ CAPABILITIES = CapabilityIssuer(
     clock=CLOCK,
 )
 
+#: The same, over a grants database that never answers.
+UNREACHABLE_GRANTS = DjangoGrantStore(using="unreachable", clock=CLOCK)
+UNREACHABLE_CAPABILITIES = CapabilityIssuer(
+    keys={"cap-1": CAPABILITY_KEY},
+    issuer=RESOURCE,
+    readonly_scopes=["project:read"],
+    grants=UNREACHABLE_GRANTS,
+    clock=CLOCK,
+)
+
 
 def membership(subject: str, org: str | None) -> str | None:
     """The member's role, from the database (a sync ORM query: async views must not run it on

@@ -7,7 +7,7 @@ from rest_framework.routers import SimpleRouter
 from resource_server.django.urls import agent_urls
 
 from . import views
-from .server import CAPABILITIES, GRANTS
+from .server import CAPABILITIES, GRANTS, UNREACHABLE_CAPABILITIES, UNREACHABLE_GRANTS
 
 router = SimpleRouter()
 router.register("vs/projects", views.ProjectViewSet, basename="vs-projects")
@@ -28,6 +28,10 @@ urlpatterns = [
     path("decorated/orgs/<str:org>/projects", views.DecoratedView.as_view(), name="decorated-projects"),
     path("orgs/<str:org>/reports", views.reports, name="reports"),
     path("orgs/<str:org>/", include(agent_urls(issuer=CAPABILITIES, grants=GRANTS))),
+    path(
+        "unreachable/orgs/<str:org>/",
+        include(agent_urls(issuer=UNREACHABLE_CAPABILITIES, grants=UNREACHABLE_GRANTS, approval_ttl=60)),
+    ),
     path("health", views.health, name="health"),
     path("login", views.sign_in, name="login"),
     path("viewer", views.viewer, name="viewer"),
