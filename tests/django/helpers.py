@@ -55,7 +55,14 @@ def body(response: Any) -> dict[str, Any]:
 
 
 def assert_refused(
-    response: Any, status: int, code: str, /, *, scheme: str | None = "Bearer", **params: str
+    response: Any,
+    status: int,
+    code: str,
+    /,
+    *,
+    scheme: str | None = "Bearer",
+    realm: str = "api",
+    **params: str,
 ) -> dict[str, Any]:
     """``response`` is the refusal of the status table: its status, body, ``no-store``, and its
     challenge (``scheme=None``: none), the given parameters in it."""
@@ -68,7 +75,7 @@ def assert_refused(
         assert parsed is None, response.headers.get("WWW-Authenticate")
         return found
     assert parsed is not None and parsed.scheme == scheme
-    assert parsed.params["realm"] == "api"
+    assert parsed.params["realm"] == realm
     for name, value in params.items():
         assert parsed.params.get(name) == value, (name, parsed.params)
     return found
