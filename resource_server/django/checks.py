@@ -151,6 +151,7 @@ def check_exception_handler(app_configs: Any = None, **kwargs: Any) -> list[Chec
     denial = get_config().server.guard.refusals.insufficient_scope("scope", "the system check", dpop=False)
     view = APIView()
     view.headers = {}
+    failure: str | None
     try:
         response = handler(Refused(denial), {"view": view, "args": (), "kwargs": {}, "request": None})
     except Exception as exc:

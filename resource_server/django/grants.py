@@ -105,10 +105,10 @@ class DjangoGrantStore:
         org, subject, session_id = check_key(org, subject, session_id)
         with _reachable():
             deleted, _ = self._rows.filter(org=org, subject=subject, session_id=session_id).delete()
-        return deleted > 0
+        return int(deleted) > 0
 
     def purge_expired(self) -> int:
         """Delete every expired grant; returns how many were deleted."""
         with _reachable():
             deleted, _ = self._rows.filter(expires_at__lte=self._clock()).delete()
-        return deleted
+        return int(deleted)

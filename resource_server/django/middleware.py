@@ -60,7 +60,7 @@ class _Middleware:
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
-            markcoroutinefunction(self)
+            markcoroutinefunction(self)  # type: ignore[type-var]  # Django's documented pattern
 
 
 class ResourceServerMiddleware(_Middleware):
@@ -144,7 +144,7 @@ class ViewerContextMiddleware(_Middleware):
         return denial_response(refused) if refused is not None else self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> Any:
-        request.viewer_context = None  # type: ignore[attr-defined]
+        request.viewer_context = None
         if _META_HEADER in request.META:
             # HMAC and a replay cache (maybe Redis): off the event loop.
             refused = await sync_to_async(self._verify, thread_sensitive=False)(request)
@@ -153,7 +153,7 @@ class ViewerContextMiddleware(_Middleware):
         return await self.get_response(request)
 
     def _verify(self, request: HttpRequest) -> Denial | None:
-        request.viewer_context = None  # type: ignore[attr-defined]
+        request.viewer_context = None
         if _META_HEADER not in request.META:
             return None
         server = get_resource_server()
@@ -174,5 +174,5 @@ class ViewerContextMiddleware(_Middleware):
             return server.guard.refusals.bad_body(exc)
         except VerificationUnavailable as exc:
             return server.guard.refusals.unavailable(exc)
-        request.viewer_context = context if isinstance(context, ViewerContext) else None  # type: ignore[attr-defined]
+        request.viewer_context = context if isinstance(context, ViewerContext) else None
         return None

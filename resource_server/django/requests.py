@@ -161,8 +161,8 @@ def _bounded_unknown_length(request: HttpRequest, limit: int) -> bytes:
     except Exception:
         raise BodyError("the request body could not be read") from None
     if len(data) <= limit:
-        request._body = data  # type: ignore[attr-defined]  # what request.body returns from now on
-        request._stream = io.BytesIO(data)  # type: ignore[attr-defined]
+        request._body = data  # what request.body returns from now on
+        request._stream = io.BytesIO(data)
     return data
 
 
@@ -192,7 +192,7 @@ def request_target(request: HttpRequest) -> str:
     if isinstance(raw_uri, str) and raw_uri:
         return raw_uri
     query = request.META.get("QUERY_STRING")
-    return (
+    return str(
         request.META.get("SCRIPT_NAME", "")
         + request.META.get("PATH_INFO", "")
         + (f"?{query}" if query else "")

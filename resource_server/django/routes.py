@@ -164,7 +164,7 @@ def class_protection(view_class: type) -> Protection:
 
 
 def middleware_installed() -> bool:
-    return MIDDLEWARE in getattr(settings, "MIDDLEWARE", None) or ()
+    return MIDDLEWARE in (getattr(settings, "MIDDLEWARE", None) or ())
 
 
 def route_entry(routes: Mapping[str, MiddlewareRoute], name: str, route: str) -> MiddlewareRoute | None:

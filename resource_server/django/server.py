@@ -189,7 +189,7 @@ class ResourceServer:
                 )
             )
             request.__dict__[CREDENTIAL] = found
-        return found  # type: ignore[return-value]
+        return found  # type: ignore[no-any-return]
 
     def grant(
         self,
@@ -211,7 +211,7 @@ class ResourceServer:
             granted if scope_map is None else guard.decision(granted, request.method or "GET", scope_map)
         )
         if isinstance(outcome, Granted):
-            request.access = outcome.access  # type: ignore[attr-defined]
+            request.access = outcome.access
             _forget_unused_viewer(request, outcome)
         return self._kept(request, outcome)
 
@@ -296,7 +296,7 @@ class ResourceServer:
             return None
 
         async def aload() -> str | None:
-            await request.auser()  # type: ignore[attr-defined]  # resolves request.user without the ORM on the loop
+            await request.auser()  # resolves request.user without the ORM on the loop
             return await sync_to_async(load)()  # the CSRF check may read the session store
 
         return aload
@@ -315,9 +315,9 @@ class ResourceServer:
         if granted.token is not None:
             if user is None:
                 return self._no_user(granted.token)
-            request.user = user  # type: ignore[attr-defined]
-        request.access = granted.access  # type: ignore[attr-defined]
-        request.auth = granted.token  # type: ignore[attr-defined]
+            request.user = user
+        request.access = granted.access
+        request.auth = granted.token
         _forget_unused_viewer(request, granted)
         return granted
 
@@ -331,4 +331,4 @@ def _forget_unused_viewer(request: HttpRequest, granted: Granted) -> None:
     """A view sees a viewer context only when it is what the request was granted on: never one
     next to a token, so no view can mistake it for the caller."""
     if granted.source != "viewer" and getattr(request, "viewer_context", None) is not None:
-        request.viewer_context = None  # type: ignore[attr-defined]
+        request.viewer_context = None

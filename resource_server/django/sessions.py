@@ -39,7 +39,7 @@ def csrf_failure(request: HttpRequest) -> str | None:
     pass): DRF's ``SessionAuthentication.enforce_csrf``, for plain Django views."""
     check = _CSRFCheck(_no_response)
     check.process_request(request)  # sets request.META["CSRF_COOKIE"], which process_view reads
-    reason: str | None = check.process_view(request, None, (), {})  # type: ignore[arg-type]
+    reason: str | None = check.process_view(request, None, (), {})
     return reason
 
 

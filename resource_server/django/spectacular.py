@@ -55,7 +55,7 @@ def _options() -> dict[str, Any]:
     return options
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[misc]
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """The OpenAPI description of :class:`~resource_server.django.rest_framework.BearerTokenAuthentication`."""
 
     target_class = "resource_server.django.rest_framework.BearerTokenAuthentication"

@@ -87,7 +87,7 @@ def require(scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") ->
                 )
                 if isinstance(outcome, Denial):
                     return denial_response(outcome)
-                return with_grant_headers(await view(request, *args, **kwargs), outcome)  # type: ignore[operator]
+                return with_grant_headers(await view(request, *args, **kwargs), outcome)
 
             protected: Any = aprotected
         else:
@@ -209,4 +209,4 @@ class ScopeMapMixin:
         outcome = named if isinstance(named, Denial) else await server.aauthorize(request, scope_map, named)
         if isinstance(outcome, Denial):
             return denial_response(outcome)
-        return with_grant_headers(await parent(request, *args, **kwargs), outcome)  # type: ignore[no-any-return]
+        return with_grant_headers(await parent(request, *args, **kwargs), outcome)
