@@ -15,6 +15,7 @@ would make protected routes refuse everything, or leave a route open, reported a
 ``resource_server.E042``  ``RESOURCE_SERVER_ROUTES`` without ``ResourceServerMiddleware``
 ``resource_server.W043``  ``ResourceServerMiddleware`` before ``AuthenticationMiddleware``
 ``resource_server.W044``  ``ViewerContextMiddleware`` after ``ResourceServerMiddleware``
+``resource_server.W045``  a ``RESOURCE_SERVER_ROUTES`` key names a view that protects itself
 =====================  =========================================================================
 """
 
@@ -28,7 +29,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from ..tooling import Wording, find_problems
 from .conf import ROUTES, get_config
-from .routes import MIDDLEWARE, middleware_installed, patterns, project_routes
+from .routes import MIDDLEWARE, middleware_installed, patterns, project_routes, protection_of
 
 __all__ = ["WORDING", "check_exception_handler", "check_middleware", "check_routes"]
 
@@ -66,6 +67,17 @@ def check_routes(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             _message("E041", f"{ROUTES} names {key!r}, which is no URL name or route of this project", key)
             for key in config.routes
             if key not in known
+        ]
+        found += [
+            _message(
+                "W045",
+                f"{ROUTES} names {key!r}, whose view protects itself: the entry is not used",
+                key,
+                "remove the entry, or the view's own protection",
+            )
+            for pattern in patterns()
+            for key in (pattern.name, pattern.route)
+            if key in config.routes and protection_of(pattern.callback).kind != "unprotected"
         ]
     return found + _drf_views(described)
 

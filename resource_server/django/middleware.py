@@ -15,7 +15,8 @@
 ``ResourceServerMiddleware`` is closed by default, like the WSGI and ASGI middlewares: a
 resolved view that no ``RESOURCE_SERVER_ROUTES`` entry covers, that protects itself in no way
 (``require``, ``ScopeMapMixin``, a DRF view with ``ScopeMapPermission``) and that is not declared
-public is refused ``403``. The org is read from the resolved URL kwargs.
+public is refused ``403``. A view that protects itself is left to its own check (an entry naming
+it is not used: ``resource_server.W045``). The org is read from the resolved URL kwargs.
 """
 
 from __future__ import annotations
@@ -103,9 +104,11 @@ class ResourceServerMiddleware(_Middleware):
         config = get_config()
         match = request.resolver_match
         name, route = (match.view_name, match.route) if match is not None else ("", "")
+        if self._protects_itself(view):  # checked once, by the view (a DPoP proof is used once)
+            return None
         entry = route_entry(config.routes, name, route)
         if entry is None:
-            if self._protects_itself(view) or is_public(config.public, name, route):
+            if is_public(config.public, name, route):
                 return None
             log.info("403: no access policy covers %s (%s)", route, name)
             return denial_response(_UNCOVERED)

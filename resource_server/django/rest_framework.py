@@ -45,7 +45,7 @@ from ..guard import Granted
 from ..tokens import VerifiedToken
 from .conf import get_resource_server
 from .responses import denial_body
-from .server import ResourceServer
+from .server import OUTCOME, ResourceServer
 from .views import compiled_scope_map, org_of, preflight
 
 __all__ = ["BearerTokenAuthentication", "OrgMemberPermission", "Refused", "ScopeMapPermission"]
@@ -92,6 +92,11 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, VerifiedToken] | None:
         server = get_resource_server()
+        earlier = request._request.__dict__.get(OUTCOME)
+        if isinstance(earlier, Granted) and earlier.token is not None:
+            # ResourceServerMiddleware verified this token for this request already (its DPoP
+            # proof, if any, is spent): the user it admitted, not a second verification.
+            return request._request.user, earlier.token
         found = server.credential(request._request)
         if found is None:
             return None

@@ -202,13 +202,12 @@ def _methods(callback: Any, protection: Protection) -> tuple[str, ...]:
 
 def describe(pattern: Pattern, config: Config) -> tuple[Route, Protection]:
     """The :class:`~resource_server.tooling.Route` of one pattern (and its protection)."""
+    protection = protection_of(pattern.callback)  # a view's own protection comes first
     entry = route_entry(config.routes, pattern.name, pattern.route) if middleware_installed() else None
-    if entry is not None:
+    if protection.kind == "unprotected" and entry is not None:
         protection = Protection("scope map", entry.scope_map, entry.org)
-    else:
-        protection = protection_of(pattern.callback)
-        if protection.kind == "unprotected" and is_public(config.public, pattern.name, pattern.route):
-            protection = Protection("public")
+    elif protection.kind == "unprotected" and is_public(config.public, pattern.name, pattern.route):
+        protection = Protection("public")
     route = Route(
         "/" + pattern.route.removeprefix("^"),
         pattern.name,

@@ -50,7 +50,7 @@ DATABASES = {
 }
 
 RESOURCE_SERVER = "tests.django.project.server.build"
-RESOURCE_SERVER_ROUTES = {"reports": {"GET": "report:read"}}
+RESOURCE_SERVER_ROUTES = {"reports": {"GET": "report:read"}, "drf-reports": {"GET": "report:read"}}
 RESOURCE_SERVER_PUBLIC = ["health", "schema"]
 RESOURCE_SERVER_OPENAPI = {
     "TOKEN_URL": "https://as.test/token",

@@ -67,6 +67,27 @@ def test_dpop_with_nonces(path: str) -> None:
         assert_refused(wants_more, 403, "insufficient_scope", scheme="DPoP", scope="project:read")
 
 
+@pytest.mark.parametrize("path", ["/drf/orgs/acme/reports", "/plain/orgs/acme/projects"])
+def test_one_proof_is_checked_once_per_request(path: str) -> None:
+    """A DRF view behind ResourceServerMiddleware authenticates with the token the middleware
+    verified, and a view that protects itself is not checked twice: a DPoP proof is spent once."""
+    key = dpop_key("ES256")
+    token = SIGNER.token(now=NOW, cnf={"jkt": key.jkt}, scope="project:read report:read")
+    routes = {
+        "reports": {"GET": "report:read"},
+        "drf-reports": {"GET": "report:read"},
+        "plain-projects": {"GET": "report:read"},
+    }
+    with override_settings(
+        RESOURCE_SERVER=lambda: server.build(dpop=DPoPVerifier(clock=server.CLOCK)),
+        RESOURCE_SERVER_ROUTES=routes,
+    ):
+        proof = key.proof("GET", f"https://api.test{path}", access_token=token)
+        response = Client().get(path, HTTP_AUTHORIZATION=f"DPoP {token}", HTTP_DPOP=proof)
+    assert response.status_code == 200, response.content
+    assert response.json()["subject"] == "user-1"
+
+
 @pytest.fixture
 def introspection() -> Iterator[IntrospectionServer]:
     running = IntrospectionServer()

@@ -74,11 +74,34 @@ def test_errors_stop_manage_py_check_and_warnings_do_not() -> None:
 
 
 def test_a_routes_entry_naming_no_pattern_is_an_error() -> None:
-    with override_settings(
-        RESOURCE_SERVER_ROUTES={"reports": {"GET": "report:read"}, "report": {"GET": "report:read"}}
-    ):
+    routes = {
+        "reports": {"GET": "report:read"},
+        "drf-reports": {"GET": "report:read"},
+        "report": {"GET": "report:read"},
+    }
+    with override_settings(RESOURCE_SERVER_ROUTES=routes):
         found = check_routes()
     assert ids(found) == ["resource_server.E041"] and "'report'" in found[0].msg
+
+
+def test_a_routes_entry_for_a_view_that_protects_itself_is_reported_unused() -> None:
+    routes = {
+        "reports": {"GET": "report:read"},
+        "drf-reports": {"GET": "report:read"},
+        "plain-projects": {"GET": "x:y"},
+    }
+    with override_settings(
+        RESOURCE_SERVER_ROUTES=routes,
+        RESOURCE_SERVER={
+            "VERIFIER": "tests.django.project.server.verifier",
+            "ROLES": {"admin": ["x:y", "project:read", "project:write", "team:write", "report:read"]},
+            "MEMBERSHIP": "tests.django.project.server.membership",
+            "RESOURCE": "https://api.test",
+            "VIEWER_CONTEXT": "tests.django.project.server.viewer_contexts",
+        },
+    ):
+        found = check_routes()
+    assert ids(found) == ["resource_server.W045"] and found[0].obj == "plain-projects"
 
 
 MIDDLEWARE = [

@@ -62,6 +62,7 @@ class SessionOnly(APIView):
 urlpatterns = [
     path("orgs/<str:org>/projects", views.Projects.as_view(), name="projects"),
     path("orgs/<str:org>/reports", views.reports, name="reports"),
+    path("drf/orgs/<str:org>/reports", views.DRFReports.as_view(), name="drf-reports"),
     path("health", views.health, name="health"),
     path("open", ok, name="open"),  # W010
     path("tenants/<str:tenant>/audit", require({"GET": "project:read"})(ok), name="tenant-audit"),  # E010

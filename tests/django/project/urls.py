@@ -27,6 +27,7 @@ urlpatterns = [
     path("acbv/orgs/<str:org>/projects", views.AsyncProjectsView.as_view(), name="acbv-projects"),
     path("decorated/orgs/<str:org>/projects", views.DecoratedView.as_view(), name="decorated-projects"),
     path("orgs/<str:org>/reports", views.reports, name="reports"),
+    path("drf/orgs/<str:org>/reports", views.DRFReports.as_view(), name="drf-reports"),
     path("orgs/<str:org>/", include(agent_urls(issuer=CAPABILITIES, grants=GRANTS))),
     path(
         "unreachable/orgs/<str:org>/",

@@ -12,7 +12,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import viewsets
 from rest_framework.authentication import BasicAuthentication
-from rest_framework.permissions import IsAuthenticated
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -148,6 +148,16 @@ class DecoratedView(View):
 def reports(request: HttpRequest, org: str) -> JsonResponse:
     """Protected by ResourceServerMiddleware alone (RESOURCE_SERVER_ROUTES)."""
     return JsonResponse(described(request))
+
+
+class DRFReports(APIView):
+    """A DRF view with no permission of its own: ResourceServerMiddleware protects it
+    (RESOURCE_SERVER_ROUTES), and DRF's BearerTokenAuthentication sees the token it admitted."""
+
+    permission_classes: ClassVar[list[Any]] = [AllowAny]
+
+    def get(self, request: Request, org: str) -> Response:
+        return Response(described(request._request, auth=getattr(request.auth, "subject", None)))
 
 
 def health(request: HttpRequest) -> HttpResponse:
