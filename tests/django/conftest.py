@@ -9,6 +9,7 @@ uvicorn in a thread) use the same file, key and settings through the environment
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -26,6 +27,8 @@ os.environ["RS_TEST_DJANGO_DB"] = str(_BASE / "db.sqlite3")
 _PG_BASE = Path(tempfile.mkdtemp(prefix="rs-pg-"))
 os.environ["RS_TEST_DJANGO_PG"] = str(_PG_BASE)
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django.settings"
+for _made in (_BASE, _PG_BASE):  # also when every test here is deselected
+    atexit.register(shutil.rmtree, _made, ignore_errors=True)
 
 import django  # noqa: E402
 
