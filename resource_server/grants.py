@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     from sqlalchemy import (
@@ -50,6 +51,11 @@ from policy.scopes import format_scope, parse_scope, scope_set
 from .capability import MAX_SESSION_ID  # one limit for a session id, wherever it is checked
 from .checks import missing_extra
 from .tokens.errors import VerificationUnavailable
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import ColumnElement, Connection, Delete
 
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
@@ -94,14 +100,14 @@ class Grant:
 _WRITE = "resource_server_grants_write"
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.isolation_level = None
     current = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
     if current < SQLITE_BUSY_TIMEOUT_S * 1000:  # never shorten a longer wait the caller chose
         dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
 
 
-def _sqlite_on_begin(conn) -> None:
+def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
@@ -135,10 +141,10 @@ def _check_name(name: str, value: object, limit: int) -> str:
     return value
 
 
-def _check_scopes(scopes: object) -> frozenset[str]:
-    # A str is an RFC 6749 §3.3 scope string; anything else is a collection of scope tokens.
-    # Both raise InvalidScope, a ValueError.
-    result = parse_scope(scopes) if isinstance(scopes, str) else scope_set(scopes)  # type: ignore[arg-type]
+def _check_scopes(scopes: Iterable[str] | str) -> frozenset[str]:
+    # A str is an RFC 6749 §3.3 scope string; anything else is a collection of scope tokens
+    # (scope_set refuses what is not). Both raise InvalidScope, a ValueError.
+    result = parse_scope(scopes) if isinstance(scopes, str) else scope_set(scopes)
     if not result:
         raise ValueError("scopes must name at least one scope")
     return result
@@ -160,7 +166,7 @@ def _key(org: object, subject: object, session_id: object) -> tuple[str, str, st
     )
 
 
-def _where(org: str, subject: str, session_id: str):
+def _where(org: str, subject: str, session_id: str) -> ColumnElement[bool]:
     t = grants_table.c
     return (t.org == org) & (t.subject == subject) & (t.session_id == session_id)
 
@@ -275,7 +281,7 @@ class GrantStore:
         """Delete every expired grant; returns how many were deleted."""
         return self._delete(delete(grants_table).where(grants_table.c.expires_at <= self._clock()))
 
-    def _delete(self, stmt) -> int:
+    def _delete(self, stmt: Delete) -> int:
         with _reachable(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():

@@ -23,6 +23,7 @@ from ..capability import CapabilityIssuer, check_session_id, scope_tokens
 from ..guard import Granted
 from ..tokens.errors import VerificationUnavailable
 from . import ResourceServer, json_body
+from .marks import mark
 from .responses import denial_response
 
 __all__ = ["agent_blueprint"]
@@ -79,7 +80,7 @@ def agent_blueprint(
     known_scopes = rs.roles.all_scopes
 
     @bp.post("/agent-token")
-    def agent_token(org: object):
+    def agent_token(org: object) -> Response:
         org = str(org)  # the same text _outcome compares, whatever converter the prefix uses
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
@@ -107,7 +108,7 @@ def agent_blueprint(
         )
 
     @bp.post("/agent-approvals")
-    def agent_approvals(org: object):
+    def agent_approvals(org: object) -> Response | tuple[Response, int]:
         org = str(org)
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
@@ -147,6 +148,5 @@ def agent_blueprint(
         return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
     for view in (agent_token, agent_approvals):  # for `flask scopes check` and OpenAPI
-        view._resource_server_authenticated = True  # type: ignore[attr-defined]
-        view._resource_server_org = "org"  # type: ignore[attr-defined]
+        mark(view, authenticated=True, org="org")
     return bp
