@@ -237,7 +237,7 @@ class BearerMiddleware:
             except BodyError as exc:
                 return await send_denial(send, self.guard.bad_body(exc))
         outcome = await self._authorize(scope, authorization, elsewhere, method, scope_map, org)
-        if isinstance(outcome, Denial):
+        if type(outcome) is Denial:
             return await send_denial(send, outcome)
         return await self._admit(scope, receive, send, outcome)
 
@@ -261,7 +261,7 @@ class BearerMiddleware:
         outcome = await self._authorize(
             http_scope, authorization, elsewhere, "GET", self.routes[index].scope_map, org
         )
-        if isinstance(outcome, Denial):
+        if type(outcome) is Denial:
             return await _refuse_websocket(scope, send, outcome)
         return await self._admit(scope, receive, send, outcome)
 

@@ -99,7 +99,7 @@ class AsyncGuard:
                 return self.guard.refusals.no_credentials
             role = await self.membership(subject, org)
             return self.guard.session_grant(subject, org, role)
-        if isinstance(credential, Denial):
+        if type(credential) is Denial:
             return credential
         role = await self.membership(*self.guard.role_of(credential, org))
         return self.guard.grant(credential, org, role)

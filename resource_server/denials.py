@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, final
 
 from policy import bearer_challenge, dpop_challenge
 
@@ -91,6 +91,7 @@ def _retry_after(seconds: Any) -> str:
         return str(_RETRY_AFTER)
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Denial:
     """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.

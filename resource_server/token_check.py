@@ -80,9 +80,9 @@ class TokenCheck:
             if scheme != "Bearer":
                 return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
             capability = self._verify(self.capabilities, raw)
-            return capability if isinstance(capability, Denial) else (Credential(capability, None), raw)
+            return capability if type(capability) is Denial else (Credential(capability, None), raw)
         token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
-        if isinstance(token, Denial):
+        if type(token) is Denial:
             return token
         jkt = bound_key(token)
         if scheme == "Bearer" and (jkt is not None or self.dpop_required):

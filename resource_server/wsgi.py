@@ -184,7 +184,7 @@ class BearerMiddleware:
             org=None if route.org is None else str(args[route.org]),
             dpop=self._dpop_request(environ, method) if self.guard.dpop is not None else None,
         )
-        if isinstance(outcome, Denial):
+        if type(outcome) is Denial:
             return _send(outcome, start_response)
         environ[ACCESS_KEY] = outcome.access
         environ[TOKEN_KEY] = outcome.token

@@ -85,7 +85,7 @@ class Requirement:
             org=org,
             dpop=dpop,
         )
-        if isinstance(outcome, Denial):
+        if type(outcome) is Denial:
             raise server._refused(request, outcome)
         scope[GRANTED] = outcome
         state = scope.setdefault("state", {})  # request.state, as the ASGI middleware fills it

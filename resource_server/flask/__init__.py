@@ -278,8 +278,8 @@ class ResourceServer(RequestGuard):
         @functools.wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
             outcome = self._outcome(compiled, org, viewer_context)
-            if not isinstance(outcome, Granted) and outcome is not None:
-                return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+            if type(outcome) is not Granted and outcome is not None:
+                return denial_response(outcome) if type(outcome) is Denial else outcome
             if is_async:
                 return current_app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)

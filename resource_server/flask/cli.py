@@ -111,7 +111,7 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
         raise click.ClickException(f"{path} is not protected by a scope map")
     with app.test_request_context(path, method=method, headers={"Authorization": f"Bearer {token}"}):
         outcome = rs._outcome(route.scope_map, route.org)
-        if isinstance(outcome, Denial):
+        if type(outcome) is Denial:
             response = denial_response(outcome)
             return {
                 "status": response.status_code,
@@ -119,7 +119,7 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
                 "www_authenticate": response.headers.get("WWW-Authenticate"),
                 "body": None if method == "HEAD" else response.get_json(),  # HEAD has no content
             }
-        if isinstance(outcome, Granted):
+        if type(outcome) is Granted:
             reason = decide(outcome.access, route.scope_map, method).reason
             return {"status": 200, "reason": reason, "www_authenticate": None, "body": None}
     return {

@@ -81,9 +81,9 @@ class RequestGuard:
     ) -> Response | None:
         """None when the request may proceed (``current_access`` is then set), else the refusal."""
         outcome = self._outcome(compiled, org_arg, viewer_context)
-        if outcome is None or isinstance(outcome, Granted):
+        if outcome is None or type(outcome) is Granted:
             return None
-        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+        return denial_response(outcome) if type(outcome) is Denial else outcome
 
     def _outcome(
         self, compiled: ScopeMap, org_arg: str | None, viewer_context: bool = False
@@ -117,7 +117,7 @@ class RequestGuard:
         """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
         member may call (such as minting a capability). A refusal comes back as the response."""
         outcome = self._guarded(current_request(), org, None)
-        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+        return denial_response(outcome) if type(outcome) is Denial else outcome
 
     def _guarded(
         self,
@@ -179,7 +179,7 @@ class RequestGuard:
         # one next to a token, not one on a route that did not opt in.
         if "HTTP_X_VIEWER_CONTEXT" in environ and environ.pop(_VERIFIED_VIEWER, None) is None:
             del environ["HTTP_X_VIEWER_CONTEXT"]
-        if isinstance(outcome, Granted):
+        if type(outcome) is Granted:
             environ[_GRANT] = outcome
             if outcome.headers:  # a fresh DPoP nonce, for the response the view will make
                 after_this_request(_adding(outcome.headers))

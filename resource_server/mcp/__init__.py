@@ -185,7 +185,7 @@ class ProtectedMcp:
         if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
             return await send_denial(send, refused)
         org = self._org(scope)
-        if isinstance(org, Denial):
+        if type(org) is Denial:
             return await send_denial(send, org)
         authorization, form = authorization_and_form(scope)
         elsewhere = False
@@ -195,7 +195,7 @@ class ProtectedMcp:
             except BodyError as exc:
                 return await send_denial(send, self.guard.bad_body(exc))
         granted = await self._authenticate(scope, authorization, elsewhere, org)
-        if isinstance(granted, Denial):
+        if type(granted) is Denial:
             return await send_denial(send, granted)
         if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
             try:
@@ -204,7 +204,7 @@ class ProtectedMcp:
             except Refused as error:
                 log.info("%d JSON-RPC %d: %r", error.status, error.code, error.message)
                 return await send_rpc_error(send, error)
-            if isinstance(decided, Denial):
+            if type(decided) is Denial:
                 return await send_denial(send, decided)
             granted = decided
             receive = replaying(body, receive)
