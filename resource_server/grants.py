@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     from sqlalchemy import (
@@ -51,6 +52,11 @@ from .checks import missing_extra
 from .grant_rules import MAX_NAME, MAX_TTL, Grant, check_key, check_scopes, check_ttl, merge
 from .tokens.errors import VerificationUnavailable
 
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import ColumnElement, Connection, Delete
+
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
 # A writer waits this long for SQLite's write lock instead of failing with "database is locked".
@@ -80,14 +86,14 @@ grants_table = Table(
 _WRITE = "resource_server_grants_write"
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.isolation_level = None
     current = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
     if current < SQLITE_BUSY_TIMEOUT_S * 1000:  # never shorten a longer wait the caller chose
         dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
 
 
-def _sqlite_on_begin(conn) -> None:
+def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
@@ -109,7 +115,7 @@ def _reachable() -> Iterator[None]:
         ) from None
 
 
-def _where(org: str, subject: str, session_id: str):
+def _where(org: str, subject: str, session_id: str) -> ColumnElement[bool]:
     t = grants_table.c
     return (t.org == org) & (t.subject == subject) & (t.session_id == session_id)
 
@@ -221,7 +227,7 @@ class GrantStore:
         """Delete every expired grant; returns how many were deleted."""
         return self._delete(delete(grants_table).where(grants_table.c.expires_at <= self._clock()))
 
-    def _delete(self, stmt) -> int:
+    def _delete(self, stmt: Delete) -> int:
         with _reachable(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():

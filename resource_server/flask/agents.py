@@ -23,6 +23,7 @@ from ..capability import CapabilityIssuer
 from ..guard import Granted
 from ..tokens.errors import VerificationUnavailable
 from . import ResourceServer, json_body
+from .marks import mark
 from .responses import denial_response
 
 __all__ = ["agent_blueprint"]
@@ -77,7 +78,7 @@ def agent_blueprint(
     known_scopes = rs.roles.all_scopes
 
     @bp.post("/agent-token")
-    def agent_token(org: object):
+    def agent_token(org: object) -> Response:
         org = str(org)  # the same text _outcome compares, whatever converter the prefix uses
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
@@ -89,7 +90,7 @@ def agent_blueprint(
             return _unavailable(rs, exc)
 
     @bp.post("/agent-approvals")
-    def agent_approvals(org: object):
+    def agent_approvals(org: object) -> Response | tuple[Response, int]:
         org = str(org)
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
@@ -105,6 +106,5 @@ def agent_blueprint(
             return _unavailable(rs, exc)
 
     for view in (agent_token, agent_approvals):  # for `flask scopes check` and OpenAPI
-        view._resource_server_authenticated = True  # type: ignore[attr-defined]
-        view._resource_server_org = "org"  # type: ignore[attr-defined]
+        mark(view, authenticated=True, org="org")
     return bp

@@ -33,15 +33,16 @@ from .routes import problems, protected_routes, route_table
 
 if TYPE_CHECKING:
     from . import ResourceServer
+    from .guarded import AppState
 
 __all__ = ["explain", "scopes_cli"]
 
 
 def _extension(app: Flask) -> ResourceServer:
-    state = app.extensions.get("resource_server")
+    state: AppState | None = app.extensions.get("resource_server")
     if state is None:
         raise click.ClickException("no ResourceServer is bound to this app (call init_app)")
-    return state.server  # type: ignore[no-any-return]
+    return state.server
 
 
 def _emit(data: Any, as_json: bool, text: str) -> None:

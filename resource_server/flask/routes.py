@@ -58,8 +58,9 @@ def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
         def route(kind: str, scope_map: ScopeMap | None = None, org: str | None = None) -> Route:
             return Route(rule.rule, rule.endpoint, methods, kind, scope_map, org, arguments)  # noqa: B023
 
-        if getattr(view, "_resource_server_scope_map", None) is not None:
-            routes.append(route("scope map", view._resource_server_scope_map, view._resource_server_org))  # type: ignore[union-attr]
+        scope_map = getattr(view, "_resource_server_scope_map", None)
+        if scope_map is not None:
+            routes.append(route("scope map", scope_map, getattr(view, "_resource_server_org", None)))
         elif blueprint in rs.blueprint_maps:
             routes.append(route("scope map", *rs.blueprint_maps[blueprint]))
         elif getattr(view, "_resource_server_authenticated", False):
