@@ -1,8 +1,9 @@
 """MCP servers (the Model Context Protocol, streamable HTTP) as OAuth 2.0 resource servers.
 
-Two ways in:
+Two ways in, for servers built with the MCP SDK (``MCPServer``) or with FastMCP 4:
 
-- :func:`protect_mcp` wraps an MCP SDK streamable-HTTP app (any ASGI app) with the whole
+- :func:`protect_mcp` wraps an MCP streamable-HTTP app (any ASGI app: the SDK's
+  ``streamable_http_app()``, FastMCP's ``http_app()``) with the whole
   pipeline: the token, the caller's member role in the org the URL names, and a scope map per
   tool. It reads each JSON-RPC POST itself (bounded, strict JSON), decides a ``tools/call``
   against that tool's requirement, and refuses at the HTTP level, before the SDK runs anything:
@@ -10,13 +11,15 @@ Two ways in:
   MCP clients answer by stepping up (asking the authorization server for that scope).
 - :class:`McpTokenVerifier` gives the SDK's own bearer auth (``MCPServer(token_verifier=...,
   auth=AuthSettings(...))``) this library's strict token verification, and nothing more: no
-  membership, no org binding, no per-tool scopes.
+  membership, no org binding, no per-tool scopes; :class:`~resource_server.mcp.fastmcp.FastMCPTokenVerifier`
+  does the same for FastMCP's ``auth=`` (it needs the ``fastmcp`` extra).
 
 The package's modules: :mod:`~resource_server.mcp.tools` (the scopes each tool needs),
 :mod:`~resource_server.mcp.jsonrpc` (reading and refusing JSON-RPC messages),
 :mod:`~resource_server.mcp.context` (``current_access`` and ``current_token``),
-:mod:`~resource_server.mcp.metadata` (the RFC 9728 document as an ASGI app) and
-:mod:`~resource_server.mcp.verifier` (``McpTokenVerifier``). See docs/mcp.md.
+:mod:`~resource_server.mcp.metadata` (the RFC 9728 document as an ASGI app),
+:mod:`~resource_server.mcp.verifier` (``McpTokenVerifier``) and
+:mod:`~resource_server.mcp.fastmcp` (``FastMCPTokenVerifier``). See docs/mcp.md.
 """
 
 from __future__ import annotations
@@ -55,7 +58,6 @@ from ..asgi_http import (
 from ..asgi_http import token_elsewhere as find_token_elsewhere
 from ..async_guard import AsyncGuard, run_in_thread
 from ..bodies import BodyError
-from ..checks import authorization_servers as servers_of
 from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
@@ -72,7 +74,7 @@ from .jsonrpc import (
     request_id,
     send_rpc_error,
 )
-from .metadata import ResourceMetadata
+from .metadata import ResourceMetadata, authorization_servers_of
 from .tools import scope_map_of, tool_maps, undeclared_tool
 from .verifier import McpTokenVerifier
 
@@ -159,7 +161,7 @@ class ProtectedMcp:
                 *([("default", self.default)] if self.default is not None else []),
             ],
         )
-        servers = _authorization_servers(authorization_servers, verifier)
+        servers = authorization_servers_of(authorization_servers, verifier)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
         document = metadata_document(
             resource=resource,
@@ -385,18 +387,6 @@ def protect_mcp(
 
 
 # -- inside ---------------------------------------------------------------------------------------
-
-
-def _authorization_servers(servers: str | Collection[str] | None, verifier: object) -> tuple[str, ...]:
-    """The RFC 9728 ``authorization_servers``: those given, else the verifier's issuers. MCP
-    clients find their authorization server there, so at least one is needed."""
-    found = servers_of(servers if servers is None or isinstance(servers, str) else tuple(servers), verifier)
-    if not found or not all(isinstance(s, str) and urlsplit(s).scheme in ("https", "http") for s in found):
-        unnamed = "; the verifier names no issuer, so give them" if servers is None else ""
-        raise ValueError(
-            f"authorization_servers must name at least one authorization server by its issuer URL{unnamed}"
-        )
-    return found
 
 
 def _full_path(scope: Scope) -> str:
