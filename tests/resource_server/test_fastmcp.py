@@ -124,10 +124,10 @@ def verifier(clock: FakeClock, es: Signer, issuer: str = ISSUER, audience: str =
     return JWTVerifier(issuer=issuer, audience=audience, jwks=jwks(es), clock=clock)
 
 
-def protected_app(projects: Projects, jwt_verifier: Any, **options: Any) -> Starlette:
+def protected_app(mcp: FastMCP, jwt_verifier: Any, **options: Any) -> Starlette:
     """``protect_mcp`` around the FastMCP app at ``/orgs/{org}/mcp/``, the RFC 9728 document at
     the root, and FastMCP's lifespan (its session manager) run by the enclosing app."""
-    inner = projects.mcp.http_app(path="/")
+    inner = mcp.http_app(path="/")
     settings: dict[str, Any] = {
         "verifier": jwt_verifier,
         "roles": ROLES,
@@ -233,7 +233,7 @@ def test_fastmcp_s_client_is_answered_per_tool_before_fastmcp_runs_it(es: Signer
             assert forbidden.status_code == 403
             assert "www-authenticate" not in forbidden.headers
 
-    with serve(lambda _: protected_app(projects, verifier(clock, es))) as url:
+    with serve(lambda _: protected_app(projects.mcp, verifier(clock, es))) as url:
         run(scenario)
     assert projects.calls == ["read_project", "team_members", "projects://", "read_project"]
     effective = ["mcp:use", "project:read"]  # the role's and the token's in common
@@ -260,7 +260,7 @@ def test_current_access_is_each_request_s_own_in_concurrent_fastmcp_sessions(es:
     async def scenario() -> list[list[str]]:
         return list(await asyncio.gather(session("writer-1"), session("writer-2"), session("reader-1")))
 
-    with serve(lambda _: protected_app(projects, verifier(clock, es))) as url:
+    with serve(lambda _: protected_app(projects.mcp, verifier(clock, es))) as url:
         answers = run(scenario)
     assert answers == [[f"{subject} {subject}"] * 5 for subject in ("writer-1", "writer-2", "reader-1")]
 
@@ -283,7 +283,7 @@ def test_fastmcp_s_client_steps_up_with_step_up_auth(es: Signer) -> None:
             assert (await client.call_tool("read_project", {"name": "apollo"})).data == "project apollo"
             assert (await client.call_tool("write_project", {"name": "apollo"})).data == "saved apollo"
 
-    with serve(lambda _: protected_app(projects, verifier(clock, es))) as url:
+    with serve(lambda _: protected_app(projects.mcp, verifier(clock, es))) as url:
         run(scenario)
     assert asked == [["mcp:use", "project:read"], ["mcp:use", "project:read", "project:write"]]
     assert projects.calls == ["read_project", "write_project"]
@@ -352,7 +352,10 @@ def test_fastmcp_s_client_credentials_provider_steps_up_by_itself(es: Signer) ->
         servers.append(authorization)
         # The resource is the server's origin, a prefix of the MCP URL, as the SDK's client asks.
         app = protected_app(
-            projects, verifier(clock, es, issuer=url, audience=url), resource=url, authorization_servers=[url]
+            projects.mcp,
+            verifier(clock, es, issuer=url, audience=url),
+            resource=url,
+            authorization_servers=[url],
         )
         app.router.routes[:0] = authorization.routes
         return app
@@ -387,7 +390,7 @@ def test_fastmcp_s_own_component_checks_see_the_effective_scopes(es: Signer) -> 
 
     clock = FakeClock(NOW)
     app = protected_app(
-        projects, verifier(clock, es), tool_scopes={**TOOL_SCOPES, "archive_project": "mcp:use"}
+        projects.mcp, verifier(clock, es), tool_scopes={**TOOL_SCOPES, "archive_project": "mcp:use"}
     )
     everything = "mcp:use project:read project:write"
 
@@ -403,6 +406,48 @@ def test_fastmcp_s_own_component_checks_see_the_effective_scopes(es: Signer) -> 
     with serve(lambda _: app) as url:
         run(scenario)
     assert projects.calls == ["archive_project"]
+
+
+def test_a_proxy_tool_reaches_only_what_fastmcp_s_own_checks_allow(es: Signer) -> None:
+    """A tool that calls other tools by name (a search transform's ``call_tool``) is decided as
+    itself: the tools behind it keep FastMCP's own checks, which see the effective scopes."""
+    from fastmcp.server.auth import require_scopes
+    from fastmcp.server.transforms.search import RegexSearchTransform
+
+    calls: list[str] = []
+    mcp = FastMCP("projects")
+
+    @mcp.tool(auth=require_scopes("project:read"))
+    def read_project(name: str) -> str:
+        calls.append("read_project")
+        return f"project {name}"
+
+    @mcp.tool(auth=require_scopes("project:write"))
+    def write_project(name: str) -> str:
+        calls.append("write_project")
+        return f"saved {name}"
+
+    mcp.add_transform(RegexSearchTransform())
+    scopes = {**TOOL_SCOPES, "search_tools": "mcp:use", "call_tool": "mcp:use"}
+    app = protected_app(mcp, verifier(FakeClock(NOW), es), tool_scopes=scopes)
+    # The member may write; this token may not.
+    token = es.token(sub="writer-1", scope="mcp:use project:read")
+
+    async def scenario() -> None:
+        async with Client(f"{url}/orgs/acme/mcp/", auth=token) as client:
+            assert {tool.name for tool in await client.list_tools()} == {"search_tools", "call_tool"}
+            through = await client.call_tool(
+                "call_tool", {"name": "read_project", "arguments": {"name": "a"}}
+            )
+            assert through.data == "project a"
+            with pytest.raises(ToolError, match="Unknown tool: 'write_project'"):
+                await client.call_tool("call_tool", {"name": "write_project", "arguments": {"name": "a"}})
+            with pytest.raises(MCPError):  # called by its own name: the wrapper's 403
+                await client.call_tool("write_project", {"name": "a"})
+
+    with serve(lambda _: app) as url:
+        run(scenario)
+    assert calls == ["read_project"]
 
 
 # -- FastMCPTokenVerifier: FastMCP's own auth= with this library's verification ---------------------
