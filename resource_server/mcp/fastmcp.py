@@ -3,8 +3,8 @@
 FastMCP 4 takes an ``AuthProvider`` (``FastMCP(..., auth=...)``), not the MCP SDK's
 ``TokenVerifier`` protocol that :class:`~resource_server.mcp.McpTokenVerifier` implements; this
 module adapts the same verification to it. For roles, the org in the URL and per-tool scopes
-answered with real ``403``\\ s, wrap ``mcp.http_app()`` with :func:`~resource_server.mcp.protect_mcp`
-instead (docs/mcp.md, "FastMCP servers").
+refused with real ``403`` responses, wrap ``mcp.http_app()`` with
+:func:`~resource_server.mcp.protect_mcp` instead (docs/mcp.md, "FastMCP servers").
 """
 
 from __future__ import annotations
