@@ -2,7 +2,7 @@
 so what it prints is what the server sends. A DRF view is set up as DRF sets it up and runs
 ``initial()`` (authentication, permissions, throttles) and, on a refusal, the project's exception
 handler and ``finalize_response``; a plain view runs the check its decorator, mixin or
-``ResourceServerMiddleware`` runs."""
+``ResourceServerMiddleware`` runs. The request carries the token and no session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.contrib.auth.models import AnonymousUser
+from django.apps import apps
 from django.http import HttpRequest
 from django.test import RequestFactory
 from django.urls import Resolver404, resolve
@@ -55,7 +55,13 @@ def explain(config: Config, *, method: str, path: str, token: str) -> dict[str, 
         method, path, HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/json"
     )
     request.resolver_match = match
-    request.user = AnonymousUser()
+    if apps.is_installed("django.contrib.auth"):
+        # What AuthenticationMiddleware makes of a request without a session. A project without
+        # django.contrib.auth (whose models cannot even be imported) has no sessions: the
+        # request then carries no user, and the token alone is explained.
+        from django.contrib.auth.models import AnonymousUser
+
+        request.user = AnonymousUser()
     if protection.drf_view is not None:  # the DRF view protects itself: run DRF's own steps
         return _drf(match.func, request, match.kwargs, method, route.scope_map)
     org = org_of(config.server, request, match.kwargs, route.org)

@@ -22,6 +22,7 @@ from ..guard import Granted, Guard
 from ..metadata import check_resource, metadata_document, metadata_url_for
 from ..tokens import TokenVerifier, VerifiedToken
 from ..viewer_context import ViewerContextVerifier
+from .attributes import set_access, set_auth, set_viewer_context, viewer_context_of
 from .requests import Facts, facts
 from .sessions import CsrfRefused, csrf_failure, default_session_subject, session_user
 from .users import TokenUser
@@ -38,7 +39,6 @@ log = logging.getLogger("resource_server")
 #: proof checked twice would be refused as a replay).
 CREDENTIAL = "_resource_server_credential"
 OUTCOME = "_resource_server_outcome"
-_NOTHING = object()
 
 
 class _AsyncGuard(AsyncGuard):
@@ -158,7 +158,7 @@ class ResourceServer:
         if isinstance(found, Denial):
             return self._kept(request, found)
         try:
-            if getattr(request, "viewer_context", None) is not None:
+            if viewer_context_of(request) is not None:
                 # Another service's verified context (rare, service to service): the sync steps,
                 # in a thread, which take a viewer context where the async ones do not.
                 outcome = await sync_to_async(self._run)(request, found, scope_map, org)
@@ -178,18 +178,20 @@ class ResourceServer:
     def credential(self, request: HttpRequest) -> Credential | Denial | None:
         """The request's verified access token (None: it carries none), found once per request:
         DRF's authentication class asks for it, and the permission class again."""
-        found = request.__dict__.get(CREDENTIAL, _NOTHING)
-        if found is _NOTHING:
-            facts_found = self._facts(request)
-            found = (
-                facts_found
-                if isinstance(facts_found, Denial)
-                else self.guard.credential(
-                    facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
-                )
+        kept = request.__dict__
+        if CREDENTIAL in kept:
+            found: Credential | Denial | None = kept[CREDENTIAL]  # what this method stored
+            return found
+        facts_found = self._facts(request)
+        found = (
+            facts_found
+            if isinstance(facts_found, Denial)
+            else self.guard.credential(
+                facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
             )
-            request.__dict__[CREDENTIAL] = found
-        return found  # type: ignore[no-any-return]
+        )
+        kept[CREDENTIAL] = found
+        return found
 
     def grant(
         self,
@@ -204,14 +206,14 @@ class ResourceServer:
         request. The guard's own steps, in its own order."""
         guard = self.guard
         if credential is None:
-            granted = guard.without_token(org, session, lambda: getattr(request, "viewer_context", None))
+            granted = guard.without_token(org, session, lambda: viewer_context_of(request))
         else:
             granted = guard.grant(credential, org, guard.membership(*guard.role_of(credential, org)))
         outcome = (
             granted if scope_map is None else guard.decision(granted, request.method or "GET", scope_map)
         )
         if isinstance(outcome, Granted):
-            request.access = outcome.access
+            set_access(request, outcome.access)
             _forget_unused_viewer(request, outcome)
         return self._kept(request, outcome)
 
@@ -251,7 +253,7 @@ class ResourceServer:
             "token_elsewhere": found.token_elsewhere,
             "org": org,
             "session": self._session(request),
-            "viewer": lambda: getattr(request, "viewer_context", None),
+            "viewer": lambda: viewer_context_of(request),
             "dpop": found.dpop,
         }
         if scope_map is None:
@@ -316,8 +318,8 @@ class ResourceServer:
             if user is None:
                 return self._no_user(granted.token)
             request.user = user
-        request.access = granted.access
-        request.auth = granted.token
+        set_access(request, granted.access)
+        set_auth(request, granted.token)
         _forget_unused_viewer(request, granted)
         return granted
 
@@ -330,5 +332,5 @@ class ResourceServer:
 def _forget_unused_viewer(request: HttpRequest, granted: Granted) -> None:
     """A view sees a viewer context only when it is what the request was granted on: never one
     next to a token, so no view can mistake it for the caller."""
-    if granted.source != "viewer" and getattr(request, "viewer_context", None) is not None:
-        request.viewer_context = None
+    if granted.source != "viewer" and viewer_context_of(request) is not None:
+        set_viewer_context(request, None)

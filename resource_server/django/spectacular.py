@@ -55,13 +55,13 @@ def _options() -> dict[str, Any]:
     return options
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]  # drf-spectacular's __init_subclass__ (which registers it) is unannotated
     """The OpenAPI description of :class:`~resource_server.django.rest_framework.BearerTokenAuthentication`."""
 
     target_class = "resource_server.django.rest_framework.BearerTokenAuthentication"
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:  # type: ignore[override]  # drf-spectacular only reads it; a property follows settings changes
         return str(_options().get("SCHEME_NAME", "oauth2"))
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

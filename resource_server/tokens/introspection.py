@@ -100,6 +100,9 @@ class IntrospectionVerifier:
     accepted for loopback hosts only. ``audience`` is this API's identifier, which the answer's
     ``aud`` must contain; ``None`` skips that check, which accepts tokens minted for any API the
     authorization server serves (RFC 8707, RFC 9068 §4). ``issuer``, when given, must equal ``iss``.
+    The subject is the answer's ``subject_claim`` (``sub``; ``username`` for a server that names
+    the user only so, as django-oauth-toolkit does), else its ``client_id``: a client-credentials
+    token's subject is the client itself (RFC 9068 §2.2).
     An answer with ``cnf.jkt`` makes the token DPoP-bound whatever its ``token_type`` says (a
     confirmation is a condition of use, RFC 7800 §3.1); one whose ``token_type`` is ``DPoP`` but
     names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``.
@@ -120,6 +123,7 @@ class IntrospectionVerifier:
         audience: str | None,
         client_auth: ClientAuth = "client_secret_basic",
         issuer: str | None = None,
+        subject_claim: str = "sub",
         scope_claim: str = "scope",
         org_claim: str = "org_id",
         issuer_org: str | None = None,
@@ -135,6 +139,7 @@ class IntrospectionVerifier:
         self.client_id = client_id
         self.audience = _text("audience", audience, optional=True)
         self.issuer = _text("issuer", issuer, optional=True)
+        self.subject_claim = _text("subject_claim", subject_claim)
         self.scope_claim = _text("scope_claim", scope_claim)
         self.org_claim = _text("org_claim", org_claim)
         self.issuer_org = _text("issuer_org", issuer_org, optional=True)
@@ -334,9 +339,9 @@ class IntrospectionVerifier:
             raise InvalidToken("the token audience is not this server")
         client_id = string_claim(claims, "client_id", required=False)
         # RFC 9068 §2.2: a client-credentials token's subject is the client itself.
-        subject = string_claim(claims, "sub", required=False) or client_id
+        subject = string_claim(claims, self.subject_claim, required=False) or client_id
         if subject is None:
-            raise InvalidToken("the token has neither sub nor client_id")
+            raise InvalidToken(f"the token has neither {self.subject_claim} nor client_id")
         # Compared, not added to: exp may be any JSON integer, 10**400 included.
         reuse_until = min(exp, now + self.cache_ttl) if exp is not None else now + self.cache_ttl
         verified = VerifiedToken(  # reads cnf: bound by cnf.jkt, or InvalidToken (claims.py)
