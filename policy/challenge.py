@@ -68,7 +68,6 @@ _CHALLENGE = re.compile(
 #: a hostile header from costing more than a fraction of a millisecond per kilobyte.
 MAX_CHALLENGES = 256
 MAX_PARAMS = 256
-_SEPARATORS = re.compile(r"[ \t,]*+")
 _TOKEN_RE = re.compile(_TOKEN)
 _TOKEN68_RE = re.compile(_TOKEN68)
 # What may appear inside a quoted-string we emit: HTAB, SP and visible ASCII. CR, LF, NUL, other
@@ -131,7 +130,7 @@ def _unquote(body: str) -> str:
     return body.replace("\\\\", "\x00").replace("\\", "").replace("\x00", "\\")
 
 
-def _params(found: list[tuple[str, str, str]], offset: int) -> dict[str, str]:
+def _params(found: list[tuple[str, ...]], offset: int) -> dict[str, str]:
     if len(found) > MAX_PARAMS:
         raise _fail(f"more than {MAX_PARAMS} auth-params in one challenge", offset)
     params: dict[str, str] = {}
@@ -150,7 +149,7 @@ def _parse_one(value: str) -> list[Challenge]:
     while pos < end:
         match = _CHALLENGE.match(value, pos)
         if match is None:
-            start = _SEPARATORS.match(value, pos).end()
+            start = end - len(value[pos:].lstrip(" \t,"))  # past the list separators
             if start == end:
                 break
             raise _fail("expected an auth-scheme", start)
@@ -163,7 +162,7 @@ def _parse_one(value: str) -> list[Challenge]:
         if challenges and "," not in match["sep"]:
             raise _fail("missing comma before this element", match.start("scheme"))
         params = match.span("params")
-        found: list[tuple[str, str, str]] = []
+        found: list[tuple[str, ...]] = []  # (name, token, quoted-string body)
         if params[0] >= 0:
             # At most MAX_PARAMS + 1 are split out: enough for _params to refuse a header with
             # more, without a tuple for each of the thousands that 64 KiB of "a=b," can carry.

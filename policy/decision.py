@@ -71,9 +71,9 @@ def decide(
     Pass a prebuilt :class:`~policy.scope_map.ScopeMap`: a plain mapping is compiled on every
     call. The allowed path returns a decision prebuilt with the scope map and allocates nothing.
     """
-    rules: dict[str, Rule] = (
-        scope_map._rules if isinstance(scope_map, ScopeMap) else ScopeMap(scope_map)._rules
-    )
+    if not isinstance(scope_map, ScopeMap):
+        scope_map = ScopeMap(scope_map)
+    rules = scope_map._rules
     rule = rules.get(method)
     if rule is None:
         rule = rules.get(method.upper()) if isinstance(method, str) else None

@@ -82,7 +82,7 @@ class Roles:
             return NotImplemented
         return list(self._scopes.items()) == list(other._scopes.items())
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, declared (typeshed's idiom) so checkers flag hash()
 
     def __repr__(self) -> str:
         body = ", ".join(f"{name!r}: {sorted(scopes)!r}" for name, scopes in self._scopes.items())

@@ -55,6 +55,8 @@ class ScopeMap:
     """
 
     __slots__ = ("_declared", "_rules")
+    _declared: dict[str, tuple[frozenset[str], ...]]
+    _rules: dict[str, Rule]
 
     def __init__(self, mapping: Mapping[str, object]) -> None:
         if isinstance(mapping, ScopeMap):

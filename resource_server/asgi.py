@@ -34,6 +34,7 @@ except ModuleNotFoundError as exc:
 from policy import Roles, ScopeMap
 
 from .asgi_http import (
+    ASGIApp,
     Receive,
     Scope,
     Send,
@@ -51,7 +52,7 @@ from .checks import check_scopes_granted
 from .credentials import names_access_token
 from .denials import Denial
 from .dpop import DPoPVerifier
-from .guard import Granted, Guard, Membership
+from .guard import AsyncMembership, Granted, Guard
 from .tokens import TokenVerifier
 from .wsgi import Route, check_org_variable
 
@@ -128,11 +129,11 @@ class BearerMiddleware:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         verifier: TokenVerifier,
         roles: Roles,
-        membership: Membership,
+        membership: AsyncMembership,
         routes: Mapping[str, Route | ScopeMap | Mapping[str, Any]],
         public: Iterable[str] = (),
         org: str | None = "org",
@@ -167,7 +168,7 @@ class BearerMiddleware:
             for index, (pattern, route) in enumerate(zip(routes, self.routes, strict=True))
         ]
         for pattern, route in zip(self._protected, self.routes, strict=True):
-            check_org_variable(pattern, route, {"org", org} - {None})  # type: ignore[arg-type]
+            check_org_variable(pattern, route, {"org", org} - {None})
         if isinstance(public, str):
             raise ValueError("public must be a collection of patterns, not one string")
         self._public = [_Pattern(pattern, _PUBLIC, None) for pattern in public]
@@ -236,9 +237,9 @@ class BearerMiddleware:
             except BodyError as exc:
                 return await send_denial(send, self.guard.bad_body(exc))
         outcome = await self._authorize(scope, authorization, elsewhere, method, scope_map, org)
-        if outcome.__class__ is Denial:
-            return await send_denial(send, outcome)  # type: ignore[arg-type]
-        return await self._admit(scope, receive, send, outcome)  # type: ignore[arg-type]
+        if type(outcome) is Denial:
+            return await send_denial(send, outcome)
+        return await self._admit(scope, receive, send, outcome)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket handshake: checked as a GET of its path, refused before it is accepted."""
@@ -252,17 +253,17 @@ class BearerMiddleware:
             return await _refuse_websocket(scope, send, refused)
         authorization, _ = authorization_and_form(scope)
         # A handshake has no body: only the query can carry a second token (RFC 6750 §2.3).
-        query = scope.get("query_string")
-        elsewhere = bool(query) and names_access_token(query)
+        query: bytes | None = scope.get("query_string")
+        elsewhere = names_access_token(query) if query else False
         # The handshake is an HTTP GET of the http(s) URL its ws(s) URL stands for (RFC 6455 §3):
         # that is the URL a DPoP proof names.
         http_scope = {**scope, "scheme": "https" if scope.get("scheme") == "wss" else "http"}
         outcome = await self._authorize(
             http_scope, authorization, elsewhere, "GET", self.routes[index].scope_map, org
         )
-        if outcome.__class__ is Denial:
-            return await _refuse_websocket(scope, send, outcome)  # type: ignore[arg-type]
-        return await self._admit(scope, receive, send, outcome)  # type: ignore[arg-type]
+        if type(outcome) is Denial:
+            return await _refuse_websocket(scope, send, outcome)
+        return await self._admit(scope, receive, send, outcome)
 
     async def _authorize(
         self,
@@ -294,7 +295,7 @@ class BearerMiddleware:
         if granted.headers:
             # A fresh DPoP nonce (RFC 9449 §8.2) on the app's own response.
             send = adding_headers(granted.headers, send)
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self.app(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:

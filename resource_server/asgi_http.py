@@ -25,6 +25,7 @@ from .dpop import DPoPRequest
 from .dpop import dpop_request as dpop_request_for
 
 __all__ = [
+    "ASGIApp",
     "Receive",
     "Scope",
     "Send",
@@ -45,6 +46,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+#: An ASGI 3 application (Starlette's and FastAPI's apps among them).
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _FORM = b"application/x-www-form-urlencoded"
 

@@ -55,20 +55,21 @@ class AsyncGuard:
 
     async def membership(self, subject: str, org: str | None) -> str | None:
         role = self.guard.membership(subject, org)
-        if role is None or role.__class__ is str:  # a plain function's answer: nothing to await
+        if role is None or isinstance(role, str):  # a plain function's answer: nothing to await
             return role
         if self._awaits_membership or inspect.isawaitable(role):
-            return await role  # type: ignore[misc,no-any-return]
-        return role
+            return await role
+        return role  # an application bug, refused by the guard as a role without scopes
 
     async def credential(
         self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None = None
     ) -> Credential | Denial | None:
         """:meth:`Guard.credential`, on the loop for a cached token, in a thread otherwise."""
         guard = self.guard
-        cached = guard.cached(authorization) if not token_elsewhere else None
-        if cached is not None and (cached.jkt is None or not self._proof_waits):
-            return guard.proved(cached, authorization[5:] if cached.jkt else "", dpop)  # type: ignore[index]
+        if authorization is not None and not token_elsewhere:
+            cached = guard.cached(authorization)
+            if cached is not None and (cached.jkt is None or not self._proof_waits):
+                return guard.proved(cached, authorization[5:] if cached.jkt else "", dpop)
         result: Credential | Denial | None = await run_in_thread(
             guard.credential, authorization, token_elsewhere, dpop
         )
@@ -98,10 +99,10 @@ class AsyncGuard:
                 return self.guard.refusals.no_credentials
             role = await self.membership(subject, org)
             return self.guard.session_grant(subject, org, role)
-        if credential.__class__ is Denial:
-            return credential  # type: ignore[return-value]
-        role = await self.membership(*self.guard.role_of(credential, org))  # type: ignore[arg-type]
-        return self.guard.grant(credential, org, role)  # type: ignore[arg-type]
+        if type(credential) is Denial:
+            return credential
+        role = await self.membership(*self.guard.role_of(credential, org))
+        return self.guard.grant(credential, org, role)
 
     async def authorize(
         self,

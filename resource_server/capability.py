@@ -110,7 +110,7 @@ class CapabilityIssuer:
 
     def grantable(self, access: Access, session_id: str) -> frozenset[str]:
         """What a capability for this session may carry, before any narrowing by the request."""
-        approved = frozenset()
+        approved: frozenset[str] = frozenset()
         if self.grants is not None and access.org is not None:
             approved = self.grants.active_scopes(
                 org=access.org, subject=access.subject, session_id=session_id

@@ -170,7 +170,7 @@ def check_host(value: str | None) -> None:
     a server answers such a request with 400, whatever else it carries). Adapters call it on
     every request they guard, before anything else is checked; an absent Host is the
     server's to judge (HTTP/1.0 has none)."""
-    if value is None or (value.__class__ is str and value in _CHECKED):
+    if value is None or (type(value) is str and value in _CHECKED):
         return
     parse_host(value)
     # A server sees few hosts: those that passed are remembered (a bounded set, cleared when

@@ -8,8 +8,9 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, final
 
 from policy import bearer_challenge, dpop_challenge
 
@@ -80,15 +81,17 @@ class _ErrorLines:
             return 0 if found is None else found.not_logged
 
 
-def _retry_after(seconds: object) -> str:
+def _retry_after(seconds: Any) -> str:
     """``Retry-After`` in whole seconds (RFC 9110 §10.2.3), 1 to a day; 5 for a custom
-    verifier's value that is not a finite number."""
+    verifier's value that is not a finite number. ``seconds`` is whatever the verifier gave
+    (hence ``Any``): ``int()`` decides what it is worth."""
     try:
-        return str(min(max(1, int(seconds)), _MAX_RETRY_AFTER))  # type: ignore[call-overload]
+        return str(min(max(1, int(seconds)), _MAX_RETRY_AFTER))
     except (TypeError, ValueError, OverflowError):
         return str(_RETRY_AFTER)
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Denial:
     """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.
@@ -152,17 +155,35 @@ class Refusals:
             "the request carries no credentials",
         )
 
-    def _challenges(self, *, dpop: bool, **params: str | None) -> str:
+    def _challenges(
+        self,
+        *,
+        dpop: bool,
+        error: str | None = None,
+        error_description: str | None = None,
+        scope: str | Iterable[str] | None = None,
+    ) -> str:
         """The ``WWW-Authenticate`` value: for a DPoP request (or a server that requires DPoP)
         the DPoP challenge; for a Bearer one the Bearer challenge, followed by a bare DPoP
         challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1)."""
-        common = {"realm": self.realm, "resource_metadata": self.resource_metadata, **params}
-        if params.get("error_description") is not None:
-            common["error_description"] = _challenge_description(params["error_description"])  # type: ignore[arg-type]
+        description = _challenge_description(error_description) if error_description is not None else None
         if dpop or self.dpop_required:
-            return dpop_challenge(algs=self.dpop_algs, **common)
-        bearer = bearer_challenge(**common)  # type: ignore[arg-type]
-        if self.dpop_algs and params.get("error") is None:
+            return dpop_challenge(
+                algs=self.dpop_algs,
+                realm=self.realm,
+                error=error,
+                error_description=description,
+                scope=scope,
+                resource_metadata=self.resource_metadata,
+            )
+        bearer = bearer_challenge(
+            realm=self.realm,
+            error=error,
+            error_description=description,
+            scope=scope,
+            resource_metadata=self.resource_metadata,
+        )
+        if self.dpop_algs and error is None:
             return f"{bearer}, {dpop_challenge(algs=self.dpop_algs, realm=self.realm)}"
         return bearer
 
@@ -202,7 +223,7 @@ class Refusals:
         challenge = self._challenges(dpop=True, error="use_dpop_nonce", error_description=description)
         return Denial(401, "use_dpop_nonce", description, challenge, description, (("DPoP-Nonce", nonce),))
 
-    def insufficient_scope(self, scope: str, reason: str, *, dpop: bool) -> Denial:
+    def insufficient_scope(self, scope: str | Iterable[str], reason: str, *, dpop: bool) -> Denial:
         challenge = self._challenges(dpop=dpop, error="insufficient_scope", scope=scope)
         return Denial(
             403, "insufficient_scope", "the token lacks the scope this request needs", challenge, reason

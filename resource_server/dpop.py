@@ -315,7 +315,7 @@ class DPoPVerifier:
         jti, htm, htu = claims.get("jti"), claims.get("htm"), claims.get("htu")
         if not is_jti(jti):
             raise InvalidDPoPProof("the DPoP proof jti is missing or malformed")
-        if not matches(METHOD, htm) or htm != method:
+        if not matches(htm, METHOD) or htm != method:
             raise InvalidDPoPProof("the DPoP proof is for another HTTP method")
         if not same_url(htu, url):
             raise InvalidDPoPProof("the DPoP proof is for another URL")
@@ -323,14 +323,13 @@ class DPoPVerifier:
             iat = integer_claim(claims, "iat", required=True)
         except InvalidToken:
             raise InvalidDPoPProof("the DPoP proof iat is missing or not an integer") from None
-        assert iat is not None
         if iat > now + self.leeway:
             raise InvalidDPoPProof("the DPoP proof was issued in the future")
         if iat < now - self.max_age:
             raise InvalidDPoPProof("the DPoP proof is too old")
         if access_token is not None:
             ath = claims.get("ath")
-            if not matches(SHA256_B64URL, ath) or not same_ascii(ath, access_token_hash(access_token)):
+            if not matches(ath, SHA256_B64URL) or not same_ascii(ath, access_token_hash(access_token)):
                 raise InvalidDPoPProof("the DPoP proof is not bound to this access token (ath)")
         nonce, fresh = self._nonce(claims.get("nonce"), now)
         if bound_to is not None and not same_ascii(jkt, bound_to):
@@ -356,7 +355,7 @@ class DPoPVerifier:
         """(the proof's nonce, a newer one to send back or None)."""
         if nonce is None:
             checked = None
-        elif matches(NONCE, nonce):
+        elif matches(nonce, NONCE):
             checked = nonce
         else:
             raise InvalidDPoPProof("the DPoP proof nonce is malformed")

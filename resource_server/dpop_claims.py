@@ -38,8 +38,8 @@ _PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def matches(grammar: re.Pattern[str], value: object) -> TypeGuard[str]:
-    """Whether ``value`` is a string made wholly of ``grammar``."""
+def matches(value: object, grammar: re.Pattern[str]) -> TypeGuard[str]:
+    """Whether ``value`` is a string made wholly of ``grammar`` (a type guard: it narrows ``value``)."""
     return isinstance(value, str) and grammar.fullmatch(value) is not None
 
 
@@ -84,9 +84,9 @@ def normalize_htu(url: str) -> str:
     return urlunsplit((scheme, netloc, _normalize_path(parts.path), "", ""))
 
 
-def same_url(htu: object, url: str) -> bool:
+def same_url(htu: object, url: str) -> TypeGuard[str]:
     """Whether the proof's ``htu`` is a URI naming the request URL ``url`` (RFC 9449 §4.3)."""
-    if not matches(URI, htu):
+    if not matches(htu, URI):
         return False
     try:
         if htu == url and "%" not in url and "?" not in url and "#" not in url:

@@ -1,10 +1,18 @@
 """What the guard answers when a request may proceed, and what it keeps per verified token:
 :class:`Granted` and :class:`Credential`, shared by :class:`~resource_server.guard.Guard`,
-:class:`~resource_server.async_guard.AsyncGuard` and the adapters."""
+:class:`~resource_server.async_guard.AsyncGuard` and the adapters.
+
+The guard's answers are final classes (these two and :class:`~resource_server.denials.Denial`),
+told apart with ``type(x) is Denial``: a type checker narrows a union with it both ways, as it
+does with ``isinstance``, because no subclass can exist. It costs what ``x.__class__ is Denial``
+did, about 12 ns; an ``isinstance`` that answers no costs about 27 ns (it then looks up
+``__class__`` as well; CPython 3.11), and on the warm path most checks answer no.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import final
 
 from policy import Access
 
@@ -13,6 +21,7 @@ from .tokens import VerifiedToken
 __all__ = ["Credential", "Granted"]
 
 
+@final
 @dataclass(frozen=True, slots=True)
 class Granted:
     """The request may proceed with this access and token."""
@@ -24,6 +33,7 @@ class Granted:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+@final
 @dataclass(slots=True)
 class Credential:
     """A verified access token, cached under the exact ``Authorization`` value it came in, with

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 try:
     from sqlalchemy import (
@@ -45,16 +45,20 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("grants", "resource_server.grants", exc) from exc
 
-from policy.scopes import format_scope, parse_scope, scope_set
+from policy.scopes import format_scope, parse_scope
 
 from .capability import MAX_SESSION_ID  # one limit for a session id, wherever it is checked
 from .checks import missing_extra
+from .grant_rules import MAX_NAME, MAX_TTL, Grant, check_key, check_scopes, check_ttl, merge
 from .tokens.errors import VerificationUnavailable
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from sqlalchemy import ColumnElement, Connection, Delete
 
 __all__ = ["MAX_TTL", "Grant", "GrantStore", "metadata", "upgrade"]
 
-MAX_TTL = 30 * 24 * 3600  # an approval is a short-lived delegation, never a standing permission
-MAX_NAME = 255
 # A writer waits this long for SQLite's write lock instead of failing with "database is locked".
 SQLITE_BUSY_TIMEOUT_S = 30
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -75,18 +79,6 @@ grants_table = Table(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """One approval: the scopes an agent session may use until ``expires_at`` (integer Unix
-    seconds, like every ``exp`` and ``expires_at`` this library hands out)."""
-
-    org: str
-    subject: str
-    session_id: str
-    scopes: frozenset[str]
-    expires_at: int
-
-
 # SQLite: pysqlite's own implicit BEGIN is deferred, so two writers can both read a row and then
 # one fails on upgrade to the write lock. These listeners (the SQLAlchemy "Serializable
 # isolation / Savepoints / Transactional DDL" recipe) switch that off and emit BEGIN ourselves:
@@ -94,14 +86,14 @@ class Grant:
 _WRITE = "resource_server_grants_write"
 
 
-def _sqlite_on_connect(dbapi_connection, _record) -> None:
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     dbapi_connection.isolation_level = None
     current = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
     if current < SQLITE_BUSY_TIMEOUT_S * 1000:  # never shorten a longer wait the caller chose
         dbapi_connection.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
 
 
-def _sqlite_on_begin(conn) -> None:
+def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
 
 
@@ -123,44 +115,7 @@ def _reachable() -> Iterator[None]:
         ) from None
 
 
-def _check_name(name: str, value: object, limit: int) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a string, not {type(value).__name__}")
-    if not value:
-        raise ValueError(f"{name} must not be empty")
-    if len(value) > limit:
-        raise ValueError(f"{name} is longer than {limit} characters")
-    if "\x00" in value:  # PostgreSQL text cannot hold NUL; refuse it here, not as a database error
-        raise ValueError(f"{name} must not contain NUL")
-    return value
-
-
-def _check_scopes(scopes: object) -> frozenset[str]:
-    # A str is an RFC 6749 §3.3 scope string; anything else is a collection of scope tokens.
-    # Both raise InvalidScope, a ValueError.
-    result = parse_scope(scopes) if isinstance(scopes, str) else scope_set(scopes)  # type: ignore[arg-type]
-    if not result:
-        raise ValueError("scopes must name at least one scope")
-    return result
-
-
-def _check_ttl(ttl: object) -> int:
-    if not isinstance(ttl, int) or isinstance(ttl, bool):
-        raise ValueError(f"ttl must be an int, not {type(ttl).__name__}")
-    if not 0 < ttl <= MAX_TTL:
-        raise ValueError(f"ttl must be between 1 and {MAX_TTL} seconds")
-    return ttl
-
-
-def _key(org: object, subject: object, session_id: object) -> tuple[str, str, str]:
-    return (
-        _check_name("org", org, MAX_NAME),
-        _check_name("subject", subject, MAX_NAME),
-        _check_name("session_id", session_id, MAX_SESSION_ID),
-    )
-
-
-def _where(org: str, subject: str, session_id: str):
+def _where(org: str, subject: str, session_id: str) -> ColumnElement[bool]:
     t = grants_table.c
     return (t.org == org) & (t.subject == subject) & (t.session_id == session_id)
 
@@ -209,9 +164,9 @@ class GrantStore:
         An active grant for the same session is merged (scope union, the later expiry wins);
         an expired one is replaced. The read-modify-write is atomic under concurrency.
         """
-        org, subject, session_id = _key(org, subject, session_id)
-        new_scopes = _check_scopes(scopes)
-        ttl = _check_ttl(ttl)
+        org, subject, session_id = check_key(org, subject, session_id)
+        new_scopes = check_scopes(scopes)
+        ttl = check_ttl(ttl)
         now = float(self._clock())
         expires_at = int(now) + ttl  # whole seconds, rounded down: never longer than asked
         t = grants_table.c
@@ -239,19 +194,16 @@ class GrantStore:
                 row = conn.execute(
                     select(t.scopes, t.expires_at).where(_where(org, subject, session_id)).with_for_update()
                 ).one()
-                if row.expires_at > now:
-                    merged = parse_scope(row.scopes) | new_scopes
-                    expires_at = max(int(row.expires_at), expires_at)
-                    changes = {"scopes": format_scope(merged), "expires_at": expires_at}
-                else:  # expired: start over, or an old approval would be revived by a new one
-                    merged = new_scopes
-                    changes = {"scopes": values["scopes"], "created_at": now, "expires_at": expires_at}
+                merged = merge(row.scopes, row.expires_at, new_scopes, expires_at, now)
+                changes = {"scopes": merged.scope_string, "expires_at": merged.expires_at}
+                if merged.replaced:  # expired: start over, or an old approval would be revived
+                    changes["created_at"] = now
                 conn.execute(update(grants_table).where(_where(org, subject, session_id)).values(**changes))
-        return Grant(org, subject, session_id, merged, expires_at)
+        return Grant(org, subject, session_id, merged.scopes, merged.expires_at)
 
     def get(self, *, org: str, subject: str, session_id: str) -> Grant | None:
         """The active grant for this session, or None if there is none or it has expired."""
-        org, subject, session_id = _key(org, subject, session_id)
+        org, subject, session_id = check_key(org, subject, session_id)
         t = grants_table.c
         with _reachable(), self.engine.connect() as conn:
             row = conn.execute(
@@ -268,14 +220,14 @@ class GrantStore:
 
     def revoke(self, *, org: str, subject: str, session_id: str) -> bool:
         """Delete this session's grant; True if there was one (expired or not)."""
-        org, subject, session_id = _key(org, subject, session_id)
+        org, subject, session_id = check_key(org, subject, session_id)
         return self._delete(delete(grants_table).where(_where(org, subject, session_id))) > 0
 
     def purge_expired(self) -> int:
         """Delete every expired grant; returns how many were deleted."""
         return self._delete(delete(grants_table).where(grants_table.c.expires_at <= self._clock()))
 
-    def _delete(self, stmt) -> int:
+    def _delete(self, stmt: Delete) -> int:
         with _reachable(), self.engine.connect() as conn:
             conn.execution_options(**{_WRITE: True})
             with conn.begin():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ from .token_check import TokenCheck
 from .tokens import TokenVerifier, VerificationUnavailable, VerifiedToken
 
 __all__ = [
+    "AsyncMembership",
     "Credential",
     "DPoPRequest",
     "Denial",
@@ -53,6 +54,9 @@ SessionLoader = Callable[[], "str | None"]
 ViewerLoader = Callable[[], "ViewerContext | None"]
 #: The application's answer to "which role does this subject hold in this org?" (None: not a member).
 Membership = Callable[[str, "str | None"], "str | None"]
+#: The same answer from a plain function or a coroutine function, as the async adapters take it
+#: (:class:`~resource_server.async_guard.AsyncGuard` awaits it).
+AsyncMembership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
 
 
 #: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
@@ -91,7 +95,7 @@ class Guard:
         *,
         verifier: TokenVerifier,
         roles: Roles,
-        membership: Membership,
+        membership: Membership | AsyncMembership,  # a coroutine function only under AsyncGuard
         realm: str = "api",
         resource_metadata: str | None = None,
         capabilities: CapabilityVerifier | None = None,
@@ -115,7 +119,7 @@ class Guard:
             )
         self.verifier = verifier
         self.roles = roles
-        self.membership = membership
+        self.membership: AsyncMembership = membership
         self.realm = realm
         self.resource_metadata = resource_metadata
         self.capabilities = capabilities
@@ -159,14 +163,14 @@ class Guard:
         """The request's verified access token, from the cache or verified now (which may wait on
         the network: JWKS, discovery, introspection), its DPoP proof checked; None when the
         request carries no token (a viewer context or a session may stand in)."""
-        credential = self.cached(authorization) if not token_elsewhere else None
-        if credential is None:
-            found = self._token_check.verified(authorization, token_elsewhere)
-            if found is None or found.__class__ is Denial:
-                return found  # type: ignore[return-value]
-            credential, raw = found  # type: ignore[misc]
-        else:
-            raw = authorization[5:] if credential.jkt is not None else ""  # type: ignore[index]
+        if authorization is not None and not token_elsewhere:
+            cached = self.cached(authorization)
+            if cached is not None:  # a bound token is cached under "DPoP <token>" only
+                return self.proved(cached, authorization[5:] if cached.jkt is not None else "", dpop)
+        found = self._token_check.verified(authorization, token_elsewhere)
+        if found is None or type(found) is Denial:
+            return found
+        credential, raw = found
         return self.proved(credential, raw, dpop)
 
     def proved(self, credential: Credential, raw: str, dpop: DPoPRequest | None) -> Credential | Denial:
@@ -177,9 +181,9 @@ class Guard:
         checked = self._check_proof(credential, raw, dpop)
         if checked is None:
             return credential
-        if checked.__class__ is Denial:
-            return checked  # type: ignore[return-value]
-        return Credential(credential.token, credential.jkt, credential.grants, fresh_nonce=checked)  # type: ignore[arg-type]
+        if type(checked) is Denial:
+            return checked
+        return Credential(credential.token, credential.jkt, credential.grants, fresh_nonce=checked)
 
     def role_of(self, credential: Credential, org: str | None) -> tuple[str, str | None]:
         """(subject, org) to ask ``membership`` about: routes declared without an org
@@ -187,20 +191,22 @@ class Guard:
         token = credential.token
         return token.subject, org if org is not None else token.org
 
-    def grant(self, credential: Credential, org: str | None, role: str | None) -> Granted | Denial:
+    def grant(self, credential: Credential, org: str | None, role: object) -> Granted | Denial:
         """The access of a verified token as a member holding ``role`` in ``org``: built once per
-        (org, role) and then reused (capabilities are never cached, so neither are theirs)."""
-        token = credential.token
-        cacheable = role.__class__ is str  # anything else is an app bug, refused as no role below
-        granted = credential.grants.get((org, role)) if cacheable else None  # type: ignore[arg-type]
+        (org, role) and then reused (capabilities are never cached, so neither are theirs).
+        ``role`` is what ``membership`` answered: a role name, or None for no member; anything
+        else (an application bug) is refused as a role without scopes, and never cached."""
+        granted: Granted | Denial | None = credential.grants.get((org, role)) if type(role) is str else None
         if granted is None:
+            token = credential.token
             granted = self._role_access(
                 token.subject, org, role, token.scopes, token.org, token, "token", credential.jkt is not None
             )
-            if cacheable and granted.__class__ is Granted and len(credential.grants) < _GRANTS_PER_CREDENTIAL:
-                credential.grants[(org, role)] = granted  # type: ignore[index,assignment]
-        if credential.fresh_nonce is not None and granted.__class__ is Granted:
-            return replace(granted, headers=(("DPoP-Nonce", credential.fresh_nonce),))  # type: ignore[arg-type]
+            room = len(credential.grants) < _GRANTS_PER_CREDENTIAL
+            if room and type(role) is str and type(granted) is Granted:
+                credential.grants[(org, role)] = granted
+        if credential.fresh_nonce is not None and type(granted) is Granted:
+            return replace(granted, headers=(("DPoP-Nonce", credential.fresh_nonce),))
         return granted
 
     def session_grant(self, subject: str, org: str | None, role: str | None) -> Granted | Denial:
@@ -210,9 +216,9 @@ class Guard:
 
     def decision(self, granted: Granted | Denial, method: str, scope_map: ScopeMap) -> Granted | Denial:
         """``policy.decide`` on a grant: the grant itself, or the refusal with its challenge."""
-        if granted.__class__ is Denial:
+        if type(granted) is Denial:
             return granted
-        access = granted.access  # type: ignore[union-attr]
+        access = granted.access
         decision = decide(
             access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
         )
@@ -226,7 +232,7 @@ class Guard:
             )
             return self._forbidden(decision.reason, access, public=public)
         log.info("403 insufficient_scope for %r: %s", access.subject, decision.reason)
-        token = granted.token  # type: ignore[union-attr]
+        token = granted.token
         bound = token is not None and bound_key(token) is not None
         return self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
 
@@ -271,9 +277,9 @@ class Guard:
         credential = self.credential(authorization, token_elsewhere, dpop)
         if credential is None:
             return self.without_token(org, session, viewer)
-        if credential.__class__ is Denial:
-            return credential  # type: ignore[return-value]
-        return self.grant(credential, org, self.membership(*self.role_of(credential, org)))  # type: ignore[arg-type]
+        if type(credential) is Denial:
+            return credential
+        return self.grant(credential, org, self.membership(*self.role_of(credential, org)))
 
     def authorize(
         self,
@@ -288,15 +294,28 @@ class Guard:
         dpop: DPoPRequest | None = None,
     ) -> Granted | Denial:
         """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
-        credential: Credential | Denial | None = self.cached(authorization) if not token_elsewhere else None
-        if credential is not None:  # the warm path: no parsing, no verification (a DPoP proof only)
-            if credential.jkt is not None:  # type: ignore[union-attr]
-                credential = self.proved(credential, authorization[5:], dpop)  # type: ignore[arg-type,index]
-                if credential.__class__ is Denial:
-                    return credential  # type: ignore[return-value]
-            token = credential.token  # type: ignore[union-attr]
-            role = self.membership(token.subject, org if org is not None else token.org)
-            return self.decision(self.grant(credential, org, role), method, scope_map)  # type: ignore[arg-type]
+        # The warm path: two lookups (cached() and grant()'s cache, inlined), the membership call
+        # and the decision; no parsing, no verification (a DPoP proof only). The typed results
+        # cost 0.03 µs here (decide()'s isinstance most of it); inlined, the two lookups pay for
+        # them: 0.824 µs before, 0.827 after (bench_hot_path.py's warm guard.authorize, medians
+        # of 20 alternated runs).
+        if authorization is not None and not token_elsewhere:
+            try:
+                credential = self._credentials.get(authorization)
+            except Exception:  # a failing clock: verification fails the same way, as a 401
+                credential = None
+            if credential is not None:
+                if credential.jkt is not None:  # cached under "DPoP <token>" only
+                    proved = self.proved(credential, authorization[5:], dpop)
+                    if type(proved) is Denial:
+                        return proved
+                    credential = proved
+                token = credential.token
+                role = self.membership(token.subject, org if org is not None else token.org)
+                known = credential.grants.get((org, role)) if type(role) is str else None
+                if known is not None and credential.fresh_nonce is None:
+                    return self.decision(known, method, scope_map)
+                return self.decision(self.grant(credential, org, role), method, scope_map)
         granted = self.authenticate(
             authorization=authorization,
             token_elsewhere=token_elsewhere,
@@ -360,7 +379,7 @@ class Guard:
         self,
         subject: str,
         org: str | None,
-        role: str | None,
+        role: object,
         token_scopes: frozenset[str] | None,
         token_org: str | None,
         token: VerifiedToken | None,
@@ -382,14 +401,13 @@ class Guard:
             return self._forbidden(f"{subject!r} is not a member of this organization", access)
         return Granted(access, token, source)
 
-    def _role_scopes(self, role: str | None) -> frozenset[str]:
+    def _role_scopes(self, role: object) -> frozenset[str]:
         if role is None:
             return frozenset()
-        try:
+        if isinstance(role, str) and role in self.roles:
             return self.roles.scopes_for(role)
-        except KeyError:
-            log.error("membership() returned the unknown role %r; treating it as no scopes", role)
-            return frozenset()
+        log.error("membership() returned the unknown role %r; treating it as no scopes", role)
+        return frozenset()
 
     def _forbidden(
         self, reason: str, access: Access, public: str = "not a member of this organization"

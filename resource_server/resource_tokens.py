@@ -38,10 +38,8 @@ class ResourceToken:
     expires_at: int
 
 
-def _segment(value: object, what: str, *, optional: bool = False) -> str | None:
+def _segment(value: object, what: str) -> str:
     """A prefix segment: a non-empty string without "/" (it must not widen the prefix)."""
-    if value is None and optional:
-        return None
     if not isinstance(value, str) or not value or "/" in value or len(value) > 255:
         raise ValueError(f"{what} must be a non-empty string without '/' of at most 255 characters")
     return value
@@ -75,7 +73,7 @@ class ResourceTokenIssuer:
         Raises ``PermissionError`` when it does not (the caller answers 403), ``ValueError`` for
         malformed segments."""
         org, usecase = _segment(org, "org"), _segment(usecase, "usecase")
-        project = _segment(project, "project", optional=True)
+        project = None if project is None else _segment(project, "project")
         if access.org != org or not access.has_scope(self.read_scope):
             raise PermissionError(f"reading in {org!r} needs {self.read_scope} in that organization")
         now = int(self._clock())

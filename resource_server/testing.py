@@ -76,7 +76,7 @@ class TestTokenIssuer:
 
 
 def _status_and_challenges(response: Any) -> tuple[int, list[str]]:
-    status = getattr(response, "status_code", None)
+    status = response.status_code
     headers = response.headers
     getlist = getattr(headers, "getlist", None) or getattr(headers, "get_list", None)
     values = getlist("WWW-Authenticate") if getlist else [headers.get("WWW-Authenticate")]

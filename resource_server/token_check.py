@@ -10,7 +10,7 @@ request, cached token or not, by the guard itself.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .credentials import MalformedCredentials, access_token
 from .denials import Denial, Refusals
@@ -79,12 +79,12 @@ class TokenCheck:
             # live minutes and have their own verifier and clock: they are not cached here.
             if scheme != "Bearer":
                 return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
-            token = self._verify(self.capabilities, raw)
-            return token if token.__class__ is Denial else (Credential(token, None), raw)  # type: ignore[return-value,arg-type]
+            capability = self._verify(self.capabilities, raw)
+            return capability if type(capability) is Denial else (Credential(capability, None), raw)
         token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
-        if token.__class__ is Denial:
-            return token  # type: ignore[return-value]
-        jkt = bound_key(token)  # type: ignore[arg-type]
+        if type(token) is Denial:
+            return token
+        jkt = bound_key(token)
         if scheme == "Bearer" and (jkt is not None or self.dpop_required):
             # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
             return self.refusals.invalid_token(
@@ -94,15 +94,17 @@ class TokenCheck:
             )
         if scheme == "DPoP" and jkt is None:
             return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
-        credential = Credential(token, jkt)  # type: ignore[arg-type]
+        credential = Credential(token, jkt)
         if authorization == f"{scheme} {raw}":
             # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
             # and verified (from the verifier's own cache) each time, so one token cannot fill
             # the cache with its spellings, nor an entry grow past the token's own size limit.
-            self._credentials.put(authorization, credential, token.expires_at)  # type: ignore[union-attr]
+            self._credentials.put(authorization, credential, token.expires_at)
         return credential, raw
 
-    def _verify(self, verifier: Any, raw: str, *, dpop: bool = False) -> VerifiedToken | Denial:
+    def _verify(
+        self, verifier: TokenVerifier | CapabilityVerifier, raw: str, *, dpop: bool = False
+    ) -> VerifiedToken | Denial:
         try:
             return verifier.verify(raw)
         except InvalidToken as exc:

@@ -218,7 +218,7 @@ class ViewerContextVerifier:
         if claims.get("htm") != method.upper() or claims.get("htu") != path:
             raise InvalidToken("bound to another request")
         bh = claims.get("bh")
-        if not matches(SHA256_B64URL, bh):  # base64url of a SHA-256 digest, as body_hash makes
+        if not matches(bh, SHA256_B64URL):  # base64url of a SHA-256 digest, as body_hash makes
             raise InvalidToken("bound to another body")
         user_id = string_claim(claims, "user_id", required=False)
         org_id = string_claim(claims, "org_id", required=False)

@@ -127,16 +127,16 @@ class BearerMiddleware:
         # Bound once (no host or method rules are used): matching a path costs about 7 µs, so
         # the answers for recently seen paths are kept, a bounded dict cleared when full.
         self._adapter = self._map.bind("localhost")
-        self._matches: dict[str, tuple[Any, dict[str, Any]] | None] = {}
+        self._matches: dict[str, tuple[Any, Mapping[str, Any]] | None] = {}
 
-    def _match(self, path: str) -> tuple[Any, dict[str, Any]] | None:
+    def _match(self, path: str) -> tuple[Any, Mapping[str, Any]] | None:
         """(endpoint, URL variables) of the rule matching ``path``, or None for no rule."""
         try:
             return self._matches[path]
         except KeyError:
             pass
         try:
-            matched: tuple[Any, dict[str, Any]] | None = self._adapter.match(path)
+            matched: tuple[Any, Mapping[str, Any]] | None = self._adapter.match(path)
         except HTTPException:
             matched = None
         if len(path) <= _CACHED_PATH_LENGTH:
@@ -184,7 +184,7 @@ class BearerMiddleware:
             org=None if route.org is None else str(args[route.org]),
             dpop=self._dpop_request(environ, method) if self.guard.dpop is not None else None,
         )
-        if outcome.__class__ is Denial:
+        if type(outcome) is Denial:
             return _send(outcome, start_response)
         environ[ACCESS_KEY] = outcome.access
         environ[TOKEN_KEY] = outcome.token

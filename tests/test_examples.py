@@ -111,3 +111,18 @@ def test_asgi_benchmark_runs() -> None:
         "MCP tools/call: SDK bearer auth + McpTokenVerifier",
     ):
         assert row in out
+
+
+def test_django_benchmark_runs() -> None:
+    """The DRF rows, django-oauth-toolkit's next to ours, and the floor, in a process of its own
+    (the benchmark configures Django for itself)."""
+    out = run("benchmarks/bench_django.py", "--quick")
+    for row in (
+        "DRF: bare APIView (the reference)",
+        "DRF: BearerTokenAuthentication + ScopeMapPermission, warm",
+        "DRF: BearerTokenAuthentication + ScopeMapPermission, cold ES256",
+        "DRF: DOT OAuth2Authentication + TokenMatchesOASRequirements",
+        "floor: ECDSA P-256 verification",
+        "DOT ÷ ours (warm)",
+    ):
+        assert row in out

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from ..dpop import access_token_hash, jwk_thumbprint
 from ..tokens.keys import ASYMMETRIC_ALGORITHMS
@@ -24,6 +24,7 @@ _EC_ALGORITHM_OF = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES
 #: RFC 7638 §3.2: the members of a public JWK that a proof's ``jwk`` header carries, and nothing more.
 _PUBLIC_MEMBERS = {"EC": ("kty", "crv", "x", "y"), "RSA": ("kty", "n", "e"), "OKP": ("kty", "crv", "x")}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_NOT_A_DPOP_KEY = "a DPoP key must be an EC, RSA or Ed25519/Ed448 private key"
 _PrivateKey = (
     ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey
 )
@@ -104,7 +105,9 @@ class DPoPKey:
             key = serialization.load_pem_private_key(pem, password=password)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"not a usable PEM private key: {exc}") from None
-        return cls(key, alg, clock=clock)  # type: ignore[arg-type]
+        if not isinstance(key, _PrivateKey):  # a DSA, DH or X25519 key: no JWS algorithm signs with it
+            raise ValueError(_NOT_A_DPOP_KEY)
+        return cls(key, alg, clock=clock)
 
     @property
     def alg(self) -> str:
@@ -166,7 +169,12 @@ _EC_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
     "ES384": ec.SECP384R1,
     "ES512": ec.SECP521R1,
 }
-_ALGORITHM_CLASS = {"ES": ECAlgorithm, "RS": RSAAlgorithm, "PS": RSAAlgorithm, "Ed": OKPAlgorithm}
+_ALGORITHM_CLASS: dict[str, type[Algorithm]] = {
+    "ES": ECAlgorithm,
+    "RS": RSAAlgorithm,
+    "PS": RSAAlgorithm,
+    "Ed": OKPAlgorithm,
+}
 
 
 def _check_algorithm(key: object, alg: str | None) -> str:
@@ -190,7 +198,7 @@ def _check_algorithm(key: object, alg: str | None) -> str:
     elif isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
         implied, allowed = "EdDSA", ("EdDSA",)
     else:
-        raise ValueError("a DPoP key must be an EC, RSA or Ed25519/Ed448 private key")
+        raise ValueError(_NOT_A_DPOP_KEY)
     if alg is not None and alg not in allowed:
         raise ValueError(f"{alg} does not fit this key; it signs with {' or '.join(allowed)}")
     return alg or implied

@@ -4,6 +4,7 @@ when either library is installed."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import AsyncGenerator, Awaitable, Generator, Iterable
 from typing import TYPE_CHECKING, TypeAlias
@@ -11,33 +12,38 @@ from typing import TYPE_CHECKING, TypeAlias
 from .dpop_key import DPoPKey
 from .step_up import AsyncTokenProvider, Attempts, Retry, StepUp, sync_token
 
-# StepUpAuth needs httpx or httpx2, whichever the application (or the MCP SDK) uses.
-try:
-    import httpx
-except ImportError:
-    httpx = None  # type: ignore[assignment]
-try:
-    import httpx2
-except ImportError:
-    httpx2 = None  # type: ignore[assignment]
-
 __all__ = ["HTTPX_AUTH_BASES", "StepUpAuth"]
 
-# Both clients accept as auth only an instance of their own ``Auth`` (anything else callable is
-# wrapped to run once, without retries), so StepUpAuth derives from the Auth of each library present.
-# Once: after ``httpx2.alias_httpx()``, ``import httpx`` is httpx2, and a class cannot list a base twice.
-HTTPX_AUTH_BASES: tuple[type, ...] = tuple(
-    dict.fromkeys(library.Auth for library in (httpx, httpx2) if library is not None)
-)
+
+def _auth_bases() -> tuple[type, ...]:
+    """The ``Auth`` class of httpx and of httpx2, of each that is installed: StepUpAuth needs
+    either, whichever the application (or the MCP SDK) uses. Both clients accept as auth only an
+    instance of their own ``Auth`` (anything else callable is wrapped to run once, without
+    retries), so StepUpAuth derives from each. Once: after ``httpx2.alias_httpx()``, ``import
+    httpx`` is httpx2, and a class cannot list a base twice."""
+    bases: list[type] = []
+    for library in ("httpx", "httpx2"):
+        try:
+            bases.append(importlib.import_module(library).Auth)
+        except ImportError:
+            continue
+    return tuple(dict.fromkeys(bases))
+
+
+HTTPX_AUTH_BASES = _auth_bases()
 
 if TYPE_CHECKING:
+    import httpx
+    import httpx2
+
     _HTTPXRequest: TypeAlias = "httpx.Request | httpx2.Request"
     _HTTPXResponse: TypeAlias = "httpx.Response | httpx2.Response"
 
 
 if HTTPX_AUTH_BASES:
-
-    class StepUpAuth(*HTTPX_AUTH_BASES):  # type: ignore[misc]
+    # To a checker the class derives from Any, so it is accepted as the auth of an httpx and of an
+    # httpx2 client alike, as it is at run time.
+    class StepUpAuth(*HTTPX_AUTH_BASES):  # type: ignore[misc]  # its bases are known at run time only
         """``httpx.Client(auth=StepUpAuth(provider, scopes=...))``, or ``httpx2.Client``: the same
         class is an ``httpx.Auth`` and an ``httpx2.Auth`` (of each library installed), and its flows
         use only what the two libraries' requests and responses share. ``provider(scopes)`` returns an
@@ -77,7 +83,7 @@ if HTTPX_AUTH_BASES:
                 if retry.new_token:
                     token = state.remember(sync_token(state.ask(retry.scopes)), retry.scopes)
 
-        async def async_auth_flow(  # type: ignore[override]
+        async def async_auth_flow(
             self, request: _HTTPXRequest
         ) -> AsyncGenerator[_HTTPXRequest, _HTTPXResponse]:
             state = self._state

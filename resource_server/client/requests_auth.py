@@ -10,18 +10,17 @@ from urllib.parse import urljoin
 from .dpop_key import DPoPKey
 from .step_up import Attempts, Origin, StepUp, TokenProvider, origin_of, sync_token
 
-try:
-    import requests
-except ImportError:
-    requests = None  # type: ignore[assignment]
-
 __all__ = ["REQUESTS_INSTALLED", "RequestsStepUpAuth"]
 
 #: Whether requests is installed, and so RequestsStepUpAuth defined.
-REQUESTS_INSTALLED = requests is not None
+REQUESTS_INSTALLED = True
+try:
+    import requests
+except ImportError:
+    REQUESTS_INSTALLED = False
 
 
-if requests is not None:
+if REQUESTS_INSTALLED:
 
     class RequestsStepUpAuth(requests.auth.AuthBase):
         """``session.auth = RequestsStepUpAuth(provider)``: the same behaviour for ``requests``,

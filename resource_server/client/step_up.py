@@ -98,7 +98,13 @@ class StepUp:
         with self._lock:
             return self._nonces.get(origin_of(url))
 
-    def authorize(self, headers: MutableMapping[str, str], method: str, url: str, token: str) -> str | None:
+    def authorize(
+        self,
+        headers: MutableMapping[str, str] | MutableMapping[str, str | bytes],  # httpx's, requests'
+        method: str,
+        url: str,
+        token: str,
+    ) -> str | None:
         """Set the credentials of one attempt (RFC 6750 §2.1, RFC 9449 §7.1); the nonce sent."""
         if self.dpop_key is None:
             headers["Authorization"] = f"Bearer {token}"

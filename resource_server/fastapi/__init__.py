@@ -46,7 +46,7 @@ from ..checks import authorization_servers as servers_of
 from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
-from ..guard import Granted, Guard
+from ..guard import AsyncMembership, Granted, Guard
 from ..metadata import check_resource, metadata_document, metadata_url_for, resource_for
 from ..openapi import security_scheme
 from ..tokens import TokenVerifier, VerifiedToken
@@ -60,9 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["Refused", "Requirement", "ResourceServer"]
 
 log = logging.getLogger("resource_server")
-
-#: A membership answer: a role name or None, from a plain function or a coroutine function.
-Membership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
 
 
 class ResourceServer:
@@ -86,7 +83,7 @@ class ResourceServer:
         *,
         verifier: TokenVerifier,
         roles: Roles,
-        membership: Membership,
+        membership: AsyncMembership,
         realm: str = "api",
         resource: str | None = None,
         authorization_servers: str | Sequence[str] | None = None,
@@ -110,7 +107,7 @@ class ResourceServer:
         self.guard = Guard(
             verifier=verifier,
             roles=roles,
-            membership=membership,  # type: ignore[arg-type]  # AsyncGuard awaits a coroutine's answer
+            membership=membership,
             realm=realm,
             resource_metadata=resource_metadata,
             capabilities=capabilities,
@@ -196,10 +193,10 @@ class ResourceServer:
         )
         if app not in self._apps:
             self._apps.add(app)
-            app.add_exception_handler(Refused, _answer)  # type: ignore[arg-type]
+            app.exception_handler(Refused)(_answer)  # FastAPI's typed form of add_exception_handler
             self._check_on_startup(app)
             if self.dpop is not None and self.dpop.nonces is not None:
-                app.add_middleware(_GrantHeaders)  # type: ignore[arg-type]
+                app.add_middleware(_GrantHeaders)
             if self.resource and self.resource_metadata and serve_metadata:
                 app.add_api_route(
                     urlsplit(self.resource_metadata).path,

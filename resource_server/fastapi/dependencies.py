@@ -70,7 +70,7 @@ class Requirement:
                 )
                 log.error(reason)
                 raise server._refused(request, server._misconfigured(reason))
-            org = value if value.__class__ is str else str(value)
+            org = value if type(value) is str else str(value)
         authorization = header(scope, b"authorization")
         try:
             elsewhere = await token_elsewhere_of(request)
@@ -85,12 +85,12 @@ class Requirement:
             org=org,
             dpop=dpop,
         )
-        if outcome.__class__ is not Granted:
-            raise server._refused(request, outcome)  # type: ignore[arg-type]
+        if type(outcome) is Denial:
+            raise server._refused(request, outcome)
         scope[GRANTED] = outcome
         state = scope.setdefault("state", {})  # request.state, as the ASGI middleware fills it
-        state["resource_server_access"] = access = outcome.access  # type: ignore[union-attr]
-        state["resource_server_token"] = outcome.token  # type: ignore[union-attr]
+        state["resource_server_access"] = access = outcome.access
+        state["resource_server_token"] = outcome.token
         return access
 
     def __repr__(self) -> str:

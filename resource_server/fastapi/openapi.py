@@ -39,7 +39,7 @@ def describe_in_openapi(
             described[:] = [document]
         return document
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend its schema
 
 
 def describe(
@@ -61,9 +61,11 @@ def describe(
     paths = document.get("paths", {})
     for route in routes_of(app, APIRoute):
         item = paths.get(route.path_format) if route.include_in_schema else None
-        requirements = requirements_of(solve_order(route.dependant), server) if item else []
+        if not item:
+            continue
+        requirements = requirements_of(solve_order(route.dependant), server)
         for method in sorted(route.methods or ()) if requirements else ():
-            operation = item.get(method.lower())  # type: ignore[union-attr]
+            operation = item.get(method.lower())
             alternatives = _alternatives(requirements, method)
             if operation is None or not alternatives:
                 continue
@@ -81,10 +83,13 @@ def describe(
 def _alternatives(requirements: list[Requirement], method: str) -> list[list[str]]:
     """The alternatives of several requirements that must all hold: one union per combination,
     less those that hold another whole (holding the smaller one suffices)."""
-    each = [requirement.scope_map.alternatives(method) for requirement in requirements]
-    if any(alts is None for alts in each):
-        return []  # refused to everyone: no requirement describes it
-    unions = list(dict.fromkeys(frozenset().union(*parts) for parts in itertools.product(*each)))  # type: ignore[arg-type]
+    each: list[tuple[frozenset[str], ...]] = []
+    for requirement in requirements:
+        alternatives = requirement.scope_map.alternatives(method)
+        if alternatives is None:
+            return []  # refused to everyone: no requirement describes it
+        each.append(alternatives)
+    unions = list(dict.fromkeys(frozenset[str]().union(*parts) for parts in itertools.product(*each)))
     return [sorted(one) for one in unions if not any(other < one for other in unions)]
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 try:
@@ -39,7 +39,9 @@ from ..viewer_context import ViewerContextVerifier
 from .bodies import json_body, request_body
 from .cli import scopes_cli
 from .guarded import EXTENSION, AppState, RequestGuard, current_access, current_token
+from .marks import mark
 from .openapi import openapi_security
+from .proxies import current_app_object
 from .resource_tokens import current_resource_token, resource_token_required
 from .responses import denial_response
 from .routes import WrappedViews, check_routes, checking_routes_once
@@ -181,7 +183,8 @@ class ResourceServer(RequestGuard):
 
         def decorate(target: F) -> F:
             if isinstance(target, type) and issubclass(target, View):
-                return self._protect_view_class(target, scope_map, org, viewer_context)  # type: ignore[return-value]
+                self._protect_view_class(target, scope_map, org, viewer_context)
+                return target
             if scope_map is None:
                 raise TypeError("require() on a view function needs a scope map")
             self.wrapped_views.remember(target)
@@ -215,7 +218,7 @@ class ResourceServer(RequestGuard):
         """Declare a view public on purpose (``/health``, ``/login``): ``flask scopes check`` then
         accepts it unprotected, and OpenAPI marks it ``security: []``. For views you do not write
         yourself, list their endpoint names in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``."""
-        view._resource_server_public = True  # type: ignore[attr-defined]
+        mark(view, public=True)
         return view
 
     def openapi_security(
@@ -233,7 +236,7 @@ class ResourceServer(RequestGuard):
         ``openIdConnect`` one ``openid_connect_url`` or a verifier that discovers its issuer;
         otherwise the scheme is ``http`` bearer."""
 
-        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        app = app or current_app_object()
         return openapi_security(
             app,
             self,
@@ -255,7 +258,8 @@ class ResourceServer(RequestGuard):
 
     def _protect_view_class(
         self, cls: type[View], scope_map: Any, org: str | None, viewer_context: bool = False
-    ) -> type[View]:
+    ) -> None:
+        """Protect every method of ``cls`` (through its ``decorators``), in place."""
         compiled = self._register(
             scope_map if scope_map is not None else getattr(cls, "scope_map", None) or {}
         )
@@ -267,7 +271,6 @@ class ResourceServer(RequestGuard):
                 f"{cls.__name__} implements {', '.join(unmapped)} but its scope map does not cover them"
             )
         cls.decorators = [*cls.decorators, lambda view: self._wrap(view, compiled, org, viewer_context)]
-        return cls
 
     def _wrap(self, view: F, compiled: ScopeMap, org: str | None, viewer_context: bool = False) -> F:
         is_async = inspect.iscoroutinefunction(view)  # decided once, not per request
@@ -275,16 +278,16 @@ class ResourceServer(RequestGuard):
         @functools.wraps(view)
         def protected(*args: Any, **kwargs: Any) -> Any:
             outcome = self._outcome(compiled, org, viewer_context)
-            if outcome.__class__ is not Granted and outcome is not None:
-                return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+            if type(outcome) is not Granted and outcome is not None:
+                return denial_response(outcome) if type(outcome) is Denial else outcome
             if is_async:
                 return current_app.ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
 
-        protected._resource_server_protected = True  # type: ignore[attr-defined]
-        protected._resource_server_scope_map = compiled  # type: ignore[attr-defined]  # for the tooling
-        protected._resource_server_org = org  # type: ignore[attr-defined]
-        return protected  # type: ignore[return-value]
+        mark(protected, protected=True, scope_map=compiled, org=org)
+        # mypy's idiom for a decorator that keeps the view's type: the wrapper takes the view's
+        # arguments and returns its answer, or a refusal, which Flask sends alike.
+        return cast(F, protected)
 
     def _metadata_view(self) -> Response:
         """RFC 9728 §2: the protected resource metadata document."""

@@ -16,13 +16,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from policy import InvalidScope
-
+from .. import agent_endpoints
+from ..agent_endpoints import UNAVAILABLE, Answer
 from ..bodies import BodyError
-from ..capability import CapabilityIssuer, check_session_id, scope_tokens
+from ..capability import CapabilityIssuer
 from ..guard import Granted
 from ..tokens.errors import VerificationUnavailable
 from . import ResourceServer, json_body
+from .marks import mark
 from .responses import denial_response
 
 __all__ = ["agent_blueprint"]
@@ -30,9 +31,9 @@ __all__ = ["agent_blueprint"]
 _ORG_VARIABLE = re.compile(r"<(?:[^<>:]+:)?org>")
 
 
-def _error(status: int, error: str, description: str) -> Response:
-    response = jsonify(error=error, error_description=description)
-    response.status_code = status
+def _answer(answer: Answer) -> Response:
+    response = jsonify(answer.body)
+    response.status_code = answer.status
     return response
 
 
@@ -40,9 +41,7 @@ def _unavailable(rs: ResourceServer, error: VerificationUnavailable) -> Response
     """``503`` with ``Retry-After`` and the library's JSON body: the grants store cannot be
     reached now (the status table's "a shared store cannot be reached")."""
     refusals = rs._state(current_app).guard.refusals
-    return denial_response(
-        refusals.unavailable(error, "the grants store cannot be reached right now; retry later")
-    )
+    return denial_response(refusals.unavailable(error, UNAVAILABLE))
 
 
 def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted] | Response:
@@ -52,13 +51,13 @@ def _member_json(rs: ResourceServer, org: str) -> tuple[dict[str, Any], Granted]
     if isinstance(granted, Response):
         return granted
     if request.mimetype != "application/json":
-        return _error(415, "invalid_request", "send a JSON body (Content-Type: application/json)")
+        return _answer(agent_endpoints.not_json)
     try:
         # Bounded and strict: size, nesting depth, duplicate members (get_json would let a body
         # nested 1,000 deep raise RecursionError, a 500).
         body = json_body()
     except BodyError as exc:
-        return _error(400, "invalid_request", exc.description)
+        return _answer(agent_endpoints.error(400, "invalid_request", exc.description))
     return body, granted
 
 
@@ -79,74 +78,33 @@ def agent_blueprint(
     known_scopes = rs.roles.all_scopes
 
     @bp.post("/agent-token")
-    def agent_token(org: object):
+    def agent_token(org: object) -> Response:
         org = str(org)  # the same text _outcome compares, whatever converter the prefix uses
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
             return checked
         body, granted = checked
-        if granted.token is not None and granted.token.kind == "capability":
-            # Otherwise a capability could renew itself forever and its short ttl would mean nothing.
-            return _error(403, "forbidden", "a capability token cannot mint capability tokens")
         try:
-            session_id = check_session_id(body.get("sessionId"))
-            requested = body.get("requestedScopes")
-            capability = issuer.mint_capability(
-                granted.access,
-                session_id=session_id,
-                requested_scopes=None if requested is None else scope_tokens(requested, "requestedScopes"),
-            )
-        except UnicodeError:  # a database driver's, a ValueError too: its text is not ours to send
-            return _error(400, "invalid_request", "the request holds text that cannot be stored")
-        except (ValueError, InvalidScope) as exc:  # our own validation: safe, specific messages
-            return _error(400, "invalid_request", str(exc))
+            return _answer(agent_endpoints.mint(issuer, granted, body))
         except VerificationUnavailable as exc:  # the approvals cannot be read now
             return _unavailable(rs, exc)
-        return jsonify(
-            token=capability.token, expires_at=capability.expires_at, scopes=sorted(capability.scopes)
-        )
 
     @bp.post("/agent-approvals")
-    def agent_approvals(org: object):
+    def agent_approvals(org: object) -> Response | tuple[Response, int]:
         org = str(org)
         checked = _member_json(rs, org)
         if isinstance(checked, Response):
             return checked
         body, granted = checked
-        if granted.source != "session":  # not a token, not another service's viewer context
-            return _error(403, "forbidden", "approvals need a first-party session; a token cannot approve")
         try:
-            session_id = check_session_id(body.get("sessionId"))
-            scopes = scope_tokens(body.get("scopes"), "scopes")
-        except (ValueError, InvalidScope) as exc:
-            return _error(400, "invalid_request", str(exc))
-        unknown = scopes - known_scopes
-        if unknown or not scopes:
-            return _error(
-                400,
-                "invalid_scope",
-                f"unknown scopes: {' '.join(sorted(unknown))}" if unknown else "no scopes given",
+            return _answer(
+                agent_endpoints.approve(
+                    grants, granted, org, body, known_scopes=known_scopes, ttl=approval_ttl
+                )
             )
-        approved = scopes & granted.access.scopes  # nobody approves more than they hold themselves
-        if not approved:
-            return _error(403, "forbidden", "none of these scopes is yours to approve")
-        try:
-            grant = grants.approve(
-                org=org,
-                subject=granted.access.subject,
-                session_id=session_id,
-                scopes=approved,
-                ttl=approval_ttl,
-            )
-        except UnicodeError:
-            return _error(400, "invalid_request", "the request holds text that cannot be stored")
-        except ValueError as exc:  # the store's own checks (a NUL in an id, say), made before any SQL
-            return _error(400, "invalid_request", str(exc))
         except VerificationUnavailable as exc:  # the approval cannot be recorded now
             return _unavailable(rs, exc)
-        return jsonify(sessionId=session_id, scopes=sorted(grant.scopes), expires_at=grant.expires_at), 201
 
     for view in (agent_token, agent_approvals):  # for `flask scopes check` and OpenAPI
-        view._resource_server_authenticated = True  # type: ignore[attr-defined]
-        view._resource_server_org = "org"  # type: ignore[attr-defined]
+        mark(view, authenticated=True, org="org")
     return bp

@@ -8,10 +8,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from flask import Request, request
+from flask import Request
 
 from ..bodies import MAX_JSON_BYTES, MAX_JSON_DEPTH, BodyError, json_object, read_body
 from ..credentials import MAX_FORM_INSPECTED, names_access_token, token_elsewhere
+from .proxies import current_request
 
 __all__ = ["json_body", "request_body", "token_elsewhere_of"]
 
@@ -68,4 +69,4 @@ def json_body(*, limit: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -
     ``max_depth`` deep, duplicate members refused. Raises :class:`~resource_server.bodies.BodyError`,
     which an app with the extension answers ``400`` with a JSON error. Use it instead of
     ``request.get_json()``, which lets a body nested 1,000 deep raise ``RecursionError`` (a 500)."""
-    return json_object(request_body(request._get_current_object(), limit), max_depth=max_depth)  # type: ignore[attr-defined]
+    return json_object(request_body(current_request(), limit), max_depth=max_depth)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from flask import Flask, Request, Response, after_this_request, current_app, request
 from werkzeug.local import LocalProxy
@@ -25,6 +25,7 @@ from ..guard import Granted, Guard, SessionLoader
 from ..tokens import VerifiedToken
 from ..viewer_context import ViewerContext, ViewerContextVerifier
 from .bodies import request_body, token_elsewhere_of
+from .proxies import current_app_object, current_request
 from .responses import denial_response
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ _GRANT = "resource_server.grant"
 
 
 def _granted() -> Granted:
-    granted = request.environ.get(_GRANT)
+    granted: Granted | None = request.environ.get(_GRANT)
     if granted is None:
         raise RuntimeError(
             "current_access and current_token exist only inside a view protected by ResourceServer"
@@ -51,10 +52,12 @@ def _granted() -> Granted:
     return granted
 
 
+# Typed as what they stand for, as Flask types its own proxies: a view reads them as an Access
+# and a VerifiedToken.
 #: The :class:`policy.Access` of the current request (inside a protected view).
-current_access: Access = LocalProxy(lambda: _granted().access)  # type: ignore[assignment]
+current_access: Access = cast(Access, LocalProxy(lambda: _granted().access))
 #: The :class:`~resource_server.tokens.VerifiedToken` of the current request (None for a session).
-current_token: VerifiedToken = LocalProxy(lambda: _granted().token)  # type: ignore[assignment]
+current_token: VerifiedToken = cast(VerifiedToken, LocalProxy(lambda: _granted().token))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +81,9 @@ class RequestGuard:
     ) -> Response | None:
         """None when the request may proceed (``current_access`` is then set), else the refusal."""
         outcome = self._outcome(compiled, org_arg, viewer_context)
-        if outcome is None or isinstance(outcome, Granted):
+        if outcome is None or type(outcome) is Granted:
             return None
-        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+        return denial_response(outcome) if type(outcome) is Denial else outcome
 
     def _outcome(
         self, compiled: ScopeMap, org_arg: str | None, viewer_context: bool = False
@@ -89,7 +92,7 @@ class RequestGuard:
         answer, or None to let Flask answer an automatic OPTIONS. ``flask scopes explain`` calls
         this too, so the tool and the server cannot disagree."""
         # Each proxy access costs a context lookup; this runs on every request, so resolve once.
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = current_request()
         if req.method == "OPTIONS" and "OPTIONS" not in compiled:
             # CORS preflights carry no credentials. Flask answers automatic OPTIONS itself; when a
             # route lists OPTIONS, answer the same way rather than run the view unauthenticated.
@@ -107,14 +110,14 @@ class RequestGuard:
                 reason = f"the route {req.url_rule} has no URL variable {org_arg!r}; use org=None if it names no org"
                 current_app.logger.error(reason)
                 return Denial(403, "forbidden", "this route is misconfigured", None, reason)
-            org = value if value.__class__ is str else str(value)
+            org = value if type(value) is str else str(value)
         return self._guarded(req, org, compiled, viewer_context)
 
     def authenticate(self, org: str | None) -> Granted | Response:
         """Who is asking, as a member of ``org``, without a scope decision: for endpoints any
         member may call (such as minting a capability). A refusal comes back as the response."""
-        outcome = self._guarded(request._get_current_object(), org, None)  # type: ignore[attr-defined]
-        return denial_response(outcome) if isinstance(outcome, Denial) else outcome
+        outcome = self._guarded(current_request(), org, None)
+        return denial_response(outcome) if type(outcome) is Denial else outcome
 
     def _guarded(
         self,
@@ -124,7 +127,7 @@ class RequestGuard:
         viewer_context: bool = False,
     ) -> Granted | Denial:
         """Run the guard (with a scope decision when ``compiled`` is given); remember the grant."""
-        state = self._state(current_app._get_current_object())  # type: ignore[attr-defined]
+        state = self._state(current_app_object())
         guard = state.guard
         environ = req.environ
         authorization = environ.get("HTTP_AUTHORIZATION")
@@ -176,7 +179,7 @@ class RequestGuard:
         # one next to a token, not one on a route that did not opt in.
         if "HTTP_X_VIEWER_CONTEXT" in environ and environ.pop(_VERIFIED_VIEWER, None) is None:
             del environ["HTTP_X_VIEWER_CONTEXT"]
-        if isinstance(outcome, Granted):
+        if type(outcome) is Granted:
             environ[_GRANT] = outcome
             if outcome.headers:  # a fresh DPoP nonce, for the response the view will make
                 after_this_request(_adding(outcome.headers))
@@ -185,10 +188,12 @@ class RequestGuard:
     def _viewer_loader(self, req: Request) -> Callable[[], ViewerContext | None]:
         """Verify ``X-Viewer-Context`` against this very request (method, target, body hash)."""
 
+        verifier = self.viewer_context  # set: require(viewer_context=True) insists on it
+
         def load() -> ViewerContext | None:
-            if "HTTP_X_VIEWER_CONTEXT" not in req.environ:
+            if verifier is None or "HTTP_X_VIEWER_CONTEXT" not in req.environ:
                 return None
-            context = self.viewer_context.verify(  # type: ignore[union-attr]
+            context = verifier.verify(
                 req.headers,
                 method=req.method,
                 path=_request_target(req),
@@ -202,21 +207,22 @@ class RequestGuard:
 
     def _state(self, app: Flask) -> AppState:
         try:
-            return app.extensions[EXTENSION]
+            state: AppState = app.extensions[EXTENSION]
         except KeyError:
             raise RuntimeError("ResourceServer.init_app(app) was not called for this app") from None
+        return state
 
 
 def _request_target(req: Request) -> str:
     """The path and query as the client sent them (RFC 9110 §7.1 origin-form), which is what a
     viewer context's ``htu`` signs; decoded ``request.path`` could differ from it."""
-    raw = req.environ.get("REQUEST_URI") or req.environ.get("RAW_URI")
+    environ = req.environ
+    raw: str | None = environ.get("REQUEST_URI") or environ.get("RAW_URI")
     if raw:
         return raw
-    query = req.environ.get("QUERY_STRING")
-    return (
-        req.environ.get("SCRIPT_NAME", "") + req.environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
-    )
+    query = environ.get("QUERY_STRING")
+    target: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    return target + (f"?{query}" if query else "")
 
 
 def _adding(headers: tuple[tuple[str, str], ...]) -> Callable[[Response], Response]:

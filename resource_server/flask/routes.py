@@ -9,14 +9,15 @@ import inspect
 import re
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
 from policy import ScopeMap
 
-from ..checks import check_scopes_granted, ungranted_scopes
+from .. import tooling
+from ..checks import check_scopes_granted
+from ..tooling import Route
 
 if TYPE_CHECKING:
     from . import ResourceServer
@@ -35,23 +36,6 @@ __all__ = [
 _IGNORED_METHODS = frozenset({"HEAD", "OPTIONS"})  # HEAD follows GET; OPTIONS is answered by Flask
 #: A werkzeug rule variable: ``<converter(args):name>`` or ``<name>``.
 CONVERTER = re.compile(r"<(?:([^:<>(]+)(?:\([^<>]*\))?:)?([^<>:]+)>")
-
-
-@dataclass(frozen=True)
-class Route:
-    """One URL rule as the extension sees it. ``kind``: "scope map", "authenticated" (any member,
-    such as the agent endpoints), "resource token", "public" (the metadata document, static, and
-    views declared with ``@rs.public`` or in ``RESOURCE_SERVER_PUBLIC_ENDPOINTS``) or
-    "unprotected". ``org`` is the URL variable the protection reads the organization from;
-    ``arguments`` are the variables the rule has."""
-
-    rule: str
-    endpoint: str
-    methods: tuple[str, ...]
-    kind: str
-    scope_map: ScopeMap | None = None
-    org: str | None = None
-    arguments: frozenset[str] = frozenset()
 
 
 def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
@@ -74,8 +58,9 @@ def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
         def route(kind: str, scope_map: ScopeMap | None = None, org: str | None = None) -> Route:
             return Route(rule.rule, rule.endpoint, methods, kind, scope_map, org, arguments)  # noqa: B023
 
-        if getattr(view, "_resource_server_scope_map", None) is not None:
-            routes.append(route("scope map", view._resource_server_scope_map, view._resource_server_org))  # type: ignore[union-attr]
+        scope_map = getattr(view, "_resource_server_scope_map", None)
+        if scope_map is not None:
+            routes.append(route("scope map", scope_map, getattr(view, "_resource_server_org", None)))
         elif blueprint in rs.blueprint_maps:
             routes.append(route("scope map", *rs.blueprint_maps[blueprint]))
         elif getattr(view, "_resource_server_authenticated", False):
@@ -89,62 +74,28 @@ def protected_routes(app: Flask, rs: ResourceServer) -> list[Route]:
     return sorted(routes, key=lambda r: (r.rule, r.endpoint))
 
 
-def _roles_reaching(rs: ResourceServer, alternatives: tuple[frozenset[str], ...]) -> list[str]:
-    return [name for name, scopes in rs.roles.items() if any(alt <= scopes for alt in alternatives)]
-
-
 def route_table(app: Flask, rs: ResourceServer) -> list[dict[str, Any]]:
-    rows = []
-    for route in protected_routes(app, rs):
-        for method in route.methods or ("-",):
-            alternatives = route.scope_map.alternatives(method) if route.scope_map else None
-            rows.append(
-                {
-                    "rule": route.rule,
-                    "method": method,
-                    "protection": route.kind,
-                    "scopes": [sorted(a) for a in alternatives] if alternatives else None,
-                    "roles": _roles_reaching(rs, alternatives) if alternatives else None,
-                }
-            )
-    return rows
+    """The rows of ``flask scopes routes`` (:func:`resource_server.tooling.route_table`)."""
+    return tooling.route_table(protected_routes(app, rs), rs.roles)
+
+
+#: How Flask users fix what :func:`problems` finds.
+WORDING = tooling.Wording(
+    public="declare it with @rs.public or RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
+)
 
 
 def problems(app: Flask, rs: ResourceServer) -> list[str]:
     """What ``flask scopes check`` fails on: what the start-up checks refuse (a route serving a
-    function ``@rs.require`` wrapped, a scope no role grants), a rule without the org variable its
-    protection reads, a method its scope map misses, and any route neither protected nor
-    declared public."""
+    function ``@rs.require`` wrapped, a scope no role grants), and what
+    :func:`resource_server.tooling.route_problems` finds (a rule without the org variable its
+    protection reads, a method its scope map misses, any route neither protected nor declared
+    public)."""
     misordered = rs.wrapped_views.misordered(app)
-    found = list(misordered.values())
-    routes = protected_routes(app, rs)
-    for route in routes:
-        if route.org is not None and route.org not in route.arguments:
-            found.append(
-                f"{route.rule} ({route.endpoint}) reads the organization from the URL variable "
-                f"{route.org!r}, which the rule does not have: every request gets 403 (use org=None "
-                "for a route that names no organization)"
-            )
-        if route.org is None and route.kind == "scope map" and "org" in route.arguments:
-            found.append(
-                f"{route.rule} ({route.endpoint}) declares org=None but has the URL variable 'org': "
-                "its requests are checked in the token's own organization, not the URL's"
-            )
-        if route.scope_map is None:
-            continue
-        for method in route.methods:
-            if route.scope_map.rule(method) is None:
-                found.append(f"{route.rule} accepts {method}, which its scope map does not cover")
-        found += ungranted_scopes(rs.roles, [(route.rule, route.scope_map)])
     # Every route is protected, declared public, or reported: an app with no protected route
     # at all is reported too (its routes may all have @rs.require above @app.route).
-    found += [
-        f"{r.rule} ({r.endpoint}) has no protection; declare it with @rs.public or "
-        "RESOURCE_SERVER_PUBLIC_ENDPOINTS if it is public on purpose"
-        for r in routes
-        if r.kind == "unprotected" and r.endpoint not in misordered
-    ]
-    return found
+    found = list(misordered.values())
+    return found + tooling.route_problems(protected_routes(app, rs), rs.roles, WORDING, skip=misordered)
 
 
 #: How far :meth:`WrappedViews.remember` looks through decorators, and how many callables at most.

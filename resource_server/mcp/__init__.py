@@ -22,7 +22,7 @@ The package's modules: :mod:`~resource_server.mcp.tools` (the scopes each tool n
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Awaitable, Collection, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +41,7 @@ from policy import Roles
 
 from ..asgi import ACCESS_KEY, TOKEN_KEY
 from ..asgi_http import (
+    ASGIApp,
     Receive,
     Scope,
     Send,
@@ -58,7 +59,7 @@ from ..checks import authorization_servers as servers_of
 from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
-from ..guard import Granted, Guard, Membership
+from ..guard import AsyncMembership, Granted, Guard
 from ..metadata import check_resource, metadata_document, metadata_url_for
 from ..tokens import TokenVerifier
 from .context import GRANTED, current_access, current_token
@@ -106,11 +107,11 @@ class ProtectedMcp:
 
     def __init__(
         self,
-        app: Any,
+        app: ASGIApp,
         *,
         verifier: TokenVerifier,
         roles: Roles,
-        membership: Membership,
+        membership: AsyncMembership,
         tool_scopes: Mapping[str, object],
         default: object = None,
         org: str | None = None,
@@ -137,7 +138,8 @@ class ProtectedMcp:
         self.default = None if default is None else scope_map_of("default", default)
         # A client asks for the scope the 401 names (the MCP authorization specification): the
         # first alternative of ``default``, which every other method needs.
-        first = None if self.default is None else self.default.alternatives("POST")[0]
+        alternatives = None if self.default is None else self.default.alternatives("POST")
+        first = alternatives[0] if alternatives else None
         self.guard = Guard(
             verifier=verifier,
             roles=roles,
@@ -183,8 +185,8 @@ class ProtectedMcp:
         if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
             return await send_denial(send, refused)
         org = self._org(scope)
-        if org.__class__ is Denial:
-            return await send_denial(send, org)  # type: ignore[arg-type]
+        if type(org) is Denial:
+            return await send_denial(send, org)
         authorization, form = authorization_and_form(scope)
         elsewhere = False
         if form or scope.get("query_string"):  # RFC 6750 §2.2, §2.3: refused, so looked for
@@ -192,20 +194,21 @@ class ProtectedMcp:
                 elsewhere, receive = await find_token_elsewhere(scope, receive)
             except BodyError as exc:
                 return await send_denial(send, self.guard.bad_body(exc))
-        granted = await self._authenticate(scope, authorization, elsewhere, org)  # type: ignore[arg-type]
-        if granted.__class__ is Denial:
-            return await send_denial(send, granted)  # type: ignore[arg-type]
+        granted = await self._authenticate(scope, authorization, elsewhere, org)
+        if type(granted) is Denial:
+            return await send_denial(send, granted)
         if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
             try:
                 body = await read_message(scope, receive, self.max_body_bytes)
-                granted = await self._decide(body, granted)  # type: ignore[arg-type]
-            except Refused as refused:
-                log.info("%d JSON-RPC %d: %r", refused.status, refused.code, refused.message)
-                return await send_rpc_error(send, refused)
-            if granted.__class__ is Denial:
-                return await send_denial(send, granted)  # type: ignore[arg-type]
+                decided = await self._decide(body, granted)
+            except Refused as error:
+                log.info("%d JSON-RPC %d: %r", error.status, error.code, error.message)
+                return await send_rpc_error(send, error)
+            if type(decided) is Denial:
+                return await send_denial(send, decided)
+            granted = decided
             receive = replaying(body, receive)
-        return await self._admit(scope, receive, send, authorization, granted)  # type: ignore[arg-type]
+        return await self._admit(scope, receive, send, authorization, granted)
 
     # -- the steps ----------------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class ProtectedMcp:
             reason = f"no path variable {self.org!r} reaches the MCP app; mount it under a path naming it, or use org=None"
             log.error(reason)
             return Denial(403, "forbidden", "this endpoint is misconfigured", None, reason)
-        return value if value.__class__ is str else str(value)
+        return value if type(value) is str else str(value)
 
     async def _authenticate(
         self, scope: Scope, authorization: str | None, elsewhere: bool, org: str | None
@@ -241,21 +244,21 @@ class ProtectedMcp:
         rpc_method = message.get("method")
         if rpc_method == "tools/call":
             params = message.get("params")
-            if params.__class__ is not dict:
+            if type(params) is not dict:
                 raise Refused(
                     400,
                     INVALID_PARAMS,
                     "tools/call needs params: an object naming the tool",
                     request_id(message),
                 )
-            name = params.get("name")  # type: ignore[union-attr]
-            if name.__class__ is not str:
+            name = params.get("name")
+            if type(name) is not str:
                 raise Refused(400, INVALID_PARAMS, "the tool name must be a string", request_id(message))
-            scope_map = self.tools.get(name)  # type: ignore[arg-type]
+            scope_map = self.tools.get(name)
             if scope_map is None:
-                raise undeclared_tool(name, request_id(message))  # type: ignore[arg-type]
+                raise undeclared_tool(name, request_id(message))
             return self.guard.decision(granted, "POST", scope_map)
-        if rpc_method is not None and rpc_method.__class__ is not str:
+        if rpc_method is not None and type(rpc_method) is not str:
             raise Refused(400, INVALID_REQUEST, "the method must be a string", request_id(message))
         if self.default is not None:
             return self.guard.decision(granted, "POST", self.default)
@@ -263,7 +266,7 @@ class ProtectedMcp:
 
     def _admit(
         self, scope: Scope, receive: Receive, send: Send, authorization: str | None, granted: Granted
-    ) -> Any:
+    ) -> Awaitable[None]:
         """Run the app as the granted caller: the SDK's ``scope["user"]`` (its sessions are bound
         to the principal that opened them; ``get_access_token()`` in tools), ``scope["state"]``
         as the ASGI middleware fills it, and :func:`current_access`."""
@@ -318,11 +321,11 @@ class ProtectedMcp:
 
 
 def protect_mcp(
-    app: Any,
+    app: ASGIApp,
     *,
     verifier: TokenVerifier,
     roles: Roles,
-    membership: Membership,
+    membership: AsyncMembership,
     tool_scopes: Mapping[str, object],
     default: object = None,
     org: str | None = None,

@@ -54,7 +54,7 @@ class McpTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None when it is not valid (or cannot be checked now)."""
-        if token.__class__ is not str or not token:
+        if type(token) is not str or not token:
             return None
         try:
             cached = self._cache.get(token)
@@ -91,13 +91,13 @@ class McpTokenVerifier:
         return access_token
 
     def _resource_of(self, aud: object) -> str | None:
-        if aud.__class__ is str:
-            return aud  # type: ignore[return-value]
-        if aud.__class__ is not list:
+        if type(aud) is str:
+            return aud
+        if type(aud) is not list:
             return None
-        if self.resource is not None and self.resource in aud:  # type: ignore[operator]
+        if self.resource is not None and self.resource in aud:
             return self.resource
-        known = [entry for entry in aud if entry.__class__ is str and entry in self._audiences]  # type: ignore[attr-defined]
+        known = [entry for entry in aud if type(entry) is str and entry in self._audiences]
         return known[0] if len(known) == 1 else None
 
 

@@ -31,7 +31,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:  # upgrade() sets it when it is not given a connection
+        raise RuntimeError("no database URL: run these migrations through resource_server.grants.upgrade")
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, version_table=VERSION_TABLE)
         with context.begin_transaction():

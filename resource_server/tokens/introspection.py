@@ -23,12 +23,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..expiring import ExpiringCache
-from ..strict_json import parse_object
+from ..strict_json import parse_object, strict_json_decoder
 from .claims import org_of, scopes_of
 from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
 from .http import check_uri
-from .jws import integer_claim, strict_json_decoder, string_claim
+from .jws import integer_claim, string_claim
 from .verified import VerifiedToken
 
 __all__ = ["MAX_RESPONSE_BYTES", "BearerAuth", "ClientAuth", "IntrospectionVerifier"]

@@ -61,7 +61,11 @@ class VerificationKey:
 
 
 # RFC 7518 §3.1: the hash each algorithm's number names.
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
 
 
 def _signature_check(algorithm: str, key: Any) -> Callable[[bytes, bytes], bool]:

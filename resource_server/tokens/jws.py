@@ -10,7 +10,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from jwt.algorithms import HMACAlgorithm
 
@@ -79,6 +79,10 @@ def json_object(segment: str, what: str) -> dict[str, Any]:
     return value
 
 
+@overload
+def integer_claim(claims: Mapping[str, Any], name: str, *, required: Literal[True]) -> int: ...
+@overload
+def integer_claim(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None: ...
 def integer_claim(claims: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
     if name not in claims:
         if required:
@@ -105,6 +109,10 @@ def is_printable_identifier(value: str) -> bool:
     return not any(unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value)
 
 
+@overload
+def string_claim(claims: Mapping[str, Any], name: str, *, required: Literal[True]) -> str: ...
+@overload
+def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None: ...
 def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str | None:
     """A claim that identifies someone or something (``sub``, ``client_id``, an org, a session):
     a non-empty JSON string (RFC 7519 §4.1.2 StringOrURI for ``sub``) without control or invisible

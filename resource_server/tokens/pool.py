@@ -28,7 +28,7 @@ ERRORS = (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException)
 class _DeadlineReader(io.RawIOBase):
     """A socket's byte stream in which each read gets only the time left before a deadline."""
 
-    def __init__(self, raw: Any, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
         super().__init__()
         self._raw = raw
         self._sock = sock
