@@ -55,7 +55,7 @@ class ScopeMap:
     """
 
     __slots__ = ("_declared", "_rules")
-    _declared: dict[str, tuple[frozenset[str], ...]]
+    _declared: dict[str, tuple[Requirement, ...]]
     _rules: dict[str, Rule]
 
     def __init__(self, mapping: Mapping[str, object]) -> None:
