@@ -54,13 +54,15 @@ class ScopeMap:
     so a bad map fails at start-up with a ``ValueError`` that names the entry.
     """
 
-    __slots__ = ("_declared", "_rules")
+    __slots__ = ("_declared", "_needs_time", "_rules")
     _declared: dict[str, tuple[Requirement, ...]]
     _rules: dict[str, Rule]
+    _needs_time: bool
 
     def __init__(self, mapping: Mapping[str, object]) -> None:
         if isinstance(mapping, ScopeMap):
             self._declared, self._rules = mapping._declared, mapping._rules
+            self._needs_time = mapping._needs_time
             return
         if not isinstance(mapping, Mapping):
             raise ValueError("ScopeMap takes a mapping of HTTP method -> alternatives")
@@ -76,6 +78,8 @@ class ScopeMap:
         self._rules = {method: _compile(method, alts) for method, alts in declared.items()}
         if "GET" in declared and "HEAD" not in declared:
             self._rules["HEAD"] = _compile("HEAD", declared["GET"])
+        # Known once: a guard reads the clock for a map only when this says it must.
+        self._needs_time = any(r.max_age is not None for reqs in declared.values() for r in reqs)
 
     def rule(self, method: str) -> Rule | None:
         """The compiled rule for ``method`` (any case; HEAD falls back to GET), or ``None``."""
@@ -94,7 +98,7 @@ class ScopeMap:
     @property
     def needs_time(self) -> bool:
         """Whether some alternative has a ``max_age``: deciding then needs the current time."""
-        return any(r.max_age is not None for reqs in self._declared.values() for r in reqs)
+        return self._needs_time
 
     @property
     def methods(self) -> tuple[str, ...]:
