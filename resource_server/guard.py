@@ -233,14 +233,19 @@ class Guard:
         if type(granted) is Denial:
             return granted
         access = granted.access
-        decision = decide(
-            access,
-            scope_map,
-            method,
-            realm=self.realm,
-            resource_metadata=self.resource_metadata,
-            now=self.clock() if scope_map.needs_time else None,
-        )
+        if scope_map.needs_time:  # a max_age (RFC 9470 §3): the decision needs the time
+            decision = decide(
+                access,
+                scope_map,
+                method,
+                realm=self.realm,
+                resource_metadata=self.resource_metadata,
+                now=self.clock(),
+            )
+        else:  # no clock read, and no argument passed for nothing
+            decision = decide(
+                access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
+            )
         if decision.allowed:
             return granted
         if decision.www_authenticate is None:
