@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from policy import Access, Actors, Requirement, ScopeMap, parse_challenges
+from policy import Access, Actors, ScopeMap, parse_challenges
 from resource_server import JWTVerifier
 from resource_server.asgi import ACCESS_KEY
 from resource_server.asgi import BearerMiddleware as AsgiMiddleware
@@ -329,11 +329,3 @@ def test_actors_must_be_an_actors_policy(build: Callable[[Any], Any]) -> None:
     with pytest.raises(TypeError, match=r"policy\.Actors"):
         build({"agent:reporting": ["project:read"]})
     build(Actors({"agent:reporting": "project:read"}))
-
-
-def test_a_requirement_in_a_plain_mapping_is_compiled_like_any_alternative() -> None:
-    guard = Guard(verifier=verifier(), roles=scenario.ROLES, membership=scenario.membership)
-    token = SIGNER.token(scope=scenario.EVERYTHING, acr="pwd")
-    mixed = ScopeMap({"DELETE": ["project:read", Requirement("project:admin", acr="mfa")]})
-    # Any alternative suffices: the plain one (held) wins without a step-up.
-    assert type(authorize(guard, token, "DELETE", mixed)) is Granted

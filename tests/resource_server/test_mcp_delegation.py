@@ -18,7 +18,6 @@ from policy import Actors, Requirement, Roles, parse_challenges
 from resource_server import JWTVerifier
 from resource_server.mcp import current_access, protect_mcp
 from tests.resource_server.test_mcp import (
-    HEADERS,
     ISSUER,
     METADATA,
     RESOURCE,
@@ -196,4 +195,3 @@ def test_a_requirement_in_tool_scopes_is_validated_at_start_up(verifier: JWTVeri
             resource=RESOURCE,
             authorization_servers=[ISSUER],
         )
-    assert HEADERS  # the JSON-RPC headers this module's requests share with test_mcp's
