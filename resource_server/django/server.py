@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.http import HttpRequest
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..async_guard import AsyncGuard
 from ..checks import authorization_servers as servers_of
@@ -58,8 +58,9 @@ class _AsyncGuard(AsyncGuard):
 class ResourceServer:
     """Protects Django and DRF views with access tokens and per-method scope maps.
 
-    ``verifier``, ``roles``, ``realm``, ``dpop``, ``dpop_required``, ``capabilities`` and
-    ``cache_size`` mean what they mean for every adapter (:class:`~resource_server.guard.Guard`).
+    ``verifier``, ``roles``, ``realm``, ``dpop``, ``dpop_required``, ``capabilities``,
+    ``cache_size`` and ``actors`` (a :class:`policy.Actors`: what each agent acting for a person
+    may do, RFC 8693) mean what they mean for every adapter (:class:`~resource_server.guard.Guard`).
     ``membership(subject, org)`` returns the member's role name or None; a plain function or a
     coroutine function (sync views call a coroutine function through ``async_to_sync``; async
     views await a plain one through ``sync_to_async``, so its ORM queries are allowed).
@@ -96,6 +97,7 @@ class ResourceServer:
         cache_size: int = 4096,
         user_for: Callable[[VerifiedToken], Any] | None = None,
         session_subject: Callable[[Any], str | None] | None = default_session_subject,
+        actors: Actors | None = None,
     ) -> None:
         if not callable(membership):
             raise TypeError("membership must be a callable (subject, org) -> role name or None")
@@ -126,6 +128,7 @@ class ResourceServer:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            actors=actors,
         )
         self.async_guard: AsyncGuard = _AsyncGuard(self.guard, membership)
 

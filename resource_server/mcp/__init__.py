@@ -40,7 +40,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("mcp", "resource_server.mcp", exc) from exc
 
-from policy import Roles
+from policy import Actors, Roles
 
 from ..asgi import ACCESS_KEY, TOKEN_KEY
 from ..asgi_http import (
@@ -124,6 +124,7 @@ class ProtectedMcp:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
         max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        actors: Actors | None = None,
     ) -> None:
         check_resource(resource, query=False)
         if org is not None and (not isinstance(org, str) or not org):
@@ -152,6 +153,7 @@ class ProtectedMcp:
             dpop=dpop,
             dpop_required=dpop_required,
             scope_on_401=" ".join(sorted(first)) if first else None,
+            actors=actors,
         )
         self.async_guard = AsyncGuard(self.guard)
         check_scopes_granted(
@@ -338,6 +340,7 @@ def protect_mcp(
     dpop: DPoPVerifier | None = None,
     dpop_required: bool = False,
     max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    actors: Actors | None = None,
 ) -> ProtectedMcp:
     """Wrap an MCP streamable-HTTP ASGI ``app`` (``MCPServer(...).streamable_http_app()``) so
     that every request needs an access token of a member, and each ``tools/call`` the scopes
@@ -351,6 +354,13 @@ def protect_mcp(
     runs. Every other POST
     (``initialize``, ``tools/list``, notifications, responses) needs ``default`` when given, else
     authentication alone, as do GET (the SSE stream) and DELETE (the end of a session).
+
+    An alternative may be a :class:`policy.Requirement`: ``Requirement("project:admin",
+    acr=["mfa"], max_age=300)`` answers a call whose token shows too weak or too old an
+    authentication of the person with ``401 insufficient_user_authentication`` (RFC 9470 §3)
+    before the tool runs, and ``actors=()`` refuses agents acting for a person. ``actors`` (a
+    :class:`policy.Actors`) caps what each agent may do (RFC 8693); inside a tool,
+    ``current_access().actor`` names it.
 
     ``org`` names the path variable the enclosing router puts in ``scope["path_params"]``
     (``Mount("/orgs/{org}/mcp", app=protect_mcp(..., org="org"))``); None means the server
@@ -383,6 +393,7 @@ def protect_mcp(
         dpop=dpop,
         dpop_required=dpop_required,
         max_body_bytes=max_body_bytes,
+        actors=actors,
     )
 
 

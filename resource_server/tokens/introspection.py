@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 from ..expiring import ExpiringCache
 from ..strict_json import parse_object, strict_json_decoder
-from .claims import org_of, scopes_of
+from .claims import check_auth_time, org_of, scopes_of
 from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
 from .http import check_uri
@@ -105,7 +105,9 @@ class IntrospectionVerifier:
     token's subject is the client itself (RFC 9068 §2.2).
     An answer with ``cnf.jkt`` makes the token DPoP-bound whatever its ``token_type`` says (a
     confirmation is a condition of use, RFC 7800 §3.1); one whose ``token_type`` is ``DPoP`` but
-    names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``.
+    names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``. An answer's
+    ``act``, ``acr`` and ``auth_time`` are read as a JWT's are (RFC 8693 §4.1, RFC 9068 §2.2.1;
+    :class:`~resource_server.tokens.VerifiedToken`), and an ``auth_time`` after now is refused.
 
     Answers are cached by the token's SHA-256: an active one until the token's ``exp`` or
     ``cache_ttl`` seconds, whichever is sooner (so ``cache_ttl`` bounds how long a revoked token
@@ -344,7 +346,7 @@ class IntrospectionVerifier:
             raise InvalidToken(f"the token has neither {self.subject_claim} nor client_id")
         # Compared, not added to: exp may be any JSON integer, 10**400 included.
         reuse_until = min(exp, now + self.cache_ttl) if exp is not None else now + self.cache_ttl
-        verified = VerifiedToken(  # reads cnf: bound by cnf.jkt, or InvalidToken (claims.py)
+        verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org_of(claims, self.org_claim, self.issuer_org),
@@ -358,6 +360,8 @@ class IntrospectionVerifier:
             raise InvalidToken(
                 "the token is a DPoP token, but the answer names no key (cnf.jkt) to bind it to"
             )
+        # RFC 8693 §4.1 and RFC 9068 §2.2.1 apply to answers as to JWTs; no leeway, as for nbf.
+        check_auth_time(verified.auth_time, now, 0)
         return verified
 
 
