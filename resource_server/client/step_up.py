@@ -229,10 +229,10 @@ class Attempts:
             return None
         needed = state.authentication_needed(status, header_values)
         if needed is not None:
-            # Once per request, besides max_retries: a server asks for the scopes first, then for
-            # the authentication (RFC 9470 §3 leaves the order open; one of each is two steps at
-            # most, whichever comes first). Asked again, the person's new sign-in did not do:
-            # the 401 goes to the caller rather than the person to another prompt.
+            # Once per request, besides max_retries: the servers of this package ask for the
+            # scopes first, then for the authentication, so one of each (two steps, in either
+            # order) must fit the default max_retries of 1. Asked again, the person's new sign-in
+            # did not do: the 401 goes to the caller rather than the person to another prompt.
             if self.authentication is not None:
                 return None
             self.authentication = needed
