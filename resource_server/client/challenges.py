@@ -131,6 +131,7 @@ def insufficient_user_authentication(
 def user_authentication(
     status: int, header_values: Iterable[str], schemes: tuple[str, ...]
 ) -> InsufficientUserAuthentication | None:
+    """:func:`insufficient_user_authentication` for the first of ``schemes`` present."""
     if status != 401:
         return None
     params = challenge_of(header_values, schemes)

@@ -246,23 +246,23 @@ class Attempts:
         return Retry(new_token=True, scopes=scopes, authentication=self.authentication)
 
 
-def _parameters(provider: Callable[..., Any]) -> list[inspect.Parameter]:
-    try:
-        return list(inspect.signature(provider).parameters.values())
-    except (TypeError, ValueError):
-        return []
-
-
 def _takes_dpop_key(provider: Callable[..., Any]) -> bool:
     """Whether ``provider`` accepts a ``dpop_key`` keyword (or ``**kwargs``)."""
-    return any(p.kind is p.VAR_KEYWORD for p in _parameters(provider)) or _names_keywords(
-        provider, ("dpop_key",)
-    )
+    return _names_keywords(provider, ("dpop_key",), or_var_keyword=True)
 
 
-def _names_keywords(provider: Callable[..., Any], names: tuple[str, ...]) -> bool:
-    """Whether ``provider`` has a parameter for each of ``names`` that a keyword can fill."""
-    named = {p.name for p in _parameters(provider) if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+def _names_keywords(
+    provider: Callable[..., Any], names: tuple[str, ...], *, or_var_keyword: bool = False
+) -> bool:
+    """Whether ``provider`` has a parameter for each of ``names`` that a keyword can fill (or,
+    with ``or_var_keyword``, a ``**kwargs``), as :func:`inspect.signature` sees it."""
+    try:
+        parameters = inspect.signature(provider).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    if or_var_keyword and any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    named = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
     return named.issuperset(names)
 
 
