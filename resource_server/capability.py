@@ -8,10 +8,13 @@ string prefix ``cap_`` so that routing it is a ``startswith`` and ordinary token
 parsed as capabilities.
 
 The agent session a capability is minted for acts for the person (RFC 8693 §4.1): the token
-carries it as its current actor, ``"act": {"sub": "<session id>"}``, with the chain of the
-request that minted it (if an agent minted it) nested below, so every adapter shows it as
-``Access.actor`` and an :class:`policy.Actors` ceiling or a ``Requirement(actors=())`` applies to
-it as to any delegated token.
+carries it as its current actor, ``"act": {"sub": "session:<session id>", "iss": "<this
+issuer>"}``, with the chain of the request that minted it (if an agent minted it) nested below,
+so every adapter shows it as ``Access.actor`` and an :class:`policy.Actors` ceiling or a
+``Requirement(actors=())`` applies to it as to any delegated token. The ``session:`` prefix keeps
+the names a caller picks apart from the actors the authorization server names: a session id
+``"agent:deploy"`` is the actor ``session:agent:deploy``, never the agent ``agent:deploy``, so no
+minter can take another actor's ceiling or pass a rule written for it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ __all__ = ["MAX_SESSION_ID", "Capability", "CapabilityIssuer", "CapabilityVerifi
 
 CAPABILITY_TYPE = "cap+jwt"
 MAX_SESSION_ID = 128
+#: What a capability's acting session is called (``act.sub``): the session id behind this prefix.
+SESSION_ACTOR_PREFIX = "session:"
+#: The longest capability token minted and, by default, verified.
+MAX_CAPABILITY_BYTES = 4096
 
 
 class GrantSource(Protocol):
@@ -146,18 +153,20 @@ class CapabilityIssuer:
             "scope": format_scope(scopes),
             "sid": session_id,
             # RFC 8693 §4.1: the session acts for the subject; whoever minted it acted before.
-            "act": act_claim((Actor(session_id), *access.actors)),
+            "act": act_claim((session_actor(session_id, self.issuer), *access.actors)),
             "jti": uuid.uuid4().hex,
             "iat": now,
             "exp": now + self.ttl,
         }
         header = {"alg": "HS256", "typ": CAPABILITY_TYPE, "kid": self._signing_kid}
-        return Capability(
-            self.prefix + hs256_sign(header, claims, self._keys[self._signing_kid]),
-            scopes,
-            now + self.ttl,
-            session_id,
-        )
+        token = self.prefix + hs256_sign(header, claims, self._keys[self._signing_kid])
+        if len(token) > MAX_CAPABILITY_BYTES:
+            # A long delegation chain: its own verifier would refuse it, so it is not minted.
+            raise ValueError(
+                f"the capability would be {len(token)} characters, over the {MAX_CAPABILITY_BYTES} "
+                "its verifier accepts: the delegation chain or the scopes are too long"
+            )
+        return Capability(token, scopes, now + self.ttl, session_id)
 
     def mint(
         self, access: Access, *, session_id: str, requested_scopes: Iterable[str] | str | None = None
@@ -165,7 +174,7 @@ class CapabilityIssuer:
         """The token string of :meth:`mint_capability`."""
         return self.mint_capability(access, session_id=session_id, requested_scopes=requested_scopes).token
 
-    def verifier(self, *, leeway: int = 5, max_token_bytes: int = 4096) -> CapabilityVerifier:
+    def verifier(self, *, leeway: int = 5, max_token_bytes: int = MAX_CAPABILITY_BYTES) -> CapabilityVerifier:
         """A verifier for the tokens this issuer mints (same keys, issuer, audience and prefix)."""
         return CapabilityVerifier(
             keys=self._keys,
@@ -196,7 +205,7 @@ class CapabilityVerifier:
         ttl: int = 300,
         prefix: str = "cap_",
         leeway: int = 5,
-        max_token_bytes: int = 4096,
+        max_token_bytes: int = MAX_CAPABILITY_BYTES,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self._keys = hmac_keys(keys)
@@ -252,9 +261,14 @@ class CapabilityVerifier:
             # Minted before capabilities named their session as the actor: refused rather than
             # taken as the person acting directly, which would lift every actor rule from it.
             raise InvalidToken("this capability token names no acting session (act); mint a new one")
-        if verified.actors[0].sub != sid:
+        if verified.actors[0] != session_actor(sid, self.issuer):
             raise InvalidToken("the token's acting session is not its session")
         return verified
+
+
+def session_actor(session_id: str, issuer: str) -> Actor:
+    """The actor a capability's agent session is (see the module's docstring)."""
+    return Actor(SESSION_ACTOR_PREFIX + session_id, iss=issuer)
 
 
 def act_claim(chain: tuple[Actor, ...]) -> dict[str, Any]:

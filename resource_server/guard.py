@@ -259,6 +259,14 @@ class Guard:
         token = granted.token
         bound = token is not None and bound_key(token) is not None
         log.info("%d %s for %s: %s", decision.status, decision.error, _who(access), decision.reason)
+        if decision.status == 401 and (token is None or token.kind != "access"):
+            # A viewer context or a capability token carries no acr or auth_time and never will:
+            # no sign-in of the person could make this credential succeed, so no challenge.
+            return self._forbidden(
+                decision.reason + " (this credential cannot carry the person's sign-in)",
+                access,
+                public="this request needs a stronger or more recent sign-in than this credential can carry",
+            )
         if decision.status == 401:  # RFC 9470 §3: the person must authenticate again
             return self.refusals.insufficient_user_authentication(
                 decision.acr_values, decision.max_age, decision.reason, dpop=bound

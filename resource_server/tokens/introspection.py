@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 #: The largest introspection response read. Real ones are a few hundred bytes; more is refused
 #: after reading one byte past this, never read whole.
 MAX_RESPONSE_BYTES = 64 * 1024
+#: Seconds an answer's ``auth_time`` may lie ahead of this server's clock, as the JWT verifier's
+#: default leeway allows: the person signed in at the authorization server a moment ago by its
+#: clock, and a fast clock there must not refuse the token a step-up just produced (RFC 9470 §4).
+AUTH_TIME_LEEWAY = 30
 # RFC 7662 §2.2 token_type holds an RFC 6749 §7.1 type; access tokens for this API are these.
 _ACCESS_TOKEN_TYPES = frozenset({"bearer", "dpop"})
 # RFC 6749 §5.2: a 400 with these codes is about our request, not about the token.
@@ -360,8 +364,8 @@ class IntrospectionVerifier:
             raise InvalidToken(
                 "the token is a DPoP token, but the answer names no key (cnf.jkt) to bind it to"
             )
-        # RFC 8693 §4.1 and RFC 9068 §2.2.1 apply to answers as to JWTs; no leeway, as for nbf.
-        check_auth_time(verified.auth_time, now, 0)
+        # RFC 9068 §2.2.1 applies to answers as to JWTs, with the JWT verifier's default leeway.
+        check_auth_time(verified.auth_time, now, AUTH_TIME_LEEWAY)
         return verified
 
 

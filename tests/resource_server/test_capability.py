@@ -11,7 +11,7 @@ from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy import Actor, Roles, assemble_access, parse_challenges
+from policy import Actor, Actors, Requirement, Roles, ScopeMap, assemble_access, decide, parse_challenges
 from resource_server import InvalidToken, JWTVerifier
 from resource_server.capability import CapabilityIssuer, CapabilityVerifier
 from resource_server.flask import ResourceServer, current_access
@@ -167,7 +167,7 @@ def good_claims(**overrides: Any) -> dict[str, Any]:
         "org_id": "acme",
         "scope": "project:read",
         "sid": "s",
-        "act": {"sub": "s"},
+        "act": {"sub": "session:s", "iss": "https://api.test"},
         "jti": "j",
         "iat": now,
         "exp": now + 300,
@@ -316,9 +316,9 @@ def test_capabilities_with_visible_identifiers_of_any_script_verify(issuer: Capa
 
 def test_a_capability_names_its_session_as_the_actor(issuer: CapabilityIssuer) -> None:
     token = issuer.mint(admin_access(), session_id="s-1")
-    assert claims_of(token)["act"] == {"sub": "s-1"}
+    assert claims_of(token)["act"] == {"sub": "session:s-1", "iss": "https://api.test"}
     verified = issuer.verifier().verify(token)
-    assert verified.actors == (Actor("s-1"),)
+    assert verified.actors == (Actor("session:s-1", iss="https://api.test"),)
 
 
 def test_a_capability_minted_by_an_agent_keeps_the_chain(issuer: CapabilityIssuer) -> None:
@@ -331,11 +331,12 @@ def test_a_capability_minted_by_an_agent_keeps_the_chain(issuer: CapabilityIssue
     )
     token = issuer.mint(delegated, session_id="s-2")
     assert claims_of(token)["act"] == {
-        "sub": "s-2",
+        "sub": "session:s-2",
+        "iss": "https://api.test",
         "act": {"sub": "agent:chat", "client_id": "chat-app", "act": {"sub": "user-ui"}},
     }
     assert issuer.verifier().verify(token).actors == (
-        Actor("s-2"),
+        Actor("session:s-2", iss="https://api.test"),
         Actor("agent:chat", client_id="chat-app"),
         Actor("user-ui"),
     )
@@ -362,7 +363,16 @@ def test_a_capability_minted_before_it_named_its_actor_says_to_mint_a_new_one(
 
 
 @pytest.mark.parametrize(
-    "act", [{"sub": "another-session"}, {"sub": "agent", "act": {"sub": "s"}}, "s", {"sub": "s\u202e"}]
+    "act",
+    [
+        {"sub": "session:another", "iss": "https://api.test"},
+        {"sub": "agent", "act": {"sub": "session:s", "iss": "https://api.test"}},
+        "s",
+        {"sub": "session:s\u202e", "iss": "https://api.test"},
+        {"sub": "s", "iss": "https://api.test"},  # the session's id without the prefix
+        {"sub": "session:s"},  # without this server as the actor's issuer
+        {"sub": "session:s", "iss": "https://other.test"},
+    ],
 )
 def test_a_capability_whose_actor_is_not_its_session_is_refused(issuer: CapabilityIssuer, act: Any) -> None:
     with pytest.raises(InvalidToken):
@@ -377,3 +387,42 @@ def test_an_old_capability_is_a_401_with_that_description_through_flask(
     (challenge,) = parse_challenges(response.headers["WWW-Authenticate"])
     assert challenge.get("error") == "invalid_token"
     assert "mint a new one" in (challenge.get("error_description") or "")
+
+
+# -- a session id cannot take another actor's name; a chain too long to verify is not minted -----
+
+
+def test_a_session_named_after_an_agent_is_not_that_agent(issuer: CapabilityIssuer) -> None:
+    """The session id is the caller's choice: ``agent:deploy`` must not pass a ceiling or an
+    actor rule written for the authorization server's agent of that name."""
+    token = issuer.mint(admin_access(), session_id="agent:deploy")
+    (current,) = issuer.verifier().verify(token).actors
+    assert current == Actor("session:agent:deploy", iss="https://api.test")
+    ceilings = Actors({"agent:deploy": ["project:read", "project:write"]}, default=["project:read"])
+    delegated = assemble_access(
+        subject="user-1",
+        role_scopes=ROLES.scopes_for("admin"),
+        token_scopes={"project:read", "project:write"},
+        request_org="acme",
+        actors=ceilings,
+        actor_chain=(current,),
+    )
+    assert delegated.scopes == {"project:read"}  # the default ceiling, not the agent's
+    allowed = decide(
+        delegated, ScopeMap({"GET": Requirement("project:read", actors=("agent:deploy",))}), "GET"
+    )
+    assert not allowed.allowed
+
+
+def test_a_chain_too_long_for_the_verifier_is_not_minted(issuer: CapabilityIssuer) -> None:
+    long = assemble_access(
+        subject="user-1",
+        role_scopes=ROLES.scopes_for("admin"),
+        token_scopes=None,
+        request_org="acme",
+        actor_chain=tuple(
+            Actor(f"agent-{n}-" + "x" * 300, iss="https://as.test/" + "y" * 300) for n in range(6)
+        ),
+    )
+    with pytest.raises(ValueError, match="over the 4096 its verifier accepts"):
+        issuer.mint(long, session_id="s")
