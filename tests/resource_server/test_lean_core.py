@@ -210,7 +210,9 @@ def test_every_module_imports_without_extras_or_names_the_extra_it_needs() -> No
             # (resource_server.django.spectacular, with Django missing too, names django).
             named = {extra, *included_extras(extra)}
             assert any(
-                said[module].endswith(f", which is not installed: pip install 'scoped-resource-server[{name}]'")
+                said[module].endswith(
+                    f", which is not installed: pip install 'scoped-resource-server[{name}]'"
+                )
                 for name in named
             ), said[module]
 

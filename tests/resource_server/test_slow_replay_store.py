@@ -122,7 +122,9 @@ def test_a_slow_redis_replay_store_does_not_stall_the_loop_under_uvicorn(redis_u
         roles=Roles({"member": ["project:read"]}),
         membership=lambda subject, org: "member" if (subject, org) == ("user-1", "acme") else None,
         routes={"/orgs/{org}/projects": {"GET": "project:read"}},
-        dpop=DPoPVerifier(clock=clock, replay_cache=RedisReplayCache(store, prefix=f"{next_jti('slow-')}:", clock=clock)),
+        dpop=DPoPVerifier(
+            clock=clock, replay_cache=RedisReplayCache(store, prefix=f"{next_jti('slow-')}:", clock=clock)
+        ),
         resource=RESOURCE,
     )
     bound = signer.token(cnf={"jkt": key.jkt})
