@@ -64,10 +64,14 @@ class Actors:
 
     ``Actors({"agent:reporting": "project:read", "agent:deploy": ["project:read", "deploy:run"]})``
 
+    A key ending in ``*`` names every ``sub`` that starts with what comes before it
+    (``"session:*"``: every capability token's agent session; ``"agent:*"``): an exact key wins,
+    then the longest such prefix, then ``default``.
+
     Validated at construction (``ValueError`` naming the entry), immutable.
     """
 
-    __slots__ = ("_ceilings", "_default")
+    __slots__ = ("_ceilings", "_default", "_prefixes")
 
     def __init__(
         self,
@@ -82,11 +86,23 @@ class Actors:
             checked[sub] = _scope_set(scopes, f"Actors[{sub!r}]")
         self._ceilings = checked
         self._default = None if default is None else _scope_set(default, "Actors default")
+        # Longest first, so the most specific prefix answers.
+        self._prefixes = tuple(
+            sorted(
+                ((key[:-1], scopes) for key, scopes in checked.items() if key.endswith("*")),
+                key=lambda entry: -len(entry[0]),
+            )
+        )
 
     def ceiling(self, sub: str) -> frozenset[str] | None:
         """The scopes the actor ``sub`` may exercise, or None when it is refused altogether."""
         found = self._ceilings.get(sub)
-        return found if found is not None else self._default
+        if found is not None:
+            return found
+        for prefix, scopes in self._prefixes:
+            if sub.startswith(prefix):
+                return scopes
+        return self._default
 
     @property
     def default(self) -> frozenset[str] | None:

@@ -262,3 +262,21 @@ def test_a_ceiling_never_widens_and_a_challenge_can_always_be_met(
         assert set(decision.scope) <= role & ceiling
     if decision.error == "insufficient_user_authentication":
         assert decision.status == 401 and decision.acr_values == ("mfa", "hwk")
+
+
+def test_a_key_ending_in_a_star_is_a_prefix_and_the_most_specific_entry_wins() -> None:
+    actors = Actors(
+        {
+            "session:*": "project:read",
+            "agent:*": "project:read project:write",
+            "agent:ci:*": "deploy:run",
+            "agent:ci:nightly": "project:read",
+        },
+        default="docs:read",
+    )
+    assert actors.ceiling("session:s-1") == {"project:read"}
+    assert actors.ceiling("agent:chat") == {"project:read", "project:write"}
+    assert actors.ceiling("agent:ci:build") == {"deploy:run"}  # the longer prefix
+    assert actors.ceiling("agent:ci:nightly") == {"project:read"}  # the exact key
+    assert actors.ceiling("session") == {"docs:read"}  # no prefix matches: the default
+    assert actors.ceiling("Session:s-1") == {"docs:read"}  # case matters, as for sub
