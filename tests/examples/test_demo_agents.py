@@ -212,6 +212,34 @@ def test_a_capability_token_names_its_agent_session_as_the_actor(demo: Demo, htt
     )
 
 
+def test_a_capability_carries_no_sign_in_so_a_step_up_route_asks_for_one(
+    demo: Demo, http: httpx.Client
+) -> None:
+    """Approved to write, an agent session's capability holds the scope a deletion needs but no
+    acr or auth_time (a capability is not a sign-in): 401 insufficient_user_authentication,
+    which only the person can answer."""
+    session = "agents-delete"
+    login = http.post(
+        f"{demo.resource}/login", json={"username": "user-admin", "password": PASSWORDS["user-admin"]}
+    )
+    assert login.status_code == 200
+    approved = http.post(
+        f"{demo.resource}/orgs/acme/agent-approvals", json={"sessionId": session, "scopes": ["project:write"]}
+    )
+    assert approved.status_code == 201, approved.text
+    http.cookies.clear()
+    minted = http.post(
+        f"{demo.resource}/orgs/acme/agent-token",
+        json={"sessionId": session},
+        headers={"Authorization": f"Bearer {person_token(demo, http, otp=SECOND_FACTORS['user-admin'])}"},  # type: ignore[arg-type]
+    )
+    capability = {"Authorization": f"Bearer {minted.json()['token']}"}
+    assert "project:write" in minted.json()["scopes"]
+    refused = http.delete(f"{demo.resource}/orgs/acme/projects/1", headers=capability)
+    (challenge,) = parse_challenges(refused.headers["www-authenticate"])
+    assert (refused.status_code, challenge.get("error")) == (401, "insufficient_user_authentication")
+
+
 # -- the authorization endpoint records the sign-in -----------------------------------------------
 
 
