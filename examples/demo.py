@@ -21,6 +21,12 @@ request: the token alone, or with another key's proof, or a replayed request, ge
 The MCP server (the MCP SDK's, behind ``protect_mcp``) serves the same projects as tools; the
 MCP SDK's own client registers itself with the authorization server, gets a read token, is
 refused the write tool, and steps up by itself.
+
+Agents acting for people: an agent exchanges a person's token and its own for a token that names
+it as the actor (RFC 8693 token exchange, ``act``); the API answers with the actor, and caps the
+agent below the person (an actor ceiling). Deleting a project, at the API or with the MCP
+server's tool, needs a recent sign-in with a second factor (RFC 9470): refused with
+``insufficient_user_authentication``, the person passes the second factor, and the retry succeeds.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import secrets
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from demo_api import Introspection, Projects, create_api
 from demo_auth_server import (
+    AGENT_CLIENT,
+    AGENT_SECRET,
     API_CLIENT,
     API_SECRET,
     GLOBEX,
@@ -61,15 +70,23 @@ from demo_auth_server import (
     OPAQUE_SECRET,
     PASSWORDS,
     ROLES,
+    SECOND_FACTORS,
     SERVICE_CLIENT,
     SERVICE_SECRET,
     create_auth_server,
+    exchange_token,
     fetch_token_client_credentials,
     fetch_token_with_code,
 )
 from demo_gateway import create_gateway
 from demo_mcp import create_mcp_app, loopback_socket, serving
-from demo_mcp_client import EXPECTED_AUTHORIZATIONS, EXPECTED_MCP, mcp_story
+from demo_mcp_client import (
+    EXPECTED_AUTHORIZATIONS,
+    EXPECTED_MCP,
+    EXPECTED_MCP_STEP_UP,
+    mcp_step_up_story,
+    mcp_story,
+)
 
 from policy import parse_challenges
 from resource_server.client import DPoPKey, StepUpAuth
@@ -109,10 +126,12 @@ def demo_servers(
     globex_port: int = 0,
     redis_url: str | None = None,
     mcp_port: int = 0,
+    clock: Callable[[], float] = time.time,
 ) -> Iterator[Demo]:
     """Run the two authorization servers, the API, the gateway and the MCP server on loopback;
     the API keeps its replay cache in Redis given ``redis_url``, else in memory (it is one
-    process here)."""
+    process here). ``clock`` is the time of the authorization servers (codes, sign-ins, token
+    dates), the API and the MCP server (token expiry, a sign-in's age, DPoP proofs)."""
     memberships = {**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS}  # the API's own knowledge of both tenants
     projects = Projects()  # the API and the MCP server serve the same projects
     gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
@@ -126,11 +145,11 @@ def demo_servers(
     mcp = f"http://127.0.0.1:{mcp_socket.getsockname()[1]}"  # its URL, and its resource identifier
     with tempfile.TemporaryDirectory() as tmp, contextlib.closing(mcp_socket):
         apps[0].app = create_auth_server(
-            issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource, resources=[mcp]
+            issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource, resources=[mcp], clock=clock
         )
         # Its own database, users and signing key: nothing is shared with acme's server.
         apps[3].app = create_auth_server(
-            issuer=globex, db_path=f"{tmp}/globex.sqlite3", resource=resource, tenant=GLOBEX
+            issuer=globex, db_path=f"{tmp}/globex.sqlite3", resource=resource, tenant=GLOBEX, clock=clock
         )
         apps[1].app = create_api(
             issuer=issuer,
@@ -145,12 +164,13 @@ def demo_servers(
             tenant_issuers={"globex": globex},
             redis_url=redis_url,
             projects=projects,
+            clock=clock,
         )
         apps[2].app = create_gateway(
             api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
         )
         mcp_app = create_mcp_app(
-            issuer=issuer, resource=mcp, roles=ROLES, memberships=memberships, projects=projects
+            issuer=issuer, resource=mcp, roles=ROLES, memberships=memberships, projects=projects, clock=clock
         )
         for server in servers:
             # A short poll interval: shutdown() waits for it, once per server, when the demo ends.
@@ -473,6 +493,130 @@ def dpop_story(demo: Demo) -> list[int]:
     return seen
 
 
+#: What :func:`delegation_story` sees: the agent reads for the person, and is refused a write
+#: the person could make.
+EXPECTED_DELEGATION = [200, 403]
+#: What :func:`step_up_story` sees: a project created, its deletion refused for a password
+#: sign-in, then done after the second factor.
+EXPECTED_STEP_UP = [201, 401, 200]
+
+
+def delegation_story(demo: Demo, step: int = 27) -> list[int]:
+    """An agent, ``agent-assistant``, acts for user-admin. It holds user-admin's token (which can
+    write) and its own (client credentials), and exchanges them for one token that is user-admin's
+    with the agent as its actor (RFC 8693). The API sees both: it names the actor, and caps it at
+    the agent's ceiling, below what user-admin may do."""
+    seen: list[int] = []
+    with httpx.Client(timeout=10) as http:
+        call = functools.partial(bearer_call, http, demo.resource, seen)
+        person = fetch_token_with_code(
+            demo.issuer,
+            username="user-admin",
+            password=PASSWORDS["user-admin"],
+            org="acme",
+            scope="project:read project:write",
+            client=http,
+        )
+        own = fetch_token_client_credentials(
+            demo.issuer, client_id=AGENT_CLIENT, client_secret=AGENT_SECRET, scope="project:read", client=http
+        )
+        delegated = exchange_token(
+            demo.issuer,
+            client_id=AGENT_CLIENT,
+            client_secret=AGENT_SECRET,
+            subject_token=person["access_token"],
+            actor_token=own["access_token"],
+            scope="project:read project:write",
+            client=http,
+        )
+        claims = jwt.decode(delegated["access_token"], options={"verify_signature": False})
+        print(
+            f"\n   ({AGENT_CLIENT} exchanges user-admin's token and its own (RFC 8693): a token with"
+            f" sub {claims['sub']!r}, act {json.dumps(claims['act'])}, granted {delegated['scope']!r},"
+            f" issued_token_type {delegated['issued_token_type']})"
+        )
+        call(
+            f"{step}. the agent reads for user-admin: the API names the actor",
+            "GET",
+            "/orgs/acme/projects",
+            delegated["access_token"],
+        )
+        call(
+            f"{step + 1}. the agent writes for user-admin, who may write: above the agent's ceiling"
+            " (project:read), no token can help, so no challenge",
+            "POST",
+            "/orgs/acme/projects",
+            delegated["access_token"],
+            json={"name": "by-agent"},
+        )
+    return seen
+
+
+def second_factor_provider(
+    http: httpx.Client, issuer: str, username: str, *, resource: str | None = None
+) -> Callable[..., str]:
+    """A token provider for the library's step-up clients: ``username`` signs in with a password,
+    and, when a server asks for a stronger or more recent sign-in (``acr_values``, ``max_age``,
+    RFC 9470), again with the second factor."""
+
+    def token_for(
+        scopes: frozenset[str] | None,
+        *,
+        acr_values: tuple[str, ...] | None = None,
+        max_age: int | None = None,
+    ) -> str:
+        stepping_up = acr_values is not None or max_age is not None
+        granted = fetch_token_with_code(
+            issuer,
+            username=username,
+            password=PASSWORDS[username],
+            org="acme",
+            scope=" ".join(sorted(scopes or {"project:read"})),
+            client=http,
+            otp=SECOND_FACTORS[username] if stepping_up else None,
+            acr_values=acr_values,
+            max_age=max_age,
+            resource=resource,
+        )
+        claims = jwt.decode(granted["access_token"], options={"verify_signature": False})
+        how = "password and second factor" if stepping_up else "password"
+        print(
+            f"\n   ({username} signs in ({how}): granted {granted['scope']!r},"
+            f" acr {claims.get('acr')!r}, auth_time {claims.get('auth_time')})"
+        )
+        return str(granted["access_token"])
+
+    return token_for
+
+
+def step_up_story(demo: Demo, step: int = 29) -> list[int]:
+    """user-admin creates a project and deletes it, with the library's step-up client. Deleting needs a sign-in
+    with the second factor in the last 300 s (RFC 9470); user-admin signed in with a password, so
+    the API answers 401 insufficient_user_authentication; the client asks its token provider for
+    such a sign-in, user-admin passes the second factor, and the client sends the request again."""
+    seen: list[int] = []
+    steps = iter(
+        (
+            f"{step}. user-admin creates a project, signed in with a password",
+            f"{step + 1}. and deletes it: a password sign-in is not enough",
+            f"{step + 2}. signed in again with the second factor, the retry deletes it",
+        )
+    )
+
+    def shown(response: httpx.Response) -> None:
+        response.read()
+        show(next(steps), response)
+        seen.append(response.status_code)
+
+    with httpx.Client(timeout=10) as http:
+        token_for = second_factor_provider(http, demo.issuer, "user-admin")
+        auth = StepUpAuth(token_for, scopes=["project:read", "project:write"])
+        with httpx.Client(timeout=10, auth=auth, event_hooks={"response": [shown]}) as client:
+            created = client.post(f"{demo.resource}/orgs/acme/projects", json={"name": "short-lived"})
+            client.delete(f"{demo.resource}/orgs/acme/projects/{created.json()['id']}")
+    return seen
+
+
 def dpop_snippet(issuer: str, resource: str) -> str:
     """Python that gets a token bound to a new key and reads with it (curl cannot sign proofs)."""
     return f"""import httpx
@@ -618,16 +762,33 @@ def main() -> None:
         tenants = tenant_story(demo)
         bound = dpop_story(demo)
         mcp = mcp_story(f"{demo.mcp}/orgs/acme/mcp/")
+        delegation = delegation_story(demo)
+        step_up = step_up_story(demo)
+        with httpx.Client(timeout=10) as http:
+            mcp_step_up = mcp_step_up_story(
+                f"{demo.mcp}/orgs/acme/mcp/",
+                second_factor_provider(http, demo.issuer, "user-admin", resource=demo.mcp),
+            )
     expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
     expected_tenants = [200, 401, 201, 401]
     print(f"\nstatuses: {statuses} (expected {expected})")
     print(f"opaque tokens and the second tenant: {tenants} (expected {expected_tenants})")
     print(f"DPoP-bound tokens: {bound} (expected {EXPECTED_DPOP})")
     print(mcp_summary(mcp.statuses, mcp.authorizations))
-    mcp_ok = mcp.statuses == EXPECTED_MCP and len(mcp.authorizations) == EXPECTED_AUTHORIZATIONS
-    sys.exit(
-        0 if statuses == expected and tenants == expected_tenants and bound == EXPECTED_DPOP and mcp_ok else 1
-    )
+    print(f"an agent acting for a person: {delegation} (expected {EXPECTED_DELEGATION})")
+    print(f"step-up authentication: {step_up} (expected {EXPECTED_STEP_UP})")
+    print(f"step-up authentication on an MCP tool: {mcp_step_up} (expected {EXPECTED_MCP_STEP_UP})")
+    told = [
+        (statuses, expected),
+        (tenants, expected_tenants),
+        (bound, EXPECTED_DPOP),
+        (mcp.statuses, EXPECTED_MCP),
+        (len(mcp.authorizations), EXPECTED_AUTHORIZATIONS),
+        (delegation, EXPECTED_DELEGATION),
+        (step_up, EXPECTED_STEP_UP),
+        (mcp_step_up, EXPECTED_MCP_STEP_UP),
+    ]
+    sys.exit(0 if all(seen == wanted for seen, wanted in told) else 1)
 
 
 if __name__ == "__main__":

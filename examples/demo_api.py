@@ -9,6 +9,15 @@ de-escalated capability tokens at ``POST /orgs/<org>/agent-token``; people appro
 for one agent session at ``POST /orgs/<org>/agent-approvals`` from a first-party session
 (``POST /login``), and those approvals live in a SQLite grants store.
 
+Agents acting for people (RFC 8693: a token whose ``act`` names the agent) are capped by
+:data:`ACTORS`: whatever the person may do, the ``agent-assistant`` agent only reads, an agent session of a
+capability token (``session:<id>``) at most reads and writes projects, and any other actor is
+refused. A project
+listing names the actor, when there is one. Deleting a project (``DELETE
+/orgs/<org>/projects/<id>``) needs ``project:write`` and a sign-in with the second factor in the
+last five minutes (RFC 9470): a token of a password sign-in gets ``401
+insufficient_user_authentication`` with ``acr_values="mfa"`` and ``max_age="300"``.
+
 Tokens come as ``Bearer`` or, bound to a client's key, as ``DPoP`` with a proof per request
 (RFC 9449); a bound token sent as a bearer token is refused. The one-time credentials (DPoP
 proofs, the gateway's viewer contexts) are remembered in a replay cache: in process memory, or in
@@ -39,7 +48,7 @@ from flask import Flask, Response, request, session
 from flask.views import MethodView
 from sqlalchemy.exc import OperationalError
 
-from policy import Roles, ScopeMap
+from policy import Actors, Requirement, Roles, ScopeMap
 from resource_server.capability import CapabilityIssuer
 from resource_server.dpop import DPoPVerifier
 from resource_server.flask import ResourceServer, current_access, current_token, json_body
@@ -54,6 +63,18 @@ from resource_server.viewer_context import ViewerContextVerifier
 AGENT_READONLY_SCOPES = ("project:read",)
 
 PROJECTS_SCOPES = {"GET": "project:read", "POST": "project:write"}
+#: How recent a sign-in (seconds) a deletion needs, and with which acr: the second factor.
+STEP_UP_MAX_AGE, STEP_UP_ACR = 300, "mfa"
+#: One project's methods: deleting it needs a recent sign-in with the second factor (RFC 9470).
+PROJECT_SCOPES = {
+    "GET": "project:read",
+    "DELETE": Requirement("project:write", acr=[STEP_UP_ACR], max_age=STEP_UP_MAX_AGE),
+}
+#: The ceilings of actors acting for people (RFC 8693): the assistant agent reads only, whatever
+#: its person may do; the agent sessions of capability tokens (``session:<id>``, whose scopes the
+#: person approves one by one) read and write projects at most, never teams or the org; any other
+#: actor is refused.
+ACTORS = Actors({"agent-assistant": ["project:read"], "session:*": ["project:read", "project:write"]})
 #: The longest project name either front end (the API, the MCP server) accepts.
 MAX_PROJECT_NAME = 100
 
@@ -70,6 +91,14 @@ class Projects:
     def list(self, org: str) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(project) for project in self._by_org.get(org, [])]
+
+    def delete(self, org: str, project_id: int) -> bool:
+        """Remove a project; False when ``org`` has none with that id."""
+        with self._lock:
+            kept = [project for project in self._by_org.get(org, []) if project["id"] != project_id]
+            deleted = len(kept) != len(self._by_org.get(org, []))
+            self._by_org[org] = kept
+            return deleted
 
     def create(self, org: str, name: str, created_by: str) -> dict[str, Any]:
         """A new project; ``name`` is checked by the caller (1 to ``MAX_PROJECT_NAME`` characters)."""
@@ -124,6 +153,7 @@ def create_api(
     tenant_issuers: Mapping[str, str] | None = None,
     redis_url: str | None = None,
     projects: Projects | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
     ``passwords`` are the first-party logins; ``grants_url`` is the grants database; ``issuer``'s
@@ -132,7 +162,8 @@ def create_api(
     ``issuer`` are checked; ``tenant_issuers`` maps an organization to the issuer URL of its own
     authorization server; ``redis_url`` the Redis server holding the replay cache (DPoP proofs,
     viewer contexts), else it is held in memory; ``projects`` the data it serves (a new
-    :class:`Projects` when not given)."""
+    :class:`Projects` when not given); ``clock`` the time every check is made at (token expiry,
+    a sign-in's age)."""
     projects = projects if projects is not None else Projects()
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
@@ -151,7 +182,7 @@ def create_api(
     # Serves RFC 9728 metadata (whose authorization_servers are the trusted issuers) and names it
     # in challenges.
     app.config.update(RESOURCE_SERVER_RESOURCE=resource)
-    clock = time.time  # one clock for every verifier: the guard caches results until their expiry
+    # One clock for every verifier: the guard caches results until their expiry on it.
     tenants = [
         # A customer's own server speaks for that customer only: a token it issues is bound to
         # its org, and one naming any other org is refused (issuer_org).
@@ -192,6 +223,7 @@ def create_api(
         ),
         # Bearer tokens and DPoP-bound ones (RFC 9449 §7), whose proofs are used once.
         dpop=DPoPVerifier(replay_cache=replays, clock=clock),
+        actors=ACTORS,
     )
     app.register_blueprint(agent_blueprint(rs, issuer=capabilities, grants=grants))
 
@@ -219,9 +251,22 @@ def create_api(
                 }, 400
             return projects.create(org, name, current_access.subject), 201
         listing = {"org": org, "projects": projects.list(org), "subject": current_access.subject}
+        if current_access.actor is not None:  # RFC 8693 §4.1: who acts for the subject
+            listing["actor"] = current_access.actor.sub
         if request.headers.get("X-Gateway"):  # set by the gateway's passthrough policy
             listing["via"] = {h: request.headers.get(h) for h in ("X-Gateway", "X-Request-Id")}
         return listing
+
+    @app.route("/orgs/<org>/projects/<int:project_id>", methods=["GET", "DELETE"])
+    @rs.require(PROJECT_SCOPES, org="org")
+    def org_project(org: str, project_id: int):
+        missing = {"error": "not_found", "error_description": "no such project"}, 404
+        if request.method == "DELETE":  # a write: branch on it, never on GET (HEAD comes here too)
+            if not projects.delete(org, project_id):
+                return missing
+            return {"deleted": project_id, "by": current_access.subject, "acr": current_access.acr}
+        found = [project for project in projects.list(org) if project["id"] == project_id]
+        return found[0] if found else missing
 
     @rs.require(org="org")
     class TeamAPI(MethodView):

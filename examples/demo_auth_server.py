@@ -19,6 +19,21 @@ token's ``aud`` is that resource, and an unknown one is ``invalid_target``. Clie
 themselves (RFC 7591, at ``/register``, public clients only: see demo_registration.py), as MCP
 clients do.
 
+The authorization endpoint records how the person signed in (RFC 9068 §2.2.1, put in every token
+of that sign-in): ``acr`` ``pwd`` for a password, ``mfa`` for a password and the second factor
+(an ``otp`` form field), and ``auth_time``, the moment of the sign-in, from the server's clock. A
+client that asks for ``acr_values=mfa`` (OpenID Connect Core §3.1.2.1, which RFC 9470 §4 uses to
+step up) gets a code only once the person passed the second factor. The second factor is a fixed
+code per user (:data:`SECOND_FACTORS`): demo only; a real server checks a TOTP (RFC 6238) or a
+passkey.
+
+An agent gets a token to act for a person by token exchange (RFC 8693 §2, a grant Authlib does not
+have, written here: :class:`TokenExchangeGrant`): it authenticates as itself, sends the person's
+access token as ``subject_token`` and its own as ``actor_token``, and gets a token for the same
+person and org whose ``act`` claim names it (§4.1), nesting the ``act`` of the subject token
+(an agent acting for an agent), with the person's ``acr`` and ``auth_time``, and a scope within
+the subject token's (and the person's role).
+
 A token request that carries a valid ``DPoP`` proof (RFC 9449 §5) gets a token bound to the
 proof's key: ``cnf.jkt``, the key's RFC 7638 thumbprint, in the JWT (or in the introspection
 answer of an opaque token), and ``token_type`` ``DPoP``. An invalid proof is a 400
@@ -67,12 +82,15 @@ from demo_registration import (
 from flask import Flask, Response, g, jsonify, request
 from joserfc.jwk import ECKey, KeySet
 
-from resource_server import VerificationUnavailable
+from policy import Actor
+from resource_server import InvalidToken, VerificationUnavailable
 from resource_server.bodies import BodyError
 from resource_server.client import DPoPKey
 from resource_server.dpop import DPoPVerifier, InvalidDPoPProof
 from resource_server.flask import json_body, request_body
 from resource_server.state import ReplayCache
+from resource_server.tokens import JWTVerifier, VerifiedToken
+from resource_server.tokens.claims import MAX_ACTOR_DEPTH
 
 log = logging.getLogger("demo_auth_server")
 
@@ -92,6 +110,7 @@ MEMBERSHIPS: dict[tuple[str, str], str] = {
     ("user-member", "acme"): "member",
     ("svc-reporting", "acme"): "member",
     ("svc-billing", "acme"): "member",
+    ("agent-assistant", "acme"): "member",  # its own token reads; it writes only for a person
 }
 PUBLIC_CLIENT, REDIRECT_URI = "demo-cli", "http://127.0.0.1/callback"
 SERVICE_CLIENT, SERVICE_SECRET, SERVICE_ORG = "svc-reporting", "demo-service-secret-0123456789abcdef", "acme"
@@ -106,6 +125,18 @@ GLOBEX_MEMBERSHIPS: dict[tuple[str, str], str] = {
     ("svc-globex", "globex"): "member",
 }
 GLOBEX_SERVICE_CLIENT, GLOBEX_SERVICE_SECRET = "svc-globex", "demo-globex-service-secret-0123456789"
+#: An agent (a confidential client) that acts for people through token exchange (RFC 8693).
+AGENT_CLIENT, AGENT_SECRET = "agent-assistant", "demo-agent-secret-0123456789abcdef"
+#: Each user's second factor: a fixed code, for the loopback demo only (a real server checks a
+#: TOTP, RFC 6238, or a passkey, and never keeps a code in its source).
+SECOND_FACTORS = {"user-admin": "246810", "user-member": "135790", "user-globex": "975310"}
+#: The authentication context class references (acr) this server records: a password alone, or
+#: a password and the second factor.
+ACR_PASSWORD, ACR_MFA = "pwd", "mfa"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+#: The token types (RFC 8693 §3) this server takes as subject and actor tokens, and issues.
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 CODE_LIFETIME, TOKEN_LIFETIME = 60, 600
 #: How many clients may register themselves (RFC 7591) with one server.
 MAX_REGISTRATIONS = 100
@@ -122,7 +153,7 @@ CREATE TABLE IF NOT EXISTS clients (id TEXT PRIMARY KEY, secret_hash BLOB, auth_
     token_format TEXT NOT NULL, org TEXT REFERENCES orgs (id));
 CREATE TABLE IF NOT EXISTS codes (code TEXT PRIMARY KEY, client_id TEXT, user_id TEXT, org TEXT,
     redirect_uri TEXT, scope TEXT, code_challenge TEXT, code_challenge_method TEXT, issued_at REAL,
-    resource TEXT);
+    resource TEXT, acr TEXT, auth_time INTEGER);
 CREATE TABLE IF NOT EXISTS tokens (token_hash BLOB PRIMARY KEY, client_id TEXT NOT NULL, subject TEXT NOT NULL,
     org TEXT NOT NULL, scope TEXT NOT NULL, audience TEXT NOT NULL, issued_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL, jkt TEXT);
@@ -170,6 +201,9 @@ ACME = Tenant(
             ("client_credentials",),
             org="acme",
             token_format="opaque",
+        ),
+        Registration(
+            AGENT_CLIENT, AGENT_SECRET, _CONFIDENTIAL, ("client_credentials", TOKEN_EXCHANGE), org="acme"
         ),
         # RFC 7662 §2.1: the resource server authenticates; it has no grant and gets no tokens.
         Registration(API_CLIENT, API_SECRET, ("client_secret_basic",), (), endpoints=("introspection",)),
@@ -240,10 +274,15 @@ class Client(ClientMixin):
 
 @dataclass(frozen=True)
 class User:
-    """The resource owner as seen through one authorization: who, and for which org."""
+    """The resource owner as seen through one authorization: who, for which org, how and when
+    they signed in (``acr``, ``auth_time``; None for a code stored before they were recorded),
+    and, for a token obtained by exchange, who acts for them (``actors``, the current one first)."""
 
     user_id: str
     org: str
+    acr: str | None = None
+    auth_time: int | None = None
+    actors: tuple[Actor, ...] = ()
 
     def get_user_id(self) -> str:
         return self.user_id
@@ -263,6 +302,9 @@ class AuthorizationCode:
     #: The resource the token is for (RFC 8707): its ``aud``. None (a code stored before there
     #: was a choice) means the server's default resource.
     resource: str | None = None
+    #: How and when the person signed in (None: a code stored before they were recorded).
+    acr: str | None = None
+    auth_time: int | None = None
 
     def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
@@ -312,6 +354,9 @@ class Store:
                 db.execute("ALTER TABLE tokens ADD COLUMN jkt TEXT")  # a database from before DPoP
             if "resource" not in {row[1] for row in db.execute("PRAGMA table_info(codes)")}:
                 db.execute("ALTER TABLE codes ADD COLUMN resource TEXT")  # from before RFC 8707
+            if "acr" not in {row[1] for row in db.execute("PRAGMA table_info(codes)")}:
+                db.execute("ALTER TABLE codes ADD COLUMN acr TEXT")  # from before sign-ins were recorded
+                db.execute("ALTER TABLE codes ADD COLUMN auth_time INTEGER")
             if db.execute("SELECT COUNT(*) FROM orgs").fetchone()[0] == 0:
                 self._seed(db, tenant)
 
@@ -383,7 +428,7 @@ class Store:
 
     def save_code(self, item: AuthorizationCode) -> None:
         with self._db() as db:
-            db.execute("INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(item))
+            db.execute("INSERT INTO codes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", astuple(item))
 
     def find_code(self, code: str, client_id: str, now: float) -> AuthorizationCode | None:
         sql = "SELECT * FROM codes WHERE code = ? AND client_id = ? AND issued_at > ?"
@@ -473,13 +518,26 @@ class TokenGenerator(JWTBearerTokenGenerator):
         # Authlib's client_id.
         return token_audience(self.resource)
 
+    def get_acr(self, user: User | None) -> str | None:
+        return user.acr if user else None  # RFC 9068 §2.2.1: how the person signed in
+
+    def get_auth_time(self, user: User | None) -> int | None:
+        return user.auth_time if user else None
+
     def get_extra_claims(
         self, client: Client, grant_type: str, user: User | None, scope: str
     ) -> dict[str, Any]:
-        claims: dict[str, Any] = {"org_id": user.org if user else client.org}
+        now = int(self.clock())  # Authlib dates tokens by the wall clock; this server's clock rules
+        claims: dict[str, Any] = {
+            "org_id": user.org if user else client.org,
+            "iat": now,
+            "exp": now + TOKEN_LIFETIME,
+        }
         jkt = dpop_bound_key()
         if jkt is not None:
             claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1
+        if user is not None and user.actors:
+            claims["act"] = act_claim(user.actors)  # RFC 8693 §4.1
         return claims
 
     def generate(
@@ -514,6 +572,20 @@ class TokenGenerator(JWTBearerTokenGenerator):
         self.store.save_token(token, record)
         token_type = "Bearer" if jkt is None else "DPoP"
         return {"token_type": token_type, "access_token": token, "expires_in": TOKEN_LIFETIME, "scope": scope}
+
+
+def act_claim(chain: tuple[Actor, ...]) -> dict[str, Any]:
+    """The ``act`` claim (RFC 8693 §4.1) of a non-empty chain, the current actor outermost and
+    each prior one nested in the ``act`` of the one after it."""
+    claim: dict[str, Any] = {}
+    for actor in reversed(chain):
+        level: dict[str, Any] = {"sub": actor.sub}
+        if actor.client_id is not None:
+            level["client_id"] = actor.client_id
+        if claim:
+            level["act"] = claim
+        claim = level
+    return claim
 
 
 def make_code_grant(
@@ -567,6 +639,8 @@ def make_code_grant(
                     data.get("code_challenge_method"),
                     clock(),
                     g.resource,
+                    req.user.acr,
+                    req.user.auth_time,
                 )
             )
 
@@ -579,7 +653,8 @@ def make_code_grant(
                 raise errors.InvalidGrantError("the authorization code was already used")
 
         def authenticate_user(self, authorization_code: AuthorizationCode) -> User:
-            return User(authorization_code.user_id, authorization_code.org)
+            code = authorization_code
+            return User(code.user_id, code.org, code.acr, code.auth_time)
 
     return CodeGrant
 
@@ -602,6 +677,105 @@ class S256CodeChallenge(CodeChallenge):
 
 class ServiceGrant(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def make_token_exchange_grant(tokens: JWTVerifier) -> type[grants.BaseGrant]:
+    """RFC 8693 §2 token exchange, delegation only, for tokens ``tokens`` verifies (this server's
+    own JWT access tokens): see :class:`TokenExchangeGrant`."""
+
+    class Grant(TokenExchangeGrant):
+        verifier = tokens
+
+    return Grant
+
+
+class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
+    """RFC 8693 §2.1: a client allowed this grant (an agent) authenticates as itself and sends
+
+    - ``subject_token``: a person's access token from this server, ``subject_token_type``
+      ``...:access_token`` or ``...:jwt`` (§3);
+    - ``actor_token``: the agent's own access token from this server (client credentials), of the
+      same types, whose ``sub`` is the authenticated client: an agent speaks for itself only.
+
+    The answer (§2.2.1) is an access token for the person and org of the subject token, whose
+    ``act`` names the agent and nests the subject token's own ``act`` (§4.1), with the person's
+    ``acr`` and ``auth_time`` (the exchange is no sign-in), ``issued_token_type``
+    ``...:access_token``, and a scope of the ``scope`` asked for (all of the subject token's when
+    none is) capped by the subject token's and the person's role (RFC 6749 §3.3). Whether the
+    agent may act for the person at all (``may_act``, §4.4) is this server's decision: here any
+    client registered for the grant may, for the tokens its users hand it.
+
+    Refused as RFC 6749 §5.2 says (§2.2.2): a parameter missing, repeated, of an unknown type, a
+    ``requested_token_type`` other than an access token, an impersonation request (no
+    ``actor_token``) → ``invalid_request``; a subject or actor token that does not verify, is
+    bound to a DPoP key, is not the client's own, or would nest actors past the bound →
+    ``invalid_grant``; nothing grantable → ``invalid_scope``.
+    """
+
+    GRANT_TYPE = TOKEN_EXCHANGE
+    TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+    verifier: ClassVar[JWTVerifier]
+
+    def _one(self, name: str, *, required: bool = True) -> str | None:
+        values = self.request.payload.datalist.get(name, [])
+        if len(values) > 1:
+            raise errors.InvalidRequestError(f"send {name} once")
+        if not values or not values[0]:
+            if required:
+                raise errors.InvalidRequestError(f"{name} is required")
+            return None
+        return str(values[0])
+
+    def _token(self, kind: str) -> VerifiedToken:
+        """The ``<kind>_token`` of the request, of a type this server takes, verified."""
+        token_type = self._one(f"{kind}_token_type", required=False)
+        token = self._one(f"{kind}_token", required=kind == "subject")
+        if token is None:
+            raise errors.InvalidRequestError(
+                "this server issues delegated tokens only: send the agent's own token as actor_token"
+            )
+        if token_type not in (ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE):
+            raise errors.InvalidRequestError(
+                f"{kind}_token_type must be {ACCESS_TOKEN_TYPE} or {JWT_TOKEN_TYPE}"
+            )
+        try:
+            verified = self.verifier.verify(token)
+        except InvalidToken as error:
+            raise errors.InvalidGrantError(f"the {kind}_token is not valid: {error.description}") from None
+        if verified.jkt is not None:  # its key's holder is not proven here: never passed on
+            raise errors.InvalidGrantError(f"the {kind}_token is bound to a DPoP key")
+        return verified
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise errors.UnauthorizedClientError(f"the client may not use grant_type={self.GRANT_TYPE}")
+        self.request.client = client
+        requested = self._one("requested_token_type", required=False)
+        if requested not in (None, ACCESS_TOKEN_TYPE):
+            raise errors.InvalidRequestError(f"requested_token_type must be {ACCESS_TOKEN_TYPE}")
+        subject = self._token("subject")
+        actor = self._token("actor")
+        if actor.subject != client.client_id or actor.actors:
+            raise errors.InvalidGrantError("the actor_token must be the authenticated client's own token")
+        if subject.org is None:
+            raise errors.InvalidGrantError("the subject_token names no organization")
+        if len(subject.actors) >= MAX_ACTOR_DEPTH:
+            raise errors.InvalidGrantError(f"the delegation chain would pass {MAX_ACTOR_DEPTH} actors")
+        asked = self.request.payload.scope
+        self.granted = cap_scope(asked, subject.scopes)  # invalid_scope when nothing is left
+        self.request.user = User(
+            subject.subject,
+            subject.org,
+            subject.acr,
+            subject.auth_time,
+            (Actor(client.client_id, client_id=client.client_id), *subject.actors),
+        )
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(user=self.request.user, scope=self.granted, include_refresh_token=False)
+        token["issued_token_type"] = ACCESS_TOKEN_TYPE  # RFC 8693 §2.2.1
+        return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 def make_introspection(
@@ -659,7 +833,52 @@ def load_signing_key(pem: bytes | None) -> ECKey:
 
 LOGIN_FORM = """<!doctype html><title>Sign in</title>
 <form method="post"><input name="username" placeholder="user"> <input name="password" type="password">
-<input name="org" placeholder="org"> <button>Authorize</button></form>"""
+<input name="org" placeholder="org"> <input name="otp" placeholder="second factor (optional)">
+<button>Authorize</button></form>"""
+#: The longest max_age (seconds) an authorization request may name: OpenID Connect's is a
+#: non-negative integer; RFC 9470 §3's challenges carry at most 2147483647.
+MAX_AGE_LIMIT = 2**31 - 1
+
+
+class SignInRefused(Exception):
+    """A sign-in at the authorization endpoint that gets no code: ``status`` and why."""
+
+    def __init__(self, description: str, status: int) -> None:
+        super().__init__(description)
+        self.description, self.status = description, status
+
+
+def asked_authentication(args: Mapping[str, str]) -> bool:
+    """Whether an authorization request asks for the second factor: ``acr_values`` naming
+    ``mfa`` (OpenID Connect Core §3.1.2.1; RFC 9470 §4). ``max_age`` is checked for form only:
+    every sign-in here is a new one, so it is never older than any ``max_age``. Malformed values
+    are a :class:`SignInRefused` (400)."""
+    acr_values, max_age = args.get("acr_values"), args.get("max_age")
+    if acr_values is not None and (not 0 < len(acr_values) <= 1024 or not acr_values.isascii()):
+        raise SignInRefused("acr_values must be space-separated ASCII values", 400)
+    if max_age is not None and not (
+        max_age.isascii() and max_age.isdigit() and len(max_age) <= 10 and int(max_age) <= MAX_AGE_LIMIT
+    ):
+        raise SignInRefused(f"max_age must be a number of seconds, 0 to {MAX_AGE_LIMIT}", 400)
+    return acr_values is not None and ACR_MFA in acr_values.split(" ")
+
+
+def second_factor(username: str, code: str, wanted: bool) -> str:
+    """The ``acr`` of a sign-in whose password was right: ``mfa`` when the form's ``otp`` is the
+    user's code, ``pwd`` when there is none and none was ``wanted``; a wrong code, or none when
+    one was wanted, is a :class:`SignInRefused` (401)."""
+    if not code:
+        if wanted:
+            raise SignInRefused(
+                "this authorization asks for the second factor (acr_values=mfa): send otp", 401
+            )
+        return ACR_PASSWORD
+    expected = SECOND_FACTORS.get(username, "")
+    # Bytes: compare_digest raises TypeError on a non-ASCII str; surrogatepass for "\ud800".
+    given = code.encode("utf-8", "surrogatepass")
+    if not expected or not hmac.compare_digest(expected.encode(), given):
+        raise SignInRefused("wrong second factor", 401)
+    return ACR_MFA
 
 
 def refusal(text: str, status: int) -> Response:
@@ -733,6 +952,12 @@ def create_auth_server(
     known = (resource, *(r for r in resources if r != resource))
     server.register_grant(make_code_grant(store, clock, known), [S256CodeChallenge(required=True)])
     server.register_grant(ServiceGrant)
+    # The exchange takes this server's own access tokens, for any resource it serves, as the
+    # resource servers check them (strictly: act, acr, auth_time included), on this server's clock.
+    own_tokens = JWTVerifier(
+        issuer=issuer, audience=known, jwks={"keys": [key.as_dict(private=False)]}, clock=clock
+    )
+    server.register_grant(make_token_exchange_grant(own_tokens))
     server.register_endpoint(make_introspection(store, issuer, resource, clock))
     token_endpoint = f"{issuer}/token"
     # Proofs at the token endpoint carry no ath (no access token yet); their jti are kept once,
@@ -782,7 +1007,7 @@ def create_auth_server(
             introspection_endpoint=f"{issuer}/introspect",
             introspection_endpoint_auth_methods_supported=["client_secret_basic"],
             jwks_uri=f"{issuer}/.well-known/jwks.json",
-            grant_types_supported=["authorization_code", "client_credentials"],
+            grant_types_supported=["authorization_code", "client_credentials", TOKEN_EXCHANGE],
             response_types_supported=["code"],
             scopes_supported=ALL_SCOPES,
             code_challenge_methods_supported=["S256"],
@@ -802,11 +1027,17 @@ def create_auth_server(
         if request.method != "POST":  # GET, and HEAD (which Flask routes here too)
             return LOGIN_FORM
         username, org = request.form.get("username", ""), request.form.get("org", "")
-        if not store.check_password(username, request.form.get("password", "")):
-            return refusal("wrong username or password", 401)
+        try:
+            wants_mfa = asked_authentication(request.args)
+            if not store.check_password(username, request.form.get("password", "")):
+                return refusal("wrong username or password", 401)
+            acr = second_factor(username, request.form.get("otp", ""), wants_mfa)
+        except SignInRefused as refused:
+            return refusal(refused.description, refused.status)
         if store.role_scopes(username, org) is None:
             return refusal("the user is not a member of that organization", 403)
-        return server.create_authorization_response(grant_user=User(username, org), grant=grant)
+        signed_in = User(username, org, acr, int(clock()))  # RFC 9068 §2.2.1: acr, auth_time
+        return server.create_authorization_response(grant_user=signed_in, grant=grant)
 
     @app.post("/token")
     def token() -> Any:
@@ -879,9 +1110,15 @@ def fetch_token_with_code(
     scope: str,
     client: httpx.Client,
     dpop_key: DPoPKey | None = None,
+    otp: str | None = None,
+    acr_values: tuple[str, ...] | None = None,
+    max_age: int | None = None,
+    resource: str | None = None,
 ) -> dict[str, Any]:
     """The authorization code flow with PKCE (RFC 6749 §4.1, RFC 7636 §4) over HTTP, scripted;
-    with ``dpop_key``, the token is bound to that key (RFC 9449 §5)."""
+    with ``dpop_key``, the token is bound to that key (RFC 9449 §5); with ``otp``, the person
+    passes the second factor too; ``acr_values`` and ``max_age`` are asked for as RFC 9470 §4
+    says; ``resource`` names the resource the token is for (RFC 8707)."""
     verifier = secrets.token_urlsafe(48)
     query = {
         "client_id": PUBLIC_CLIENT,
@@ -892,7 +1129,13 @@ def fetch_token_with_code(
         "code_challenge": create_s256_code_challenge(verifier),
         "code_challenge_method": "S256",
     }
-    login = {"username": username, "password": password, "org": org}
+    if acr_values:
+        query["acr_values"] = " ".join(acr_values)
+    if max_age is not None:
+        query["max_age"] = str(max_age)
+    if resource is not None:
+        query["resource"] = resource
+    login = {"username": username, "password": password, "org": org, **({"otp": otp} if otp else {})}
     response = client.post(f"{base_url}/authorize", params=query, data=login, follow_redirects=False)
     params = parse_qs(urlsplit(response.headers.get("location", "")).query)
     if response.status_code != 302 or "code" not in params:
@@ -927,6 +1170,29 @@ def fetch_token_client_credentials(
     return _token_response(
         client.post(f"{base_url}/token", data=form, auth=(client_id, client_secret), headers=headers)
     )
+
+
+def exchange_token(
+    base_url: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    subject_token: str,
+    actor_token: str,
+    scope: str | None,
+    client: httpx.Client,
+) -> dict[str, Any]:
+    """RFC 8693 §2.1 token exchange: a token for the person of ``subject_token``, with the client
+    (the agent, whose own token is ``actor_token``) as its actor."""
+    form = {
+        "grant_type": TOKEN_EXCHANGE,
+        "subject_token": subject_token,
+        "subject_token_type": ACCESS_TOKEN_TYPE,
+        "actor_token": actor_token,
+        "actor_token_type": ACCESS_TOKEN_TYPE,
+        **({"scope": scope} if scope else {}),
+    }
+    return _token_response(client.post(f"{base_url}/token", data=form, auth=(client_id, client_secret)))
 
 
 def _proof_header(base_url: str, dpop_key: DPoPKey | None) -> dict[str, str]:

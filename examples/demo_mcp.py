@@ -10,7 +10,10 @@ of a member of that org. ``list_projects`` needs ``project:read``; ``create_proj
 ``error="insufficient_scope", scope="project:write"``, which MCP clients answer by authorizing
 again for more. Opening a session, listing tools, any method but a tool call, needs
 ``project:read``, and a 401 says so (``scope="project:read"``), so that a client asks for that
-much first and no more.
+much first and no more. ``delete_project`` needs ``project:write`` and a sign-in with the second
+factor in the last five minutes (a :class:`policy.Requirement`, RFC 9470): a token of a password
+sign-in gets ``401 insufficient_user_authentication`` with ``acr_values="mfa"``,
+``max_age="300"``. Agents acting for people are capped as at the API (``demo_api.ACTORS``).
 
 :func:`demo_servers` in demo.py runs it next to the others, on uvicorn.
 """
@@ -19,22 +22,27 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from demo_api import MAX_PROJECT_NAME, Projects
+from demo_api import ACTORS, MAX_PROJECT_NAME, STEP_UP_ACR, STEP_UP_MAX_AGE, Projects
 from mcp.server.mcpserver import MCPServer
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
-from policy import Roles
+from policy import Requirement, Roles
 from resource_server.mcp import current_access, protect_mcp
 from resource_server.tokens import JWTVerifier
 
 #: Each tool's scope; a tool not named here never runs.
-TOOL_SCOPES = {"list_projects": "project:read", "create_project": "project:write"}
+TOOL_SCOPES = {
+    "list_projects": "project:read",
+    "create_project": "project:write",
+    "delete_project": Requirement("project:write", acr=[STEP_UP_ACR], max_age=STEP_UP_MAX_AGE),
+}
 #: What every other method (initialize, tools/list, ...) needs, and what a 401 asks for.
 BASIC_SCOPE = "project:read"
 
@@ -52,10 +60,12 @@ def create_mcp_app(
     memberships: Mapping[tuple[str, str], str],
     projects: Projects,
     jwks_uri: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The MCP server for tokens from ``issuer`` (keys from ``jwks_uri``, by default the demo
     authorization server's) issued for ``resource``, this server's URL; ``memberships`` maps
-    ``(subject, org)`` to a role in ``roles``; ``projects`` is the data its tools serve."""
+    ``(subject, org)`` to a role in ``roles``; ``projects`` is the data its tools serve;
+    ``clock`` the time tokens and sign-ins are checked at."""
     server = MCPServer("demo-projects", log_level="WARNING")
 
     @server.tool()
@@ -71,16 +81,28 @@ def create_mcp_app(
         access = current_access()
         return projects.create(access.org or "", name, access.subject)
 
+    @server.tool()
+    def delete_project(project_id: int) -> dict[str, Any]:
+        """Delete a project of the organization in the URL (a recent sign-in with mfa only)."""
+        access = current_access()
+        if not projects.delete(access.org or "", project_id):
+            raise ValueError("no such project")
+        return {"deleted": project_id, "by": access.subject, "acr": access.acr}
+
     protected = protect_mcp(
         # Stateless, JSON answers: every request stands alone and carries its own token.
         server.streamable_http_app(streamable_http_path="/", stateless_http=True, json_response=True),
         verifier=JWTVerifier(
-            issuer=issuer, audience=resource, jwks_uri=jwks_uri or f"{issuer}/.well-known/jwks.json"
+            issuer=issuer,
+            audience=resource,
+            jwks_uri=jwks_uri or f"{issuer}/.well-known/jwks.json",
+            clock=clock,
         ),
         roles=Roles(roles),
         membership=lambda subject, org: memberships.get((subject, org or "")),
         tool_scopes=TOOL_SCOPES,
         default=BASIC_SCOPE,
+        actors=ACTORS,
         org="org",
         resource=resource,
         authorization_servers=[issuer],

@@ -10,6 +10,11 @@ sends the refused call again. Only the user's part is scripted here: the redirec
 the demo user in at the authorization endpoint, for an org, and the callback handler hands the
 code from the redirect back to the provider.
 
+The SDK's provider does not answer ``401 insufficient_user_authentication`` (RFC 9470): it has no
+``acr_values`` or ``max_age`` to ask for. :func:`mcp_step_up_story` gives the same
+``ClientSession`` an ``httpx2.AsyncClient`` with this library's ``StepUpAuth`` instead, whose
+token provider has the person sign in again with the second factor when a tool asks for it.
+
     python examples/demo_mcp_client.py http://127.0.0.1:5004/orgs/acme/mcp/   # with demo.py --serve
 """
 
@@ -38,6 +43,8 @@ from mcp.shared.auth import (
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl
 
+from resource_server.client import StepUpAuth, TokenProvider
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,6 +58,9 @@ MCP_REDIRECT_URI = "http://127.0.0.1/mcp-callback"
 EXPECTED_MCP = [401, 200, 200, 403, 200]
 #: Two authorizations: the read scope first, then the read and write scopes.
 EXPECTED_AUTHORIZATIONS = 2
+#: What :func:`mcp_step_up_story` sees: a session opened, a project created, its deletion refused
+#: for a password sign-in (401), then sent again after the second factor.
+EXPECTED_MCP_STEP_UP = [200, 200, 401, 200]
 
 
 class MemoryTokenStorage:
@@ -194,6 +204,49 @@ async def mcp_session(endpoint: str, user: ScriptedUser, step: int = 24) -> list
                 f"   {'error' if created.is_error else 'created'}: {json.dumps(created.structured_content)}"
             )
     return statuses
+
+
+async def _step_up_session(endpoint: str, token_for: TokenProvider, step: int) -> list[int]:
+    statuses: list[int] = []
+    path = urlsplit(endpoint).path.rstrip("/")
+
+    async def seen(response: httpx2.Response) -> None:
+        method, tool = _rpc(response.request)
+        if response.request.url.path.rstrip("/") != path or method not in ("initialize", "tools/call"):
+            return
+        statuses.append(response.status_code)
+        print(
+            f"   POST {response.request.url.path} {f'{method} {tool}' if tool else method} -> {response.status_code}"
+        )
+        if "www-authenticate" in response.headers:
+            print(f"   WWW-Authenticate: {response.headers['www-authenticate']}")
+
+    # The library's step-up auth: on insufficient_user_authentication it calls token_for with the
+    # challenge's acr_values and max_age, once, and sends the refused call again.
+    auth = StepUpAuth(token_for, scopes=["project:read", "project:write"])
+    async with (
+        httpx2.AsyncClient(auth=auth, timeout=10, event_hooks={"response": [seen]}) as http,
+        streamable_http_client(endpoint, http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        print(f"\n== {step}. MCP with the library's StepUpAuth: a session, and a project created")
+        await session.initialize()
+        created = await session.call_tool("create_project", {"name": "short-lived-mcp"})
+        project_id = (created.structured_content or {})["id"]
+        print(f"   created project {project_id}")
+        print(f"\n== {step + 1}. MCP: delete_project needs a recent sign-in with the second factor")
+        deleted = await session.call_tool("delete_project", {"project_id": project_id})
+        print(f"   {'error' if deleted.is_error else 'deleted'}: {json.dumps(deleted.structured_content)}")
+    return statuses
+
+
+def mcp_step_up_story(endpoint: str, token_for: TokenProvider, step: int = 32) -> list[int]:
+    """A session at ``endpoint`` whose client is the MCP SDK's ``ClientSession`` over an
+    ``httpx2.AsyncClient`` with this library's ``StepUpAuth``: creates a project, then deletes it,
+    which needs a recent sign-in with the second factor; ``token_for`` is the person's token
+    provider (it takes ``acr_values`` and ``max_age``). Returns the statuses of initialize and
+    the tool calls."""
+    return asyncio.run(_step_up_session(endpoint, token_for, step))
 
 
 def mcp_story(endpoint: str, username: str = "user-admin", org: str = "acme") -> McpOutcome:

@@ -50,7 +50,8 @@ def test_flask_benchmark_runs() -> None:
 def test_demo_runs_the_whole_story_over_real_http() -> None:
     """README command 1: five servers on loopback and the scripted client, which exits 0 only
     when it saw read 200, write 403, step-up 201, other org 401, capped 403, demoted 403, and
-    then an opaque token through introspection and globex's own issuer."""
+    then an opaque token through introspection and globex's own issuer, DPoP, MCP, an agent
+    acting for a person, and step-up authentication at the API and on an MCP tool."""
     out = run("examples/demo.py")
     assert "statuses: [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]" in out
     assert '"X-Request-Id":"req-42"' in out  # passthrough through the gateway
@@ -62,6 +63,11 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     assert "DPoP-bound tokens: [200, 401, 401, 401, 403, 201]" in out
     assert "MCP through the SDK's own client: [401, 200, 200, 403, 200], 2 authorizations" in out
     assert "tools/call create_project -> 403" in out
+    assert "an agent acting for a person: [200, 403]" in out
+    assert '"actor":"agent-assistant"' in out
+    assert "step-up authentication: [201, 401, 200]" in out
+    assert "step-up authentication on an MCP tool: [200, 200, 401, 200]" in out
+    assert 'error="insufficient_user_authentication"' in out and 'acr_values="mfa", max_age="300"' in out
 
 
 def test_hot_path_benchmark_runs() -> None:

@@ -155,7 +155,11 @@ def test_jwks_and_metadata_are_served(issuer: str, http: httpx.Client) -> None:
     assert metadata["jwks_uri"] == f"{issuer}/.well-known/jwks.json"
     assert metadata["code_challenge_methods_supported"] == ["S256"]
     assert metadata["response_types_supported"] == ["code"]
-    assert set(metadata["grant_types_supported"]) == {"authorization_code", "client_credentials"}
+    assert set(metadata["grant_types_supported"]) == {
+        "authorization_code",
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",  # RFC 8693 §2
+    }
     assert "org:admin" in metadata["scopes_supported"]
     assert metadata["introspection_endpoint"] == f"{issuer}/introspect"
     assert metadata["introspection_endpoint_auth_methods_supported"] == ["client_secret_basic"]

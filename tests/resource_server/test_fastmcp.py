@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from policy import Challenge, Roles, parse_challenges
+from policy import Actors, Challenge, Requirement, Roles, parse_challenges
 from resource_server import JWTVerifier, TrustedIssuers
 from resource_server.client import StepUpAuth
 from resource_server.mcp import ProtectedMcp, current_access, current_token, protect_mcp
@@ -448,6 +448,194 @@ def test_a_proxy_tool_reaches_only_what_fastmcp_s_own_checks_allow(es: Signer) -
     with serve(lambda _: app) as url:
         run(scenario)
     assert calls == ["read_project"]
+
+
+# -- agents acting for people (RFC 8693) and step-up authentication (RFC 9470) under FastMCP ------
+
+
+def test_an_actor_ceiling_and_a_person_only_tool_refuse_delegated_tokens_before_fastmcp_runs_them(
+    es: Signer,
+) -> None:
+    """``actors=`` on ``protect_mcp``: an agent acting for a writer gets the read tools only (its
+    ceiling), a tool declared ``Requirement(..., actors=())`` refuses every delegated token, and an
+    agent with no ceiling is refused everything; each a 403 without a challenge (no token could
+    help), before FastMCP runs the tool. The person's own token is not capped."""
+    projects = Projects()
+    clock = FakeClock(NOW)
+    app = protected_app(
+        projects.mcp,
+        verifier(clock, es),
+        actors=Actors({"agent-1": ["mcp:use", "project:read"]}),
+        tool_scopes={
+            **TOOL_SCOPES,
+            "team_members": Requirement("project:read", actors=()),
+            "who_acts": "mcp:use",
+        },
+    )
+    everything = "mcp:use project:read project:write"
+    agent = es.token(sub="writer-1", scope=everything, act={"sub": "agent-1", "act": {"sub": "planner"}})
+    unknown_agent = es.token(sub="writer-1", scope=everything, act={"sub": "agent-9"})
+    person = es.token(sub="writer-1", scope=everything)
+    actors: list[list[str]] = []
+
+    @projects.mcp.tool
+    def who_acts() -> list[str]:
+        actors.append([actor.sub for actor in current_access().actors])
+        return actors[-1]
+
+    async def scenario() -> None:
+        async with Client(f"{url}/orgs/acme/mcp/", auth=agent) as client:
+            assert (await client.call_tool("read_project", {"name": "apollo"})).data == "project apollo"
+            assert (await client.call_tool("who_acts", {})).data == ["agent-1", "planner"]
+            for tool, arguments in (("write_project", {"name": "apollo"}), ("team_members", {})):
+                with pytest.raises(MCPError):  # refused at the HTTP level: 403
+                    await client.call_tool(tool, arguments)
+        async with httpx2.AsyncClient() as http:
+            for token, tool in (
+                (agent, "write_project"),  # above agent-1's ceiling, within the writer's role
+                (agent, "team_members"),  # only the person, never an agent
+                (unknown_agent, "read_project"),  # no ceiling for agent-9, and no default
+            ):
+                refused = await http.post(
+                    f"{url}/orgs/acme/mcp/", json=call(tool, name="a"), headers=bearer(token)
+                )
+                assert refused.status_code == 403, (tool, refused.text)
+                assert "www-authenticate" not in refused.headers
+        async with Client(f"{url}/orgs/acme/mcp/", auth=person) as client:
+            assert (await client.call_tool("write_project", {"name": "apollo"})).data == "saved apollo"
+            assert (await client.call_tool("team_members", {})).data == ["ada", "grace"]
+            assert (await client.call_tool("who_acts", {})).data == []
+
+    with serve(lambda _: app) as url:
+        run(scenario)
+    assert projects.calls == ["read_project", "write_project", "team_members"]
+    assert actors == [["agent-1", "planner"], []]
+
+
+STEP_UP_TOOLS = {
+    **TOOL_SCOPES,
+    "write_project": Requirement("project:write", acr=["mfa", "hwk"], max_age=300),
+}
+
+
+def test_a_step_up_tool_answers_401_insufficient_user_authentication(es: Signer) -> None:
+    """RFC 9470 §3 on a FastMCP tool: a token of a password sign-in, or of an mfa sign-in older
+    than ``max_age``, gets ``401 insufficient_user_authentication`` with the tool's ``acr_values``
+    and ``max_age`` (and where the metadata is), before FastMCP runs the tool; one recent enough
+    runs it."""
+    projects = Projects()
+    clock = FakeClock(NOW)
+    app = protected_app(projects.mcp, verifier(clock, es), tool_scopes=STEP_UP_TOOLS)
+    scope = "mcp:use project:read project:write"
+
+    async def scenario() -> None:
+        async with httpx2.AsyncClient() as http:
+            for claims in ({"acr": "pwd", "auth_time": NOW}, {"acr": "mfa", "auth_time": NOW - 301}, {}):
+                token = es.token(sub="writer-1", scope=scope, **claims)
+                refused = await http.post(
+                    f"{url}/orgs/acme/mcp/", json=call("write_project", name="a"), headers=bearer(token)
+                )
+                assert refused.status_code == 401, claims
+                found = challenge(refused)
+                assert (found.get("error"), found.get("acr_values"), found.get("max_age")) == (
+                    "insufficient_user_authentication",
+                    "mfa hwk",
+                    "300",
+                )
+                assert found.get("resource_metadata") == f"{AUDIENCE}/.well-known/oauth-protected-resource"
+                assert refused.json()["error"] == "insufficient_user_authentication"
+        recent = es.token(sub="writer-1", scope=scope, acr="hwk", auth_time=NOW - 300)
+        async with Client(f"{url}/orgs/acme/mcp/", auth=recent) as client:
+            assert (await client.call_tool("write_project", {"name": "apollo"})).data == "saved apollo"
+
+    with serve(lambda _: app) as url:
+        run(scenario)
+    assert projects.calls == ["write_project"]
+
+
+def test_fastmcp_s_client_with_step_up_auth_steps_up_scope_then_authentication(es: Signer) -> None:
+    """``StepUpAuth`` with a provider taking ``acr_values`` and ``max_age``, as FastMCP's
+    ``Client(auth=...)``: a read token calling the step-up tool gets the scope first (403), then
+    the sign-in (401), and the call succeeds at the third attempt: two steps, one tool run."""
+    projects = Projects()
+    clock = FakeClock(NOW)
+    app = protected_app(projects.mcp, verifier(clock, es), tool_scopes=STEP_UP_TOOLS)
+    asked: list[tuple[list[str], tuple[str, ...] | None, int | None]] = []
+
+    def token_for(
+        scopes: frozenset[str] | None,
+        *,
+        acr_values: tuple[str, ...] | None = None,
+        max_age: int | None = None,
+    ) -> str:
+        asked.append((sorted(scopes or ()), acr_values, max_age))
+        acr = acr_values[0] if acr_values else "pwd"  # the person signs in as asked
+        return es.token(sub="writer-1", scope=" ".join(sorted(scopes or ())), acr=acr, auth_time=NOW)
+
+    async def scenario() -> None:
+        auth = StepUpAuth(token_for, scopes={"mcp:use", "project:read"})
+        async with Client(f"{url}/orgs/acme/mcp/", auth=auth) as client:
+            assert (await client.call_tool("read_project", {"name": "apollo"})).data == "project apollo"
+            assert (await client.call_tool("write_project", {"name": "apollo"})).data == "saved apollo"
+
+    with serve(lambda _: app) as url:
+        run(scenario)
+    assert asked == [
+        (["mcp:use", "project:read"], None, None),
+        (["mcp:use", "project:read", "project:write"], None, None),
+        (["mcp:use", "project:read", "project:write"], ("mfa", "hwk"), 300),
+    ]
+    assert projects.calls == ["read_project", "write_project"]
+
+
+def test_fastmcp_s_client_credentials_provider_cannot_step_up_authentication(es: Signer) -> None:
+    """FastMCP's ``ClientCredentialsOAuthProvider`` (the MCP SDK's OAuth flow) has no person to
+    sign in and no ``acr_values`` to ask for. It takes every 401 as "authorize again": on the
+    step-up tool's ``401 insufficient_user_authentication`` it gets a client-credentials token
+    once more (the same scopes, still no ``acr``), resends once, and the second 401 reaches the
+    caller as the streamable HTTP client's JSON-RPC error -32603 "Server returned an error
+    response" (the challenge itself is not shown). The tool never runs."""
+    projects = Projects()
+    clock = FakeClock(NOW)
+    servers: list[AuthorizationServer] = []
+
+    def build(url: str) -> Starlette:
+        authorization = AuthorizationServer(url, es)
+        servers.append(authorization)
+        app = protected_app(
+            projects.mcp,
+            verifier(clock, es, issuer=url, audience=url),
+            resource=url,
+            authorization_servers=[url],
+            tool_scopes=STEP_UP_TOOLS,
+        )
+        app.router.routes[:0] = authorization.routes
+        return app
+
+    outcome: list[BaseException] = []
+
+    async def scenario() -> None:
+        id_, secret = AuthorizationServer.CLIENT
+        auth = ClientCredentialsOAuthProvider(
+            client_id=id_,
+            client_secret=secret,
+            scopes=["mcp:use", "project:read", "project:write"],
+            issuer=url,
+        )
+        async with Client(f"{url}/orgs/acme/mcp/", auth=auth) as client:
+            assert (await client.call_tool("read_project", {"name": "apollo"})).data == "project apollo"
+            with pytest.raises(Exception) as refused:
+                await client.call_tool("write_project", {"name": "apollo"})
+            outcome.append(refused.value)
+
+    with serve(build) as url:
+        run(scenario)
+    (refused,) = outcome
+    assert isinstance(refused, MCPError)
+    assert (refused.error.code, refused.error.message) == (-32603, "Server returned an error response")
+    # The first token (the session's 401), then one more on the step-up 401, the same as before.
+    assert servers[0].asked == ["mcp:use project:read project:write"] * 2
+    assert projects.calls == ["read_project"]
 
 
 # -- FastMCPTokenVerifier: FastMCP's own auth= with this library's verification ---------------------
