@@ -112,6 +112,7 @@ class BearerMiddleware:
         # authority when given, else what the WSGI server reports.
         self.resource = resource
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
+        self._patterns = list(routes)  # each route's pattern: its http.route in telemetry
         check_scopes_granted(
             roles, [(f"route {p!r}", r.scope_map) for p, r in zip(routes, self.routes, strict=True)]
         )
@@ -147,14 +148,14 @@ class BearerMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         matched = self._match(get_path_info(environ))
+        method = environ.get("REQUEST_METHOD", "GET").upper()
         if matched is None:
-            return _send(_UNCOVERED, start_response)
+            return _send(self.guard.refused(_UNCOVERED, method=method), start_response)
         endpoint, args = matched
         if endpoint == _PUBLIC:
             return self.app(environ, start_response)
         route = self.routes[endpoint]
         scope_map = route.scope_map
-        method = environ.get("REQUEST_METHOD", "GET").upper()
         if (
             method == "OPTIONS"
             and "OPTIONS" not in scope_map.methods
@@ -172,9 +173,15 @@ class BearerMiddleware:
                 else False
             )
         except MalformedHost as exc:
-            return _send(self.guard.refusals.bad_host(exc), start_response)
+            refused = self.guard.refusals.bad_host(exc)
+            return _send(
+                self.guard.refused(refused, route=self._patterns[endpoint], method=method), start_response
+            )
         except BodyError as exc:
-            return _send(self.guard.bad_body(exc), start_response)
+            refused = self.guard.bad_body(exc)
+            return _send(
+                self.guard.refused(refused, route=self._patterns[endpoint], method=method), start_response
+            )
         outcome = self.guard.authorize(
             authorization=environ.get("HTTP_AUTHORIZATION"),
             token_elsewhere=elsewhere,
@@ -183,6 +190,7 @@ class BearerMiddleware:
             # Validated at start-up: a route that declares an org variable always has it.
             org=None if route.org is None else str(args[route.org]),
             dpop=self._dpop_request(environ, method) if self.guard.dpop is not None else None,
+            route=self._patterns[endpoint],
         )
         if type(outcome) is Denial:
             return _send(outcome, start_response)
