@@ -100,7 +100,7 @@ class AsyncGuard:
                 dpop=dpop,
                 session=session,
             )
-            return observer.end(begun, outcome, route, method, authorization, org, None, False)
+            return observer.end(begun, outcome, route, method, authorization, org, None)
         guard = self.guard
         cached = guard.cached(authorization) if not token_elsewhere else None
         if cached is not None and cached.jkt is None:
@@ -139,4 +139,4 @@ class AsyncGuard:
             authorization=authorization, token_elsewhere=token_elsewhere, org=org, dpop=dpop, session=session
         )
         outcome = self.guard.decision(granted, method, scope_map)
-        return observer.end(begun, outcome, route, method, authorization, org, scope_map, True)
+        return observer.end(begun, outcome, route, method, authorization, org, scope_map)

@@ -16,6 +16,7 @@ from policy import Access, bearer_challenge, dpop_challenge
 
 from .bodies import BodyError
 from .credentials import MalformedHost
+from .telemetry import audit
 from .tokens.errors import VerificationUnavailable
 from .tokens.verified import VerifiedToken
 
@@ -38,9 +39,10 @@ def _challenge_description(description: str) -> str | None:
     return shown or None
 
 
-#: A 503's cause is logged at ERROR the first time, then at most once per this many seconds (with
-#: how many were not), the others at DEBUG: a flood of requests that cannot be checked (made-up
-#: kids while a refetch waits, a replay cache down) writes a line a minute, not one a request.
+#: A 503's cause is an ERROR event the first time, then at most once per this many seconds (with
+#: how many refusals had none), beside each refusal's decision event at INFO: a flood of requests
+#: that cannot be checked (made-up kids while a refetch waits, a replay cache down) writes one
+#: ERROR a minute, not one a request.
 _ERROR_EVERY = 60.0
 #: Distinct causes remembered; beyond, new ones share one line per interval (a custom verifier's
 #: descriptions could be anything).
@@ -290,19 +292,21 @@ class Refusals:
         """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
         server or a shared store is unreachable). Not the client's fault and not the
         credential's: no challenge, nothing for the client to throw away. ``public`` is the
-        body's description; the error's is logged, at ERROR once a minute per description."""
+        body's description. Each refusal is a decision event; the error's description is also a
+        security event at ERROR (``verification_unavailable``), once a minute per description,
+        counting the refusals since the last."""
         cause = error.description if isinstance(error.description, str) else "(no description)"
+        about = About(cause=_cause(error), issuer=getattr(error, "issuer", None))
         not_logged = self._error_lines.due(cause)
-        if not_logged is None:
-            log.debug("503 temporarily_unavailable: %s", cause)
-        elif not_logged:
-            log.error(
-                "503 temporarily_unavailable: %s (and %d more at DEBUG since the last line)",
+        if not_logged is not None:
+            audit.security(
+                "verification_unavailable",
+                {"cause": about.cause, "issuer": about.issuer, "details": {"reason": cause, "since": not_logged}},
+                "503 temporarily_unavailable: %s" + (" (and %d more since the last line)" if not_logged else ""),
                 cause,
-                not_logged,
+                *((not_logged,) if not_logged else ()),
+                level=logging.ERROR,
             )
-        else:
-            log.error("503 temporarily_unavailable: %s", cause)
         return Denial(
             503,
             "temporarily_unavailable",
@@ -310,5 +314,5 @@ class Refusals:
             None,
             cause,
             (("Retry-After", _retry_after(error.retry_after)),),
-            About(cause=_cause(error), issuer=getattr(error, "issuer", None)),
+            about,
         )

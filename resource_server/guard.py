@@ -36,6 +36,7 @@ from .dpop import (
 )
 from .expiring import ExpiringCache
 from .granted import Credential, Granted
+from .telemetry import audit
 from .telemetry.observer import Observer
 from .token_check import TokenCheck
 from .tokens import TokenVerifier, VerificationUnavailable, VerifiedToken
@@ -123,10 +124,11 @@ class Guard:
         if capabilities is not None and dpop_required:
             # Fail closed: accepting them would break the promise the option makes, and
             # refusing them silently would break every agent the application hands them to.
-            raise ValueError(
+            reason = (
                 "capabilities and dpop_required=True contradict each other: capability tokens are "
                 "bearer tokens; drop capabilities, or set dpop_required=False"
             )
+            raise ValueError(audit.misconfigured("Guard", reason))
         self.verifier = verifier
         self.roles = roles
         self.membership: AsyncMembership = membership
@@ -304,7 +306,7 @@ class Guard:
         observer = self.observer
         begun = observer.begin(authorization, token_elsewhere)
         outcome = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
-        return observer.end(begun, outcome, route, method, authorization, org, None, False)
+        return observer.end(begun, outcome, route, method, authorization, org, None)
 
     def _authenticate(
         self,
@@ -343,7 +345,7 @@ class Guard:
         outcome = self._authorize(
             authorization, token_elsewhere, method, scope_map, org, session, viewer, dpop
         )
-        return observer.end(begun, outcome, route, method, authorization, org, scope_map, True)
+        return observer.end(begun, outcome, route, method, authorization, org, scope_map)
 
     def _authorize(
         self,

@@ -32,6 +32,7 @@ from .checks import check_scopes_granted, check_sync_membership
 from .credentials import MalformedHost, check_host, request_url, token_elsewhere
 from .dpop import DPoPRequest, DPoPVerifier, dpop_request
 from .guard import Denial, Guard, Membership
+from .telemetry import audit
 from .tokens import TokenVerifier
 
 __all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"]
@@ -227,15 +228,17 @@ def check_org_variable(rule: Any, route: Route, org_names: set[str | None]) -> N
     """Fail closed at start-up: a route reads its organization from a variable it has, and a
     route that names an org variable does not declare that it has none."""
     if route.org is not None and route.org not in rule.arguments:
-        raise ValueError(
+        reason = (
             f"route {rule.rule!r} has no URL variable {route.org!r}: name the variable that "
             "holds the organization with Route(scope_map, org=...), or declare "
             "Route(scope_map, org=None) for a route that names no organization"
         )
+        raise ValueError(audit.misconfigured("routes", reason))
     named = org_names & rule.arguments
     if route.org is None and named:
-        raise ValueError(
+        reason = (
             f"route {rule.rule!r} has the URL variable {sorted(named)[0]!r} but declares org=None, "
             "which would check its requests in the token's own organization: give "
             f"Route(scope_map, org={sorted(named)[0]!r})"
         )
+        raise ValueError(audit.misconfigured("routes", reason))

@@ -200,7 +200,6 @@ class ResourceServer:
                         facts_found.authorization,
                         None,
                         None,
-                        False,
                     )
                 request.__dict__[BEGUN] = (begun, facts_found.authorization)
             request.__dict__[CREDENTIAL] = found
@@ -234,7 +233,6 @@ class ResourceServer:
             authorization,
             org,
             scope_map,
-            scope_map is not None,
         )
         if isinstance(outcome, Granted):
             request.access = outcome.access

@@ -203,7 +203,7 @@ class ProtectedMcp:
         begun = observer.begin(authorization, elsewhere)
         granted = await self._authenticate(scope, authorization, elsewhere, org)
         if type(granted) is Denial:
-            observer.end(begun, granted, route, method, authorization, org, None, False)
+            observer.end(begun, granted, route, method, authorization, org, None)
             return await send_denial(send, granted)
         if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
             try:
@@ -216,13 +216,13 @@ class ProtectedMcp:
                 )
                 observer.refused(refused, route, method, authorization, org)
                 return await send_rpc_error(send, error)
-            observer.end(begun, decided, route, method, authorization, org, scope_map, scope_map is not None)
+            observer.end(begun, decided, route, method, authorization, org, scope_map)
             if type(decided) is Denial:
                 return await send_denial(send, decided)
             granted = decided
             receive = replaying(body, receive)
         else:
-            observer.end(begun, granted, route, method, authorization, org, None, False)
+            observer.end(begun, granted, route, method, authorization, org, None)
         return await self._admit(scope, receive, send, authorization, granted)
 
     def _route(self, scope: Scope) -> str:

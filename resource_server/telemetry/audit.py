@@ -40,6 +40,7 @@ __all__ = [
     "SECURITY_LOGGER",
     "HookQueue",
     "decision",
+    "misconfigured",
     "security",
     "token_id",
 ]
@@ -144,6 +145,20 @@ def security(
     """A security event ``kind`` (``org_binding_violation``, ``jwks_fetch_failed``, ...)."""
     if wanted(True, level):
         _deliver(_security, level, _event(kind, facts), message, args)
+
+
+def misconfigured(component: str, reason: str) -> str:
+    """The security event of a configuration refused at start-up (``misconfiguration_refused``,
+    at ERROR); returns ``reason``, the message of the error the caller raises."""
+    security(
+        "misconfiguration_refused",
+        {"details": {"component": component, "reason": reason}},
+        "%s refused its configuration: %s",
+        component,
+        reason,
+        level=logging.ERROR,
+    )
+    return reason
 
 
 def _deliver(

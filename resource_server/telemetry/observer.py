@@ -95,14 +95,14 @@ class Observer:
         authorization: str | None,
         org: str | None,
         scope_map: ScopeMap | None,
-        decided: bool,
     ) -> Granted | Denial:
-        """After the pipeline, with its answer (returned as it is). ``decided``: a scope
-        decision was part of it (an authorization attempt)."""
+        """After the pipeline, with its answer (returned as it is) and the scope map it was
+        decided on, if any. Every request whose credential was accepted is an authorization
+        attempt: allowed, or refused by the decision (or the membership it rests on)."""
         if type(outcome) is Denial:
-            self._refused(begun, outcome, route, method, authorization, org, scope_map, decided)
+            self._refused(begun, outcome, route, method, authorization, org, scope_map)
         elif begun is not None or audit.sampler.every:
-            self._granted(begun, outcome, route, method, authorization, org, scope_map, decided)
+            self._granted(begun, outcome, route, method, authorization, org, scope_map)
         return outcome
 
     def refused(
@@ -115,7 +115,7 @@ class Observer:
     ) -> Denial:
         """An adapter's own refusal, made before or after the guard's pipeline: counted and
         audited like the guard's."""
-        self._refused(None, denial, route, method, authorization, org, None, False)
+        self._refused(None, denial, route, method, authorization, org, None)
         return denial
 
     # -- inside ---------------------------------------------------------------------------------
@@ -129,7 +129,6 @@ class Observer:
         authorization: str | None,
         org: str | None,
         scope_map: ScopeMap | None,
-        decided: bool,
     ) -> None:
         found = metrics.active
         if found is not None and begun is not None:
@@ -141,8 +140,7 @@ class Observer:
                         self._scheme_of(token, granted.source), "success", None, self._issuer(token)
                     ),
                 )
-            if decided:
-                found.attempts.add((route, method_attribute(method), "success"))
+            found.attempts.add((route, method_attribute(method), "success"))
         if audit.sampler.take() and audit.wanted():
             facts = self._facts(
                 granted.token,
@@ -169,7 +167,6 @@ class Observer:
         authorization: str | None,
         org: str | None,
         scope_map: ScopeMap | None,
-        decided: bool,
     ) -> None:
         about = denial.about or _NOTHING_KNOWN
         token = about.token
@@ -190,7 +187,7 @@ class Observer:
                         scheme, result, error if result == "failure" else None, issuer
                     )
                     found.duration.record(_perf_counter() - begun, attributes)
-                if decided and authenticated:
+                if authenticated:
                     found.attempts.add((route, method_attribute(method), "failure"))
             found.refusals.add((denial.status, error, about.cause, issuer, route))
         event = about.event
