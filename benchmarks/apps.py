@@ -26,7 +26,7 @@ from authlib.oauth2.rfc9068 import JWTBearerTokenValidator
 from flask import Flask
 from joserfc.jwk import KeySet
 
-from policy import Roles
+from policy import Actors, Requirement, Roles
 from resource_server.dpop import DPoPVerifier
 from resource_server.flask import ResourceServer
 from resource_server.tokens import IntrospectionVerifier, JWTVerifier
@@ -36,19 +36,26 @@ ISSUER = "https://as.load.test"
 AUDIENCE = "https://api.load.test"
 ROLES = Roles({"admin": ["project:read", "project:write"]})
 SCOPES = {"GET": "project:read"}
+#: The same read, asking for a multi-factor sign-in within the hour (RFC 9470): the benchmark's
+#: tokens say the person authenticated with "mfa" when they were minted.
+STEP_UP = {"GET": Requirement("project:read", acr=["mfa"], max_age=3600)}
+#: An agent acting for the person (RFC 8693 ``act``) may read, whatever the person may do.
+ACTORS = Actors({"agent:reporting": "project:read"})
+#: The ``act`` claim of the benchmark's delegated tokens: one actor.
+ACT = {"sub": "agent:reporting"}
 
 
 def membership(subject: str, org: str | None) -> str | None:
     return "admin" if (subject, org) == ("user-1", "acme") else None
 
 
-def fresh_tokens(signer: Any, count: int) -> Iterator[str]:
+def fresh_tokens(signer: Any, count: int, **claims: Any) -> Iterator[str]:
     """Distinct tokens, minted before timing starts (each has its own jti)."""
-    return iter([signer.token(now=int(time.time())) for _ in range(count)])
+    return iter([signer.token(now=int(time.time()), **claims) for _ in range(count)])
 
 
-def same_token(signer: Any) -> Iterator[str]:
-    token = signer.token(now=int(time.time()))  # the verifiers check it against the real clock
+def same_token(signer: Any, **claims: Any) -> Iterator[str]:
+    token = signer.token(now=int(time.time()), **claims)  # the verifiers check it against the real clock
     while True:
         yield token
 
@@ -64,15 +71,17 @@ def view() -> Callable[[str], dict[str, Any]]:
 
 
 def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:
-    """The view at ``/bare/orgs/<org>/projects``, ``/rs/...`` (``@rs.require``) and
-    ``/authlib/...`` (Authlib's ``ResourceProtector`` with its RFC 9068 validator, keys imported
-    once so Authlib is not charged for that)."""
+    """The view at ``/bare/orgs/<org>/projects``, ``/rs/...`` (``@rs.require``, with an actor
+    ceiling for delegated tokens), ``/rs-step-up/...`` (the same read asking for a recent
+    multi-factor sign-in) and ``/authlib/...`` (Authlib's ``ResourceProtector`` with its RFC 9068
+    validator, keys imported once so Authlib is not charged for that)."""
     app = Flask(__name__)
     rs = ResourceServer(
         app,
         verifier=JWTVerifier(issuer=issuer, audience=audience, jwks=jwks),
         roles=ROLES,
         membership=membership,
+        actors=ACTORS,
     )
     keys = KeySet.import_key_set(jwks)
 
@@ -89,6 +98,7 @@ def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUD
     rule = "/orgs/<org>/projects"
     app.add_url_rule("/bare" + rule, "bare", projects)
     app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(view()))
+    app.add_url_rule("/rs-step-up" + rule, "rs_step_up", rs.require(STEP_UP)(view()))
     app.add_url_rule("/authlib" + rule, "authlib", authlib("project:read")(projects))
     app.add_url_rule("/mw" + rule, "mw", projects)  # reached through a BearerMiddleware only
     return app
@@ -103,7 +113,10 @@ def dpop_flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str 
         verifier=JWTVerifier(issuer=issuer, audience=audience, jwks=jwks),
         roles=ROLES,
         membership=membership,
-        dpop=DPoPVerifier(),
+        # The benchmark mints its proofs before timing starts and runs for minutes on a busy
+        # machine: proofs stay acceptable for the whole run (the defaults refuse them after 60 s,
+        # and more than 10,000 from one key within that window).
+        dpop=DPoPVerifier(max_age=3600, max_proofs_per_key=100_000),
     )
 
     def projects(org: str) -> dict[str, Any]:

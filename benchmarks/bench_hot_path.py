@@ -8,12 +8,15 @@ round by round so machine noise hits every case alike:
 * the bare Flask view and the bare WSGI app (the references);
 * ``@rs.require`` and the middleware with a warm token (the same token again);
 * with a new ES256 and a new RS256 token every request (full verification);
+* ``@rs.require`` with a delegated token (RFC 8693, one ``act`` level, under an actor ceiling)
+  warm and cold, and warm on a route asking for ``acr``/``max_age`` (RFC 9470);
 * Authlib's ``ResourceProtector`` (RFC 9068) on the same view;
 * the floors: one bare ``cryptography`` ECDSA P-256 verification and one RSA-2048 (PKCS#1 v1.5,
   SHA-256) verification of a token's signing input.
 
 Printed: each case's cost, its ratio to its bare reference, and for cold cases the extra over
-bare divided by the verification floor of the same algorithm.
+bare divided by the verification floor of the same algorithm; and the warm delegated and
+step-up cases against the warm bearer case (their ratios divided, round by round).
 
     python benchmarks/bench_hot_path.py            # about a minute
     python benchmarks/bench_hot_path.py --quick    # a smoke run, numbers not meaningful
@@ -208,14 +211,24 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
     library's own functions: where the microseconds over the bare view go."""
     from policy import ScopeMap
     from resource_server.credentials import bearer_token
-    from resource_server.guard import Guard
+    from resource_server.guard import Granted, Guard
     from resource_server.tokens.jws import b64decode, json_object, split_compact
 
-    guard = Guard(verifier=verifier((signer,)), roles=ROLES, membership=membership)
-    scope_map = ScopeMap(SCOPES)
+    guard = Guard(verifier=verifier((signer,)), roles=ROLES, membership=membership, actors=apps.ACTORS)
+    scope_map, step_up = ScopeMap(SCOPES), ScopeMap(apps.STEP_UP)
     tokens = [signer.token(now=int(time.time())) for _ in range(number * 8 + 1)]
     warm = f"Bearer {tokens[-1]}"
-    guard.authorize(authorization=warm, token_elsewhere=False, method="GET", scope_map=scope_map, org="acme")
+    delegated = f"Bearer {signer.token(now=int(time.time()), act=apps.ACT)}"
+    stepped = f"Bearer {signer.token(now=int(time.time()), acr='mfa', auth_time=int(time.time()))}"
+
+    def warm_guard(header: str, scopes: ScopeMap) -> Callable[[], object]:
+        return lambda: guard.authorize(
+            authorization=header, token_elsewhere=False, method="GET", scope_map=scopes, org="acme"
+        )
+
+    for header, scopes in ((warm, scope_map), (delegated, scope_map), (stepped, step_up)):
+        if type(warm_guard(header, scopes)()) is not Granted:
+            raise RuntimeError("the guard refused a benchmark token")
     token = tokens[0]
     header_b64, payload_b64, signature_b64 = split_compact(token)
     checker = guard.verifier
@@ -224,19 +237,18 @@ def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
     claims = json_object(payload_b64, "payload")
     fresh = iter(tokens)
     stages = [
+        ("guard, warm: cached header → grant → decide", best_of(warm_guard(warm, scope_map), number * 10)),
         (
-            "guard, warm: cached header → grant → decide",
-            best_of(
-                lambda: guard.authorize(
-                    authorization=warm, token_elsewhere=False, method="GET", scope_map=scope_map, org="acme"
-                ),
-                number * 10,
-            ),
+            "guard, warm, delegated (one act, a ceiling)",
+            best_of(warm_guard(delegated, scope_map), number * 10),
         ),
+        ("guard, warm, acr/max_age requirement", best_of(warm_guard(stepped, step_up), number * 10)),
         ("Authorization parsing (RFC 6750 §2.1)", best_of(lambda: bearer_token(warm), number * 10)),
         (
             "compact split, header (checked once), key",
-            best_of(lambda: checker._key_for(checker._checked_header(split_compact(token)[0]), None), number * 10),
+            best_of(
+                lambda: checker._key_for(checker._checked_header(split_compact(token)[0]), None), number * 10
+            ),
         ),
         ("signature: the cryptography floor", best_of(verification_floor(signer), number)),
         (
@@ -372,6 +384,13 @@ def main() -> None:
         "Flask: @rs.require, warm": caller(app, "/rs" + PATH, same_token(es)),
         "Flask: @rs.require, cold ES256": caller(app, "/rs" + PATH, fresh_tokens(es, needed)),
         "Flask: @rs.require, cold RS256": caller(app, "/rs" + PATH, fresh_tokens(rs, needed)),
+        "Flask: @rs.require, delegated, warm": caller(app, "/rs" + PATH, same_token(es, act=apps.ACT)),
+        "Flask: @rs.require, delegated, cold ES256": caller(
+            app, "/rs" + PATH, fresh_tokens(es, needed, act=apps.ACT)
+        ),
+        "Flask: @rs.require, acr/max_age, warm": caller(
+            app, "/rs-step-up" + PATH, same_token(es, acr="mfa", auth_time=int(time.time()))
+        ),
         "Flask: Authlib ResourceProtector, ES256": caller(app, "/authlib" + PATH, same_token(es)),
         "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
         "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
@@ -415,6 +434,10 @@ def main() -> None:
     print(f"  DPoP, warm token and a new ES256 proof: extra over bare in a request {dpop_extra * 1e6:.1f}")
     for stage, seconds in dpop_attribution(max(number // 5, 20)):
         print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
+    warm = samples["Flask: @rs.require, warm"]
+    for name in ("Flask: @rs.require, delegated, warm", "Flask: @rs.require, acr/max_age, warm"):
+        relative = statistics.median(t / w for t, w in zip(samples[name], warm, strict=True))
+        print(f"  {name.removeprefix('Flask: @rs.require, ')} ÷ the warm bearer case: {relative:.4f}x")
     warm_extra = results["Flask: @rs.require, warm"] - flask_bare
     print(
         f"  warm extra over bare in a request: Flask {warm_extra * 1e6:.2f}, "

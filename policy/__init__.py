@@ -9,6 +9,7 @@ challenge lets a client step up.
 from __future__ import annotations
 
 from .access import Access, AccessError, OrgMismatch, assemble_access
+from .actors import Actor, Actors
 from .challenge import (
     Challenge,
     ChallengeSyntaxError,
@@ -18,6 +19,7 @@ from .challenge import (
     parse_challenges,
 )
 from .decision import Decision, decide
+from .requirements import Requirement
 from .roles import Roles
 from .scope_map import ScopeMap
 from .scopes import InvalidScope, ScopeHierarchy, format_scope, parse_scope
@@ -25,11 +27,14 @@ from .scopes import InvalidScope, ScopeHierarchy, format_scope, parse_scope
 __all__ = [
     "Access",
     "AccessError",
+    "Actor",
+    "Actors",
     "Challenge",
     "ChallengeSyntaxError",
     "Decision",
     "InvalidScope",
     "OrgMismatch",
+    "Requirement",
     "Roles",
     "ScopeHierarchy",
     "ScopeMap",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .actors import Actor, Actors
 from .scopes import ScopeHierarchy
 
 __all__ = ["Access", "AccessError", "OrgMismatch", "assemble_access"]
@@ -33,6 +34,12 @@ class Access:
     ``role_scopes`` are the scopes of the caller's member role in ``org``; ``token_scopes`` are the
     credential's scopes, or ``None`` for a first-party session; ``scopes`` is what the request may
     actually exercise. With a :class:`~policy.scopes.ScopeHierarchy`, all three are expanded.
+
+    For a delegated request (RFC 8693), ``actors`` is the token's actor chain, the current actor
+    first (``()`` when nobody acts for the subject), and ``actor_ceiling`` the scopes this server
+    lets the current actor exercise (``None``: no ceiling applies), already applied to ``scopes``.
+    ``acr`` and ``auth_time`` say how and when the person last authenticated (RFC 9068 §2.2.1,
+    OpenID Connect Core §2), when the token says.
     """
 
     subject: str
@@ -40,11 +47,20 @@ class Access:
     role_scopes: frozenset[str]
     token_scopes: frozenset[str] | None
     scopes: frozenset[str]
+    actors: tuple[Actor, ...] = ()
+    actor_ceiling: frozenset[str] | None = None
+    acr: str | None = None
+    auth_time: int | None = None
 
     @property
     def is_session(self) -> bool:
         """Whether this is first-party session access (no token narrows the role)."""
         return self.token_scopes is None
+
+    @property
+    def actor(self) -> Actor | None:
+        """The current actor (RFC 8693 §4.1: the outermost ``act``), or None without delegation."""
+        return self.actors[0] if self.actors else None
 
     def has_scope(self, scope: str) -> bool:
         """Whether the effective scopes include ``scope``."""
@@ -68,6 +84,10 @@ def assemble_access(
     token_org: str | None = None,
     request_org: str | None = None,
     hierarchy: ScopeHierarchy | None = None,
+    actors: Actors | None = None,
+    actor_chain: Sequence[Actor] = (),
+    acr: str | None = None,
+    auth_time: int | None = None,
 ) -> Access:
     """Combine the member's role and the credential into the request's :class:`Access`.
 
@@ -75,6 +95,11 @@ def assemble_access(
     do, never widen it (RFC 6749 §3.3 lets the authorization server grant less than asked; the
     resource server still answers for the member's current role). ``token_scopes=None`` is
     first-party session authentication: the role's scopes apply as they are.
+
+    Delegation (RFC 8693 §4.1): ``actor_chain`` is the token's actors, the current one first.
+    With an ``actors`` policy (:class:`~policy.Actors`), the current actor's ceiling narrows the
+    effective scopes once more (an actor the policy refuses gets none); without one, a delegated
+    token is treated as any other. ``acr`` and ``auth_time`` are carried for the decision.
 
     Org binding: a credential minted for one organization (``token_org``) is refused on a URL
     that names another (``request_org``) by raising :class:`OrgMismatch`. This is the only place
@@ -86,13 +111,27 @@ def assemble_access(
         raise TypeError("subject must be a non-empty string")
     role = _frozen(role_scopes, "role_scopes")
     token = None if token_scopes is None else _frozen(token_scopes, "token_scopes")
+    chain = tuple(actor_chain)
+    if not all(isinstance(actor, Actor) for actor in chain):
+        raise TypeError("actor_chain must hold policy.Actor values, the current actor first")
+    ceiling = None
+    if actors is not None and chain:
+        ceiling = actors.ceiling(chain[0].sub)
+        if ceiling is None:  # an actor the policy does not know, and no default: nothing at all
+            ceiling = frozenset()
     if hierarchy is not None:
         role = hierarchy.expand(role)
         token = None if token is None else hierarchy.expand(token)
+        ceiling = None if ceiling is None else hierarchy.expand(ceiling)
+    scopes = role if token is None else role & token
     return Access(
         subject=subject,
         org=request_org if request_org is not None else token_org,
         role_scopes=role,
         token_scopes=token,
-        scopes=role if token is None else role & token,
+        scopes=scopes if ceiling is None else scopes & ceiling,
+        actors=chain,
+        actor_ceiling=ceiling,
+        acr=acr,
+        auth_time=auth_time,
     )

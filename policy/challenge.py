@@ -276,10 +276,13 @@ def dpop_challenge(
     error_description: str | None = None,
     scope: str | Iterable[str] | None = None,
     resource_metadata: str | None = None,
+    **extra: str | int,
 ) -> str:
     """Build one ``DPoP`` challenge (RFC 9449 §7.1): the parameters of :func:`bearer_challenge`
     (the error codes include ``invalid_dpop_proof`` and ``use_dpop_nonce``, §7.1 and §9), then
-    ``algs``, the space-delimited JWS algorithms the server accepts for proofs."""
+    ``extra`` (RFC 9470's ``acr_values`` and ``max_age``, whose §3 challenge RFC 9449 §7.1 lets
+    the DPoP scheme carry), then ``algs``, the space-delimited JWS algorithms the server accepts
+    for proofs."""
     names = list(algs) if not isinstance(algs, str) else [algs]
     if not names or not all(isinstance(n, str) and _TOKEN_RE.fullmatch(n) for n in names):
         raise ValueError("algs must name one or more JWS algorithms")
@@ -289,6 +292,7 @@ def dpop_challenge(
         error_description=error_description,
         scope=scope,
         resource_metadata=resource_metadata,
+        **extra,
         algs=" ".join(names),
     )
     return "DPoP" + bearer[len("Bearer") :]

@@ -16,10 +16,13 @@ __all__ = ["Decision", "allowed_decision", "describe_alternative", "describe_alt
 class Decision:
     """The outcome of :func:`~policy.decision.decide`.
 
-    ``status`` is 200 or 403. ``error`` is the RFC 6750 §3.1 error code sent in the challenge
-    (``"insufficient_scope"``) and ``None`` when there is no challenge. ``scope`` lists the scopes
-    the challenge advertises, sorted; ``www_authenticate`` is the whole header value or ``None``.
-    ``reason`` is one sentence for logs and tooling, never sent to the client by default.
+    ``status`` is 200, 403, or 401 for ``error="insufficient_user_authentication"`` (RFC 9470
+    §3: the person must authenticate again, more strongly or more recently). ``error`` is the
+    error code sent in the challenge (``"insufficient_scope"``, RFC 6750 §3.1, or
+    ``"insufficient_user_authentication"``) and ``None`` when there is no challenge. ``scope``
+    lists the scopes the challenge advertises, sorted; ``acr_values`` and ``max_age`` the
+    authentication it asks for (RFC 9470 §3); ``www_authenticate`` is the whole header value or
+    ``None``. ``reason`` is one sentence for logs and tooling, never sent to the client by default.
     """
 
     allowed: bool
@@ -28,6 +31,8 @@ class Decision:
     scope: tuple[str, ...]
     www_authenticate: str | None
     reason: str
+    acr_values: tuple[str, ...] = ()
+    max_age: int | None = None
 
 
 def describe_alternative(alternative: frozenset[str]) -> str:
@@ -40,13 +45,15 @@ def describe_alternatives(alternatives: tuple[frozenset[str], ...]) -> str:
     return ", or ".join(describe_alternative(alt) for alt in alternatives)
 
 
-def allowed_decision(method: str, alternative: frozenset[str]) -> Decision:
-    """The (shared, immutable) decision for ``method`` allowed through ``alternative``."""
+def allowed_decision(method: str, alternative: frozenset[str], described: str | None = None) -> Decision:
+    """The (shared, immutable) decision for ``method`` allowed through ``alternative``
+    (``described``: the alternative with its conditions, when it has some)."""
+    what = described if described is not None else describe_alternative(alternative)
     return Decision(
         allowed=True,
         status=200,
         error=None,
         scope=(),
         www_authenticate=None,
-        reason=f"{method} allowed: the effective scopes include {describe_alternative(alternative)}.",
+        reason=f"{method} allowed: the effective scopes include {what}.",
     )

@@ -31,7 +31,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("asgi", "resource_server.asgi", exc) from exc
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from .asgi_http import (
     ASGIApp,
@@ -124,7 +124,8 @@ class BearerMiddleware:
     is one), with the ``Authorization`` header; a refusal is sent as the HTTP response of the
     status table where the server supports the ASGI ``websocket.http.response`` extension, and
     as a close (code 1008, which servers answer with ``403``) where it does not. Lifespan and
-    other scopes pass through.
+    other scopes pass through. ``actors`` (a :class:`policy.Actors`) caps what each agent acting
+    for a person may do (RFC 8693).
     """
 
     def __init__(
@@ -143,6 +144,7 @@ class BearerMiddleware:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
         resource: str | None = None,
+        actors: Actors | None = None,
     ) -> None:
         self.app = app
         self.guard = Guard(
@@ -154,6 +156,7 @@ class BearerMiddleware:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            actors=actors,
         )
         self.async_guard = AsyncGuard(self.guard)
         # DPoP proofs name the URL the client used (RFC 9449 §4.3): this resource's scheme and

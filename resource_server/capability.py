@@ -6,6 +6,12 @@ secrets (it is both minted and verified here, so there is no third party to hold
 with ``typ: cap+jwt`` and its own audience so it can never pass as an access token, and the
 string prefix ``cap_`` so that routing it is a ``startswith`` and ordinary tokens are never
 parsed as capabilities.
+
+The agent session a capability is minted for acts for the person (RFC 8693 §4.1): the token
+carries it as its current actor, ``"act": {"sub": "<session id>"}``, with the chain of the
+request that minted it (if an agent minted it) nested below, so every adapter shows it as
+``Access.actor`` and an :class:`policy.Actors` ceiling or a ``Requirement(actors=())`` applies to
+it as to any delegated token.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from policy import Access, InvalidScope, format_scope, parse_scope
+from policy import Access, Actor, InvalidScope, format_scope, parse_scope
 from policy.scopes import scope_set
 
 from .tokens import VerifiedToken
+from .tokens.claims import MAX_ACTOR_DEPTH
 from .tokens.jws import (
     InvalidToken,
     hmac_keys,
@@ -125,6 +132,8 @@ class CapabilityIssuer:
         requested = None if requested_scopes is None else scope_tokens(requested_scopes, "requestedScopes")
         if access.org is None:
             raise ValueError("a capability token is bound to an organization; the access names none")
+        if len(access.actors) >= MAX_ACTOR_DEPTH:
+            raise ValueError(f"the delegation chain would be longer than {MAX_ACTOR_DEPTH} actors")
         scopes = self.grantable(access, session_id)
         if requested is not None:
             scopes &= requested
@@ -136,6 +145,8 @@ class CapabilityIssuer:
             "org_id": access.org,
             "scope": format_scope(scopes),
             "sid": session_id,
+            # RFC 8693 §4.1: the session acts for the subject; whoever minted it acted before.
+            "act": act_claim((Actor(session_id), *access.actors)),
             "jti": uuid.uuid4().hex,
             "iat": now,
             "exp": now + self.ttl,
@@ -172,7 +183,9 @@ class CapabilityVerifier:
     """Verifies capability tokens: the prefix, the strict JWS checks shared with access tokens,
     ``typ: cap+jwt``, HS256 under a known kid (constant-time), our issuer and audience, a lifetime
     no longer than ``ttl``, and every claim's type. Returns a :class:`VerifiedToken` whose
-    ``client_id`` is None and whose claims hold ``sid``."""
+    ``client_id`` is None, whose claims hold ``sid``, and whose current actor is that session
+    (``act.sub`` must equal ``sid``; a capability minted before tokens carried ``act`` is
+    refused with a description that says to mint a new one)."""
 
     def __init__(
         self,
@@ -226,7 +239,7 @@ class CapabilityVerifier:
             scopes = parse_scope(scope)
         except InvalidScope:
             raise InvalidToken("the token scope claim is not a valid scope string") from None
-        return VerifiedToken(
+        verified = VerifiedToken(  # reads act like any token's (claims.py)
             subject=subject,
             scopes=scopes,
             org=org,
@@ -235,6 +248,31 @@ class CapabilityVerifier:
             claims=MappingProxyType(claims),
             kind="capability",
         )
+        if not verified.actors:
+            # Minted before capabilities named their session as the actor: refused rather than
+            # taken as the person acting directly, which would lift every actor rule from it.
+            raise InvalidToken("this capability token names no acting session (act); mint a new one")
+        if verified.actors[0].sub != sid:
+            raise InvalidToken("the token's acting session is not its session")
+        return verified
+
+
+def act_claim(chain: tuple[Actor, ...]) -> dict[str, Any]:
+    """The ``act`` claim (RFC 8693 §4.1) of a delegation chain, the current actor first: each
+    actor's ``sub`` (and ``client_id``, ``iss`` when known), the one before it nested as ``act``."""
+    claim: dict[str, Any] | None = None
+    for actor in reversed(chain):
+        level: dict[str, Any] = {"sub": actor.sub}
+        if actor.client_id is not None:
+            level["client_id"] = actor.client_id
+        if actor.iss is not None:
+            level["iss"] = actor.iss
+        if claim is not None:
+            level["act"] = claim
+        claim = level
+    if claim is None:
+        raise ValueError("a delegation chain names at least one actor")
+    return claim
 
 
 def new_capability_key() -> str:

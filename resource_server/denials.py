@@ -48,6 +48,8 @@ _ERROR_EVERY = 60.0
 #: descriptions could be anything).
 _CAUSES = 64
 _OTHER_CAUSES = "(other causes)"
+#: The description of an RFC 9470 refusal, in the challenge and the body.
+_STEP_UP_DESCRIPTION = "a stronger or more recent authentication of the person is required"
 #: Retry-After when a custom verifier's ``retry_after`` is not a number; and its upper bound.
 _RETRY_AFTER, _MAX_RETRY_AFTER = 5, 86400
 
@@ -203,10 +205,12 @@ class Refusals:
         error: str | None = None,
         error_description: str | None = None,
         scope: str | Iterable[str] | None = None,
+        **extra: str,
     ) -> str:
         """The ``WWW-Authenticate`` value: for a DPoP request (or a server that requires DPoP)
         the DPoP challenge; for a Bearer one the Bearer challenge, followed by a bare DPoP
-        challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1)."""
+        challenge when DPoP is accepted too and there were no credentials (RFC 9449 §7.1).
+        ``extra`` are further parameters (RFC 9470 §3's ``acr_values`` and ``max_age``)."""
         description = _challenge_description(error_description) if error_description is not None else None
         if dpop or self.dpop_required:
             return dpop_challenge(
@@ -216,6 +220,7 @@ class Refusals:
                 error_description=description,
                 scope=scope,
                 resource_metadata=self.resource_metadata,
+                **extra,
             )
         bearer = bearer_challenge(
             realm=self.realm,
@@ -223,6 +228,7 @@ class Refusals:
             error_description=description,
             scope=scope,
             resource_metadata=self.resource_metadata,
+            **extra,
         )
         if self.dpop_algs and error is None:
             return f"{bearer}, {dpop_challenge(algs=self.dpop_algs, realm=self.realm)}"
@@ -269,6 +275,24 @@ class Refusals:
             403, "insufficient_scope", "the token lacks the scope this request needs", challenge, reason
         )
 
+    def insufficient_user_authentication(
+        self, acr_values: Sequence[str], max_age: int | None, reason: str, *, dpop: bool
+    ) -> Denial:
+        """RFC 9470 §3: the token is good and holds the scopes, but the person must authenticate
+        again, with one of ``acr_values`` and/or within ``max_age`` seconds: ``401`` with those
+        in the challenge (``acr_values`` space-separated), so the client asks the authorization
+        server for such a token (RFC 9470 §4) instead of throwing this one away."""
+        extra = {"acr_values": " ".join(acr_values)} if acr_values else {}
+        if max_age is not None:
+            extra["max_age"] = str(max_age)
+        challenge = self._challenges(
+            dpop=dpop,
+            error="insufficient_user_authentication",
+            error_description=_STEP_UP_DESCRIPTION,
+            **extra,
+        )
+        return Denial(401, "insufficient_user_authentication", _STEP_UP_DESCRIPTION, challenge, reason)
+
     @staticmethod
     def forbidden(reason: str, public: str) -> Denial:
         return Denial(403, "forbidden", public, None, reason)
@@ -301,8 +325,13 @@ class Refusals:
         if not_logged is not None:
             audit.security(
                 "verification_unavailable",
-                {"cause": about.cause, "issuer": about.issuer, "details": {"reason": cause, "since": not_logged}},
-                "503 temporarily_unavailable: %s" + (" (and %d more since the last line)" if not_logged else ""),
+                {
+                    "cause": about.cause,
+                    "issuer": about.issuer,
+                    "details": {"reason": cause, "since": not_logged},
+                },
+                "503 temporarily_unavailable: %s"
+                + (" (and %d more since the last line)" if not_logged else ""),
                 cause,
                 *((not_logged,) if not_logged else ()),
                 level=logging.ERROR,

@@ -87,10 +87,11 @@ def check_key(org: object, subject: object, session_id: object) -> tuple[str, st
     )
 
 
-def check_scopes(scopes: object) -> frozenset[str]:
+def check_scopes(scopes: Iterable[str] | str) -> frozenset[str]:
     """A str is an RFC 6749 §3.3 scope string; anything else is a collection of scope tokens.
-    Both raise InvalidScope, a ValueError; so does an empty set."""
-    result = parse_scope(scopes) if isinstance(scopes, str) else scope_set(scopes)  # type: ignore[arg-type]
+    Both raise InvalidScope, a ValueError, for a malformed scope or a value that is neither (an
+    application's value is checked, whatever its annotation); so does an empty set."""
+    result = parse_scope(scopes) if isinstance(scopes, str) else scope_set(scopes)
     if not result:
         raise ValueError("scopes must name at least one scope")
     return result

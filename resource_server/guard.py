@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from policy import Access, OrgMismatch, Roles, ScopeMap, assemble_access, decide
+from policy import Access, Actors, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
 from .checks import authorization_servers
@@ -99,6 +99,14 @@ class Guard:
     viewer context (``viewer=``) are accepted as before on the routes that ask for them; the
     application opts into each, and each is checked its own way (a cookie of this site; a
     context signed for one request and used once).
+
+    ``actors`` (a :class:`policy.Actors`) caps what each actor acting for a person may do
+    (RFC 8693 delegation: a token whose ``act`` names the actor): a delegated request's
+    effective scopes are the token's, the member role's and the current actor's ceiling
+    together. Without it, a delegated token is treated as any other. Either way the token's
+    actor chain, ``acr`` and ``auth_time`` reach the decision (``Access.actors``, ``acr``,
+    ``auth_time``), so a :class:`policy.Requirement` can refuse actors or ask the person to
+    authenticate again: ``401 insufficient_user_authentication`` (RFC 9470 §3).
     """
 
     def __init__(
@@ -114,9 +122,12 @@ class Guard:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
         scope_on_401: str | None = None,
+        actors: Actors | None = None,
     ) -> None:
         if not isinstance(roles, Roles):
             raise TypeError("roles must be a policy.Roles")
+        if actors is not None and not isinstance(actors, Actors):
+            raise TypeError("actors must be a policy.Actors (actor sub -> the scopes it may exercise)")
         if not callable(membership):
             raise TypeError("membership must be a callable (subject, org) -> role name or None")
         if dpop is not None and not isinstance(dpop, DPoPVerifier):
@@ -131,6 +142,7 @@ class Guard:
             raise ValueError(audit.misconfigured("Guard", reason))
         self.verifier = verifier
         self.roles = roles
+        self.actors = actors
         self.membership: AsyncMembership = membership
         self.realm = realm
         self.resource_metadata = resource_metadata
@@ -235,26 +247,43 @@ class Guard:
         return self._role_access(subject, org, role, None, None, None, "session")
 
     def decision(self, granted: Granted | Denial, method: str, scope_map: ScopeMap) -> Granted | Denial:
-        """``policy.decide`` on a grant: the grant itself, or the refusal with its challenge."""
+        """``policy.decide`` on a grant: the grant itself, or the refusal with its challenge.
+        The clock is read only for a scope map with a ``max_age`` (RFC 9470 §3)."""
         if type(granted) is Denial:
             return granted
         access = granted.access
-        decision = decide(
-            access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
-        )
+        if scope_map.needs_time:  # a max_age (RFC 9470 §3): the decision needs the time
+            decision = decide(
+                access,
+                scope_map,
+                method,
+                realm=self.realm,
+                resource_metadata=self.resource_metadata,
+                now=self.clock(),
+            )
+        else:  # no clock read, and no argument passed for nothing
+            decision = decide(
+                access, scope_map, method, realm=self.realm, resource_metadata=self.resource_metadata
+            )
         if decision.allowed:
             return granted
         if decision.www_authenticate is None:
-            public = (
-                "the member's role does not permit this request"
-                if method in scope_map
-                else "this method is not permitted on this route"
-            )
+            if method not in scope_map:
+                public = "this method is not permitted on this route"
+            elif access.actors:
+                public = "neither the member's role nor what the acting agent may do permits this request"
+            else:
+                public = "the member's role does not permit this request"
             refused = self._forbidden(decision.reason, access, public=public)
             return refused.noting(token=granted.token, source=granted.source)
         token = granted.token
         bound = token is not None and bound_key(token) is not None
-        refused = self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
+        if decision.status == 401:  # RFC 9470 §3: the person must authenticate again
+            refused = self.refusals.insufficient_user_authentication(
+                decision.acr_values, decision.max_age, decision.reason, dpop=bound
+            )
+        else:
+            refused = self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
         return refused.noting(token=token, access=access, source=granted.source)
 
     def without_token(
@@ -468,6 +497,10 @@ class Guard:
                 token_scopes=token_scopes,
                 token_org=token_org,
                 request_org=org,
+                actors=self.actors,
+                actor_chain=token.actors if token is not None else (),
+                acr=token.acr if token is not None else None,
+                auth_time=token.auth_time if token is not None else None,
             )
         except OrgMismatch as exc:
             refused = self.refusals.invalid_token(

@@ -14,6 +14,14 @@ their tokens with, chosen from what the application configured and never from a 
 Each operation then lists the scopes of each alternative of its scope map. For ``oauth2`` and
 ``openIdConnect`` schemes these are scopes in OpenAPI 3.0 and 3.1 alike; for an ``http`` scheme
 OpenAPI 3.1 calls them role names, and OpenAPI 3.0 wants the list empty.
+
+What an alternative asks beyond its scopes (a :class:`policy.Requirement`: how recently and how
+strongly the person authenticated, RFC 9470; which actors may act for them, RFC 8693) has no
+place in a security requirement object, so an operation with such alternatives carries the
+specification extension :data:`CONDITIONS` (``x-authorization-conditions``): the conditional
+alternatives, in declaration order, each ``{"scopes": [...]}`` with ``acr_values`` (any one),
+``max_age`` (seconds) and ``actors`` (``[]``: no agent may act for the person) when it sets them.
+A client reads there what a ``401 insufficient_user_authentication`` would ask of it.
 """
 
 from __future__ import annotations
@@ -21,10 +29,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from policy import Requirement, ScopeMap
+
 from .tokens import JWTVerifier
 from .tokens.discovery import metadata_uris
 
-__all__ = ["security_scheme", "with_scopes"]
+__all__ = ["CONDITIONS", "conditions", "requirement_object", "security_scheme", "with_scopes"]
+
+#: The operation extension listing the alternatives that ask more than scopes.
+CONDITIONS = "x-authorization-conditions"
 
 
 def security_scheme(
@@ -73,3 +86,29 @@ def with_scopes(scheme: dict[str, Any], scopes: Iterable[str]) -> dict[str, Any]
     listed = {scope: "" for scope in scopes}
     flows = {name: {**flow, "scopes": dict(listed)} for name, flow in scheme["flows"].items()}
     return {**scheme, "flows": flows}
+
+
+def requirement_object(requirement: Requirement) -> dict[str, Any]:
+    """One alternative as :data:`CONDITIONS` (and ``scopes routes --json``) lists it: its scopes,
+    and the conditions it sets."""
+    found: dict[str, Any] = {"scopes": sorted(requirement.scopes)}
+    if requirement.acr_values:
+        found["acr_values"] = list(requirement.acr_values)
+    if requirement.max_age is not None:
+        found["max_age"] = requirement.max_age
+    if requirement.actors is not None:
+        found["actors"] = sorted(requirement.actors)
+    return found
+
+
+def conditions(scope_maps: Iterable[ScopeMap], method: str) -> list[dict[str, Any]]:
+    """The :data:`CONDITIONS` of ``method`` under ``scope_maps`` (several when an operation has
+    several requirements that must all hold): every alternative with conditions, once, in
+    declaration order; ``[]`` when none has any."""
+    found: list[dict[str, Any]] = []
+    for scope_map in scope_maps:
+        for requirement in scope_map.requirements(method) or ():
+            described = requirement_object(requirement)
+            if requirement.conditional and described not in found:
+                found.append(described)
+    return found

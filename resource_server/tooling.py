@@ -19,6 +19,7 @@ from policy import Roles, ScopeMap, decide
 from .checks import ungranted_scopes
 from .denials import Denial
 from .guard import Granted
+from .openapi import requirement_object
 
 __all__ = [
     "Problem",
@@ -66,11 +67,15 @@ def _roles_reaching(roles: Roles, alternatives: tuple[frozenset[str], ...]) -> l
 
 
 def route_table(routes: Iterable[Route], roles: Roles) -> list[dict[str, Any]]:
-    """Rule x method x required scopes, and which roles can reach each (the ``--json`` rows)."""
+    """Rule x method x required scopes, and which roles can reach each (the ``--json`` rows).
+    ``requirements`` lists the alternatives with what each asks beyond scopes (a
+    :class:`policy.Requirement`'s ``acr_values``, ``max_age`` and ``actors``, when set), as the
+    OpenAPI extension ``x-authorization-conditions`` does."""
     rows = []
     for route in routes:
         for method in route.methods or ("-",):
-            alternatives = route.scope_map.alternatives(method) if route.scope_map else None
+            requirements = route.scope_map.requirements(method) if route.scope_map else None
+            alternatives = tuple(r.scopes for r in requirements) if requirements else None
             rows.append(
                 {
                     "rule": route.rule,
@@ -78,16 +83,35 @@ def route_table(routes: Iterable[Route], roles: Roles) -> list[dict[str, Any]]:
                     "protection": route.kind,
                     "scopes": [sorted(a) for a in alternatives] if alternatives else None,
                     "roles": _roles_reaching(roles, alternatives) if alternatives else None,
+                    "requirements": [requirement_object(r) for r in requirements] if requirements else None,
                 }
             )
     return rows
+
+
+def _alternative_text(requirement: dict[str, Any]) -> str:
+    """One alternative of a row: its scopes, then its conditions in parentheses."""
+    said = []
+    if "acr_values" in requirement:
+        said.append(f"acr {' or '.join(requirement['acr_values'])}")
+    if "max_age" in requirement:
+        said.append(f"authenticated within {requirement['max_age']} s")
+    if "actors" in requirement:
+        actors = requirement["actors"]
+        said.append(f"actors {', '.join(actors)} only" if actors else "no actor")
+    scopes = " ".join(requirement["scopes"])
+    return f"{scopes} ({'; '.join(said)})" if said else scopes
 
 
 def format_route_table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows of :func:`route_table` as the text ``scopes routes`` prints."""
     return "\n".join(
         f"{r['rule']:<40} {r['method']:<7} "
-        + (" | ".join(" ".join(a) for a in r["scopes"]) if r["scopes"] else f"({r['protection']})")
+        + (
+            " | ".join(_alternative_text(a) for a in r["requirements"])
+            if r["requirements"]
+            else f"({r['protection']})"
+        )
         + (f"   roles: {', '.join(r['roles']) or 'none'}" if r["roles"] is not None else "")
         for r in rows
     )
@@ -179,12 +203,14 @@ def explanation(
     method: str,
     scope_map: ScopeMap,
     response: Callable[[Denial], tuple[int, str | None, Any]] | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
     """What ``scopes explain`` reports for the outcome the server's own code reached: the
     status, ``WWW-Authenticate`` and body it sends (``response`` gives those three as the
-    adapter sends them; by default the denial's own), and the reason, which is never sent."""
+    adapter sends them; by default the denial's own), and the reason, which is never sent.
+    ``now`` is the time the server decided at (its guard's clock), for a ``max_age``."""
     if isinstance(outcome, Granted):
-        reason = decide(outcome.access, scope_map, method).reason
+        reason = decide(outcome.access, scope_map, method, now=now).reason
         return {"status": 200, "reason": reason, "www_authenticate": None, "body": None}
     status, challenge, body = (
         response(outcome)

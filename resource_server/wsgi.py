@@ -25,7 +25,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wsgi import get_path_info
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from .bodies import BodyError
 from .checks import check_scopes_granted, check_sync_membership
@@ -77,7 +77,8 @@ class BearerMiddleware:
     scope map; a :class:`Route` names its own (or ``None``). A pattern without its org variable
     is a ``ValueError`` here, at start-up: otherwise one org's token would pass on another's URL;
     so is a scope map naming a scope that no role grants. ``membership`` is a plain function
-    (``TypeError`` for a coroutine function: this middleware cannot await it).
+    (``TypeError`` for a coroutine function: this middleware cannot await it). ``actors`` (a
+    :class:`policy.Actors`) caps what each agent acting for a person may do (RFC 8693).
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class BearerMiddleware:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
         resource: str | None = None,
+        actors: Actors | None = None,
     ) -> None:
         check_sync_membership(membership, "resource_server.wsgi.BearerMiddleware")
         self.app = app
@@ -108,6 +110,7 @@ class BearerMiddleware:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            actors=actors,
         )
         # DPoP proofs name the URL the client used (RFC 9449 §4.3): this resource's scheme and
         # authority when given, else what the WSGI server reports.

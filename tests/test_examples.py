@@ -74,6 +74,11 @@ def test_hot_path_benchmark_runs() -> None:
         "Introspection app: @rs.require, warm",
         "Introspection app: @rs.require, cold (one call)",
         "the whole proof check (new jti each)",
+        "Flask: @rs.require, delegated, warm",
+        "Flask: @rs.require, delegated, cold ES256",
+        "Flask: @rs.require, acr/max_age, warm",
+        "delegated, warm ÷ the warm bearer case",
+        "acr/max_age, warm ÷ the warm bearer case",
     ):
         assert row in out
     assert "bytes per cached token" in out

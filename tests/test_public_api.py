@@ -51,6 +51,7 @@ PUBLIC_MODULES = (
     "resource_server.grants",
     "resource_server.guard",
     "resource_server.mcp",
+    "resource_server.mcp.fastmcp",
     "resource_server.metadata",
     "resource_server.openapi",
     "resource_server.passthrough",

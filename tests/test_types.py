@@ -14,9 +14,12 @@
 * A wheel built from the tree carries ``py.typed`` in both packages (PEP 561): without it, a
   user's type checker sees every name imported from them as ``Any``.
 
-mypy's checks change between releases, so a mypy other than the pinned one skips these tests
-(and fails them under CI, which installs the pin). Its cache lives in pytest's cache directory:
-a first run takes about 15 s on a 2-core machine, a run after it checks only what changed.
+mypy's checks change between releases, and so do the stubs it reads Django's and DRF's types
+from (django-stubs and djangorestframework-stubs, without their plugins: those set Django up
+from a settings module, which a library has none of), so a mypy or stubs other than the pinned
+ones skip these tests (and fail them under CI, which installs the pins). Its cache lives in
+pytest's cache directory: a first run takes about 15 s on a 2-core machine, a run after it
+checks only what changed.
 """
 
 from __future__ import annotations
@@ -43,11 +46,17 @@ _IGNORE = re.compile(r"#\s*type:\s*ignore")
 _EXPLAINED_IGNORE = re.compile(r"#\s*type:\s*ignore\[[a-z-]+(?:,\s*[a-z-]+)*\]  # \S")
 
 
-def _pinned_mypy() -> str:
+#: What the checks' outcome depends on, each pinned exactly in the test extra: mypy, and the
+#: stubs it reads Django's and DRF's types from (a new release of either brings new errors).
+PINNED = ("mypy", "django-stubs", "djangorestframework-stubs")
+
+
+def _pins() -> dict[str, str]:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    pins = [req for req in extras["optional-dependencies"]["test"] if req.startswith("mypy==")]
-    assert len(pins) == 1, "the test extra pins mypy exactly once (mypy==X.Y.Z)"
-    return pins[0].removeprefix("mypy==")
+    pins = [req.partition("==") for req in extras["optional-dependencies"]["test"]]
+    found = {name: version for name, equals, version in pins if equals and name in PINNED}
+    assert sorted(found) == sorted(PINNED), f"the test extra pins each of {PINNED} exactly (name==X.Y.Z)"
+    return found
 
 
 def _unusable(reason: str) -> None:
@@ -59,14 +68,16 @@ def _unusable(reason: str) -> None:
 @pytest.fixture(scope="module")
 def mypy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """The command that runs the pinned mypy, with its cache kept between runs."""
-    pinned = _pinned_mypy()
-    try:
-        installed = importlib.metadata.version("mypy")
-    except importlib.metadata.PackageNotFoundError:
-        installed = None
-    if installed != pinned:
-        found = "is not installed" if installed is None else f"{installed} is installed"
-        _unusable(f"mypy {pinned} is pinned but {found}: pip install -e '.[test]' (or mypy=={pinned})")
+    for name, pinned in _pins().items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            found = "is not installed" if installed is None else f"{installed} is installed"
+            _unusable(
+                f"{name} {pinned} is pinned but {found}: pip install -e '.[test]' (or {name}=={pinned})"
+            )
     cache = getattr(request.config, "cache", None)  # None with -p no:cacheprovider
     directory = cache.mkdir("mypy") if cache is not None else tmp_path_factory.mktemp("mypy-cache")
     return [sys.executable, "-m", "mypy", "--cache-dir", str(directory)]
@@ -92,6 +103,7 @@ def test_mypy_is_configured_strict_on_both_packages() -> None:
     relaxed = {k: v for k, v in config.items() if k.startswith(("allow_", "ignore_")) or v is False}
     assert relaxed == {}
     assert "overrides" not in config  # every library the packages import ships its types
+    assert "plugins" not in config  # the stubs alone: the django-stubs plugin sets Django up
 
 
 def test_every_type_ignore_names_its_code_and_says_why() -> None:

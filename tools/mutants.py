@@ -54,6 +54,7 @@ class Mutant:
 
 
 ADVERSARIAL = "tests/adversarial"
+STEP_UP_AUTHENTICATION = "tests/resource_server/test_client_step_up_authentication.py"
 ASGI = "tests/resource_server/test_asgi.py"
 DPOP_TESTS = ("tests/adversarial/test_hostile_proofs.py", "tests/resource_server/test_dpop_guard.py")
 JWT_TESTS = ("tests/resource_server/test_tokens.py", "tests/adversarial/test_hostile_tokens.py")
@@ -307,6 +308,38 @@ MUTANTS: tuple[Mutant, ...] = (
         "            if dpop_nonce:",
         "client: a DPoP-Nonce of any characters and length is kept and signed into later proofs",
         ("tests/resource_server/test_client_refused_nonce.py",),
+    ),
+    Mutant(
+        "client-step-up-authentication-twice",
+        "resource_server/client/step_up.py",
+        "            if self.authentication is not None:\n                return None\n",
+        "",
+        "client: a 401 insufficient_user_authentication after a new sign-in sends the person to sign in again",
+        (STEP_UP_AUTHENTICATION,),
+    ),
+    Mutant(
+        "client-step-up-authentication-kwargs",
+        "resource_server/client/step_up.py",
+        'self.authenticates = _names_keywords(token_provider, ("acr_values", "max_age"))',
+        'self.authenticates = _names_keywords(token_provider, ("acr_values", "max_age"), or_var_keyword=True)',
+        "client: a **kwargs provider written before acr_values is given them (and may raise)",
+        (STEP_UP_AUTHENTICATION,),
+    ),
+    Mutant(
+        "client-acr-values-any",
+        "resource_server/client/challenges.py",
+        "    if acr_values is not None and _ACR_VALUES.fullmatch(acr_values) is None:\n        return None\n",
+        "",
+        "client: acr_values of any characters and size are passed on to the authorization request",
+        (STEP_UP_AUTHENTICATION,),
+    ),
+    Mutant(
+        "client-max-age-unbounded",
+        "resource_server/client/challenges.py",
+        " or int(max_age) > MAX_AGE_LIMIT",
+        "",
+        "client: a max_age past a signed 32-bit integer is passed on to the authorization request",
+        (STEP_UP_AUTHENTICATION,),
     ),
     Mutant(
         "client-rsa-key-any",

@@ -1,5 +1,7 @@
 """Clients that step up by themselves: send a token; on ``403 insufficient_scope`` ask for one that
-also covers the advertised scopes and retry once; on ``401 invalid_token`` fetch a fresh one once.
+also covers the advertised scopes and retry once; on ``401 invalid_token`` fetch a fresh one once;
+on ``401 insufficient_user_authentication`` (RFC 9470 §3) ask a provider that can have the person
+authenticate again for a token with the challenge's ``acr_values`` and ``max_age``, once.
 
 ``StepUpAuth`` is the auth of an ``httpx`` or an ``httpx2`` client (sync and async): one class,
 an ``Auth`` of each of the two that is installed, so either library's client takes it (each accepts
@@ -25,9 +27,16 @@ attempt, so even streamed bodies can be resent, at the cost of holding them in m
 requests, a body that cannot be replayed (a file or a generator) is not retried: the first response
 is returned as it is.
 
+A token provider is called as ``provider(scopes)``; with ``dpop_key=`` when it takes that keyword
+(or ``**kwargs``), and with ``acr_values=`` (a tuple, or None) and ``max_age=`` (seconds, or None)
+only to answer an ``insufficient_user_authentication``, and only when it names both parameters
+(RFC 9470 §4: it passes them on to its authorization request). A provider that does not name them
+cannot have a person authenticate (client credentials): that 401 is returned as it is.
+
 No HTTP library is required: ``StepUpAuth`` exists when httpx or httpx2 is installed,
 ``RequestsStepUpAuth`` when requests is, and :class:`DPoPKey`, :class:`InsufficientScope`,
-:func:`insufficient_scope` and :func:`bearer_challenge_of` need none. Importing a class whose
+:class:`InsufficientUserAuthentication`, :func:`insufficient_scope`,
+:func:`insufficient_user_authentication` and :func:`bearer_challenge_of` need none. Importing a class whose
 library is missing raises an ``ImportError`` that names the library to install.
 
 The package's modules: :mod:`~resource_server.client.challenges` (reading challenges),
@@ -41,7 +50,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .challenges import InsufficientScope, bearer_challenge_of, insufficient_scope
+from .challenges import (
+    InsufficientScope,
+    InsufficientUserAuthentication,
+    bearer_challenge_of,
+    insufficient_scope,
+    insufficient_user_authentication,
+)
 from .dpop_key import DPoPKey
 
 # Each adapter needs only its own library: a requests user need not install httpx, nor the reverse.
@@ -62,10 +77,12 @@ _NEEDS = {"StepUpAuth": ("httpx2", "httpx"), "RequestsStepUpAuth": ("requests",)
 __all__ = [
     "DPoPKey",
     "InsufficientScope",
+    "InsufficientUserAuthentication",
     *(["RequestsStepUpAuth"] if REQUESTS_INSTALLED else []),
     *(["StepUpAuth"] if HTTPX_AUTH_BASES else []),
     "bearer_challenge_of",
     "insufficient_scope",
+    "insufficient_user_authentication",
 ]
 
 

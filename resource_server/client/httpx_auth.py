@@ -52,7 +52,11 @@ if HTTPX_AUTH_BASES:
 
         With ``dpop_key`` (a :class:`DPoPKey`) the token is sent as ``DPoP`` with a fresh proof on
         every attempt (RFC 9449 §7.1); a provider that takes a ``dpop_key`` keyword is given the
-        key, so it can ask its authorization server for a token bound to ``dpop_key.jkt``."""
+        key, so it can ask its authorization server for a token bound to ``dpop_key.jkt``.
+
+        A provider with ``acr_values`` and ``max_age`` parameters can have the person authenticate
+        again (RFC 9470 §4): on a ``401 insufficient_user_authentication`` it is called as
+        ``provider(scopes, acr_values=..., max_age=...)``, once per request."""
 
         # The libraries honour this only in the base flows, which the two below replace: they read
         # the body themselves. Still true, for whoever inspects it.
@@ -81,7 +85,9 @@ if HTTPX_AUTH_BASES:
                     return
                 response.read()
                 if retry.new_token:
-                    token = state.remember(sync_token(state.ask(retry.scopes)), retry.scopes)
+                    token = state.remember(
+                        sync_token(state.ask(retry.scopes, retry.authentication)), retry.scopes
+                    )
 
         async def async_auth_flow(
             self, request: _HTTPXRequest
@@ -98,7 +104,9 @@ if HTTPX_AUTH_BASES:
                     return
                 await response.aread()
                 if retry.new_token:
-                    token = state.remember(await _maybe_await(state.ask(retry.scopes)), retry.scopes)
+                    token = state.remember(
+                        await _maybe_await(state.ask(retry.scopes, retry.authentication)), retry.scopes
+                    )
 
 
 def _after(attempts: Attempts, response: _HTTPXResponse, sent_nonce: str | None) -> Retry | None:

@@ -24,7 +24,7 @@ if REQUESTS_INSTALLED:
 
     class RequestsStepUpAuth(requests.auth.AuthBase):
         """``session.auth = RequestsStepUpAuth(provider)``: the same behaviour for ``requests``,
-        ``dpop_key`` included."""
+        ``dpop_key`` and the ``acr_values`` and ``max_age`` of a step-up of authentication included."""
 
         def __init__(
             self,
@@ -75,7 +75,9 @@ if REQUESTS_INSTALLED:
                 if retry is None or not (body is None or isinstance(body, (str, bytes))):
                     break  # nothing to fix, or a streamed body that cannot be sent twice
                 if retry.new_token:
-                    token = state.remember(sync_token(state.ask(retry.scopes)), retry.scopes)
+                    token = state.remember(
+                        sync_token(state.ask(retry.scopes, retry.authentication)), retry.scopes
+                    )
                 response.content  # noqa: B018 -- drain it, so the connection can be reused
                 response.close()
                 again = response.request.copy()

@@ -1,8 +1,8 @@
 """What every step-up adapter shares, whatever its HTTP library: the current token and scopes, the
 DPoP nonces kept per origin (RFC 9449 §9), and the decision after each response: retry with a new
-token (RFC 6750 §3.1 ``insufficient_scope``, ``invalid_token``), with the server's nonce
-(``use_dpop_nonce``), or not at all; only ever for the origin (RFC 6454 §4) a request was first
-sent to."""
+token (RFC 6750 §3.1 ``insufficient_scope``, ``invalid_token``; RFC 9470 §3
+``insufficient_user_authentication``), with the server's nonce (``use_dpop_nonce``), or not at
+all; only ever for the origin (RFC 6454 §4) a request was first sent to."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
-from .challenges import challenge_of, insufficient
+from .challenges import challenge_of, insufficient, user_authentication
 from .dpop_key import DPoPKey
 
 __all__ = [
     "AsyncTokenProvider",
     "Attempts",
+    "Authentication",
     "Origin",
     "Retry",
     "StepUp",
@@ -44,12 +45,24 @@ def origin_of(url: str) -> Origin:
 
 
 @dataclass(frozen=True, slots=True)
+class Authentication:
+    """How the person must have authenticated for a new token (RFC 9470 §3, §4): one of
+    ``acr_values`` and/or within ``max_age`` seconds (None: not asked). The provider is called with
+    both as keywords."""
+
+    acr_values: tuple[str, ...] | None
+    max_age: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Retry:
-    """Send the request again: with a new token for ``scopes``, or (``new_token`` false) with the
-    same token and a proof carrying the server's new nonce."""
+    """Send the request again: with a new token for ``scopes`` (and ``authentication``, when the
+    server asked for one), or (``new_token`` false) with the same token and a proof carrying the
+    server's new nonce."""
 
     new_token: bool
     scopes: frozenset[str] | None = None
+    authentication: Authentication | None = None
 
 
 _MAX_ORIGINS = 256  # nonces kept; past that the oldest are forgotten (a 401 fetches one again)
@@ -80,14 +93,24 @@ class StepUp:
         self.dpop_key = dpop_key
         self.schemes = ("DPoP", "Bearer") if dpop_key is not None else ("Bearer",)
         self._tells_key = dpop_key is not None and _takes_dpop_key(token_provider)
+        # Only a provider that names both keywords can have a person authenticate (RFC 9470 §4);
+        # one with **kwargs alone was written before them, and may pass them on to something
+        # that raises, or fetch the same client-credentials token again: it gets the 401 as is.
+        self.authenticates = _names_keywords(token_provider, ("acr_values", "max_age"))
         self._nonces: dict[tuple[str, str, int], str] = {}
         self._lock = threading.Lock()
 
-    def ask(self, scopes: frozenset[str] | None) -> str | Awaitable[str]:
-        """Call the provider; with ``dpop_key=`` when it takes one, so it can ask for a bound token."""
+    def ask(
+        self, scopes: frozenset[str] | None, authentication: Authentication | None = None
+    ) -> str | Awaitable[str]:
+        """Call the provider; with ``dpop_key=`` when it takes one, so it can ask for a bound token,
+        and with ``acr_values=`` and ``max_age=`` when a server asked for an authentication."""
+        options: dict[str, Any] = {}
         if self._tells_key:
-            return self.token_provider(scopes, dpop_key=self.dpop_key)
-        return self.token_provider(scopes)
+            options["dpop_key"] = self.dpop_key
+        if authentication is not None:
+            options["acr_values"], options["max_age"] = authentication.acr_values, authentication.max_age
+        return self.token_provider(scopes, **options)
 
     def remember(self, token: str, scopes: frozenset[str] | None) -> str:
         with self._lock:
@@ -130,6 +153,17 @@ class StepUp:
         # Asking again for what we already hold cannot help: give the 403 to the caller.
         return wanted != self.scopes, wanted
 
+    def authentication_needed(self, status: int, header_values: Iterable[str]) -> Authentication | None:
+        """What a ``401 insufficient_user_authentication`` asks the person for, when the provider
+        can have a person authenticate; None otherwise, also for a challenge that names neither
+        ``acr_values`` nor ``max_age`` (nothing to ask for) or names either malformed."""
+        if not self.authenticates:
+            return None
+        found = user_authentication(status, header_values, self.schemes)
+        if found is None or (not found.acr_values and found.max_age is None):
+            return None
+        return Authentication(found.acr_values or None, found.max_age)
+
     def _note_nonce(self, url: str, nonce: str) -> None:
         origin = origin_of(url)
         with self._lock:
@@ -140,8 +174,9 @@ class StepUp:
 
 
 class Attempts:
-    """The retries left for one request (``max_retries`` new tokens, and one new nonce), and the
-    origin it was first sent to: the only one whose answers are acted upon."""
+    """The retries left for one request (``max_retries`` new tokens, one new token for an
+    authentication, and one new nonce), and the origin it was first sent to: the only one whose
+    answers are acted upon."""
 
     def __init__(self, state: StepUp, url: str) -> None:
         self.state = state
@@ -149,6 +184,11 @@ class Attempts:
         self.tokens_left = state.max_retries
         self.nonce_retried = False
         self.strayed = False
+        # The authentication this request's server asked for: every later token of this request
+        # is asked with it too, so that a scope step-up or a fresh token after it does not undo it.
+        # It does not outlive the request: it is the requirement of one resource, and a later
+        # max_age would send the person to sign in again on every token the client ever fetches.
+        self.authentication: Authentication | None = None
 
     def stays(self, urls: Iterable[str]) -> bool:
         """Whether the requests to ``urls``, and all those before, went to the first origin. Once
@@ -185,26 +225,45 @@ class Attempts:
                         return None
                     self.nonce_retried = True
                     return Retry(new_token=False)
+        if state.max_retries == 0:
+            return None
+        needed = state.authentication_needed(status, header_values)
+        if needed is not None:
+            # Once per request, besides max_retries: the servers of this package ask for the
+            # scopes first, then for the authentication, so one of each (two steps, in either
+            # order) must fit the default max_retries of 1. Asked again, the person's new sign-in
+            # did not do: the 401 goes to the caller rather than the person to another prompt.
+            if self.authentication is not None:
+                return None
+            self.authentication = needed
+            return Retry(new_token=True, scopes=state.scopes, authentication=needed)
         if self.tokens_left == 0:
             return None
         retry, scopes = state.next_scopes(status, header_values)
         if not retry:
             return None
         self.tokens_left -= 1
-        return Retry(new_token=True, scopes=scopes)
+        return Retry(new_token=True, scopes=scopes, authentication=self.authentication)
 
 
 def _takes_dpop_key(provider: Callable[..., Any]) -> bool:
     """Whether ``provider`` accepts a ``dpop_key`` keyword (or ``**kwargs``)."""
+    return _names_keywords(provider, ("dpop_key",), or_var_keyword=True)
+
+
+def _names_keywords(
+    provider: Callable[..., Any], names: tuple[str, ...], *, or_var_keyword: bool = False
+) -> bool:
+    """Whether ``provider`` has a parameter for each of ``names`` that a keyword can fill (or,
+    with ``or_var_keyword``, a ``**kwargs``), as :func:`inspect.signature` sees it."""
     try:
         parameters = inspect.signature(provider).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(
-        p.kind is p.VAR_KEYWORD
-        or (p.name == "dpop_key" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
-        for p in parameters
-    )
+    if or_var_keyword and any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return True
+    named = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return named.issuperset(names)
 
 
 def sync_token(token: str | Awaitable[str]) -> str:

@@ -10,7 +10,9 @@ settings entry (:mod:`resource_server.django.conf`), then
   without touching views;
 - ``request.access`` (the :class:`policy.Access`), ``request.auth`` (the
   :class:`~resource_server.tokens.VerifiedToken`, None for a session) and ``request.user`` in
-  every protected view, DRF or not;
+  every protected view, DRF or not; :class:`ProtectedHttpRequest` (and DRF's
+  :class:`~resource_server.django.rest_framework.ProtectedRequest`) declare them to a type
+  checker;
 - system checks (``manage.py check``), the ``manage.py scopes routes|check|explain`` command,
   the RFC 9728 metadata and agent endpoints (:mod:`resource_server.django.urls`), an ORM grants
   store (:class:`~resource_server.django.grants.DjangoGrantStore`) and a drf-spectacular
@@ -26,6 +28,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("django", "resource_server.django", exc) from exc
 
+from .attributes import ProtectedHttpRequest
 from .conf import get_resource_server
 from .requests import json_body
 from .server import ResourceServer
@@ -33,6 +36,7 @@ from .users import TokenUser
 from .views import ScopeMapMixin, public, require
 
 __all__ = [
+    "ProtectedHttpRequest",
     "ResourceServer",
     "ScopeMapMixin",
     "TokenUser",

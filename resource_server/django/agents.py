@@ -12,7 +12,7 @@ session's approval is CSRF-checked by DRF's ``SessionAuthentication``. The answe
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, NoReturn
 
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.renderers import JSONRenderer
@@ -42,10 +42,10 @@ def _response(answer: Answer) -> Response:
 
 
 class _AgentView(APIView):
-    authentication_classes: ClassVar[list[Any]] = [BearerTokenAuthentication, SessionAuthentication]
-    permission_classes: ClassVar[list[Any]] = [OrgMemberPermission]
-    renderer_classes: ClassVar[list[Any]] = [JSONRenderer]
-    http_method_names: ClassVar[list[str]] = ["post", "options"]
+    authentication_classes = (BearerTokenAuthentication, SessionAuthentication)
+    permission_classes = (OrgMemberPermission,)
+    renderer_classes = (JSONRenderer,)
+    http_method_names = ("post", "options")
     org_url_kwarg = "org"
 
     def _member_json(self, request: Request) -> tuple[dict[str, Any], Granted] | Response:
@@ -59,8 +59,14 @@ class _AgentView(APIView):
         except BodyError as exc:
             return _response(agent_endpoints.error(400, "invalid_request", exc.description))
 
-    def _unavailable(self, request: Request, error: VerificationUnavailable) -> Any:
+    def _unavailable(self, request: Request, error: VerificationUnavailable) -> NoReturn:
         refuse(request, get_resource_server().guard.refusals.unavailable(error, UNAVAILABLE))
+
+    def _misconfigured(self, request: Request, argument: str) -> NoReturn:
+        """A view mounted without what it needs (``agent_urls`` always gives it): the 403 of a
+        misconfigured route, logged, never a 500."""
+        name = type(self).__name__
+        refuse(request, get_resource_server().forbidden(f"{name}.as_view() needs {argument}"))
 
 
 class AgentTokenView(_AgentView):
@@ -73,11 +79,12 @@ class AgentTokenView(_AgentView):
         if isinstance(checked, Response):
             return checked
         body, granted = checked
+        if self.issuer is None:
+            self._misconfigured(request, "issuer=CapabilityIssuer(...)")
         try:
-            return _response(agent_endpoints.mint(self.issuer, granted, body))  # type: ignore[arg-type]
+            return _response(agent_endpoints.mint(self.issuer, granted, body))
         except VerificationUnavailable as exc:  # the approvals cannot be read now
             self._unavailable(request, exc)
-            raise  # pragma: no cover (refuse raises)
 
 
 class AgentApprovalView(_AgentView):
@@ -91,6 +98,8 @@ class AgentApprovalView(_AgentView):
         if isinstance(checked, Response):
             return checked
         body, granted = checked
+        if self.grants is None:
+            self._misconfigured(request, "grants=, the grants store the capability issuer reads")
         known = get_resource_server().roles.all_scopes
         org = str(granted.access.org)  # the URL's, which OrgMemberPermission read
         try:
@@ -99,5 +108,4 @@ class AgentApprovalView(_AgentView):
             )
         except VerificationUnavailable as exc:  # the approval cannot be recorded now
             self._unavailable(request, exc)
-            raise  # pragma: no cover (refuse raises)
         return _response(answer)

@@ -15,8 +15,9 @@ overrides them), so a bad configuration fails at start-up with an error naming t
 
     Keys: ``VERIFIER``, ``ROLES`` and ``MEMBERSHIP`` (required); ``REALM``, ``RESOURCE``,
     ``AUTHORIZATION_SERVERS``, ``DPOP``, ``DPOP_REQUIRED``, ``CAPABILITIES``,
-    ``VIEWER_CONTEXT``, ``CACHE_SIZE``, ``USER_FOR`` and ``SESSION_SUBJECT``: the
-    ``ResourceServer`` arguments of the same names. Any other key is an error (a typo would
+    ``VIEWER_CONTEXT``, ``CACHE_SIZE``, ``USER_FOR``, ``SESSION_SUBJECT`` and ``ACTORS`` (a
+    :class:`policy.Actors`, its dotted path or a factory): the ``ResourceServer`` arguments of
+    the same names. Any other key is an error (a typo would
     otherwise be a silently missing option).
 
 ``RESOURCE_SERVER_ROUTES``
@@ -41,7 +42,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..checks import check_scopes_granted
 from ..dpop import DPoPVerifier
@@ -71,6 +72,7 @@ _KEYS = {
     "CACHE_SIZE": "cache_size",
     "USER_FOR": "user_for",
     "SESSION_SUBJECT": "session_subject",
+    "ACTORS": "actors",
 }
 
 
@@ -160,6 +162,7 @@ _INSTANCE_OF: dict[str, Callable[[Any], bool]] = {
     "DPOP": lambda found: isinstance(found, DPoPVerifier),
     "CAPABILITIES": lambda found: not isinstance(found, type) and callable(getattr(found, "handles", None)),
     "VIEWER_CONTEXT": lambda found: isinstance(found, ViewerContextVerifier),
+    "ACTORS": lambda found: isinstance(found, Actors),
 }
 _CALLABLES = frozenset({"MEMBERSHIP", "USER_FOR", "SESSION_SUBJECT"})
 

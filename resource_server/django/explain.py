@@ -2,15 +2,16 @@
 so what it prints is what the server sends. A DRF view is set up as DRF sets it up and runs
 ``initial()`` (authentication, permissions, throttles) and, on a refusal, the project's exception
 handler and ``finalize_response``; a plain view runs the check its decorator, mixin or
-``ResourceServerMiddleware`` runs."""
+``ResourceServerMiddleware`` runs. The request carries the token and no session."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.contrib.auth.models import AnonymousUser
+from django.apps import apps
 from django.http import HttpRequest
 from django.test import RequestFactory
 from django.urls import Resolver404, resolve
@@ -55,12 +56,20 @@ def explain(config: Config, *, method: str, path: str, token: str) -> dict[str, 
         method, path, HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_ACCEPT="application/json"
     )
     request.resolver_match = match
-    request.user = AnonymousUser()
+    if apps.is_installed("django.contrib.auth"):
+        # What AuthenticationMiddleware makes of a request without a session. A project without
+        # django.contrib.auth (whose models cannot even be imported) has no sessions: the
+        # request then carries no user, and the token alone is explained.
+        from django.contrib.auth.models import AnonymousUser
+
+        request.user = AnonymousUser()
     if protection.drf_view is not None:  # the DRF view protects itself: run DRF's own steps
-        return _drf(match.func, request, match.kwargs, method, route.scope_map)
+        return _drf(match.func, request, match.kwargs, method, route.scope_map, config.server.guard.clock)
     org = org_of(config.server, request, match.kwargs, route.org)
     outcome = org if isinstance(org, Denial) else config.server.authorize(request, route.scope_map, org)
-    return explanation(outcome, method=method, scope_map=route.scope_map, response=_sent)
+    return explanation(
+        outcome, method=method, scope_map=route.scope_map, response=_sent, now=config.server.guard.clock()
+    )
 
 
 def _sent(denial: Denial) -> tuple[int, str | None, Any]:
@@ -69,7 +78,12 @@ def _sent(denial: Denial) -> tuple[int, str | None, Any]:
 
 
 def _drf(
-    callback: Any, request: HttpRequest, kwargs: dict[str, Any], method: str, scope_map: Any
+    callback: Any,
+    request: HttpRequest,
+    kwargs: dict[str, Any],
+    method: str,
+    scope_map: Any,
+    clock: Callable[[], float],
 ) -> dict[str, Any]:
     """``APIView.dispatch`` up to the handler: set-up, ``initial()``, and for a refusal the
     project's exception handler and ``finalize_response``, as DRF runs them."""
@@ -99,4 +113,4 @@ def _drf(
     outcome = request.__dict__.get(OUTCOME)
     if not isinstance(outcome, Granted):  # another permission class let it through alone
         raise ExplainError("the view's permission classes decide without the scope map")
-    return explanation(outcome, method=method, scope_map=scope_map)
+    return explanation(outcome, method=method, scope_map=scope_map, now=clock())

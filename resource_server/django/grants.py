@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from django.db import InterfaceError, OperationalError, transaction
 
@@ -22,6 +23,11 @@ from policy.scopes import format_scope, parse_scope
 
 from ..grant_rules import Grant, check_key, check_scopes, check_ttl, merge
 from ..tokens.errors import VerificationUnavailable
+
+if TYPE_CHECKING:  # the model is imported once the app registry is ready, in _rows
+    from django.db.models import QuerySet
+
+    from .models import AgentGrant
 
 __all__ = ["DjangoGrantStore"]
 
@@ -48,7 +54,7 @@ class DjangoGrantStore:
         self._clock = clock or time.time
 
     @property
-    def _rows(self):  # type: ignore[no-untyped-def]
+    def _rows(self) -> QuerySet[AgentGrant]:
         from .models import AgentGrant  # the app registry is ready by the first call
 
         return AgentGrant.objects.using(self.using)

@@ -22,6 +22,7 @@ it is not used: ``resource_server.W045``). The org is read from the resolved URL
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,7 @@ from ..denials import Denial
 from ..guard import Granted
 from ..tokens.errors import VerificationUnavailable
 from ..viewer_context import HEADER, ViewerContext
+from .attributes import set_viewer_context
 from .conf import get_config, get_resource_server
 from .requests import read_body, request_target
 from .responses import denial_response, with_grant_headers
@@ -50,7 +52,7 @@ _UNCOVERED = Denial(
 _META_HEADER = "HTTP_" + HEADER.upper().replace("-", "_")
 
 
-class _Middleware:
+class _Middleware(ABC):
     """Sync and async alike (Django's middleware protocol): the request path runs on the event
     loop under ASGI, never in a thread that would serialize every request."""
 
@@ -61,7 +63,16 @@ class _Middleware:
         self.get_response = get_response
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
-            markcoroutinefunction(self)  # type: ignore[type-var]  # Django's documented pattern
+            markcoroutinefunction(self)  # Django's documented pattern: the handler awaits __call__
+
+    def __call__(self, request: HttpRequest) -> Any:
+        return self._acall(request) if self.is_async else self._call(request)
+
+    @abstractmethod
+    def _call(self, request: HttpRequest) -> Any: ...
+
+    @abstractmethod
+    async def _acall(self, request: HttpRequest) -> Any: ...
 
 
 class ResourceServerMiddleware(_Middleware):
@@ -70,20 +81,19 @@ class ResourceServerMiddleware(_Middleware):
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         super().__init__(get_response)
-        # Django reads process_view once, here: the async one under ASGI, so checks are awaited.
-        if self.is_async:
-            self.process_view = self._aprocess_view  # type: ignore[method-assign]
+        # Django reads process_view once, after this: the async one under ASGI, so checks are awaited.
+        self.process_view: Callable[[HttpRequest, Any, Any, dict[str, Any]], Any] = (
+            self._aprocess_view if self.is_async else self._process_view
+        )
         self._own: dict[Any, bool] = {}  # view -> protects itself or is public (views are few)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> Any:
         return _with_headers(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> Any:
         return _with_headers(request, await self.get_response(request))
 
-    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: dict[str, Any]) -> Any:
+    def _process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: dict[str, Any]) -> Any:
         found = self._route(request, view, kwargs)
         if found is None or isinstance(found, HttpResponseBase):
             return found
@@ -140,14 +150,12 @@ class ViewerContextMiddleware(_Middleware):
     authentication, never an error; a body that cannot be read for the binding is ``400``, a
     replay cache that cannot be reached ``503`` (never accepted unchecked)."""
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
+    def _call(self, request: HttpRequest) -> Any:
         refused = self._verify(request)
         return denial_response(refused) if refused is not None else self.get_response(request)
 
     async def _acall(self, request: HttpRequest) -> Any:
-        request.viewer_context = None
+        set_viewer_context(request, None)
         if _META_HEADER in request.META:
             # HMAC and a replay cache (maybe Redis): off the event loop.
             refused = await sync_to_async(self._verify, thread_sensitive=False)(request)
@@ -156,7 +164,7 @@ class ViewerContextMiddleware(_Middleware):
         return await self.get_response(request)
 
     def _verify(self, request: HttpRequest) -> Denial | None:
-        request.viewer_context = None
+        set_viewer_context(request, None)
         if _META_HEADER not in request.META:
             return None
         server = get_resource_server()
@@ -179,5 +187,5 @@ class ViewerContextMiddleware(_Middleware):
             return server.refused(
                 request, server.guard.refusals.unavailable(exc).noting(source="viewer"), None
             )
-        request.viewer_context = context if isinstance(context, ViewerContext) else None
+        set_viewer_context(request, context if isinstance(context, ViewerContext) else None)
         return None

@@ -13,12 +13,13 @@ class AgentGrant(models.Model):
     scopes are an RFC 6749 §3.3 scope string, tokens sorted. Written through
     :class:`~resource_server.django.grants.DjangoGrantStore` only."""
 
-    org = models.CharField(max_length=MAX_NAME)
-    subject = models.CharField(max_length=MAX_NAME)
-    session_id = models.CharField(max_length=MAX_SESSION_ID)
-    scopes = models.TextField()
-    created_at = models.FloatField()
-    expires_at = models.FloatField(db_index=True)
+    # Typed as django-stubs asks without its mypy plugin: [the type a field takes, the type it gives].
+    org: models.CharField[str, str] = models.CharField(max_length=MAX_NAME)
+    subject: models.CharField[str, str] = models.CharField(max_length=MAX_NAME)
+    session_id: models.CharField[str, str] = models.CharField(max_length=MAX_SESSION_ID)
+    scopes: models.TextField[str, str] = models.TextField()
+    created_at: models.FloatField[float, float] = models.FloatField()
+    expires_at: models.FloatField[float, float] = models.FloatField(db_index=True)
 
     class Meta:
         constraints = (

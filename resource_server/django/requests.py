@@ -105,9 +105,8 @@ def _token_elsewhere(request: HttpRequest) -> bool:
 def _form_head(request: HttpRequest) -> bytes | None:
     """The urlencoded body, or its first ``MAX_FORM_INSPECTED + 1`` bytes; None when it cannot
     be looked at without reading more than that (or was consumed by the application)."""
-    state = request.__dict__
-    if "_body" in state:  # read already (by the application, or by Django's form parsing)
-        return state["_body"]  # type: ignore[no-any-return]
+    if "_body" in request.__dict__:  # read already (by the application, or by Django's form parsing)
+        return request.body  # what was read, kept: nothing is read again
     if getattr(request, "_read_started", False):  # streamed by the application: gone
         return None
     declared = _content_length(request)

@@ -12,7 +12,7 @@ code (``unauthorized`` without credentials, ``forbidden`` for a 403 no token cou
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TypeVar
 
 from django.http import HttpResponse
 
@@ -20,6 +20,8 @@ from ..denials import Denial
 from ..guard import Granted
 
 __all__ = ["denial_body", "denial_response", "with_grant_headers"]
+
+R = TypeVar("R")  # whatever the view answers: a response, or what a middleware passes on
 
 
 def denial_body(denial: Denial) -> dict[str, str]:
@@ -39,7 +41,7 @@ def denial_response(denial: Denial) -> HttpResponse:
     return response
 
 
-def with_grant_headers(response: Any, granted: Granted | None) -> Any:
+def with_grant_headers(response: R, granted: Granted | None) -> R:
     """``response`` with the grant's headers (a fresh ``DPoP-Nonce``, RFC 9449 §8.2) added."""
     if granted is not None and granted.headers and isinstance(response, HttpResponse):
         for name, value in granted.headers:

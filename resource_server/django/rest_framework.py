@@ -40,19 +40,45 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("django", "resource_server.django.rest_framework", exc) from exc
 
+from policy import Access
+
 from ..denials import Denial
 from ..guard import Granted
 from ..tokens import VerifiedToken
+from ..viewer_context import ViewerContext
 from .conf import get_resource_server
 from .responses import denial_body
 from .server import OUTCOME, ResourceServer
 from .views import compiled_scope_map, org_of, preflight
 
-__all__ = ["BearerTokenAuthentication", "OrgMemberPermission", "Refused", "ScopeMapPermission"]
+__all__ = [
+    "BearerTokenAuthentication",
+    "OrgMemberPermission",
+    "ProtectedRequest",
+    "Refused",
+    "ScopeMapPermission",
+]
 
 #: Headers of a refusal that DRF's exception handler has no attribute for: sent through the
 #: view's response headers (``APIView.headers``, which ``finalize_response`` copies).
 _VIEW_HEADERS = frozenset({"Cache-Control", "DPoP-Nonce"})
+
+
+class ProtectedRequest(Request):
+    """DRF's ``Request`` in a view these classes protect, as a type checker sees it: annotate a
+    handler's ``request`` with it to read what the adapter set
+    (``def get(self, request: ProtectedRequest, org: str) -> Response``). DRF passes its own
+    ``Request`` all the same; this class only declares the attributes.
+
+    ``access`` is the :class:`policy.Access` and ``viewer_context`` as on
+    :class:`~resource_server.django.ProtectedHttpRequest` (DRF's ``Request`` reads them from the
+    Django request under it); ``auth`` is the :class:`~resource_server.tokens.VerifiedToken`
+    ``BearerTokenAuthentication`` admitted, None for a session or a viewer context (a view that
+    lists another token's authentication class gets that class's credentials there instead)."""
+
+    access: Access
+    auth: VerifiedToken | None
+    viewer_context: ViewerContext | None
 
 
 class Refused(APIException):

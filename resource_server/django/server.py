@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.http import HttpRequest
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..async_guard import AsyncGuard
 from ..checks import authorization_servers as servers_of
@@ -22,6 +22,7 @@ from ..guard import Granted, Guard
 from ..metadata import check_resource, metadata_document, metadata_url_for
 from ..tokens import TokenVerifier, VerifiedToken
 from ..viewer_context import ViewerContextVerifier
+from .attributes import set_access, set_auth, set_viewer_context, viewer_context_of
 from .requests import Facts, facts
 from .sessions import CsrfRefused, csrf_failure, default_session_subject, session_user
 from .users import TokenUser
@@ -39,7 +40,6 @@ log = logging.getLogger("resource_server")
 CREDENTIAL = "_resource_server_credential"
 OUTCOME = "_resource_server_outcome"
 BEGUN = "_resource_server_begun"  # when the DRF steps began, for the one record of the request
-_NOTHING = object()
 
 
 class _AsyncGuard(AsyncGuard):
@@ -59,8 +59,9 @@ class _AsyncGuard(AsyncGuard):
 class ResourceServer:
     """Protects Django and DRF views with access tokens and per-method scope maps.
 
-    ``verifier``, ``roles``, ``realm``, ``dpop``, ``dpop_required``, ``capabilities`` and
-    ``cache_size`` mean what they mean for every adapter (:class:`~resource_server.guard.Guard`).
+    ``verifier``, ``roles``, ``realm``, ``dpop``, ``dpop_required``, ``capabilities``,
+    ``cache_size`` and ``actors`` (a :class:`policy.Actors`: what each agent acting for a person
+    may do, RFC 8693) mean what they mean for every adapter (:class:`~resource_server.guard.Guard`).
     ``membership(subject, org)`` returns the member's role name or None; a plain function or a
     coroutine function (sync views call a coroutine function through ``async_to_sync``; async
     views await a plain one through ``sync_to_async``, so its ORM queries are allowed).
@@ -97,6 +98,7 @@ class ResourceServer:
         cache_size: int = 4096,
         user_for: Callable[[VerifiedToken], Any] | None = None,
         session_subject: Callable[[Any], str | None] | None = default_session_subject,
+        actors: Actors | None = None,
     ) -> None:
         if not callable(membership):
             raise TypeError("membership must be a callable (subject, org) -> role name or None")
@@ -127,6 +129,7 @@ class ResourceServer:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            actors=actors,
         )
         self.async_guard: AsyncGuard = _AsyncGuard(self.guard, membership)
 
@@ -159,7 +162,7 @@ class ResourceServer:
         if isinstance(found, Denial):
             return self._kept(request, self.refused(request, found, org))
         try:
-            if getattr(request, "viewer_context", None) is not None:
+            if viewer_context_of(request) is not None:
                 # Another service's verified context (rare, service to service): the sync steps,
                 # in a thread, which take a viewer context where the async ones do not.
                 outcome = await sync_to_async(self._run)(request, found, scope_map, org)
@@ -179,31 +182,27 @@ class ResourceServer:
     def credential(self, request: HttpRequest) -> Credential | Denial | None:
         """The request's verified access token (None: it carries none), found once per request:
         DRF's authentication class asks for it, and the permission class again."""
-        found = request.__dict__.get(CREDENTIAL, _NOTHING)
-        if found is _NOTHING:
-            facts_found = self._facts(request)
-            if isinstance(facts_found, Denial):
-                found = self.refused(request, facts_found, None)
-            else:
-                # Recorded once (resource_server.telemetry): here when refused, else by grant().
-                observer = self.guard.observer
-                begun = observer.begin(facts_found.authorization, facts_found.token_elsewhere)
-                found = self.guard.credential(
-                    facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
+        kept = request.__dict__
+        if CREDENTIAL in kept:
+            found: Credential | Denial | None = kept[CREDENTIAL]  # what this method stored
+            return found
+        facts_found = self._facts(request)
+        if isinstance(facts_found, Denial):
+            found = self.refused(request, facts_found, None)
+        else:
+            # Recorded once (resource_server.telemetry): here when refused, else by grant().
+            observer = self.guard.observer
+            begun = observer.begin(facts_found.authorization, facts_found.token_elsewhere)
+            found = self.guard.credential(
+                facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
+            )
+            if isinstance(found, Denial):
+                observer.end(
+                    begun, found, route_of(request), request.method, facts_found.authorization, None, None
                 )
-                if isinstance(found, Denial):
-                    observer.end(
-                        begun,
-                        found,
-                        route_of(request),
-                        request.method,
-                        facts_found.authorization,
-                        None,
-                        None,
-                    )
-                request.__dict__[BEGUN] = (begun, facts_found.authorization)
-            request.__dict__[CREDENTIAL] = found
-        return found  # type: ignore[no-any-return]
+            kept[BEGUN] = (begun, facts_found.authorization)
+        kept[CREDENTIAL] = found
+        return found
 
     def grant(
         self,
@@ -218,7 +217,7 @@ class ResourceServer:
         request. The guard's own steps, in its own order."""
         guard = self.guard
         if credential is None:
-            granted = guard.without_token(org, session, lambda: getattr(request, "viewer_context", None))
+            granted = guard.without_token(org, session, lambda: viewer_context_of(request))
         else:
             granted = guard.grant(credential, org, guard.membership(*guard.role_of(credential, org)))
         outcome = (
@@ -235,7 +234,7 @@ class ResourceServer:
             scope_map,
         )
         if isinstance(outcome, Granted):
-            request.access = outcome.access
+            set_access(request, outcome.access)
             _forget_unused_viewer(request, outcome)
         return self._kept(request, outcome)
 
@@ -289,7 +288,7 @@ class ResourceServer:
             "token_elsewhere": found.token_elsewhere,
             "org": org,
             "session": self._session(request),
-            "viewer": lambda: getattr(request, "viewer_context", None),
+            "viewer": lambda: viewer_context_of(request),
             "dpop": found.dpop,
         }
         method, route = request.method or "GET", route_of(request)
@@ -361,8 +360,8 @@ class ResourceServer:
                 # The guard recorded its grant; this refusal is the adapter's, recorded too.
                 return self.refused(request, self._no_user(granted.token), granted.access.org)
             request.user = user
-        request.access = granted.access
-        request.auth = granted.token
+        set_access(request, granted.access)
+        set_auth(request, granted.token)
         _forget_unused_viewer(request, granted)
         return granted
 
@@ -383,5 +382,5 @@ def route_of(request: HttpRequest) -> str | None:
 def _forget_unused_viewer(request: HttpRequest, granted: Granted) -> None:
     """A view sees a viewer context only when it is what the request was granted on: never one
     next to a token, so no view can mistake it for the caller."""
-    if granted.source != "viewer" and getattr(request, "viewer_context", None) is not None:
-        request.viewer_context = None
+    if granted.source != "viewer" and viewer_context_of(request) is not None:
+        set_viewer_context(request, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseBase, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 
 __all__ = ["CsrfRefused", "csrf_failure", "default_session_subject", "session_user"]
@@ -26,27 +26,34 @@ class CsrfRefused(Exception):
 
 
 class _CSRFCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> Any:
-        return reason  # the reason, not the HTML failure page
+    """Django's own check (DRF's ``CSRFCheck``), keeping the reason it refuses a request for
+    instead of rendering the failure page."""
+
+    reason = "CSRF verification failed"  # Django's own reason replaces it in _reject
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponseForbidden:
+        self.reason = reason
+        return HttpResponseForbidden()  # never sent: csrf_failure answers with the reason
 
 
-def _no_response(request: HttpRequest) -> None:  # pragma: no cover (never called)
-    return None
+def _no_view(request: HttpRequest) -> HttpResponseBase:  # pragma: no cover (never called)
+    raise AssertionError("the CSRF check calls no view")
 
 
 def csrf_failure(request: HttpRequest) -> str | None:
     """Why the request fails Django's CSRF check, or None when it passes (safe methods always
     pass): DRF's ``SessionAuthentication.enforce_csrf``, for plain Django views."""
-    check = _CSRFCheck(_no_response)
+    check = _CSRFCheck(_no_view)
     check.process_request(request)  # sets request.META["CSRF_COOKIE"], which process_view reads
-    reason: str | None = check.process_view(request, None, (), {})
-    return reason
+    # Any response is a refusal (fail closed), and _reject has recorded why.
+    return None if check.process_view(request, _no_view, (), {}) is None else check.reason
 
 
 def default_session_subject(user: Any) -> str | None:
     """The subject ``membership`` is asked about for a signed-in user: ``user.get_username()``
     (the user model's ``USERNAME_FIELD``)."""
-    return user.get_username()  # type: ignore[no-any-return]
+    name: str | None = user.get_username()  # the user model's USERNAME_FIELD, text
+    return name
 
 
 def session_user(request: HttpRequest) -> Any | None:

@@ -18,6 +18,13 @@ Without endpoints it is an ``openIdConnect`` scheme for a verifier that discover
 no requirement from this scheme (every such request is refused; the system checks report it),
 never ``security: []``; views any member may call (``OrgMemberPermission``) require the scheme
 with no scopes.
+
+What an alternative asks beyond scopes (a :class:`policy.Requirement`: ``acr``, ``max_age``,
+``actors``) is the operation extension ``x-authorization-conditions``
+(:data:`resource_server.openapi.CONDITIONS`). drf-spectacular lets only the schema class add an
+operation's extensions, so set ``DEFAULT_SCHEMA_CLASS`` to :class:`AutoSchema`, drf-spectacular's
+own with that one addition; with drf-spectacular's, the requirements are described without their
+conditions.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
+    from drf_spectacular import openapi as spectacular_openapi
     from drf_spectacular.extensions import OpenApiAuthenticationExtension
 except ModuleNotFoundError as exc:
     from ..checks import missing_extra
@@ -33,11 +41,11 @@ except ModuleNotFoundError as exc:
 
 from django.conf import settings
 
-from ..openapi import security_scheme, with_scopes
+from ..openapi import CONDITIONS, conditions, security_scheme, with_scopes
 from .conf import get_config
 from .routes import class_protection, project_routes
 
-__all__ = ["SETTING", "BearerTokenScheme"]
+__all__ = ["SETTING", "AutoSchema", "BearerTokenScheme"]
 
 SETTING = "RESOURCE_SERVER_OPENAPI"
 _ENDPOINTS = {
@@ -55,13 +63,13 @@ def _options() -> dict[str, Any]:
     return options
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]  # drf-spectacular's __init_subclass__ (which registers it) is unannotated
     """The OpenAPI description of :class:`~resource_server.django.rest_framework.BearerTokenAuthentication`."""
 
     target_class = "resource_server.django.rest_framework.BearerTokenAuthentication"
 
     @property
-    def name(self) -> str:  # type: ignore[override]
+    def name(self) -> str:  # type: ignore[override]  # drf-spectacular only reads it; a property follows settings changes
         return str(_options().get("SCHEME_NAME", "oauth2"))
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -90,3 +98,18 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
             return [{self.name: []}]  # a token is what this authenticator reads, scopes unknown
         alternatives = protection.scope_map.alternatives(auto_schema.method) or ()
         return [{self.name: sorted(alternative)} for alternative in alternatives]
+
+
+class AutoSchema(spectacular_openapi.AutoSchema):
+    """drf-spectacular's ``AutoSchema``, adding ``x-authorization-conditions`` to an operation
+    whose scope-map alternatives ask more than scopes (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] =
+    "resource_server.django.spectacular.AutoSchema"``)."""
+
+    def get_extensions(self) -> dict[str, Any]:
+        extensions: dict[str, Any] = super().get_extensions()
+        protection = class_protection(type(self.view))
+        if protection.kind == "scope map" and protection.scope_map is not None:
+            conditional = conditions([protection.scope_map], self.method)
+            if conditional:
+                extensions = {**extensions, CONDITIONS: conditional}
+        return extensions

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from asgiref.sync import iscoroutinefunction
 from django.apps import apps
@@ -38,6 +38,7 @@ from .responses import denial_response, with_grant_headers
 __all__ = ["ScopeMapMixin", "compiled_scope_map", "org_of", "preflight", "public", "require"]
 
 F = TypeVar("F")
+V = TypeVar("V", bound=Callable[..., Any])
 
 #: The attributes the tooling reads (``manage.py scopes``, the system checks, OpenAPI).
 SCOPE_MAP = "_resource_server_scope_map"
@@ -68,45 +69,56 @@ def _compiled(scope_map: ScopeMap | Mapping[str, Any], where: str) -> ScopeMap:
     return compiled
 
 
-def require(scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") -> Callable[[F], F]:
+def require(scope_map: ScopeMap | Mapping[str, Any], org: str | None = "org") -> Callable[[V], V]:
     """Protect a function view, sync or async, with ``scope_map`` (per HTTP method, any-of
     alternatives each all-of: the grammar of :class:`policy.ScopeMap`), for the organization in
     the URL kwarg ``org`` (None: the route names none, and the token's own org is asked about).
     The map is validated now: a ``ValueError`` names the entry, or the scope no role grants."""
     org = _checked_org(org)
 
-    def decorate(view: F) -> F:
+    def decorate(view: V) -> V:
         compiled = _compiled(scope_map, getattr(view, "__qualname__", repr(view)))
-        if iscoroutinefunction(view):
-
-            async def aprotected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                server = get_resource_server()
-                named = org_of(server, request, kwargs, org)
-                outcome = (
-                    named if isinstance(named, Denial) else await server.aauthorize(request, compiled, named)
-                )
-                if isinstance(outcome, Denial):
-                    return denial_response(outcome)
-                return with_grant_headers(await view(request, *args, **kwargs), outcome)
-
-            protected: Any = aprotected
-        else:
-
-            def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-                server = get_resource_server()
-                named = org_of(server, request, kwargs, org)
-                outcome = named if isinstance(named, Denial) else server.authorize(request, compiled, named)
-                if isinstance(outcome, Denial):
-                    return denial_response(outcome)
-                return with_grant_headers(view(request, *args, **kwargs), outcome)  # type: ignore[operator]
-
-        functools.update_wrapper(protected, view)  # type: ignore[arg-type]
-        protected.csrf_exempt = True  # session requests are CSRF-checked by the guard's session step
+        protected = (
+            _aprotected(view, compiled, org) if iscoroutinefunction(view) else _protected(view, compiled, org)
+        )
+        functools.update_wrapper(protected, view)
+        _exempt_from_csrf_middleware(protected)
         setattr(protected, SCOPE_MAP, compiled)
         setattr(protected, ORG, org)
-        return protected  # type: ignore[no-any-return]
+        return cast(V, protected)  # update_wrapper: the view's signature, name and attributes
 
     return decorate
+
+
+def _protected(view: Callable[..., Any], scope_map: ScopeMap, org: str | None) -> Callable[..., Any]:
+    def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        server = get_resource_server()
+        named = org_of(server, request, kwargs, org)
+        outcome = named if isinstance(named, Denial) else server.authorize(request, scope_map, named)
+        if isinstance(outcome, Denial):
+            return denial_response(outcome)
+        return with_grant_headers(view(request, *args, **kwargs), outcome)
+
+    return protected
+
+
+def _aprotected(view: Callable[..., Any], scope_map: ScopeMap, org: str | None) -> Callable[..., Any]:
+    async def aprotected(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        server = get_resource_server()
+        named = org_of(server, request, kwargs, org)
+        outcome = named if isinstance(named, Denial) else await server.aauthorize(request, scope_map, named)
+        if isinstance(outcome, Denial):
+            return denial_response(outcome)
+        return with_grant_headers(await view(request, *args, **kwargs), outcome)
+
+    return aprotected
+
+
+def _exempt_from_csrf_middleware(view: Callable[..., Any]) -> None:
+    """What Django's ``csrf_exempt`` does, without a wrapper around the view: session requests
+    are CSRF-checked by the guard's session step instead (a token client carries no CSRF token)."""
+    function: Any = view  # a function or a view function takes attributes
+    function.csrf_exempt = True
 
 
 def org_of(server: Any, request: HttpRequest, kwargs: Mapping[str, Any], org: str | None) -> Any:
@@ -158,7 +170,13 @@ def compiled_scope_map(cls: type) -> ScopeMap:
     return found
 
 
-class ScopeMapMixin:
+if TYPE_CHECKING:  # what the mixin extends: Django's View, or DRF's APIView (a View)
+    from django.views import View as _ViewBase
+else:
+    _ViewBase = object
+
+
+class ScopeMapMixin(_ViewBase):
     """Protect a class-based view (sync or async handlers) with its ``scope_map`` attribute,
     for the organization in the URL kwarg ``org_url_kwarg`` (default ``"org"``; None: the
     route names none). A subclass with an invalid ``scope_map`` fails when it is defined."""
@@ -174,12 +192,12 @@ class ScopeMapMixin:
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> Any:
-        view = super().as_view(**initkwargs)  # type: ignore[misc]
-        view.csrf_exempt = True  # session requests are CSRF-checked by the guard's session step
+        view = super().as_view(**initkwargs)
+        _exempt_from_csrf_middleware(view)
         return view
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        parent = super().dispatch  # type: ignore[misc]
+        parent = super().dispatch
         server = get_resource_server()
         try:
             scope_map = compiled_scope_map(type(self))
@@ -197,7 +215,7 @@ class ScopeMapMixin:
 
     async def _adispatch(
         self,
-        parent: Any,
+        parent: Callable[..., Any],
         server: Any,
         scope_map: ScopeMap,
         named: Any,
@@ -209,4 +227,5 @@ class ScopeMapMixin:
         outcome = named if isinstance(named, Denial) else await server.aauthorize(request, scope_map, named)
         if isinstance(outcome, Denial):
             return denial_response(outcome)
-        return with_grant_headers(await parent(request, *args, **kwargs), outcome)
+        response: HttpResponseBase = await parent(request, *args, **kwargs)  # an async view's handler
+        return with_grant_headers(response, outcome)

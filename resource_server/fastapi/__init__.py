@@ -38,7 +38,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("fastapi", "resource_server.fastapi", exc) from exc
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..asgi_http import Receive, Scope, Send
 from ..async_guard import AsyncGuard
@@ -76,6 +76,9 @@ class ResourceServer:
     :class:`~resource_server.tokens.TrustedIssuers`' issuers, a
     :class:`~resource_server.tokens.JWTVerifier`'s issuer, an
     :class:`~resource_server.tokens.IntrospectionVerifier`'s when it names one).
+
+    ``actors`` (a :class:`policy.Actors`) caps what each agent acting for a person may do
+    (RFC 8693); the :class:`policy.Access` a route receives names the actor (``access.actor``).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class ResourceServer:
         cache_size: int = 4096,
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
+        actors: Actors | None = None,
     ) -> None:
         if resource and not resource_metadata:
             resource_metadata = metadata_url_for(resource)
@@ -114,6 +118,7 @@ class ResourceServer:
             cache_size=cache_size,
             dpop=dpop,
             dpop_required=dpop_required,
+            actors=actors,
         )
         self.async_guard = AsyncGuard(self.guard)
         #: The dependency giving the request's :class:`~resource_server.tokens.VerifiedToken`;

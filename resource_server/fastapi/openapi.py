@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from ..openapi import with_scopes
+from ..openapi import CONDITIONS, conditions, with_scopes
 from .routes import requirements_of, routes_of, solve_order
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def describe(
     """Each alternative of a scope map is its own security requirement (OpenAPI: any one of
     the listed requirements satisfies the operation; the scopes inside one must all be held),
     per method. A method a map lacks is left without a requirement rather than described as
-    public (``check_routes`` refuses such routes anyway)."""
+    public (``check_routes`` refuses such routes anyway). Alternatives that ask more than scopes
+    are listed in ``x-authorization-conditions`` (:data:`resource_server.openapi.CONDITIONS`)."""
     components = document.setdefault("components", {})
     components.setdefault("securitySchemes", {})[scheme] = with_scopes(
         security_scheme, server.scopes_supported
@@ -74,6 +75,9 @@ def describe(
                 {k: v for k, v in other.items() if k != scheme} for other in operation.get("security") or [{}]
             ]
             operation["security"] = [{**other, scheme: alt} for other in existing for alt in alternatives]
+            conditional = conditions((requirement.scope_map for requirement in requirements), method)
+            if conditional:
+                operation[CONDITIONS] = conditional
             responses = operation.setdefault("responses", {})
             for status, (name, _) in _REFUSALS.items():
                 responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
@@ -103,7 +107,9 @@ _ERROR_SCHEMA = {
 _REFUSALS = {
     "401": (
         "BearerUnauthorized",
-        "no, malformed or invalid credentials (RFC 6750 §3.1); see WWW-Authenticate",
+        "no, malformed or invalid credentials (RFC 6750 §3.1), or the person must authenticate again "
+        "(insufficient_user_authentication with acr_values and max_age, RFC 9470 §3: see "
+        "x-authorization-conditions); see WWW-Authenticate",
     ),
     "403": (
         "BearerForbidden",

@@ -27,7 +27,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("flask", "resource_server.flask", exc) from exc
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..bodies import BodyError
 from ..checks import authorization_servers, check_sync_membership
@@ -83,6 +83,10 @@ class ResourceServer(RequestGuard):
     contexts are not tokens and are accepted as before). It needs ``dpop``, and contradicts
     ``capabilities`` (capability tokens are bearer tokens): either mistake is a ``ValueError``
     from :meth:`init_app`, so from the constructor when it is given ``app``.
+
+    ``actors`` (a :class:`policy.Actors`) caps what each agent acting for a person may do
+    (RFC 8693: a token whose ``act`` names it); without it a delegated token is treated as any
+    other. ``current_access.actor`` is the current actor (None when the person acts directly).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class ResourceServer(RequestGuard):
         cache_size: int = 4096,
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
+        actors: Actors | None = None,
     ) -> None:
         check_sync_membership(membership, "resource_server.flask")
         self.verifier = verifier
@@ -113,6 +118,7 @@ class ResourceServer(RequestGuard):
         self.session_loader = session_loader  # () -> subject of a first-party session, or None
         self.viewer_context = viewer_context  # for routes declared with viewer_context=True
         self.cache_size = cache_size  # verified credentials kept per app (Guard)
+        self.actors = actors  # the ceilings of actors acting for people (RFC 8693); see Guard
         self._scope_maps: list[ScopeMap] = []
         # registered endpoint prefix -> (map, org variable), for the tooling
         self.blueprint_maps: dict[str, tuple[ScopeMap, str | None]] = {}
@@ -141,6 +147,7 @@ class ResourceServer(RequestGuard):
             cache_size=self.cache_size,
             dpop=self.dpop,
             dpop_required=self.dpop_required,
+            actors=self.actors,
         )
         # Unset, the issuers the verifier accepts tokens from are the authorization servers.
         servers = authorization_servers(config.get("RESOURCE_SERVER_AUTHORIZATION_SERVERS"), self.verifier)

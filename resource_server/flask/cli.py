@@ -107,7 +107,8 @@ def explain(app: Flask, rs: ResourceServer, *, method: str, path: str, token: st
     with app.test_request_context(path, method=method, headers={"Authorization": f"Bearer {token}"}):
         outcome = rs._outcome(route.scope_map, route.org)
         if isinstance(outcome, (Denial, Granted)):
-            return explanation(outcome, method=method, scope_map=route.scope_map)
+            now = rs._state(app).guard.clock()
+            return explanation(outcome, method=method, scope_map=route.scope_map, now=now)
     return {
         "status": 200,
         "reason": f"{method} is answered by Flask itself",

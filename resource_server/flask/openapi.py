@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from ..openapi import security_scheme, with_scopes
+from ..openapi import CONDITIONS, conditions, security_scheme, with_scopes
 from .routes import CONVERTER, Route, protected_routes
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ def openapi_security(
     (every request to it is refused; ``flask scopes check`` reports it): ``security: []`` would
     say "public". Undeclared and resource-token routes are left out too. Every operation lists
     the 401 and 403 responses of the status table, which also makes it valid in OpenAPI 3.0.
+    An operation whose alternatives ask more than scopes (a :class:`policy.Requirement`) lists
+    them in ``x-authorization-conditions`` (:data:`resource_server.openapi.CONDITIONS`).
     """
     described = security_scheme(
         rs.verifier,
@@ -73,9 +75,15 @@ def openapi_security(
     }
 
 
+#: The 401 row of the status table, with RFC 9470's: a refusal that names what the client lacks.
+_UNAUTHORIZED = (
+    "no, malformed or invalid credentials (RFC 6750 §3.1), or the person must authenticate again "
+    "(insufficient_user_authentication with acr_values and max_age, RFC 9470 §3: see "
+    "x-authorization-conditions); see WWW-Authenticate"
+)
 _REFUSALS = {
     "401": {
-        "description": "no, malformed or invalid credentials (RFC 6750 §3.1); see WWW-Authenticate",
+        "description": _UNAUTHORIZED,
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
     "403": {
@@ -98,10 +106,14 @@ def _operations(route: Route, scheme: str) -> dict[str, Any]:
     for method in route.methods:
         alternatives = route.scope_map.alternatives(method)
         if alternatives:  # an unmapped method is refused to everyone: no requirement describes it
-            operations[method.lower()] = {
+            operation: dict[str, Any] = {
                 "security": [{scheme: sorted(alt)} for alt in alternatives],
                 "responses": _REFUSALS,
             }
+            conditional = conditions([route.scope_map], method)
+            if conditional:
+                operation[CONDITIONS] = conditional
+            operations[method.lower()] = operation
     return operations
 
 

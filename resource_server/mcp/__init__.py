@@ -1,8 +1,9 @@
 """MCP servers (the Model Context Protocol, streamable HTTP) as OAuth 2.0 resource servers.
 
-Two ways in:
+Two ways in, for servers built with the MCP SDK (``MCPServer``) or with FastMCP 4:
 
-- :func:`protect_mcp` wraps an MCP SDK streamable-HTTP app (any ASGI app) with the whole
+- :func:`protect_mcp` wraps an MCP streamable-HTTP app (any ASGI app: the SDK's
+  ``streamable_http_app()``, FastMCP's ``http_app()``) with the whole
   pipeline: the token, the caller's member role in the org the URL names, and a scope map per
   tool. It reads each JSON-RPC POST itself (bounded, strict JSON), decides a ``tools/call``
   against that tool's requirement, and refuses at the HTTP level, before the SDK runs anything:
@@ -10,13 +11,15 @@ Two ways in:
   MCP clients answer by stepping up (asking the authorization server for that scope).
 - :class:`McpTokenVerifier` gives the SDK's own bearer auth (``MCPServer(token_verifier=...,
   auth=AuthSettings(...))``) this library's strict token verification, and nothing more: no
-  membership, no org binding, no per-tool scopes.
+  membership, no org binding, no per-tool scopes; :class:`~resource_server.mcp.fastmcp.FastMCPTokenVerifier`
+  does the same for FastMCP's ``auth=`` (it needs the ``fastmcp`` extra).
 
 The package's modules: :mod:`~resource_server.mcp.tools` (the scopes each tool needs),
 :mod:`~resource_server.mcp.jsonrpc` (reading and refusing JSON-RPC messages),
 :mod:`~resource_server.mcp.context` (``current_access`` and ``current_token``),
-:mod:`~resource_server.mcp.metadata` (the RFC 9728 document as an ASGI app) and
-:mod:`~resource_server.mcp.verifier` (``McpTokenVerifier``). See docs/mcp.md.
+:mod:`~resource_server.mcp.metadata` (the RFC 9728 document as an ASGI app),
+:mod:`~resource_server.mcp.verifier` (``McpTokenVerifier``) and
+:mod:`~resource_server.mcp.fastmcp` (``FastMCPTokenVerifier``). See docs/mcp.md.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("mcp", "resource_server.mcp", exc) from exc
 
-from policy import Roles, ScopeMap
+from policy import Actors, Roles, ScopeMap
 
 from ..asgi import ACCESS_KEY, TOKEN_KEY
 from ..asgi_http import (
@@ -55,7 +58,6 @@ from ..asgi_http import (
 from ..asgi_http import token_elsewhere as find_token_elsewhere
 from ..async_guard import AsyncGuard, run_in_thread
 from ..bodies import BodyError
-from ..checks import authorization_servers as servers_of
 from ..checks import check_scopes_granted
 from ..denials import Denial
 from ..dpop import DPoPVerifier
@@ -72,7 +74,7 @@ from .jsonrpc import (
     request_id,
     send_rpc_error,
 )
-from .metadata import ResourceMetadata
+from .metadata import ResourceMetadata, authorization_servers_of
 from .tools import scope_map_of, tool_maps, undeclared_tool
 from .verifier import McpTokenVerifier
 
@@ -122,6 +124,7 @@ class ProtectedMcp:
         dpop: DPoPVerifier | None = None,
         dpop_required: bool = False,
         max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        actors: Actors | None = None,
     ) -> None:
         check_resource(resource, query=False)
         if org is not None and (not isinstance(org, str) or not org):
@@ -151,6 +154,7 @@ class ProtectedMcp:
             dpop=dpop,
             dpop_required=dpop_required,
             scope_on_401=" ".join(sorted(first)) if first else None,
+            actors=actors,
         )
         self.async_guard = AsyncGuard(self.guard)
         check_scopes_granted(
@@ -160,7 +164,7 @@ class ProtectedMcp:
                 *([("default", self.default)] if self.default is not None else []),
             ],
         )
-        servers = _authorization_servers(authorization_servers, verifier)
+        servers = authorization_servers_of(authorization_servers, verifier)
         maps = [*self.tools.values(), *([self.default] if self.default is not None else [])]
         document = metadata_document(
             resource=resource,
@@ -357,6 +361,7 @@ def protect_mcp(
     dpop: DPoPVerifier | None = None,
     dpop_required: bool = False,
     max_body_bytes: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+    actors: Actors | None = None,
 ) -> ProtectedMcp:
     """Wrap an MCP streamable-HTTP ASGI ``app`` (``MCPServer(...).streamable_http_app()``) so
     that every request needs an access token of a member, and each ``tools/call`` the scopes
@@ -370,6 +375,13 @@ def protect_mcp(
     runs. Every other POST
     (``initialize``, ``tools/list``, notifications, responses) needs ``default`` when given, else
     authentication alone, as do GET (the SSE stream) and DELETE (the end of a session).
+
+    An alternative may be a :class:`policy.Requirement`: ``Requirement("project:admin",
+    acr=["mfa"], max_age=300)`` answers a call whose token shows too weak or too old an
+    authentication of the person with ``401 insufficient_user_authentication`` (RFC 9470 §3)
+    before the tool runs, and ``actors=()`` refuses agents acting for a person. ``actors`` (a
+    :class:`policy.Actors`) caps what each agent may do (RFC 8693); inside a tool,
+    ``current_access().actor`` names it.
 
     ``org`` names the path variable the enclosing router puts in ``scope["path_params"]``
     (``Mount("/orgs/{org}/mcp", app=protect_mcp(..., org="org"))``); None means the server
@@ -402,22 +414,11 @@ def protect_mcp(
         dpop=dpop,
         dpop_required=dpop_required,
         max_body_bytes=max_body_bytes,
+        actors=actors,
     )
 
 
 # -- inside ---------------------------------------------------------------------------------------
-
-
-def _authorization_servers(servers: str | Collection[str] | None, verifier: object) -> tuple[str, ...]:
-    """The RFC 9728 ``authorization_servers``: those given, else the verifier's issuers. MCP
-    clients find their authorization server there, so at least one is needed."""
-    found = servers_of(servers if servers is None or isinstance(servers, str) else tuple(servers), verifier)
-    if not found or not all(isinstance(s, str) and urlsplit(s).scheme in ("https", "http") for s in found):
-        unnamed = "; the verifier names no issuer, so give them" if servers is None else ""
-        raise ValueError(
-            f"authorization_servers must name at least one authorization server by its issuer URL{unnamed}"
-        )
-    return found
 
 
 def _full_path(scope: Scope) -> str:

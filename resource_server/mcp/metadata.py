@@ -1,15 +1,18 @@
-"""The RFC 9728 protected resource metadata document as an ASGI app, for the MCP wrapper (or an
-enclosing app) to serve where MCP clients look for it."""
+"""The RFC 9728 protected resource metadata document as an ASGI app, for the MCP wrapper, FastMCP's
+auth hook (or an enclosing app) to serve where MCP clients look for it, and the authorization
+servers it names."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..asgi_http import Receive, Scope, Send
+from ..checks import authorization_servers as servers_of
 
-__all__ = ["ResourceMetadata"]
+__all__ = ["ResourceMetadata", "authorization_servers_of"]
 
 
 class ResourceMetadata:
@@ -32,3 +35,15 @@ class ResourceMetadata:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self._body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": self._body if method == "GET" else b""})
+
+
+def authorization_servers_of(servers: str | Collection[str] | None, verifier: object) -> tuple[str, ...]:
+    """The RFC 9728 ``authorization_servers``: those given, else the verifier's issuers. MCP
+    clients find their authorization server there, so at least one is needed."""
+    found = servers_of(servers if servers is None or isinstance(servers, str) else tuple(servers), verifier)
+    if not found or not all(isinstance(s, str) and urlsplit(s).scheme in ("https", "http") for s in found):
+        unnamed = "; the verifier names no issuer, so give them" if servers is None else ""
+        raise ValueError(
+            f"authorization_servers must name at least one authorization server by its issuer URL{unnamed}"
+        )
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from mcp.server.auth.provider import AccessToken
 
@@ -39,6 +39,9 @@ class McpTokenVerifier:
     ``Retry-After`` instead, so the client keeps a token that may be good.
     """
 
+    #: The class of the tokens made: the SDK's, or a subclass of it (FastMCP's carries more).
+    access_token_type: ClassVar[type[AccessToken]] = AccessToken
+
     def __init__(
         self, verifier: TokenVerifier, *, resource: str | None = None, cache_size: int = 4096
     ) -> None:
@@ -54,6 +57,15 @@ class McpTokenVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         """The token's ``AccessToken``, or None when it is not valid (or cannot be checked now)."""
+        try:
+            return await self.checked(token)
+        except VerificationUnavailable as exc:
+            log.error("the token cannot be verified now (answered as invalid): %s", exc.description)
+            return None
+
+    async def checked(self, token: str) -> AccessToken | None:
+        """The token's ``AccessToken``, None when it is not valid, or ``VerificationUnavailable``
+        when it cannot be checked now: for hooks that can answer that with a ``503``."""
         if type(token) is not str or not token:
             return None
         try:
@@ -67,9 +79,8 @@ class McpTokenVerifier:
         except InvalidToken as exc:
             log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
             return None
-        except VerificationUnavailable as exc:
-            log.error("the token cannot be verified now (answered as invalid): %s", exc.description)
-            return None
+        except VerificationUnavailable:
+            raise
         except Exception:  # a verification bug is a refusal, never a 500
             log.exception("unexpected error while verifying a token")
             return None
@@ -78,7 +89,7 @@ class McpTokenVerifier:
             # checks no proof. protect_mcp accepts it with its proof.
             log.info("401 invalid_token: a DPoP-bound token sent to bearer-only auth")
             return None
-        access_token = AccessToken(
+        access_token = self.access_token_type(
             token=token,
             client_id=verified.client_id or "",
             scopes=sorted(verified.scopes),

@@ -30,9 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics, spans
+
+if TYPE_CHECKING:
+    from ..tokens.verified import VerifiedToken
 
 __all__ = [
     "AUDIT_LOGGER",
@@ -73,8 +76,6 @@ KEYS = (
 )
 #: The most characters of a value from a token or a request an event carries.
 MAX_TEXT = 200
-#: The most delegation steps (RFC 8693 ``act``) an event lists.
-MAX_ACTORS = 8
 #: The most events waiting for the hook; more are dropped, and counted.
 QUEUE_SIZE = 10_000
 
@@ -103,14 +104,14 @@ def request_text(value: object, limit: int = MAX_TEXT) -> str | None:
     return shown if shown.isprintable() else ascii(shown)[1:-1][:limit]
 
 
-def actors_of(claims: Mapping[str, Any]) -> list[dict[str, str | None]] | None:
-    """The delegation chain of a verified token's ``act`` claim (RFC 8693 §4.1), the current
-    actor first: each step's ``sub``, ``client_id`` and ``iss``; None without delegation."""
-    act = claims.get("act")
-    chain: list[dict[str, str | None]] = []
-    while isinstance(act, Mapping) and len(chain) < MAX_ACTORS:
-        chain.append({name: text(act.get(name)) for name in ("sub", "client_id", "iss")})
-        act = act.get("act")
+def actors_of(token: VerifiedToken) -> list[dict[str, str | None]] | None:
+    """The delegation chain of a verified token (its ``act`` claim, RFC 8693 §4.1, read strictly
+    by the verifier), the current actor first: each step's ``sub``, ``client_id`` and ``iss``;
+    None without delegation."""
+    chain = [
+        {"sub": text(actor.sub), "client_id": text(actor.client_id), "iss": text(actor.iss)}
+        for actor in token.actors
+    ]
     return chain or None
 
 

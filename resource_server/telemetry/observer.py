@@ -266,7 +266,7 @@ class Observer:
             "token_org": audit.text(token.org) if token is not None else None,
             "client_id": audit.text(token.client_id) if token is not None else None,
             "issuer": audit.text(claims.get("iss")),
-            "actors": audit.actors_of(claims) if token is not None else None,
+            "actors": audit.actors_of(token) if token is not None else None,
             "route": route,
             "method": audit.request_text(method, 32),
             "required": [sorted(alternative) for alternative in required] if required else None,

@@ -1,6 +1,7 @@
 """Claims every kind of token shares, read the same way whoever issued them: the scopes (a string
-or an array), the organization (the token's own claim, or its issuer's) and the confirmation
-(``cnf``) a token is bound by."""
+or an array), the organization (the token's own claim, or its issuer's), the confirmation
+(``cnf``) a token is bound by, the actors acting for its subject (``act``, RFC 8693 §4.1) and
+how the person authenticated (``acr``, ``auth_time``: RFC 9068 §2.2.1, OpenID Connect Core §2)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,34 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from policy import InvalidScope, parse_scope
+from policy import Actor, InvalidScope, parse_scope
+from policy.identifiers import valid_identifier
 from policy.scopes import validate_scope_token
 
 from .errors import InvalidToken
 from .jws import string_claim
 
-__all__ = ["MAX_SCOPE_TOKENS", "bound_thumbprint", "org_of", "scopes_of"]
+__all__ = [
+    "MAX_ACTOR_DEPTH",
+    "MAX_AUTH_TIME",
+    "MAX_SCOPE_TOKENS",
+    "acr_of",
+    "actors_of",
+    "auth_time_of",
+    "bound_thumbprint",
+    "check_auth_time",
+    "org_of",
+    "scopes_of",
+]
 
 #: More scope tokens than any real grant holds; a longer array is refused before it is walked.
 MAX_SCOPE_TOKENS = 1024
+#: The longest delegation chain accepted (the current actor and those before it): a person's
+#: agent, its sub-agents, and room to spare. A deeper ``act`` is refused, never cut short.
+MAX_ACTOR_DEPTH = 8
+#: The latest ``auth_time`` any token can hold: 9999-12-31T23:59:59Z (RFC 3339's last instant).
+#: Beyond it a NumericDate is no date, and subtracting it from a float clock would overflow.
+MAX_AUTH_TIME = 253_402_300_799
 
 # RFC 9449 §6.1 / RFC 7638 §3: base64url (no padding) of a SHA-256 digest, 43 characters. The
 # last one carries 2 bits of padding that are zero in a canonical encoding, so it is one of 16.
@@ -93,3 +112,77 @@ def bound_thumbprint(claims: Mapping[str, Any]) -> str | None:
     if not isinstance(jkt, str) or _SHA256_THUMBPRINT.fullmatch(jkt) is None:
         raise InvalidToken("the token's cnf.jkt is not a SHA-256 JWK thumbprint (RFC 9449)")
     return jkt
+
+
+def actors_of(claims: Mapping[str, Any]) -> tuple[Actor, ...]:
+    """The delegation chain of ``act`` (RFC 8693 §4.1), the current actor first; ``()`` without
+    one. Each level is a JSON object with a ``sub`` and optionally ``client_id`` and ``iss``,
+    every one an identifier checked like a token's ``sub`` (non-empty, printable, at most 1024
+    characters), and optionally the ``act`` of the actor before it; other members are allowed
+    (§4.1) and ignored. Only the outermost level is the current actor; the nested ones are
+    history, carried for audit, never authority. More than :data:`MAX_ACTOR_DEPTH` levels, or
+    any level malformed, is :class:`InvalidToken`: a chain this server cannot read whole names
+    nobody it can trust."""
+    if "act" not in claims:
+        return ()
+    chain: list[Actor] = []
+    level: object = claims["act"]
+    while True:
+        if len(chain) == MAX_ACTOR_DEPTH:
+            raise InvalidToken(f"the token's act claim nests more than {MAX_ACTOR_DEPTH} actors")
+        chain.append(_actor(level))
+        assert isinstance(level, Mapping)  # _actor checked it
+        if "act" not in level:
+            return tuple(chain)
+        level = level["act"]
+
+
+def _actor(level: object) -> Actor:
+    if not isinstance(level, Mapping):
+        raise InvalidToken("the token's act claim must be a JSON object naming the actor (RFC 8693)")
+    if "sub" not in level:
+        raise InvalidToken("the token's act claim names no actor (sub, RFC 8693)")
+    values = {}
+    for member in ("sub", "client_id", "iss"):
+        if member in level:
+            try:  # the description names the member, never its value
+                values[member] = valid_identifier(level[member], f"the token's act.{member}")
+            except ValueError as exc:
+                raise InvalidToken(str(exc)) from None
+    return Actor(**values)
+
+
+def acr_of(claims: Mapping[str, Any]) -> str | None:
+    """The authentication context class reference the person authenticated with (``acr``, RFC
+    9068 §2.2.1, OpenID Connect Core §2), or None without one: an identifier checked like
+    ``sub``, or :class:`InvalidToken`. What it is worth is the route's business
+    (:class:`policy.Requirement`)."""
+    if "acr" not in claims:
+        return None
+    try:
+        return valid_identifier(claims["acr"], "the token's acr claim")
+    except ValueError as exc:
+        raise InvalidToken(str(exc)) from None
+
+
+def auth_time_of(claims: Mapping[str, Any]) -> int | None:
+    """When the person last authenticated (``auth_time``, RFC 9068 §2.2.1: a NumericDate), or
+    None without one: an integer from 0 to :data:`MAX_AUTH_TIME` (not a boolean, a float or a
+    string), or :class:`InvalidToken`. Whether it lies in the future is for the verifier, which
+    holds the clock (and its leeway)."""
+    if "auth_time" not in claims:
+        return None
+    value = claims["auth_time"]
+    if type(value) is not int:  # bool is an int subclass, and 1.5 or "1900000000" are no NumericDate
+        raise InvalidToken("the token's auth_time claim must be an integer NumericDate")
+    if not 0 <= value <= MAX_AUTH_TIME:
+        raise InvalidToken("the token's auth_time claim is not a date")
+    return value
+
+
+def check_auth_time(auth_time: int | None, now: float, leeway: float) -> None:
+    """:class:`InvalidToken` when the person is said to have authenticated after ``now`` plus
+    the verifier's ``leeway`` (as ``iat`` is checked, RFC 7519 §4.1.6): such a token would meet
+    every ``max_age`` (RFC 9470 §3) for as long as it lives."""
+    if auth_time is not None and auth_time > now + leeway:
+        raise InvalidToken("the token's auth_time is in the future")

@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 from ..expiring import ExpiringCache
 from ..strict_json import parse_object, strict_json_decoder
 from ..telemetry import audit, metrics, spans
-from .claims import org_of, scopes_of
+from .claims import check_auth_time, org_of, scopes_of
 from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
 from .http import check_uri
@@ -100,9 +100,14 @@ class IntrospectionVerifier:
     accepted for loopback hosts only. ``audience`` is this API's identifier, which the answer's
     ``aud`` must contain; ``None`` skips that check, which accepts tokens minted for any API the
     authorization server serves (RFC 8707, RFC 9068 §4). ``issuer``, when given, must equal ``iss``.
+    The subject is the answer's ``subject_claim`` (``sub``; ``username`` for a server that names
+    the user only so, as django-oauth-toolkit does), else its ``client_id``: a client-credentials
+    token's subject is the client itself (RFC 9068 §2.2).
     An answer with ``cnf.jkt`` makes the token DPoP-bound whatever its ``token_type`` says (a
     confirmation is a condition of use, RFC 7800 §3.1); one whose ``token_type`` is ``DPoP`` but
-    names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``.
+    names no ``cnf.jkt`` is refused (RFC 9449 §6.2), and so is any other ``cnf``. An answer's
+    ``act``, ``acr`` and ``auth_time`` are read as a JWT's are (RFC 8693 §4.1, RFC 9068 §2.2.1;
+    :class:`~resource_server.tokens.VerifiedToken`), and an ``auth_time`` after now is refused.
 
     Answers are cached by the token's SHA-256: an active one until the token's ``exp`` or
     ``cache_ttl`` seconds, whichever is sooner (so ``cache_ttl`` bounds how long a revoked token
@@ -120,6 +125,7 @@ class IntrospectionVerifier:
         audience: str | None,
         client_auth: ClientAuth = "client_secret_basic",
         issuer: str | None = None,
+        subject_claim: str = "sub",
         scope_claim: str = "scope",
         org_claim: str = "org_id",
         issuer_org: str | None = None,
@@ -135,6 +141,7 @@ class IntrospectionVerifier:
         self.client_id = client_id
         self.audience = _text("audience", audience, optional=True)
         self.issuer = _text("issuer", issuer, optional=True)
+        self.subject_claim = _text("subject_claim", subject_claim)
         self.scope_claim = _text("scope_claim", scope_claim)
         self.org_claim = _text("org_claim", org_claim)
         self.issuer_org = _text("issuer_org", issuer_org, optional=True)
@@ -382,12 +389,12 @@ class IntrospectionVerifier:
             raise InvalidToken("the token audience is not this server")
         client_id = string_claim(claims, "client_id", required=False)
         # RFC 9068 §2.2: a client-credentials token's subject is the client itself.
-        subject = string_claim(claims, "sub", required=False) or client_id
+        subject = string_claim(claims, self.subject_claim, required=False) or client_id
         if subject is None:
-            raise InvalidToken("the token has neither sub nor client_id")
+            raise InvalidToken(f"the token has neither {self.subject_claim} nor client_id")
         # Compared, not added to: exp may be any JSON integer, 10**400 included.
         reuse_until = min(exp, now + self.cache_ttl) if exp is not None else now + self.cache_ttl
-        verified = VerifiedToken(  # reads cnf: bound by cnf.jkt, or InvalidToken (claims.py)
+        verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org_of(claims, self.org_claim, self.issuer_org),
@@ -401,6 +408,8 @@ class IntrospectionVerifier:
             raise InvalidToken(
                 "the token is a DPoP token, but the answer names no key (cnf.jkt) to bind it to"
             )
+        # RFC 8693 §4.1 and RFC 9068 §2.2.1 apply to answers as to JWTs; no leeway, as for nbf.
+        check_auth_time(verified.auth_time, now, 0)
         return verified
 
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..expiring import ExpiringCache
-from .claims import org_of, scopes_of
+from .claims import check_auth_time, org_of, scopes_of
 from .discovery import DiscoveredKeySet
 from .errors import VerificationUnavailable, loggable
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
@@ -215,7 +215,7 @@ class JWTVerifier:
         subject = string_claim(claims, "sub", required=True)
         org = org_of(claims, self.org_claim, self.issuer_org)
         client_id = string_claim(claims, "client_id", required=False)
-        return VerifiedToken(
+        verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org,
@@ -223,6 +223,8 @@ class JWTVerifier:
             expires_at=exp,
             claims=MappingProxyType(claims),
         )
+        check_auth_time(verified.auth_time, now, self.leeway)
+        return verified
 
     def _check_audience(self, aud: object) -> None:
         """RFC 7519 §4.1.3: a string, or an array of strings one of which identifies us."""

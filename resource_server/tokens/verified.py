@@ -6,7 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from .claims import bound_thumbprint
+from policy import Actor
+
+from .claims import acr_of, actors_of, auth_time_of, bound_thumbprint
 
 __all__ = ["TokenVerifier", "VerifiedToken"]
 
@@ -20,6 +22,15 @@ class VerifiedToken:
     (custom ones included), so a ``cnf`` this server cannot enforce (another confirmation method,
     or a malformed one) makes construction raise :class:`InvalidToken`: a confirmation claim is
     a condition of use (RFC 7800 §3.1), and a token that carries one is never a bearer token.
+
+    ``actors`` is the delegation chain of the token's ``act`` claim (RFC 8693 §4.1), the current
+    actor first, ``()`` when nobody acts for the subject; ``acr`` and ``auth_time`` say how and
+    when the person last authenticated (RFC 9068 §2.2.1), None when the token does not say. They
+    are read the same way, strictly: a malformed ``act`` (not an object, no ``sub``, an
+    identifier with control or invisible characters, nested deeper than 8), an ``acr`` that is
+    not a printable identifier, or an ``auth_time`` that is not an integer date makes
+    construction raise :class:`InvalidToken`. Whether ``auth_time`` lies in the future is
+    checked by the verifier, against its clock.
     """
 
     subject: str
@@ -30,9 +41,16 @@ class VerifiedToken:
     claims: Mapping[str, Any]
     kind: str = "access"  # "capability" for capability tokens
     jkt: str | None = field(init=False, default=None)
+    actors: tuple[Actor, ...] = field(init=False, default=())
+    acr: str | None = field(init=False, default=None)
+    auth_time: int | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "jkt", bound_thumbprint(self.claims))
+        claims = self.claims
+        object.__setattr__(self, "jkt", bound_thumbprint(claims))
+        object.__setattr__(self, "actors", actors_of(claims))
+        object.__setattr__(self, "acr", acr_of(claims))
+        object.__setattr__(self, "auth_time", auth_time_of(claims))
 
 
 @runtime_checkable

@@ -12,8 +12,8 @@ What it serves is DOT's own: the token endpoint (``/o/token/``, client credentia
 revocation (``/o/revoke_token/``), and a DRF view protected by DOT's own
 ``OAuth2Authentication`` + ``TokenMatchesOASRequirements``, to compare its refusals with ours.
 ``/o/introspect-sub/`` is ``IntrospectTokenView`` with RFC 7662 §2.2's ``sub`` added beside
-DOT's ``username``: the few lines docs/django.md shows for projects whose API asks membership
-about users.
+DOT's ``username``: a server that names the user as ``sub`` too, which the verifier's default
+reads (docs/django.md has the API read ``username`` from the stock view instead).
 """
 
 from __future__ import annotations

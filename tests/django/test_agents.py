@@ -8,8 +8,10 @@ import itertools
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
+from django.contrib.auth import get_user_model
+from rest_framework.test import APIClient, APIRequestFactory
 
+from resource_server.django.agents import AgentApprovalView, AgentTokenView
 from tests.django.conftest import PASSWORD
 from tests.django.helpers import assert_refused, bearer
 
@@ -130,3 +132,23 @@ def test_a_grants_database_that_cannot_answer_is_503() -> None:
         "/unreachable/orgs/acme/agent-approvals", body, format="json", HTTP_X_CSRFTOKEN=csrf
     )
     assert_refused(approved, 503, "temporarily_unavailable", scheme=None)
+
+
+@pytest.mark.parametrize(
+    ("view", "needs"), [(AgentTokenView, "issuer="), (AgentApprovalView, "grants=")], ids=["mint", "approve"]
+)
+def test_a_view_mounted_without_its_store_is_a_misconfigured_route(
+    view: Any, needs: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``agent_urls`` always gives the views what they need; one mounted by hand without it
+    refuses every request as a misconfigured route (403, logged), never a 500."""
+    body = {"sessionId": session_id(), "scopes": ["project:write"]}
+    if view is AgentTokenView:
+        request = APIRequestFactory().post("/orgs/acme/agent-token", body, format="json", **bearer())
+    else:  # only a first-party session gets as far as the store
+        request = APIRequestFactory().post("/orgs/acme/agent-approvals", body, format="json")
+        request.user = get_user_model().objects.get(username="user-1")  # as a signed-in session
+    response = view.as_view()(request, org="acme").render()
+    found = assert_refused(response, 403, "forbidden", scheme=None)
+    assert found["error_description"] == "this route is misconfigured"
+    assert f"{view.__name__}.as_view() needs {needs}" in caplog.text

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -99,7 +100,7 @@ def dot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dot]:
                 process.wait()
 
 
-def api(dot: Dot, clock: FakeClock, endpoint: str = "/o/introspect/") -> ResourceServer:
+def api(dot: Dot, clock: FakeClock, endpoint: str = "/o/introspect/", **options: Any) -> ResourceServer:
     """The test project's resource server, with DOT's introspection as its verifier."""
     verifier = IntrospectionVerifier(
         endpoint=dot.url + endpoint,
@@ -108,6 +109,7 @@ def api(dot: Dot, clock: FakeClock, endpoint: str = "/o/introspect/") -> Resourc
         audience=RESOURCE,  # DOT puts the RFC 8707 resource a token was issued for in aud
         cache_ttl=CACHE_TTL,
         clock=clock,
+        **options,
     )
     return server.build(
         verifier=verifier,
@@ -180,9 +182,9 @@ def test_an_introspection_endpoint_that_cannot_answer_is_a_503(dot: Dot) -> None
 
 
 def test_a_users_token_names_her_only_as_username_unless_the_answer_has_sub(dot: Dot) -> None:
-    """DOT's answer names the user as ``username``, not ``sub``: the verifier's subject is then
-    the client (RFC 9068 §2.2's rule for tokens without one), and ``membership`` is asked about
-    the client. With ``sub`` added (the view in docs/django.md), the user is the subject."""
+    """DOT's answer names the user as ``username``, not ``sub``: by default the verifier's
+    subject is then the client (RFC 9068 §2.2's rule for tokens without one), and
+    ``membership`` is asked about the client. From a server that adds ``sub``, the user is."""
     with override_settings(RESOURCE_SERVER=api(dot, now())):
         stock = Client().get("/orgs/acme/projects", **bearer(dot.user_token))
     assert stock.status_code == 200 and stock.json()["subject"] == USER_CLIENT
@@ -194,3 +196,21 @@ def test_a_users_token_names_her_only_as_username_unless_the_answer_has_sub(dot:
             "/orgs/acme/projects", {}, content_type="application/json", **bearer(dot.user_token)
         )
         assert_refused(refused, 403, "forbidden", scheme=None)
+
+
+def test_subject_claim_username_reads_the_user_from_dots_own_answer(dot: Dot) -> None:
+    """``subject_claim="username"`` (docs/django.md), with DOT's stock ``IntrospectTokenView``:
+    a user's token is hers, and a client-credentials token (no ``username``) its client's."""
+    service = dot.token("project:read project:write")
+    with override_settings(RESOURCE_SERVER=api(dot, now(), subject_claim="username")):
+        as_user = Client().get("/orgs/acme/projects", **bearer(dot.user_token))
+        assert as_user.status_code == 200 and as_user.json()["subject"] == "user-1"
+        # her role in acme is member: the write the client's own role would allow is not hers
+        refused = Client().post(
+            "/orgs/acme/projects", {}, content_type="application/json", **bearer(dot.user_token)
+        )
+        assert_refused(refused, 403, "forbidden", scheme=None)
+        as_service = Client().post(
+            "/orgs/acme/projects", {}, content_type="application/json", **bearer(service)
+        )
+        assert as_service.status_code == 201 and as_service.json()["subject"] == SERVICE_CLIENT

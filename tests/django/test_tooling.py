@@ -5,7 +5,11 @@ routes, and ``explain`` says exactly what the server sends."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,7 @@ from flask import Flask
 from resource_server.django.checks import check_exception_handler, check_middleware, check_routes
 from tests.django.helpers import bearer, token
 
+ROOT = Path(__file__).resolve().parents[2]
 BROKEN = "tests.django.project.broken_urls"
 PARITY = "tests.django.project.parity_urls"
 
@@ -267,3 +272,39 @@ def test_explain_runs_no_view() -> None:
     assert scopes("explain", "--token", token(), "POST", "/orgs/acme/projects").startswith("200:")
     assert Project.objects.count() == before
     assert Client().get("/orgs/acme/projects", **bearer()).status_code == 200
+
+
+def manage_without_auth(*args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py ARGS`` of tests/django/no_auth_project.py, in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "tests.django.no_auth_project", *args],
+        cwd=ROOT,
+        # Its own settings: not the test project's, which this process's environment names.
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+            "PYTHONPATH": str(ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_command_runs_in_a_project_without_django_contrib_auth() -> None:
+    """An API whose callers all bring tokens may leave auth and contenttypes out of
+    INSTALLED_APPS: ``manage.py scopes`` loads, and ``explain`` explains the token alone (such a
+    project has no sessions)."""
+    listed = manage_without_auth("scopes", "routes", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(row["rule"], row["method"]) for row in json.loads(listed.stdout)] == [
+        ("/orgs/<str:org>/projects", "GET"),
+        ("/orgs/<str:org>/projects", "POST"),
+    ]
+    raw = token(scope="project:read")
+    explained = manage_without_auth(
+        "scopes", "explain", "--token", raw, "--json", "POST", "/orgs/acme/projects"
+    )
+    assert explained.returncode == 0, explained.stderr
+    answer = json.loads(explained.stdout)
+    assert answer["status"] == 403 and answer["body"]["error"] == "insufficient_scope"
+    assert 'scope="project:write"' in answer["www_authenticate"]

@@ -11,7 +11,7 @@ from flask import Flask
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policy import Roles, assemble_access, parse_challenges
+from policy import Actor, Roles, assemble_access, parse_challenges
 from resource_server import InvalidToken, JWTVerifier
 from resource_server.capability import CapabilityIssuer, CapabilityVerifier
 from resource_server.flask import ResourceServer, current_access
@@ -167,6 +167,7 @@ def good_claims(**overrides: Any) -> dict[str, Any]:
         "org_id": "acme",
         "scope": "project:read",
         "sid": "s",
+        "act": {"sub": "s"},
         "jti": "j",
         "iat": now,
         "exp": now + 300,
@@ -308,3 +309,71 @@ def test_capabilities_with_control_or_invisible_identifiers_are_refused(
 def test_capabilities_with_visible_identifiers_of_any_script_verify(issuer: CapabilityIssuer) -> None:
     verified = issuer.verifier().verify(forge(good_claims(sub="josé", org_id="用户-1")))
     assert (verified.subject, verified.org) == ("josé", "用户-1")
+
+
+# -- the agent session is the capability's actor (RFC 8693 §4.1) ----------------------------------
+
+
+def test_a_capability_names_its_session_as_the_actor(issuer: CapabilityIssuer) -> None:
+    token = issuer.mint(admin_access(), session_id="s-1")
+    assert claims_of(token)["act"] == {"sub": "s-1"}
+    verified = issuer.verifier().verify(token)
+    assert verified.actors == (Actor("s-1"),)
+
+
+def test_a_capability_minted_by_an_agent_keeps_the_chain(issuer: CapabilityIssuer) -> None:
+    delegated = assemble_access(
+        subject="user-1",
+        role_scopes=ROLES.scopes_for("admin"),
+        token_scopes={"project:read"},
+        request_org="acme",
+        actor_chain=(Actor("agent:chat", client_id="chat-app"), Actor("user-ui")),
+    )
+    token = issuer.mint(delegated, session_id="s-2")
+    assert claims_of(token)["act"] == {
+        "sub": "s-2",
+        "act": {"sub": "agent:chat", "client_id": "chat-app", "act": {"sub": "user-ui"}},
+    }
+    assert issuer.verifier().verify(token).actors == (
+        Actor("s-2"),
+        Actor("agent:chat", client_id="chat-app"),
+        Actor("user-ui"),
+    )
+
+
+def test_a_chain_cannot_grow_past_the_bound_by_minting(issuer: CapabilityIssuer) -> None:
+    deep = assemble_access(
+        subject="user-1",
+        role_scopes=ROLES.scopes_for("admin"),
+        token_scopes=None,
+        request_org="acme",
+        actor_chain=tuple(Actor(f"agent-{n}") for n in range(8)),
+    )
+    with pytest.raises(ValueError, match="longer than 8 actors"):
+        issuer.mint(deep, session_id="s")
+
+
+def test_a_capability_minted_before_it_named_its_actor_says_to_mint_a_new_one(
+    issuer: CapabilityIssuer,
+) -> None:
+    with pytest.raises(InvalidToken) as refused:
+        issuer.verifier().verify(forge(good_claims(act=...)))
+    assert refused.value.description == "this capability token names no acting session (act); mint a new one"
+
+
+@pytest.mark.parametrize(
+    "act", [{"sub": "another-session"}, {"sub": "agent", "act": {"sub": "s"}}, "s", {"sub": "s\u202e"}]
+)
+def test_a_capability_whose_actor_is_not_its_session_is_refused(issuer: CapabilityIssuer, act: Any) -> None:
+    with pytest.raises(InvalidToken):
+        issuer.verifier().verify(forge(good_claims(act=act)))
+
+
+def test_an_old_capability_is_a_401_with_that_description_through_flask(
+    es: Signer, issuer: CapabilityIssuer
+) -> None:
+    response = make_client(es, issuer).get("/orgs/acme/projects", headers=bearer(forge(good_claims(act=...))))
+    assert response.status_code == 401
+    (challenge,) = parse_challenges(response.headers["WWW-Authenticate"])
+    assert challenge.get("error") == "invalid_token"
+    assert "mint a new one" in (challenge.get("error_description") or "")

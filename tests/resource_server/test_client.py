@@ -344,6 +344,7 @@ if sys.argv[3:] == ["alias"]:
 
 import resource_server.client as client
 from resource_server.client import InsufficientScope, bearer_challenge_of, insufficient_scope
+from resource_server.client import InsufficientUserAuthentication, insufficient_user_authentication
 
 report = {"all": sorted(client.__all__), "missing": {}, "loaded": sorted(blocked & set(sys.modules))}
 for name in ("StepUpAuth", "RequestsStepUpAuth"):
@@ -352,8 +353,10 @@ for name in ("StepUpAuth", "RequestsStepUpAuth"):
     except ImportError as error:
         report["missing"][name] = str(error)
 denied = insufficient_scope(403, ['Bearer error="insufficient_scope", scope="a:b"'])
+step_up = insufficient_user_authentication(401, ['Bearer error="insufficient_user_authentication", max_age="60"'])
 report["helpers"] = [isinstance(denied, InsufficientScope) and sorted(denied.scope),
-                     dict(bearer_challenge_of(['Bearer error="invalid_token"']))]
+                     dict(bearer_challenge_of(['Bearer error="invalid_token"'])),
+                     isinstance(step_up, InsufficientUserAuthentication) and step_up.max_age]
 if "StepUpAuth" in client.__all__:
     report["bases"] = sorted(base.__module__.partition(".")[0] for base in client.StepUpAuth.__bases__)
 
@@ -389,7 +392,14 @@ def run_without(blocked: str, url: str, *extra: str) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-HELPERS = ["DPoPKey", "InsufficientScope", "bearer_challenge_of", "insufficient_scope"]
+HELPERS = [
+    "DPoPKey",
+    "InsufficientScope",
+    "InsufficientUserAuthentication",
+    "bearer_challenge_of",
+    "insufficient_scope",
+    "insufficient_user_authentication",
+]
 
 
 @pytest.mark.parametrize(
@@ -421,7 +431,7 @@ def test_each_adapter_works_without_the_other_libraries(blocked: str) -> None:
         assert report["bases"] == httpx_left
     if not kept["RequestsStepUpAuth"]:
         assert "RequestsStepUpAuth needs requests" in report["missing"]["RequestsStepUpAuth"]
-    assert report["helpers"] == [["a:b"], {"error": "invalid_token"}]
+    assert report["helpers"] == [["a:b"], {"error": "invalid_token"}, 60]
     used = [*httpx_left, *(["requests"] if kept["RequestsStepUpAuth"] else [])]
     assert report["status"] == dict.fromkeys(used, 401)
     # It really ran: each client asked for a fresh token after the first was refused.

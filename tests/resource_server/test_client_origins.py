@@ -86,13 +86,20 @@ def two_servers(other_host: str) -> Iterator[tuple[Server, str, Server, str]]:
 
 
 class Numbered:
-    """A token provider handing out token-1, token-2, ... and recording the scopes asked for."""
+    """A token provider handing out token-1, token-2, ... and recording the scopes asked for (and
+    the acr_values and max_age, when asked: it can have a person authenticate, RFC 9470 §4)."""
 
     def __init__(self) -> None:
-        self.asked: list[frozenset[str] | None] = []
+        self.asked: list[Any] = []
 
-    def __call__(self, scopes: frozenset[str] | None) -> str:
-        self.asked.append(scopes)
+    def __call__(
+        self,
+        scopes: frozenset[str] | None,
+        *,
+        acr_values: tuple[str, ...] | None = None,
+        max_age: int | None = None,
+    ) -> str:
+        self.asked.append(scopes if acr_values is None and max_age is None else (scopes, acr_values, max_age))
         return f"token-{len(self.asked)}"
 
 
@@ -174,12 +181,15 @@ class Case:
 
 
 GREEDY = 'error="insufficient_scope", scope="admin:all billing:write"'
+SIGN_IN = 'error="insufficient_user_authentication", acr_values="mfa", max_age="0"'
 CASES = {
     "invalid_token": Case(False, 401, 'Bearer realm="other", error="invalid_token"'),
     "insufficient_scope": Case(False, 403, f'Bearer realm="other", {GREEDY}'),
     "dpop-invalid_token": Case(True, 401, 'DPoP algs="ES256", error="invalid_token"'),
     "dpop-insufficient_scope": Case(True, 403, f'DPoP algs="ES256", {GREEDY}'),
     "use_dpop_nonce": Case(True, 401, 'DPoP algs="ES256", error="use_dpop_nonce"', "nonce-of-the-other"),
+    "insufficient_user_authentication": Case(False, 401, f'Bearer realm="other", {SIGN_IN}'),
+    "dpop-insufficient_user_authentication": Case(True, 401, f'DPoP algs="ES256", {SIGN_IN}'),
 }
 #: The other origin: another host name (an absolute Location), or the same host on another port
 #: (a scheme-relative Location, resolved against the API's URL).
@@ -207,7 +217,7 @@ def test_a_challenge_from_another_origin_is_returned_as_is(client: str, other_or
         )
     assert (first.status, first.history, first.challenge) == (answer.status, [302], answer.challenge)
     assert after == Got(200, [], None)
-    assert provider.asked == [None]  # never asked for the other origin's scopes, nor for a fresh token
+    assert provider.asked == [None]  # never asked for its scopes, a fresh token, or a new sign-in
     assert api.seen() == [("/start", f"{scheme} token-1"), ("/ok", f"{scheme} token-1")]
     assert other.seen() == [("/steal", None)]  # once: no retry, and no token
     library = client.partition("-")[0]

@@ -18,6 +18,7 @@ OPTIONAL = (
     "starlette",
     "fastapi",
     "mcp",
+    "fastmcp",
     "sqlalchemy",
     "alembic",
     "redis",
@@ -53,6 +54,7 @@ def attempt(blocked: tuple[str, ...], statement: str) -> str:
         (("starlette",), "import resource_server.asgi", "resource_server.asgi needs starlette"),
         (("fastapi",), "import resource_server.fastapi", "resource_server.fastapi needs fastapi"),
         (("mcp",), "import resource_server.mcp", "resource_server.mcp needs mcp"),
+        (("fastmcp",), "import resource_server.mcp.fastmcp", "resource_server.mcp.fastmcp needs fastmcp"),
         (("sqlalchemy",), "import resource_server.grants", "resource_server.grants needs sqlalchemy"),
         (
             ("alembic",),
@@ -75,6 +77,7 @@ def test_an_adapter_without_its_extra_names_the_extra(
         "starlette": "asgi",
         "fastapi": "fastapi",
         "mcp": "mcp",
+        "fastmcp": "fastmcp",
         "sqlalchemy": "grants",
         "alembic": "grants",
         "redis": "redis",

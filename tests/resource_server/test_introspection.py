@@ -368,6 +368,9 @@ GOOD: dict[str, Any] = {
         ("audience", ""),
         ("audience", [AUDIENCE]),
         ("issuer", ""),
+        ("subject_claim", ""),
+        ("subject_claim", None),
+        ("subject_claim", b"username"),
         ("scope_claim", ""),
         ("org_claim", None),
         ("issuer_org", ""),
@@ -744,6 +747,25 @@ def test_a_client_credentials_token_is_its_client(
     verified = verifier.verify(issue(server, sub=DROP, client_id="batch-job"))
     assert (verified.subject, verified.client_id) == ("batch-job", "batch-job")
     refused(verifier, issue(server, sub=DROP, client_id=DROP), "neither sub nor client_id")
+
+
+def test_subject_claim_names_the_member_the_subject_is_read_from(
+    server: IntrospectionServer, clock: FakeClock
+) -> None:
+    """A server that names the user only as ``username`` (django-oauth-toolkit): the user's
+    token is hers, a client-credentials token (no ``username``) still its client's (RFC 9068
+    §2.2), and the member is checked as ``sub`` is; ``sub`` itself is then not read."""
+    verifier = verifier_for(server, clock, subject_claim="username")
+    users = verifier.verify(issue(server, sub=DROP, username="ada", client_id="cli"))
+    assert (users.subject, users.client_id) == ("ada", "cli")
+    service = verifier.verify(issue(server, sub=DROP, client_id="batch-job"))
+    assert (service.subject, service.client_id) == ("batch-job", "batch-job")
+    assert verifier.verify(issue(server, sub="user-1", client_id="cli")).subject == "cli"
+    refused(verifier, issue(server, sub=DROP, client_id=DROP), "neither username nor client_id")
+    refused(verifier, issue(server, username="ada\u202e"), "the username claim holds control")
+    refused(verifier, issue(server, username=["ada"]), "the username claim must be a non-empty string")
+    default = verifier_for(server, clock)  # sub, and username is only a claim
+    assert default.verify(issue(server, sub=DROP, username="ada", client_id="cli")).subject == "cli"
 
 
 @pytest.mark.parametrize(

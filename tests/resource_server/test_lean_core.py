@@ -45,6 +45,7 @@ FRAMEWORKS = (
     "starlette",
     "fastapi",
     "mcp",
+    "fastmcp",
     "redis",
     "httpx",
     "httpx2",
@@ -60,6 +61,7 @@ EXTRA_OF = {
     "resource_server.flask": "flask",
     "resource_server.asgi": "asgi",
     "resource_server.fastapi": "fastapi",
+    "resource_server.mcp.fastmcp": "fastmcp",  # before the package's own: the longer prefix
     "resource_server.mcp": "mcp",
     "resource_server.grants": "grants",
     "resource_server.migrations": "grants",  # Alembic's scripts, run by resource_server.grants.upgrade

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -25,7 +25,7 @@ from ...routes import project_routes
 
 class Command(BaseCommand):
     help = "Inspect and check the scope maps of this API."
-    requires_system_checks: ClassVar[list[str]] = []  # it reports the route problems itself, as data
+    requires_system_checks = ()  # it reports the route problems itself, as data
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions = parser.add_subparsers(dest="action", required=True)
