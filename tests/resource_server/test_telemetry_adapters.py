@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from policy import Access, Roles
+from policy import Access, Requirement, Roles
 from resource_server.asgi import BearerMiddleware as AsgiMiddleware
 from resource_server.fastapi import ResourceServer as FastAPIServer
 from resource_server.flask import ResourceServer as FlaskServer
@@ -35,8 +35,11 @@ from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, Signer, es256, jwks,
 
 ROLES = Roles({"member": ["project:read"], "admin": ["project:read", "project:write"]})
 MEMBERS = {("user-1", "acme"): "admin"}
-SCOPES = {"GET": "project:read", "POST": "project:write"}
-TOOLS = {"list_projects": "project:read", "create_project": "project:write"}
+#: Writing asks for a multi-factor sign-in too (RFC 9470): a token with the scope but without
+#: that acr gets the step-up 401.
+WRITE = Requirement("project:write", acr="mfa")
+SCOPES = {"GET": "project:read", "POST": WRITE}
+TOOLS = {"list_projects": "project:read", "create_project": WRITE}
 #: An issuer whose JWK Set answers 503: its tokens cannot be checked now.
 DOWN = "https://down.test"
 RESOURCE = "http://127.0.0.1:8000/mcp"
@@ -69,6 +72,7 @@ ROWS = [
     Row("the issuer's keys cannot be fetched", False, "token:down", 503),
     Row("allowed, a new token", False, "token:valid", 200),
     Row("allowed, the same token again", False, "token:valid", 200),
+    Row("must sign in with more factors", True, "token:writer", 401),
 ]
 
 
@@ -79,6 +83,7 @@ def tokens(es: Signer, down: Signer) -> dict[str, str]:
         "globex": es.token(now=NOW, org_id="globex"),
         "read_only": es.token(now=NOW),
         "stranger": es.token(now=NOW, sub="user-9"),
+        "writer": es.token(now=NOW, scope="project:read project:write", acr="pwd"),
         "down": down.token(now=NOW, iss=DOWN),
     }
 
@@ -265,7 +270,7 @@ def expected(route: str, read: str, write: str) -> dict[str, dict[frozenset[tupl
                             "http.request.method": write,
                             "resource_server.authorization.result": "failure",
                         }
-                    ): 1
+                    ): 2
                 }
             )
         ),
@@ -277,6 +282,14 @@ def expected(route: str, read: str, write: str) -> dict[str, dict[frozenset[tupl
                 {"http.response.status_code": 403, "error.type": "insufficient_scope", **issuer, **refused}
             ): 1,
             key({"http.response.status_code": 403, "error.type": "forbidden", **issuer, **refused}): 1,
+            key(
+                {
+                    "http.response.status_code": 401,
+                    "error.type": "insufficient_user_authentication",
+                    **issuer,
+                    **refused,
+                }
+            ): 1,
             key(
                 {
                     "http.response.status_code": 503,
@@ -304,7 +317,8 @@ def expected(route: str, read: str, write: str) -> dict[str, dict[frozenset[tupl
                     **issuer,
                 }
             ): 2,
-            key({**bearer, "resource_server.authentication.result": "success", **issuer}): 3,
+            # Allowed, or refused by the decision: the credential was good.
+            key({**bearer, "resource_server.authentication.result": "success", **issuer}): 4,
             key(
                 {
                     **bearer,
@@ -316,7 +330,7 @@ def expected(route: str, read: str, write: str) -> dict[str, dict[frozenset[tupl
         },
         "resource_server.token_cache.hits": {key({}): 1},
         # Every Bearer value the cache did not hold, the malformed one too.
-        "resource_server.token_cache.misses": {key({}): 7},
+        "resource_server.token_cache.misses": {key({}): 8},
     }
 
 
@@ -337,6 +351,7 @@ def test_every_row_of_the_status_table_is_recorded_alike(name: str, down: Header
             (403, "insufficient_scope"),
             (403, "forbidden"),
             (503, "temporarily_unavailable"),
+            (401, "insufficient_user_authentication"),
         ]
         assert {event["route"] for event in decisions} == {adapter.route}
         assert {event["method"] for event in decisions} == ({"POST"} if name == "mcp" else {"GET", "POST"})
@@ -355,10 +370,13 @@ def test_every_row_of_the_status_table_is_recorded_alike(name: str, down: Header
         assert insufficient["required"] == [["project:write"]]
         assert insufficient["scopes"] == ["project:read"]
         assert decisions[7]["cause"] == "jwks" and decisions[7]["issuer"] == DOWN
+        step_up = decisions[8]
+        assert step_up["required"] == [["project:write"]] and step_up["token_id"] is not None
         spans = Counter(span.name for span in recorded.spans())
-        # A new token is verified in a span (five of them; the malformed value never gets that
-        # far); the down issuer's key set fetch is traced, and failed.
-        assert spans == {"resource_server.token.verify": 6, "resource_server.jwks.fetch": 1}
+        # A new token is verified in a span (seven of them; the malformed value never gets that
+        # far, the token sent again is not verified again); the down issuer's key set fetch is
+        # traced, and failed.
+        assert spans == {"resource_server.token.verify": 7, "resource_server.jwks.fetch": 1}
         (fetch,) = [span for span in recorded.spans() if span.name == "resource_server.jwks.fetch"]
         assert fetch.status.status_code.name == "ERROR"
         assert fetch.attributes is not None and fetch.attributes["resource_server.issuer"] == DOWN
