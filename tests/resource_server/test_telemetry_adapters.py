@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
@@ -170,11 +170,11 @@ def fastapi_adapter(check: Any) -> Adapter:
     requirement = rs.require(SCOPES)
 
     @app.get("/orgs/{org}/projects")
-    async def read(org: str, access: Access = Depends(requirement)) -> dict[str, str]:
+    async def read(org: str, access: Annotated[Access, Depends(requirement)]) -> dict[str, str]:
         return {"org": org}
 
     @app.post("/orgs/{org}/projects")
-    async def write(org: str, access: Access = Depends(requirement)) -> dict[str, str]:
+    async def write(org: str, access: Annotated[Access, Depends(requirement)]) -> dict[str, str]:
         return {"org": org}
 
     rs.install(app)
