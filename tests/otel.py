@@ -20,8 +20,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import resource_server
 from resource_server import telemetry
 
+VERSION = getattr(resource_server, "__version__", None)
 SCHEMA = json.loads(telemetry.SCHEMA.read_text(encoding="utf-8"))
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 
@@ -71,7 +73,7 @@ class Recorded:
         data = self.reader.get_metrics_data()
         for resource in data.resource_metrics if data is not None else ():
             for scope in resource.scope_metrics:
-                assert scope.scope.name == "resource_server"
+                assert (scope.scope.name, scope.scope.version) == ("resource_server", VERSION)
                 for metric in scope.metrics:
                     points = found.setdefault(metric.name, {})
                     for point in metric.data.data_points:

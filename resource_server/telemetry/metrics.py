@@ -22,6 +22,7 @@ lists every metric, attribute and value.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -317,9 +318,11 @@ def use(meter_provider: Any) -> None:
 
 
 def _version() -> str | None:
-    import resource_server
-
-    return getattr(resource_server, "__version__", None)
+    """The package's version (None in a source tree never installed). Read from the package
+    already imported (a submodule's parent always is) rather than by importing it: the package
+    imports the token side, which imports this module."""
+    package = sys.modules.get(__name__.partition(".")[0])
+    return getattr(package, "__version__", None)
 
 
 # -- what the token side records -----------------------------------------------------------------
