@@ -419,7 +419,7 @@ def _settle(outcome: _Outcome) -> VerifiedToken:
         return outcome
     if isinstance(outcome, _Refusal):
         raise InvalidToken(outcome.description)
-    raise VerificationUnavailable(outcome.description, retry_after=outcome.retry_after)
+    raise VerificationUnavailable(outcome.description, retry_after=outcome.retry_after, cause="introspection")
 
 
 def _has_audience(aud: object, audience: str) -> bool:
