@@ -123,24 +123,36 @@ def recording(level: int = logging.INFO, **settings: Any) -> Iterator[Recorded]:
 
 
 class HeaderServer:
-    """A loopback HTTP server answering every GET with ``document`` (JSON) at ``status``, keeping
-    the headers of each request (to see the trace context the library sends)."""
+    """A loopback HTTP server answering every GET and POST with ``document`` (JSON) at
+    ``status``, or with ``routes[path]`` for a path it names, keeping the headers of each
+    request (to see the trace context the library sends)."""
 
-    def __init__(self, document: dict[str, Any], status: int = 200) -> None:
+    def __init__(
+        self,
+        document: dict[str, Any],
+        status: int = 200,
+        routes: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         self.document = document
         self.status = status
+        self.routes = routes if routes is not None else {}
         self.headers: list[dict[str, str]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 owner.headers.append({name.lower(): value for name, value in self.headers.items()})
-                body = json.dumps(owner.document).encode()
-                self.send_response(owner.status)
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                found = owner.routes.get(self.path)
+                body = json.dumps(found if found is not None else owner.document).encode()
+                self.send_response(owner.status if found is None else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            do_POST = do_GET
 
             def log_message(self, *args: Any) -> None:
                 pass
