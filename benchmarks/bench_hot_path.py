@@ -413,41 +413,57 @@ def memory_per_entry(count: int = 4096) -> float:
     return (after - before) / count
 
 
-#: Each telemetry case's state (:func:`telemetry_states`); every other case runs with the default.
+#: Each telemetry case's state (:func:`telemetry_states`); every other case runs with the default
+#: (the API without an SDK, as an app that installs the extra but no SDK). The middleware's
+#: cases carry the headline figures: its bare app costs under a microsecond, so a microsecond
+#: added is not lost in a Flask request's noise.
 TELEMETRY_CASES = {
+    "WSGI: BearerMiddleware, warm, no otel API": "absent",
+    "WSGI: BearerMiddleware, warm, SDK metrics": "sdk",
+    "WSGI: BearerMiddleware, warm, SDK + audit hook": "hooked",
+    "WSGI: BearerMiddleware, cold ES256, SDK metrics": "sdk",
+    "WSGI: BearerMiddleware, cold ES256, SDK + hook": "hooked",
     "Flask: @rs.require, warm, no otel API": "absent",
     "Flask: @rs.require, warm, SDK metrics": "sdk",
-    "Flask: @rs.require, cold ES256, SDK metrics": "sdk",
     "Flask: @rs.require, warm, SDK + audit hook": "hooked",
-    "Flask: @rs.require, cold ES256, SDK + hook": "hooked",
 }
 
 
-def telemetry_cases(app: Callable[..., Any], es: Signer, needed: int) -> dict[str, Callable[[], None]]:
-    """The Flask cases again with telemetry recording (:data:`TELEMETRY_CASES`)."""
-    return {
-        name: caller(app, "/rs" + PATH, fresh_tokens(es, needed) if "cold" in name else same_token(es))
-        for name in TELEMETRY_CASES
-    }
+def telemetry_cases(
+    app: Callable[..., Any], wrapped: Callable[..., Any], es: Signer, needed: int
+) -> dict[str, Callable[[], None]]:
+    """The Flask and middleware cases again with telemetry recording (:data:`TELEMETRY_CASES`)."""
+    cases = {}
+    for name in TELEMETRY_CASES:
+        tokens = fresh_tokens(es, needed) if "cold" in name else same_token(es)
+        flask = name.startswith("Flask")
+        cases[name] = caller(app if flask else wrapped, ("/rs" if flask else "") + PATH, tokens)
+    return cases
 
 
 def warm_only(number: int, rounds: int) -> None:
-    """``--no-otel-api``: the bare view and the warm case, in this interpreter where
-    ``opentelemetry`` cannot be imported; prints the warm extra in µs."""
+    """``--no-otel-api``: the bare references and the warm cases, in this interpreter where
+    ``opentelemetry`` cannot be imported; prints the warm extras (µs): middleware, Flask."""
     es = es256()
-    app = flask_app((es,)).wsgi_app
+    app, wrapped = flask_app((es,)).wsgi_app, middleware((es,))
     cases = {
         "Flask: bare view": caller(app, "/bare" + PATH, same_token(es)),
         "Flask: @rs.require, warm": caller(app, "/rs" + PATH, same_token(es)),
+        "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
+        "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
     }
     for one in cases.values():
         one()
     samples = measure(cases, number=number, rounds=rounds)
     assert not [name for name in sys.modules if name.startswith("opentelemetry")]
-    extra = statistics.median(
-        w - b for w, b in zip(samples["Flask: @rs.require, warm"], samples["Flask: bare view"], strict=True)
+
+    def extra(case: str, bare: str) -> float:
+        return statistics.median(c - b for c, b in zip(samples[case], samples[bare], strict=True)) * 1e6
+
+    print(
+        f"{extra('WSGI: BearerMiddleware, warm', 'WSGI: bare app'):.3f} "
+        f"{extra('Flask: @rs.require, warm', 'Flask: bare view'):.3f}"
     )
-    print(f"{extra * 1e6:.3f}")
 
 
 #: Run in a fresh interpreter: refuse every ``opentelemetry`` module (as if it were not
@@ -469,8 +485,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def without_api(quick: bool) -> float:
-    """The warm extra (µs) measured by :func:`warm_only` in a fresh interpreter without the API."""
+def without_api(quick: bool) -> tuple[float, float]:
+    """The warm extras (µs: middleware, Flask) measured by :func:`warm_only` in a fresh
+    interpreter without the API."""
     done = subprocess.run(
         [
             sys.executable,
@@ -484,34 +501,42 @@ def without_api(quick: bool) -> float:
         text=True,
         check=True,
     )
-    return float(done.stdout.split()[-1])
+    middleware_extra, flask_extra = done.stdout.split()[-2:]
+    return float(middleware_extra), float(flask_extra)
 
 
 def print_telemetry(samples: dict[str, list[float]], quick: bool) -> None:
-    """What telemetry adds: each case's extra over its counterpart without telemetry, medians of
-    per-round differences (µs)."""
+    """What telemetry adds to a request: medians of per-round differences (µs). Warm cases are
+    compared with the warm case as without the API; cold ones with the same cold case under the
+    default telemetry (the API, no SDK)."""
 
     def growth(name: str, reference: str) -> float:
         return statistics.median(t - r for t, r in zip(samples[name], samples[reference], strict=True)) * 1e6
 
-    warm, cold = "Flask: @rs.require, warm", "Flask: @rs.require, cold ES256"
-    absent = "Flask: @rs.require, warm, no otel API"
-    bare = "Flask: bare view"
     print("\ntelemetry, added per request (µs; medians of per-round differences):")
-    print(
-        f"  warm extra over bare: no API {growth(absent, bare):.2f}, API without SDK {growth(warm, bare):.2f}"
-    )
-    for name, reference in (
-        ("Flask: @rs.require, warm, SDK metrics", absent),
-        ("Flask: @rs.require, warm, SDK + audit hook", absent),
-        ("Flask: @rs.require, cold ES256, SDK metrics", cold),
-        ("Flask: @rs.require, cold ES256, SDK + hook", cold),
-        (warm, absent),
+    for app, bare in (
+        ("WSGI: BearerMiddleware", "WSGI: bare app"),
+        ("Flask: @rs.require", "Flask: bare view"),
     ):
-        label = name.removeprefix("Flask: @rs.require, ")
-        against = "without the API" if reference == absent else "the same case, default telemetry"
-        print(f"    {label:<42} {growth(name, reference):>6.2f}  over {against}")
-    print(f"  warm extra over bare in an interpreter without opentelemetry: {without_api(quick):.2f}")
+        absent = f"{app}, warm, no otel API"
+        print(f"  {app}: warm extra over bare without the API {growth(absent, bare):.2f}; it grows by")
+        for name, label in (
+            (f"{app}, warm", "the API, no SDK (no-op providers)"),
+            (f"{app}, warm, SDK metrics", "the SDK, a metric reader attached"),
+            (f"{app}, warm, SDK + audit hook", "the SDK and the audit hook given every request"),
+        ):
+            print(f"    {growth(name, absent):>7.2f}  {label}")
+        for suffix in ("SDK metrics", "SDK + hook"):
+            name = f"{app}, cold ES256, {suffix}"
+            if name in samples:
+                print(
+                    f"    {growth(name, f'{app}, cold ES256'):>7.2f}  cold ES256, {suffix}, over cold ES256"
+                )
+    middleware_extra, flask_extra = without_api(quick)
+    print(
+        "  in an interpreter that cannot import opentelemetry, warm extra over bare: "
+        f"middleware {middleware_extra:.2f}, Flask {flask_extra:.2f}"
+    )
 
 
 def reference_of(name: str) -> str:
@@ -564,7 +589,7 @@ def main() -> None:
         "Flask: @rs.require, acr/max_age, warm": caller(
             app, "/rs-step-up" + PATH, same_token(es, acr="mfa", auth_time=int(time.time()))
         ),
-        **telemetry_cases(app, es, needed),
+        **telemetry_cases(app, wrapped, es, needed),
         "Flask: Authlib ResourceProtector, ES256": caller(app, "/authlib" + PATH, same_token(es)),
         "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
         "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
