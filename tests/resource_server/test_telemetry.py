@@ -122,10 +122,12 @@ def test_new_work_is_traced_under_the_request_span_and_the_authorization_server_
     es = es256("es-1")
     token = es.token(now=NOW)
     with HeaderServer(jwks(es)).running() as keys, recording() as recorded:
+        # Kept until the end: the cache size is observed from the guards alive when collected.
+        app: Any = flask_with_keys(keys.url) if framework == "flask" else fastapi_with_keys(keys.url)
         if framework == "flask":
-            served = serve_wsgi(request_spans(flask_with_keys(keys.url), recorded))
+            served = serve_wsgi(request_spans(app, recorded))
         else:
-            served = serve_asgi(asgi_request_spans(fastapi_with_keys(keys.url), recorded))
+            served = serve_asgi(asgi_request_spans(app, recorded))
         with served as base, httpx.Client(timeout=10) as http:
             for _ in range(3):  # new, then warm twice
                 answer = http.get(f"{base}/orgs/acme/projects", headers={"Authorization": f"Bearer {token}"})
@@ -157,6 +159,7 @@ def test_new_work_is_traced_under_the_request_span_and_the_authorization_server_
         # The entries of every guard alive in the process: this one's token among them.
         ((size_attributes, size),) = recorded.points("resource_server.token_cache.size").items()
         assert size_attributes == key({}) and size >= 1
+        del app
 
 
 def test_discovery_and_introspection_carry_the_trace_context() -> None:
