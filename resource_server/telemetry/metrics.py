@@ -22,6 +22,7 @@ lists every metric, attribute and value.
 
 from __future__ import annotations
 
+import itertools
 import sys
 import threading
 import weakref
@@ -100,33 +101,47 @@ def method_attribute(method: str | None) -> str | None:
 
 class Tally:
     """Counts per attribute set, kept in this process and reported (cumulative) through an
-    observable counter: :meth:`add` costs a lock and a dict update, no SDK call. Thread-safe."""
+    observable counter when a reader collects. Thread-safe.
 
-    __slots__ = ("_attributes", "_counts", "_lock", "names")
+    :meth:`add` takes no lock and makes no SDK call: each attribute set has an
+    ``itertools.count``, whose ``next`` is one C call that no other thread can interleave (about
+    50 ns against 450 for a lock and a dict update, on the warm path twice a request). Only a new
+    attribute set takes the lock; reading a count (:meth:`snapshot`, on collection) reads the
+    counter's state without advancing it."""
+
+    __slots__ = ("_attributes", "_counters", "_lock", "names")
 
     def __init__(self, *names: str) -> None:
         self.names = names
-        self._counts: dict[tuple[Any, ...], int] = {}
+        self._counters: dict[tuple[Any, ...], itertools.count[int]] = {}
         self._attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def add(self, key: tuple[Any, ...], amount: int = 1) -> None:
-        """Count ``amount`` for the attribute values ``key`` (in the order of ``names``; None
-        leaves an attribute out)."""
+    def add(self, key: tuple[Any, ...]) -> None:
+        """Count one for the attribute values ``key`` (in the order of ``names``; None leaves an
+        attribute out)."""
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counter(key)
+        next(counter)
+
+    def _counter(self, key: tuple[Any, ...]) -> itertools.count[int]:
         with self._lock:
-            counts = self._counts
-            if key in counts:
-                counts[key] += amount
-            elif len(counts) < MAX_SERIES:
-                counts[key] = amount
-            else:
-                counts[_OVERFLOW_KEY] = counts.get(_OVERFLOW_KEY, 0) + amount
+            counters = self._counters
+            found = counters.get(key)
+            if found is None:
+                if len(counters) >= MAX_SERIES:
+                    key = _OVERFLOW_KEY
+                    found = counters.get(key)
+                if found is None:
+                    found = counters[key] = itertools.count()
+            return found
 
     def snapshot(self) -> list[tuple[int, Mapping[str, Any]]]:
         """Every count so far with its attributes."""
         with self._lock:
-            items = list(self._counts.items())
-        return [(count, self._attributes_of(key)) for key, count in items]
+            items = list(self._counters.items())
+        return [(_value(counter), self._attributes_of(key)) for key, counter in items]
 
     def total(self, **attributes: Any) -> int:
         """The sum of the counts whose attributes include ``attributes`` (for tools and tests)."""
@@ -147,6 +162,12 @@ class Tally:
                 }
             self._attributes[key] = found
         return found
+
+
+def _value(counter: itertools.count[int]) -> int:
+    """How many times ``counter`` was advanced: its next value, read from its ``repr``
+    (``count(7)``) without advancing it (``itertools.count`` has no attribute for it)."""
+    return int(repr(counter)[6:-1])
 
 
 # Objects whose state some instruments report when a reader collects; weak, so a guard or a

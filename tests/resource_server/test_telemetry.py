@@ -594,3 +594,29 @@ def test_allowed_requests_are_sampled_when_asked() -> None:
 def _defaults() -> Iterator[None]:
     yield
     telemetry.configure()
+
+
+# -- the in-process tallies behind the counters ----------------------------------------------------
+
+
+def test_a_tally_counts_exactly_across_threads_and_folds_what_exceeds_its_series() -> None:
+    from resource_server.telemetry.metrics import MAX_SERIES, Tally
+
+    tally = Tally("kind")
+
+    def count() -> None:
+        for _ in range(20_000):
+            tally.add(("a",))
+
+    threads = [threading.Thread(target=count) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tally.snapshot() == [(80_000, {"kind": "a"})]  # reading does not advance it
+    assert tally.snapshot() == [(80_000, {"kind": "a"})]
+    for n in range(MAX_SERIES + 10):
+        tally.add((f"k{n}",))
+    found = dict((frozenset(attributes.items()), value) for value, attributes in tally.snapshot())
+    assert len(found) == MAX_SERIES + 1
+    assert found[frozenset({("otel.metric.overflow", True)})] == 11
