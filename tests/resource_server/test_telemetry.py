@@ -154,12 +154,25 @@ def test_new_work_is_traced_under_the_request_span_and_the_authorization_server_
         assert recorded.points("resource_server.jwks.fetches") == {
             key({"resource_server.fetch.result": "success", "resource_server.issuer": ISSUER}): 1
         }
-        (age,) = recorded.points("resource_server.jwks.age") or {key({"resource_server.issuer": ISSUER}): 0.0}
-        assert dict(age) == {"resource_server.issuer": ISSUER}
+        # One point per issuer of every key set alive in the process (other tests' too, until
+        # collected): this issuer's among them.
+        assert key({"resource_server.issuer": ISSUER}) in recorded.metrics()["resource_server.jwks.age"]
         # The entries of every guard alive in the process: this one's token among them.
         ((size_attributes, size),) = recorded.points("resource_server.token_cache.size").items()
         assert size_attributes == key({}) and size >= 1
         del app
+
+
+def test_the_age_of_the_key_set_in_use_is_reported_by_issuer() -> None:
+    es, issuer = es256("es-1"), "https://age.test"
+    clock = FakeClock(NOW)
+    with HeaderServer(jwks(es)).running() as keys, recording() as recorded:
+        verifier = JWTVerifier(issuer=issuer, audience=AUDIENCE, jwks_uri=keys.url, clock=clock)
+        verifier.verify(es.token(now=NOW, iss=issuer))
+        clock.advance(120)
+        ages = recorded.metrics()["resource_server.jwks.age"]
+        assert ages[key({"resource_server.issuer": issuer})] == 120
+        del verifier
 
 
 def test_discovery_and_introspection_carry_the_trace_context() -> None:
