@@ -10,6 +10,10 @@ round by round so machine noise hits every case alike:
 * with a new ES256 and a new RS256 token every request (full verification);
 * ``@rs.require`` with a delegated token (RFC 8693, one ``act`` level, under an actor ceiling)
   warm and cold, and warm on a route asking for ``acr``/``max_age`` (RFC 9470);
+* ``@rs.require`` warm and cold (ES256) with telemetry: the OpenTelemetry SDK's providers and an
+  in-memory metric reader attached; the same with the audit hook on for every request (every
+  allowed request sampled); and warm as without ``opentelemetry-api`` (the state the library is
+  in when the import fails), each case switching the telemetry before its loop;
 * Authlib's ``ResourceProtector`` (RFC 9068) on the same view;
 * the floors: one bare ``cryptography`` ECDSA P-256 verification and one RSA-2048 (PKCS#1 v1.5,
   SHA-256) verification of a token's signing input.
@@ -17,6 +21,9 @@ round by round so machine noise hits every case alike:
 Printed: each case's cost, its ratio to its bare reference, and for cold cases the extra over
 bare divided by the verification floor of the same algorithm; and the warm delegated and
 step-up cases against the warm bearer case (their ratios divided, round by round).
+
+Then, in a fresh interpreter whose import system refuses ``opentelemetry``, the bare view and the
+warm case again (``--no-otel-api``): the warm extra with the API really absent.
 
     python benchmarks/bench_hot_path.py            # about a minute
     python benchmarks/bench_hot_path.py --quick    # a smoke run, numbers not meaningful
@@ -29,9 +36,11 @@ import base64
 import io
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +64,57 @@ from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
 PATH = "/orgs/acme/projects"
 # The same roles, membership and scope map as the shared app's.
 ROLES, SCOPES, membership = apps.ROLES, apps.SCOPES, apps.membership
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What the library records with, as :func:`resource_server.telemetry.configure` leaves it,
+    kept so that a case can switch to it before its loop (outside the timing) without making
+    new instruments or hook threads each round."""
+
+    metrics: Any
+    tracer: Any
+    api: Any
+    hook: Any
+    sampler: Any
+
+    @classmethod
+    def current(cls) -> Telemetry:
+        from resource_server.telemetry import audit, metrics, spans
+
+        return cls(metrics.current(), spans._current_tracer(), spans._api, audit._hook, audit.sampler)
+
+    def apply(self) -> None:
+        from resource_server.telemetry import audit, metrics, spans
+
+        metrics.active, metrics._loaded = self.metrics, True
+        spans._tracer, spans._api, spans._loaded = self.tracer, self.api, True
+        audit._hook, audit.sampler = self.hook, self.sampler
+
+
+def telemetry_states() -> dict[str, Telemetry]:
+    """The default (the API's global providers: no SDK, so no-op instruments), the SDK with a
+    metric reader, the SDK and an audit hook given every request, and no API at all."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from resource_server import telemetry
+    from resource_server.telemetry import audit
+
+    telemetry.configure()
+    default = Telemetry.current()
+    telemetry.configure(
+        meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+        tracer_provider=TracerProvider(),
+    )
+    sdk = Telemetry.current()
+    hooked = Telemetry(
+        sdk.metrics, sdk.tracer, sdk.api, audit.HookQueue(lambda event: None), audit.Sampler(1)
+    )
+    absent = Telemetry(None, None, None, None, audit.Sampler(0))
+    telemetry.configure()
+    return {"default": default, "sdk": sdk, "hooked": hooked, "absent": absent}
 
 
 def verifier(signers: tuple[Signer, ...]) -> JWTVerifier:
@@ -177,10 +237,17 @@ def verification_floor(signer: Signer) -> Callable[[], None]:
     return lambda: public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
-def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -> dict[str, list[float]]:
+def measure(
+    cases: dict[str, Callable[[], None]],
+    *,
+    number: int,
+    rounds: int,
+    setup: Callable[[str], None] = lambda name: None,
+) -> dict[str, list[float]]:
     """Seconds per call of each case, one sample per round. Within a round the cases run in an
     order shuffled by the round's number (fixed seeds, so every run shuffles alike), so neither
-    drift nor a fixed order favours any of them; ratios are then taken within each round."""
+    drift nor a fixed order favours any of them; ratios are then taken within each round.
+    ``setup(name)`` runs before each case's loop, untimed."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
     names = list(cases)
     for number_of_round in range(rounds):
@@ -188,6 +255,7 @@ def measure(cases: dict[str, Callable[[], None]], *, number: int, rounds: int) -
         random.Random(number_of_round).shuffle(order)
         for name in order:
             one = cases[name]
+            setup(name)
             start = time.perf_counter()
             for _ in range(number):
                 one()
@@ -345,6 +413,132 @@ def memory_per_entry(count: int = 4096) -> float:
     return (after - before) / count
 
 
+#: Each telemetry case's state (:func:`telemetry_states`); every other case runs with the default
+#: (the API without an SDK, as an app that installs the extra but no SDK). The middleware's
+#: cases carry the headline figures: its bare app costs under a microsecond, so a microsecond
+#: added is not lost in a Flask request's noise.
+TELEMETRY_CASES = {
+    "WSGI: BearerMiddleware, warm, no otel API": "absent",
+    "WSGI: BearerMiddleware, warm, SDK metrics": "sdk",
+    "WSGI: BearerMiddleware, warm, SDK + audit hook": "hooked",
+    "WSGI: BearerMiddleware, cold ES256, SDK metrics": "sdk",
+    "WSGI: BearerMiddleware, cold ES256, SDK + hook": "hooked",
+    "Flask: @rs.require, warm, no otel API": "absent",
+    "Flask: @rs.require, warm, SDK metrics": "sdk",
+    "Flask: @rs.require, warm, SDK + audit hook": "hooked",
+}
+
+
+def telemetry_cases(
+    app: Callable[..., Any], wrapped: Callable[..., Any], es: Signer, needed: int
+) -> dict[str, Callable[[], None]]:
+    """The Flask and middleware cases again with telemetry recording (:data:`TELEMETRY_CASES`)."""
+    cases = {}
+    for name in TELEMETRY_CASES:
+        tokens = fresh_tokens(es, needed) if "cold" in name else same_token(es)
+        flask = name.startswith("Flask")
+        cases[name] = caller(app if flask else wrapped, ("/rs" if flask else "") + PATH, tokens)
+    return cases
+
+
+def warm_only(number: int, rounds: int) -> None:
+    """``--no-otel-api``: the bare references and the warm cases, in this interpreter where
+    ``opentelemetry`` cannot be imported; prints the warm extras (µs): middleware, Flask."""
+    es = es256()
+    app, wrapped = flask_app((es,)).wsgi_app, middleware((es,))
+    cases = {
+        "Flask: bare view": caller(app, "/bare" + PATH, same_token(es)),
+        "Flask: @rs.require, warm": caller(app, "/rs" + PATH, same_token(es)),
+        "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
+        "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
+    }
+    for one in cases.values():
+        one()
+    samples = measure(cases, number=number, rounds=rounds)
+    assert not [name for name in sys.modules if name.startswith("opentelemetry")]
+
+    def extra(case: str, bare: str) -> float:
+        return statistics.median(c - b for c, b in zip(samples[case], samples[bare], strict=True)) * 1e6
+
+    print(
+        f"{extra('WSGI: BearerMiddleware, warm', 'WSGI: bare app'):.3f} "
+        f"{extra('Flask: @rs.require, warm', 'Flask: bare view'):.3f}"
+    )
+
+
+#: Run in a fresh interpreter: refuse every ``opentelemetry`` module (as if it were not
+#: installed), then run this script as ``__main__`` with the arguments after ``-c``.
+WITHOUT_OPENTELEMETRY = """
+import os, runpy, sys
+from importlib.abc import MetaPathFinder
+
+class NoOpenTelemetry(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "opentelemetry" or name.startswith("opentelemetry."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoOpenTelemetry())
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as running the script does: apps.py beside it
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def without_api(quick: bool) -> tuple[float, float]:
+    """The warm extras (µs: middleware, Flask) measured by :func:`warm_only` in a fresh
+    interpreter without the API."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WITHOUT_OPENTELEMETRY,
+            __file__,
+            "--no-otel-api",
+            *(["--quick"] if quick else []),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    middleware_extra, flask_extra = done.stdout.split()[-2:]
+    return float(middleware_extra), float(flask_extra)
+
+
+def print_telemetry(samples: dict[str, list[float]], quick: bool) -> None:
+    """What telemetry adds to a request: medians of per-round differences (µs). Warm cases are
+    compared with the warm case as without the API; cold ones with the same cold case under the
+    default telemetry (the API, no SDK)."""
+
+    def growth(name: str, reference: str) -> float:
+        return statistics.median(t - r for t, r in zip(samples[name], samples[reference], strict=True)) * 1e6
+
+    print("\ntelemetry, added per request (µs; medians of per-round differences):")
+    for app, bare in (
+        ("WSGI: BearerMiddleware", "WSGI: bare app"),
+        ("Flask: @rs.require", "Flask: bare view"),
+    ):
+        absent = f"{app}, warm, no otel API"
+        print(f"  {app}: warm extra over bare without the API {growth(absent, bare):.2f}; it grows by")
+        for name, label in (
+            (f"{app}, warm", "the API, no SDK (no-op providers)"),
+            (f"{app}, warm, SDK metrics", "the SDK, a metric reader attached"),
+            (f"{app}, warm, SDK + audit hook", "the SDK and the audit hook given every request"),
+        ):
+            print(f"    {growth(name, absent):>7.2f}  {label}")
+        for suffix in ("SDK metrics", "SDK + hook"):
+            name = f"{app}, cold ES256, {suffix}"
+            if name in samples:
+                print(
+                    f"    {growth(name, f'{app}, cold ES256'):>7.2f}  cold ES256, {suffix}, over cold ES256"
+                )
+    middleware_extra, flask_extra = without_api(quick)
+    print(
+        "  in an interpreter that cannot import opentelemetry, warm extra over bare: "
+        f"middleware {middleware_extra:.2f}, Flask {flask_extra:.2f}"
+    )
+
+
 def reference_of(name: str) -> str:
     """The bare case a case is divided by: the same app's bare view."""
     app = name.split(":")[0]
@@ -372,8 +566,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
+    parser.add_argument("--no-otel-api", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     number, rounds = (20, 2) if args.quick else (200, 51)
+    if args.no_otel_api:
+        warm_only(number, rounds)
+        return
     needed = number * rounds + 10
     es, rs = es256(), rs256()
     signers = (es, rs)
@@ -391,6 +589,7 @@ def main() -> None:
         "Flask: @rs.require, acr/max_age, warm": caller(
             app, "/rs-step-up" + PATH, same_token(es, acr="mfa", auth_time=int(time.time()))
         ),
+        **telemetry_cases(app, wrapped, es, needed),
         "Flask: Authlib ResourceProtector, ES256": caller(app, "/authlib" + PATH, same_token(es)),
         "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
         "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
@@ -400,9 +599,16 @@ def main() -> None:
         "floor: ECDSA P-256 verification": verification_floor(es),
         "floor: RSA-2048 verification": verification_floor(rs),
     }
-    for one in cases.values():  # warm-up: imports, first-request set-up, the warm token's entry
+    states = telemetry_states()
+
+    def setup(name: str) -> None:
+        states[TELEMETRY_CASES.get(name, "default")].apply()
+
+    for name, one in cases.items():  # warm-up: imports, first-request set-up, the warm token's entry
+        setup(name)
         one()
-    samples = measure(cases, number=number, rounds=rounds)
+    samples = measure(cases, number=number, rounds=rounds, setup=setup)
+    states["default"].apply()
     results = {name: statistics.median(times) for name, times in samples.items()}
     print(f"median of {rounds} rounds of {number} calls; ratios are medians of per-round ratios")
     print(f"{'case':<42} {'µs/call':>9} {'÷ bare':>8} {'extra ÷ floor':>14}")
@@ -443,6 +649,7 @@ def main() -> None:
         f"  warm extra over bare in a request: Flask {warm_extra * 1e6:.2f}, "
         f"middleware {(results['WSGI: BearerMiddleware, warm'] - results['WSGI: bare app']) * 1e6:.2f}"
     )
+    print_telemetry(samples, args.quick)
     print(
         f"\nmemory: {memory_per_entry(512 if args.quick else 4096):.0f} bytes per cached token "
         "(guard and verifier caches together, header text included)"

@@ -214,13 +214,13 @@ class BearerMiddleware:
                 return await self._websocket(scope, receive, send)
             return await self.app(scope, receive, send)
         matched = self._match(_route_path(scope))
+        method = scope["method"]
         if matched is None:
-            return await send_denial(send, _UNCOVERED)
+            return await send_denial(send, self.guard.refused(_UNCOVERED, method=method))
         index, org = matched
         if index == _PUBLIC:
             return await self.app(scope, receive, send)
         scope_map = self.routes[index].scope_map
-        method = scope["method"]
         if (
             method == "OPTIONS"
             and "OPTIONS" not in scope_map.methods
@@ -229,8 +229,9 @@ class BearerMiddleware:
             # A CORS preflight (Fetch standard) carries no credentials: the app answers it. Any
             # other OPTIONS is checked like every method, so no view runs unauthenticated.
             return await self.app(scope, receive, send)
+        route = self._protected[index].rule  # http.route, for telemetry
         if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
-            return await send_denial(send, refused)
+            return await send_denial(send, self.guard.refused(refused, route=route, method=method))
         authorization, form = authorization_and_form(scope)
         elsewhere = False
         # Most requests have neither a query string nor a form body: nothing to look into.
@@ -238,8 +239,9 @@ class BearerMiddleware:
             try:
                 elsewhere, receive = await token_elsewhere(scope, receive)
             except BodyError as exc:
-                return await send_denial(send, self.guard.bad_body(exc))
-        outcome = await self._authorize(scope, authorization, elsewhere, method, scope_map, org)
+                refused = self.guard.bad_body(exc)
+                return await send_denial(send, self.guard.refused(refused, route=route, method=method))
+        outcome = await self._authorize(scope, authorization, elsewhere, method, scope_map, org, route)
         if type(outcome) is Denial:
             return await send_denial(send, outcome)
         return await self._admit(scope, receive, send, outcome)
@@ -248,12 +250,15 @@ class BearerMiddleware:
         """A WebSocket handshake: checked as a GET of its path, refused before it is accepted."""
         matched = self._match(_route_path(scope))
         if matched is None:
-            return await _refuse_websocket(scope, send, _UNCOVERED)
+            return await _refuse_websocket(scope, send, self.guard.refused(_UNCOVERED, method="GET"))
         index, org = matched
         if index == _PUBLIC:
             return await self.app(scope, receive, send)
+        route = self._protected[index].rule
         if (refused := bad_host(scope)) is not None:
-            return await _refuse_websocket(scope, send, refused)
+            return await _refuse_websocket(
+                scope, send, self.guard.refused(refused, route=route, method="GET")
+            )
         authorization, _ = authorization_and_form(scope)
         # A handshake has no body: only the query can carry a second token (RFC 6750 §2.3).
         query: bytes | None = scope.get("query_string")
@@ -262,7 +267,7 @@ class BearerMiddleware:
         # that is the URL a DPoP proof names.
         http_scope = {**scope, "scheme": "https" if scope.get("scheme") == "wss" else "http"}
         outcome = await self._authorize(
-            http_scope, authorization, elsewhere, "GET", self.routes[index].scope_map, org
+            http_scope, authorization, elsewhere, "GET", self.routes[index].scope_map, org, route
         )
         if type(outcome) is Denial:
             return await _refuse_websocket(scope, send, outcome)
@@ -276,6 +281,7 @@ class BearerMiddleware:
         method: str,
         scope_map: ScopeMap,
         org: str | None,
+        route: str,
     ) -> Granted | Denial:
         guard = self.guard
         return await self.async_guard.authorize(
@@ -285,6 +291,7 @@ class BearerMiddleware:
             scope_map=scope_map,
             org=org,
             dpop=dpop_request(scope, authorization, self.resource) if guard.dpop is not None else None,
+            route=route,
         )
 
     def _admit(self, scope: Scope, receive: Receive, send: Send, granted: Granted) -> Awaitable[None]:

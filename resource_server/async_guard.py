@@ -83,9 +83,24 @@ class AsyncGuard:
         org: str | None,
         dpop: DPoPRequest | None = None,
         session: Callable[[], Awaitable[str | None]] | None = None,
+        method: str | None = None,
+        route: str | None = None,
     ) -> Granted | Denial:
         """Who is asking, as which member of ``org``. ``session`` (awaited only without a
-        token) returns the subject of a first-party session, whose access is the role's scopes."""
+        token) returns the subject of a first-party session, whose access is the role's scopes.
+        Given the request's ``method`` (and ``route``), the answer is recorded as one request's,
+        as :meth:`Guard.authenticate <resource_server.guard.Guard.authenticate>` does."""
+        if method is not None:
+            observer = self.guard.observer
+            begun = observer.begin(authorization, token_elsewhere)
+            outcome = await self.authenticate(
+                authorization=authorization,
+                token_elsewhere=token_elsewhere,
+                org=org,
+                dpop=dpop,
+                session=session,
+            )
+            return observer.end(begun, outcome, route, method, authorization, org, None)
         guard = self.guard
         cached = guard.cached(authorization) if not token_elsewhere else None
         if cached is not None and cached.jkt is None:
@@ -114,9 +129,14 @@ class AsyncGuard:
         org: str | None,
         dpop: DPoPRequest | None = None,
         session: Callable[[], Awaitable[str | None]] | None = None,
+        route: str | None = None,
     ) -> Granted | Denial:
-        """The whole pipeline: :meth:`authenticate`, then ``policy.decide``."""
+        """The whole pipeline: :meth:`authenticate`, then ``policy.decide``; the answer recorded
+        with ``route``, the route template the adapter matched (:mod:`resource_server.telemetry`)."""
+        observer = self.guard.observer
+        begun = observer.begin(authorization, token_elsewhere)
         granted = await self.authenticate(
             authorization=authorization, token_elsewhere=token_elsewhere, org=org, dpop=dpop, session=session
         )
-        return self.guard.decision(granted, method, scope_map)
+        outcome = self.guard.decision(granted, method, scope_map)
+        return observer.end(begun, outcome, route, method, authorization, org, scope_map)

@@ -7,6 +7,7 @@ as refusals on the first requests.
 - :func:`missing_extra`: an adapter imported without its optional dependencies (``ImportError``);
 - :func:`authorization_servers`: the RFC 9728 ``authorization_servers`` a verifier implies.
 
+Each refusal is also a security event (``misconfiguration_refused``, :mod:`resource_server.telemetry`).
 This module imports no optional dependency, so any adapter can import it first.
 """
 
@@ -16,6 +17,8 @@ import inspect
 from collections.abc import Iterable, Sequence
 
 from policy import Roles, ScopeMap
+
+from .telemetry import audit
 
 __all__ = [
     "ASYNC_ADAPTERS",
@@ -52,7 +55,8 @@ def check_scopes_granted(roles: Roles, scope_maps: Iterable[tuple[str, ScopeMap]
     mistake fails at start-up in all of them alike."""
     found = ungranted_scopes(roles, scope_maps)
     if found:
-        raise ValueError("; ".join(found) + ": grant the scope to a role in Roles, or correct the scope map")
+        reason = "; ".join(found) + ": grant the scope to a role in Roles, or correct the scope map"
+        raise ValueError(audit.misconfigured("scope maps", reason))
 
 
 def is_async_callable(function: object) -> bool:
@@ -67,10 +71,11 @@ def check_sync_membership(membership: object, adapter: str) -> None:
     """``TypeError`` for a ``membership`` coroutine function given to ``adapter``, a synchronous
     adapter: it would call it without awaiting the answer, and refuse every request."""
     if is_async_callable(membership):
-        raise TypeError(
+        reason = (
             f"membership is a coroutine function, which {adapter} cannot await (it is synchronous): "
             "give a plain function, or serve the app with an async adapter: " + ", ".join(ASYNC_ADAPTERS)
         )
+        raise TypeError(audit.misconfigured(adapter, reason))
 
 
 def missing_extra(extra: str, adapter: str, error: ModuleNotFoundError) -> ImportError:

@@ -9,16 +9,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, final
 
-from policy import bearer_challenge, dpop_challenge
+from policy import Access, bearer_challenge, dpop_challenge
 
 from .bodies import BodyError
 from .credentials import MalformedHost
+from .telemetry import audit
 from .tokens.errors import VerificationUnavailable
+from .tokens.verified import VerifiedToken
 
-__all__ = ["Denial", "Refusals"]
+__all__ = ["About", "Denial", "Refusals"]
 
 log = logging.getLogger("resource_server")
 
@@ -37,9 +39,10 @@ def _challenge_description(description: str) -> str | None:
     return shown or None
 
 
-#: A 503's cause is logged at ERROR the first time, then at most once per this many seconds (with
-#: how many were not), the others at DEBUG: a flood of requests that cannot be checked (made-up
-#: kids while a refetch waits, a replay cache down) writes a line a minute, not one a request.
+#: A 503's cause is an ERROR event the first time, then at most once per this many seconds (with
+#: how many refusals had none), beside each refusal's decision event at INFO: a flood of requests
+#: that cannot be checked (made-up kids while a refetch waits, a replay cache down) writes one
+#: ERROR a minute, not one a request.
 _ERROR_EVERY = 60.0
 #: Distinct causes remembered; beyond, new ones share one line per interval (a custom verifier's
 #: descriptions could be anything).
@@ -83,6 +86,17 @@ class _ErrorLines:
             return 0 if found is None else found.not_logged
 
 
+#: What a 503 can wait on (``VerificationUnavailable.cause``); anything else is "other".
+_CAUSES_KNOWN = frozenset({"jwks", "discovery", "introspection", "replay_store", "replay_full"})
+
+
+def _cause(error: VerificationUnavailable) -> str:
+    """The error's ``cause`` when it is one of the known ones: a metric attribute's value, so a
+    custom verifier's own value cannot add series."""
+    cause = getattr(error, "cause", None)
+    return cause if cause in _CAUSES_KNOWN else "other"
+
+
 def _retry_after(seconds: Any) -> str:
     """``Retry-After`` in whole seconds (RFC 9110 §10.2.3), 1 to a day; 5 for a custom
     verifier's value that is not a finite number. ``seconds`` is whatever the verifier gave
@@ -95,11 +109,33 @@ def _retry_after(seconds: Any) -> str:
 
 @final
 @dataclass(frozen=True, slots=True)
+class About:
+    """What a refusal is about, for metrics and audit events (:mod:`resource_server.telemetry`);
+    never sent. ``token`` is the verified token refused (with ``access``, what it had here, when
+    that was assembled), ``source`` the kind of credential (``session``, ``viewer``) when no token
+    says it, ``issuer`` the configured issuer whose verifier refused a token that did not verify,
+    ``cause`` what a 503 could not reach (:class:`~resource_server.tokens.VerificationUnavailable`),
+    and ``event`` the security event the refusal is (``org_binding_violation``, ...)."""
+
+    token: VerifiedToken | None = None
+    access: Access | None = None
+    source: str | None = None
+    issuer: str | None = None
+    cause: str | None = None
+    event: str | None = None
+
+
+_NOTHING_KNOWN = About()
+
+
+@final
+@dataclass(frozen=True, slots=True)
 class Denial:
     """A refusal, ready to send: status, ``WWW-Authenticate`` value and a JSON body.
 
     ``reason`` is the sentence for logs and tooling (``flask scopes explain``); it is never sent.
     ``extra_headers`` carries ``Retry-After`` (a 503) or ``DPoP-Nonce`` (RFC 9449 §9).
+    ``about`` (:class:`About`) is for telemetry; it takes no part in comparisons.
     """
 
     status: int
@@ -108,6 +144,11 @@ class Denial:
     www_authenticate: str | None
     reason: str = ""
     extra_headers: tuple[tuple[str, str], ...] = ()
+    about: About | None = field(default=None, compare=False, repr=False)
+
+    def noting(self, **facts: Any) -> Denial:
+        """This refusal, with ``facts`` (fields of :class:`About`) added to what it is about."""
+        return replace(self, about=replace(self.about or _NOTHING_KNOWN, **facts))
 
     @property
     def body(self) -> bytes:
@@ -219,7 +260,6 @@ class Refusals:
 
     def invalid_dpop_proof(self, description: str) -> Denial:
         """RFC 9449 §7.1: the proof, not the token, is the problem."""
-        log.info("401 invalid_dpop_proof: %s", description)
         challenge = self._challenges(dpop=True, error="invalid_dpop_proof", error_description=description)
         return Denial(401, "invalid_dpop_proof", description, challenge, description)
 
@@ -260,14 +300,12 @@ class Refusals:
     @staticmethod
     def bad_body(error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""
-        log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 
     @staticmethod
     def bad_host(error: MalformedHost) -> Denial:
         """``400`` for a ``Host`` that is not a valid host[:port] (RFC 9110 §7.2, RFC 9112 §3.2),
         or a request whose URL cannot be named: a request error, so no challenge."""
-        log.info("400 invalid_request: %s", error.description)
         return Denial(400, "invalid_request", error.description, None, error.description)
 
     def unavailable(
@@ -278,19 +316,26 @@ class Refusals:
         """``503`` with ``Retry-After`` when a credential cannot be checked now (the authorization
         server or a shared store is unreachable). Not the client's fault and not the
         credential's: no challenge, nothing for the client to throw away. ``public`` is the
-        body's description; the error's is logged, at ERROR once a minute per description."""
+        body's description. Each refusal is a decision event; the error's description is also a
+        security event at ERROR (``verification_unavailable``), once a minute per description,
+        counting the refusals since the last."""
         cause = error.description if isinstance(error.description, str) else "(no description)"
+        about = About(cause=_cause(error), issuer=getattr(error, "issuer", None))
         not_logged = self._error_lines.due(cause)
-        if not_logged is None:
-            log.debug("503 temporarily_unavailable: %s", cause)
-        elif not_logged:
-            log.error(
-                "503 temporarily_unavailable: %s (and %d more at DEBUG since the last line)",
+        if not_logged is not None:
+            audit.security(
+                "verification_unavailable",
+                {
+                    "cause": about.cause,
+                    "issuer": about.issuer,
+                    "details": {"reason": cause, "since": not_logged},
+                },
+                "503 temporarily_unavailable: %s"
+                + (" (and %d more since the last line)" if not_logged else ""),
                 cause,
-                not_logged,
+                *((not_logged,) if not_logged else ()),
+                level=logging.ERROR,
             )
-        else:
-            log.error("503 temporarily_unavailable: %s", cause)
         return Denial(
             503,
             "temporarily_unavailable",
@@ -298,4 +343,5 @@ class Refusals:
             None,
             cause,
             (("Retry-After", _retry_after(error.retry_after)),),
+            about,
         )

@@ -30,6 +30,7 @@ from .dpop_claims import (
 )
 from .dpop_nonces import DPoPNonces
 from .state import MemoryReplayCache, PerKeyLimit, ReplayCache, replayed
+from .telemetry import metrics
 from .tokens.errors import InvalidToken, VerificationUnavailable
 from .tokens.jwk import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
 from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
@@ -44,6 +45,7 @@ __all__ = [
     "DPoPRequest",
     "DPoPVerifier",
     "InvalidDPoPProof",
+    "ReplayedDPoPProof",
     "bound_key",
     "dpop_request",
     "jwk_thumbprint",
@@ -69,6 +71,11 @@ _PROOFS_PER_KEY = 10_000
 class InvalidDPoPProof(InvalidToken):
     """The ``DPoP`` proof cannot be accepted: ``401`` with ``error="invalid_dpop_proof"``
     (RFC 9449 §7.1). ``description`` is safe to send; it never holds the proof."""
+
+
+class ReplayedDPoPProof(InvalidDPoPProof):
+    """The proof was accepted before (RFC 9449 §11.1): ``401 invalid_dpop_proof``, and a security
+    event (``dpop_proof_replayed``): a request was captured and sent again."""
 
 
 class DPoPKeyMismatch(InvalidToken):
@@ -341,15 +348,22 @@ class DPoPVerifier:
     def _record(self, jkt: str, jti: str, exp: int) -> None:
         """Remember the proof until ``exp`` (RFC 9449 §11.1), in this key's share of the cache;
         :class:`InvalidDPoPProof` if it was seen before."""
-        self._per_key.take(jkt, exp)
+        try:
+            self._per_key.take(jkt, exp)
+        except VerificationUnavailable:
+            metrics.replay_checked("dpop", "full")
+            raise
         try:
             seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)
-        except VerificationUnavailable:
+        except VerificationUnavailable as exc:
             self._per_key.give_back(jkt, exp)  # nothing recorded: the place is not held
+            metrics.replay_checked("dpop", "full" if exc.cause == "replay_full" else "unavailable")
             raise
         if seen:
             self._per_key.give_back(jkt, exp)
-            raise InvalidDPoPProof("the DPoP proof has been used before")
+            metrics.replay_checked("dpop", "replay")
+            raise ReplayedDPoPProof("the DPoP proof has been used before")
+        metrics.replay_checked("dpop", "fresh")
 
     def _nonce(self, nonce: object, now: float) -> tuple[str | None, str | None]:
         """(the proof's nonce, a newer one to send back or None)."""

@@ -27,7 +27,8 @@ class ExpiringCache(Generic[K, V]):
     then verified again. ``size=0`` keeps nothing. Thread-safe.
     """
 
-    __slots__ = ("_clock", "_entries", "_expiries", "_lock", "_order", "size")
+    # __weakref__: telemetry reports the size of the caches that are alive (a weak set).
+    __slots__ = ("__weakref__", "_clock", "_entries", "_expiries", "_lock", "_order", "size")
 
     def __init__(self, size: int, clock: Callable[[], float]) -> None:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -53,6 +54,12 @@ class ExpiringCache(Generic[K, V]):
         if found is None or now >= found[0]:
             return None
         return found[1]
+
+    def peek(self, key: K) -> V | None:
+        """The value for ``key``, expired or not, without reading the clock or sweeping: for
+        statistics (whether a request's credential was cached), never for an answer."""
+        found = self._entries.get(key)
+        return found[1] if found is not None else None
 
     def put(self, key: K, value: V, expires_at: float) -> None:
         """Remember ``value`` for ``key`` until ``expires_at`` (nothing already expired is kept)."""

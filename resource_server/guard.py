@@ -22,14 +22,24 @@ from typing import TYPE_CHECKING
 from policy import Access, Actors, OrgMismatch, Roles, ScopeMap, assemble_access, decide
 
 from .bodies import BodyError
+from .checks import authorization_servers
 from .credentials import MalformedHost
 from .denials import Denial, Refusals
-from .dpop import DPoPKeyMismatch, DPoPNonceRequired, DPoPRequest, DPoPVerifier, InvalidDPoPProof, bound_key
+from .dpop import (
+    DPoPKeyMismatch,
+    DPoPNonceRequired,
+    DPoPRequest,
+    DPoPVerifier,
+    InvalidDPoPProof,
+    ReplayedDPoPProof,
+    bound_key,
+)
 from .expiring import ExpiringCache
 from .granted import Credential, Granted
+from .telemetry import audit
+from .telemetry.observer import Observer
 from .token_check import TokenCheck
 from .tokens import TokenVerifier, VerificationUnavailable, VerifiedToken
-from .tokens.errors import loggable
 
 __all__ = [
     "AsyncMembership",
@@ -125,10 +135,11 @@ class Guard:
         if capabilities is not None and dpop_required:
             # Fail closed: accepting them would break the promise the option makes, and
             # refusing them silently would break every agent the application hands them to.
-            raise ValueError(
+            reason = (
                 "capabilities and dpop_required=True contradict each other: capability tokens are "
                 "bearer tokens; drop capabilities, or set dpop_required=False"
             )
+            raise ValueError(audit.misconfigured("Guard", reason))
         self.verifier = verifier
         self.roles = roles
         self.actors = actors
@@ -156,6 +167,14 @@ class Guard:
             dpop_required=dpop_required,
             refusals=self.refusals,
             credentials=self._credentials,
+        )
+        #: Records each request's answer: metrics, audit events (resource_server.telemetry).
+        self.observer = Observer(
+            cache=self._credentials,
+            issuers=authorization_servers(None, verifier),
+            dpop=dpop is not None,
+            dpop_required=dpop_required,
+            capabilities=capabilities,
         )
 
     # -- the steps, for adapters that run them themselves (the ASGI adapters await some) ----------
@@ -195,7 +214,7 @@ class Guard:
         if checked is None:
             return credential
         if type(checked) is Denial:
-            return checked
+            return checked.noting(token=credential.token)
         return Credential(credential.token, credential.jkt, credential.grants, fresh_nonce=checked)
 
     def role_of(self, credential: Credential, org: str | None) -> tuple[str, str | None]:
@@ -255,23 +274,26 @@ class Guard:
                 public = "neither the member's role nor what the acting agent may do permits this request"
             else:
                 public = "the member's role does not permit this request"
-            return self._forbidden(decision.reason, access, public=public)
+            refused = self._forbidden(decision.reason, access, public=public)
+            return refused.noting(token=granted.token, source=granted.source)
         token = granted.token
         bound = token is not None and bound_key(token) is not None
-        log.info("%d %s for %s: %s", decision.status, decision.error, _who(access), decision.reason)
         if decision.status == 401 and (token is None or token.kind != "access"):
             # A viewer context or a capability token carries no acr or auth_time and never will:
             # no sign-in of the person could make this credential succeed, so no challenge.
-            return self._forbidden(
+            refused = self._forbidden(
                 decision.reason + " (this credential cannot carry the person's sign-in)",
                 access,
                 public="this request needs a stronger or more recent sign-in than this credential can carry",
             )
+            return refused.noting(token=token, source=granted.source)
         if decision.status == 401:  # RFC 9470 §3: the person must authenticate again
-            return self.refusals.insufficient_user_authentication(
+            refused = self.refusals.insufficient_user_authentication(
                 decision.acr_values, decision.max_age, decision.reason, dpop=bound
             )
-        return self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
+        else:
+            refused = self.refusals.insufficient_scope(decision.scope or "", decision.reason, dpop=bound)
+        return refused.noting(token=token, access=access, source=granted.source)
 
     def without_token(
         self, org: str | None, session: SessionLoader | None, viewer: ViewerLoader | None
@@ -280,9 +302,9 @@ class Guard:
         try:
             context = viewer() if viewer is not None else None
         except BodyError as exc:  # the context is bound to a body that could not be read
-            return self.refusals.bad_body(exc)
+            return self.refusals.bad_body(exc).noting(source="viewer")
         except VerificationUnavailable as exc:  # its replay cache cannot be reached
-            return self.refusals.unavailable(exc)
+            return self.refusals.unavailable(exc).noting(source="viewer")
         if context is not None and context.user_id is not None:
             return self._member_access(context.user_id, org, context.scopes, context.org_id, None, "viewer")
         subject = session() if session is not None else None
@@ -301,6 +323,8 @@ class Guard:
         session: SessionLoader | None = None,
         viewer: ViewerLoader | None = None,
         dpop: DPoPRequest | None = None,
+        method: str | None = None,
+        route: str | None = None,
     ) -> Granted | Denial:
         """Who is asking, as which member of ``org``: credentials → token → role → access.
 
@@ -310,7 +334,27 @@ class Guard:
         first-party session, whose access is the member role's scopes (``token`` is then None).
         ``dpop`` carries what a DPoP proof is checked against (adapters give it for requests
         with the DPoP scheme when the guard has a DPoP verifier).
+
+        Given the request's ``method`` (and ``route``, the route template the adapter matched),
+        the answer is recorded as one request's (:mod:`resource_server.telemetry`); without,
+        this is a step of a pipeline that records it elsewhere.
         """
+        if method is None:
+            return self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
+        observer = self.observer
+        begun = observer.begin(authorization, token_elsewhere)
+        outcome = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
+        return observer.end(begun, outcome, route, method, authorization, org, None)
+
+    def _authenticate(
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        org: str | None,
+        session: SessionLoader | None,
+        viewer: ViewerLoader | None,
+        dpop: DPoPRequest | None,
+    ) -> Granted | Denial:
         credential = self.credential(authorization, token_elsewhere, dpop)
         if credential is None:
             return self.without_token(org, session, viewer)
@@ -329,8 +373,29 @@ class Guard:
         session: SessionLoader | None = None,
         viewer: ViewerLoader | None = None,
         dpop: DPoPRequest | None = None,
+        route: str | None = None,
     ) -> Granted | Denial:
-        """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``."""
+        """Run the whole pipeline for one request: :meth:`authenticate`, then ``policy.decide``.
+        The answer is recorded (:mod:`resource_server.telemetry`) with ``route``, the route
+        template the adapter matched (``http.route``: never the raw path)."""
+        observer = self.observer
+        begun = observer.begin(authorization, token_elsewhere)
+        outcome = self._authorize(
+            authorization, token_elsewhere, method, scope_map, org, session, viewer, dpop
+        )
+        return observer.end(begun, outcome, route, method, authorization, org, scope_map)
+
+    def _authorize(
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        method: str,
+        scope_map: ScopeMap,
+        org: str | None,
+        session: SessionLoader | None,
+        viewer: ViewerLoader | None,
+        dpop: DPoPRequest | None,
+    ) -> Granted | Denial:
         # The warm path: two lookups (cached() and grant()'s cache, inlined), the membership call
         # and the decision; no parsing, no verification (a DPoP proof only). The typed results
         # cost 0.03 µs here (decide()'s isinstance most of it); inlined, the two lookups pay for
@@ -353,14 +418,7 @@ class Guard:
                 if known is not None and credential.fresh_nonce is None:
                     return self.decision(known, method, scope_map)
                 return self.decision(self.grant(credential, org, role), method, scope_map)
-        granted = self.authenticate(
-            authorization=authorization,
-            token_elsewhere=token_elsewhere,
-            org=org,
-            session=session,
-            viewer=viewer,
-            dpop=dpop,
-        )
+        granted = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
         return self.decision(granted, method, scope_map)
 
     # -- inside -----------------------------------------------------------------------------------
@@ -381,12 +439,16 @@ class Guard:
             return self.refusals.use_dpop_nonce(exc.nonce)
         except MalformedHost as exc:  # dpop.url(), before the proof is read: its jti stays unspent
             return self.refusals.bad_host(exc)
+        except ReplayedDPoPProof as exc:
+            return self.refusals.invalid_dpop_proof(exc.description).noting(event="dpop_proof_replayed")
         except InvalidDPoPProof as exc:
             return self.refusals.invalid_dpop_proof(exc.description)
         except DPoPKeyMismatch as exc:
             # RFC 9449 §7.1: the token is bound to another key; the token is the problem.
-            log.info("401 invalid_token: DPoP proof by a key the token is not bound to")
-            return self.refusals.invalid_token(exc.description, dpop=True)
+            refused = self.refusals.invalid_token(
+                exc.description, dpop=True, reason="a DPoP proof by a key the token is not bound to"
+            )
+            return refused.noting(event="dpop_key_mismatch")
         except VerificationUnavailable as exc:  # the replay cache cannot answer, or the key's share is full
             return self.refusals.unavailable(exc)
         return proof.fresh_nonce
@@ -394,6 +456,20 @@ class Guard:
     def bad_body(self, error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""
         return self.refusals.bad_body(error)
+
+    def refused(
+        self,
+        denial: Denial,
+        *,
+        route: str | None = None,
+        method: str | None = None,
+        authorization: str | None = None,
+        org: str | None = None,
+    ) -> Denial:
+        """``denial``, recorded as the answer to one request: for the refusals an adapter makes
+        itself (a bad ``Host``, a body it could not read, a path no route covers), before or
+        after the guard's pipeline, which records its own."""
+        return self.observer.refused(denial, route, method, authorization, org)
 
     def unavailable(self, error: VerificationUnavailable) -> Denial:
         """``503`` with ``Retry-After``: a credential that cannot be checked now."""
@@ -436,10 +512,15 @@ class Guard:
                 auth_time=token.auth_time if token is not None else None,
             )
         except OrgMismatch as exc:
-            log.info("401 invalid_token: %s", exc)
-            return self.refusals.invalid_token("the token is bound to a different organization", dpop=dpop)
+            refused = self.refusals.invalid_token(
+                "the token is bound to a different organization", dpop=dpop, reason=str(exc)
+            )
+            # What it would have had here: nothing; the subject is what the security event needs.
+            tried = Access(subject, org, frozenset(), token_scopes, frozenset())
+            return refused.noting(token=token, access=tried, source=source, event="org_binding_violation")
         if role is None:
-            return self._forbidden(f"{subject!r} is not a member of this organization", access)
+            refused = self._forbidden(f"{subject!r} is not a member of this organization", access)
+            return refused.noting(token=token, source=source)
         return Granted(access, token, source)
 
     def _role_scopes(self, role: object) -> frozenset[str]:
@@ -453,17 +534,4 @@ class Guard:
     def _forbidden(
         self, reason: str, access: Access, public: str = "not a member of this organization"
     ) -> Denial:
-        log.info("403 for %s in %r: %s", _who(access), access.org, reason)
-        return self.refusals.forbidden(reason, public)
-
-
-def _who(access: Access) -> str:
-    """The subject of a refusal's log line and, for a delegated request, the actors acting for
-    it (RFC 8693 §4.1: the current one, then those before it), each bounded and escaped: who,
-    never what the token holds."""
-    subject = loggable(access.subject)
-    if not access.actors:
-        return subject
-    current, *before = (loggable(actor.sub) for actor in access.actors)
-    earlier = f" (before it: {', '.join(before)})" if before else ""
-    return f"{subject} through the actor {current}{earlier}"
+        return self.refusals.forbidden(reason, public).noting(access=access)

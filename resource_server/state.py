@@ -16,7 +16,6 @@ fresh proofs, and a full cache refuses everyone (503) rather than forget a live 
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import threading
 import time
@@ -25,11 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .checks import missing_extra
+from .telemetry import audit, spans
 from .tokens.errors import VerificationUnavailable
 
 __all__ = ["MemoryReplayCache", "PerKeyLimit", "RedisReplayCache", "ReplayCache", "replayed"]
-
-log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -54,7 +52,9 @@ def replayed(cache: ReplayCache, jti: str, exp: float) -> bool:
         raise
     except Exception as exc:
         # Only the class: its message is the application's. The refusal's log line carries it.
-        raise VerificationUnavailable(f"the replay cache failed ({type(exc).__name__})") from None
+        raise VerificationUnavailable(
+            f"the replay cache failed ({type(exc).__name__})", cause="replay_store"
+        ) from None
 
 
 class MemoryReplayCache:
@@ -94,6 +94,7 @@ class MemoryReplayCache:
                 raise VerificationUnavailable(
                     f"the replay cache is full: {self.max_entries} entries, all live; size it larger",
                     retry_after=max(1, wait),
+                    cause="replay_full",
                 )
             self._expiry[jti] = exp
             heapq.heappush(self._by_expiry, (exp, jti))
@@ -148,17 +149,24 @@ class RedisReplayCache:
         # distinct strings stay distinct keys. The verifiers refuse such a jti before this; an
         # application's own caller must not turn it into a 500 either.
         key = self._prefix + jti.encode("utf-8", "surrogatepass")
-        try:
-            # Relative, never PXAT: an absolute expiry would be read against Redis's clock.
-            ttl = math.ceil((exp - self._clock()) * 1000)
-            if ttl <= 0:  # past its expiry already: nothing could be replayed, nothing to keep
-                return False
-            created = self._redis.set(key, b"1", nx=True, px=ttl)
-        except Exception as exc:  # RedisError, OSError, or any other: Redis has not answered
-            raise VerificationUnavailable(
-                f"the replay cache in Redis cannot be reached ({type(exc).__name__})"
-            ) from None
+        # A round trip to a shared store: one of the waits a trace shows.
+        with spans.span("resource_server.replay_store.check", client=True, attributes=_REDIS) as span:
+            try:
+                # Relative, never PXAT: an absolute expiry would be read against Redis's clock.
+                ttl = math.ceil((exp - self._clock()) * 1000)
+                if ttl <= 0:  # past its expiry already: nothing could be replayed, nothing to keep
+                    return False
+                created = self._redis.set(key, b"1", nx=True, px=ttl)
+            except Exception as exc:  # RedisError, OSError, or any other: Redis has not answered
+                spans.error(span, type(exc).__name__)
+                raise VerificationUnavailable(
+                    f"the replay cache in Redis cannot be reached ({type(exc).__name__})",
+                    cause="replay_store",
+                ) from None
         return not created
+
+
+_REDIS = {"db.system.name": "redis", "db.operation.name": "SET"}
 
 
 @dataclass(slots=True)
@@ -214,10 +222,16 @@ class PerKeyLimit:
                 if not places.warned:
                     places.warned = True
                     # The key is a thumbprint this process computed (base64url): safe to log.
-                    log.warning("key %s has %d proofs in flight, its limit: refusing more", key, self.limit)
+                    audit.security(
+                        "replay_limit_reached",
+                        {"details": {"jkt": key, "limit": self.limit}},
+                        "key %s has %d proofs in flight, its limit: refusing more",
+                        key,
+                        self.limit,
+                    )
                 wait = math.ceil(min(places.by_second) - now)
                 raise VerificationUnavailable(
-                    "too many proofs in flight for this key", retry_after=max(1, wait)
+                    "too many proofs in flight for this key", retry_after=max(1, wait), cause="replay_full"
                 )
             if second not in places.by_second:
                 places.by_second[second] = 0

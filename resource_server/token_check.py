@@ -17,6 +17,7 @@ from .denials import Denial, Refusals
 from .dpop import DPoPVerifier, bound_key
 from .expiring import ExpiringCache
 from .granted import Credential
+from .telemetry import spans
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 
 if TYPE_CHECKING:
@@ -91,9 +92,11 @@ class TokenCheck:
                 "this token is DPoP-bound: send it with the DPoP scheme and a proof"
                 if jkt is not None
                 else "this resource requires DPoP-bound tokens"
-            )
+            ).noting(token=token)
         if scheme == "DPoP" and jkt is None:
-            return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True)
+            return self.refusals.invalid_token("the token is not DPoP-bound (no cnf.jkt)", dpop=True).noting(
+                token=token
+            )
         credential = Credential(token, jkt)
         if authorization == f"{scheme} {raw}":
             # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
@@ -105,13 +108,19 @@ class TokenCheck:
     def _verify(
         self, verifier: TokenVerifier | CapabilityVerifier, raw: str, *, dpop: bool = False
     ) -> VerifiedToken | Denial:
-        try:
-            return verifier.verify(raw)
-        except InvalidToken as exc:
-            log.info("401 invalid_token: %s", exc.reason)  # the reason may name what was expected
-            return self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
-        except VerificationUnavailable as exc:
-            return self.refusals.unavailable(exc)
-        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
-            log.exception("unexpected error while verifying a token")
-            return self.refusals.invalid_token("the token could not be verified", dpop=dpop)
+        # A span: verifying a token new to the guard is work that can wait (keys, introspection).
+        with spans.span("resource_server.token.verify") as span:
+            try:
+                return verifier.verify(raw)
+            except InvalidToken as exc:
+                spans.error(span, "invalid_token")
+                # The reason (which may name what was expected) is the audit event's.
+                refused = self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
+                return refused.noting(issuer=getattr(exc, "issuer", None))
+            except VerificationUnavailable as exc:
+                spans.error(span, "temporarily_unavailable")
+                return self.refusals.unavailable(exc)
+            except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
+                spans.error(span, "invalid_token")
+                log.exception("unexpected error while verifying a token")
+                return self.refusals.invalid_token("the token could not be verified", dpop=dpop)

@@ -26,6 +26,7 @@ from policy import InvalidScope, format_scope, parse_scope
 from .bodies import BodyError
 from .dpop_claims import SHA256_B64URL, matches, same_ascii
 from .state import MemoryReplayCache, ReplayCache, replayed
+from .telemetry import audit, metrics
 from .tokens.errors import VerificationUnavailable
 from .tokens.jws import (
     InvalidToken,
@@ -174,10 +175,12 @@ class ViewerContextVerifier:
             return self._verify(_lookup(headers), method, path, body)
         except (BodyError, VerificationUnavailable):
             raise
+        except _Replayed as replay:
+            _refused("viewer_context_replayed", replay.description, method, logging.WARNING)
         except InvalidToken as refused:
-            logger.info("viewer context refused: %s", refused.description)
+            _refused("viewer_context_refused", refused.description, method, logging.INFO)
         except Exception as error:  # hostile input must never become a 500
-            logger.info("viewer context refused: %s", type(error).__name__)
+            _refused("viewer_context_refused", type(error).__name__, method, logging.INFO)
         return None
 
     def _verify(
@@ -237,9 +240,30 @@ class ViewerContextVerifier:
         if not same_ascii(bh, body_hash(body() if callable(body) else body)):
             raise InvalidToken("bound to another body")
         # Recorded last, so a context refused for another reason does not burn its jti.
-        if replayed(self.replay_cache, jti, exp + self.leeway):
-            raise InvalidToken("replayed jti")
+        try:
+            seen = replayed(self.replay_cache, jti, exp + self.leeway)
+        except VerificationUnavailable as exc:
+            metrics.replay_checked("viewer_context", "full" if exc.cause == "replay_full" else "unavailable")
+            raise
+        metrics.replay_checked("viewer_context", "replay" if seen else "fresh")
+        if seen:
+            raise _Replayed("replayed jti")
         return ViewerContext(user_id=user_id, org_id=org_id, scopes=scopes, issuer=issuer)
+
+
+class _Replayed(InvalidToken):
+    """A context whose ``jti`` was accepted before: a captured request sent again."""
+
+
+def _refused(event: str, reason: str, method: object, level: int) -> None:
+    """The security event of a refused context (it was never trusted: nothing of it but why)."""
+    audit.security(
+        event,
+        {"source": "viewer", "method": audit.request_text(method, 32), "details": {"reason": reason}},
+        "viewer context refused: %s",
+        reason,
+        level=level,
+    )
 
 
 def _lookup(headers: Any) -> object:

@@ -32,6 +32,7 @@ from .checks import check_scopes_granted, check_sync_membership
 from .credentials import MalformedHost, check_host, request_url, token_elsewhere
 from .dpop import DPoPRequest, DPoPVerifier, dpop_request
 from .guard import Denial, Guard, Membership
+from .telemetry import audit
 from .tokens import TokenVerifier
 
 __all__ = ["ACCESS_KEY", "TOKEN_KEY", "BearerMiddleware", "Route"]
@@ -115,6 +116,7 @@ class BearerMiddleware:
         # authority when given, else what the WSGI server reports.
         self.resource = resource
         self.routes = [r if isinstance(r, Route) else Route(r, org=org) for r in routes.values()]
+        self._patterns = list(routes)  # each route's pattern: its http.route in telemetry
         check_scopes_granted(
             roles, [(f"route {p!r}", r.scope_map) for p, r in zip(routes, self.routes, strict=True)]
         )
@@ -150,14 +152,14 @@ class BearerMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         matched = self._match(get_path_info(environ))
+        method = environ.get("REQUEST_METHOD", "GET").upper()
         if matched is None:
-            return _send(_UNCOVERED, start_response)
+            return _send(self.guard.refused(_UNCOVERED, method=method), start_response)
         endpoint, args = matched
         if endpoint == _PUBLIC:
             return self.app(environ, start_response)
         route = self.routes[endpoint]
         scope_map = route.scope_map
-        method = environ.get("REQUEST_METHOD", "GET").upper()
         if (
             method == "OPTIONS"
             and "OPTIONS" not in scope_map.methods
@@ -175,9 +177,15 @@ class BearerMiddleware:
                 else False
             )
         except MalformedHost as exc:
-            return _send(self.guard.refusals.bad_host(exc), start_response)
+            refused = self.guard.refusals.bad_host(exc)
+            return _send(
+                self.guard.refused(refused, route=self._patterns[endpoint], method=method), start_response
+            )
         except BodyError as exc:
-            return _send(self.guard.bad_body(exc), start_response)
+            refused = self.guard.bad_body(exc)
+            return _send(
+                self.guard.refused(refused, route=self._patterns[endpoint], method=method), start_response
+            )
         outcome = self.guard.authorize(
             authorization=environ.get("HTTP_AUTHORIZATION"),
             token_elsewhere=elsewhere,
@@ -186,6 +194,7 @@ class BearerMiddleware:
             # Validated at start-up: a route that declares an org variable always has it.
             org=None if route.org is None else str(args[route.org]),
             dpop=self._dpop_request(environ, method) if self.guard.dpop is not None else None,
+            route=self._patterns[endpoint],
         )
         if type(outcome) is Denial:
             return _send(outcome, start_response)
@@ -222,15 +231,17 @@ def check_org_variable(rule: Any, route: Route, org_names: set[str | None]) -> N
     """Fail closed at start-up: a route reads its organization from a variable it has, and a
     route that names an org variable does not declare that it has none."""
     if route.org is not None and route.org not in rule.arguments:
-        raise ValueError(
+        reason = (
             f"route {rule.rule!r} has no URL variable {route.org!r}: name the variable that "
             "holds the organization with Route(scope_map, org=...), or declare "
             "Route(scope_map, org=None) for a route that names no organization"
         )
+        raise ValueError(audit.misconfigured("routes", reason))
     named = org_names & rule.arguments
     if route.org is None and named:
-        raise ValueError(
+        reason = (
             f"route {rule.rule!r} has the URL variable {sorted(named)[0]!r} but declares org=None, "
             "which would check its requests in the token's own organization: give "
             f"Route(scope_map, org={sorted(named)[0]!r})"
         )
+        raise ValueError(audit.misconfigured("routes", reason))

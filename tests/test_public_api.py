@@ -57,6 +57,7 @@ PUBLIC_MODULES = (
     "resource_server.passthrough",
     "resource_server.resource_tokens",
     "resource_server.state",
+    "resource_server.telemetry",
     "resource_server.testing",
     "resource_server.tokens",
     "resource_server.tokens.claims",

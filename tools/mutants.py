@@ -167,8 +167,10 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "guard-org-mismatch-401",
         "resource_server/guard.py",
-        '            return self.refusals.invalid_token("the token is bound to a different organization", dpop=dpop)',
-        '            return self.refusals.forbidden("the token is bound to a different organization", "forbidden")',
+        "            refused = self.refusals.invalid_token(\n"
+        '                "the token is bound to a different organization", dpop=dpop, reason=str(exc)\n'
+        "            )",
+        '            refused = self.refusals.forbidden("the token is bound to a different organization", "forbidden")',
         "guard: another org's token is a 403 (no token could help) instead of 401 invalid_token",
         (ASGI, "tests/resource_server/test_flask.py"),
     ),
@@ -231,8 +233,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "dpop-htm",
         "resource_server/dpop.py",
-        "        if not matches(METHOD, htm) or htm != method:",
-        "        if not matches(METHOD, htm):",
+        "        if not matches(htm, METHOD) or htm != method:",
+        "        if not matches(htm, METHOD):",
         "DPoP: a proof for another method is accepted",
         DPOP_TESTS,
     ),
@@ -296,8 +298,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "denials-description-raw",
         "resource_server/denials.py",
-        '            common["error_description"] = _challenge_description(params["error_description"])',
-        '            common["error_description"] = params["error_description"]',
+        "        description = _challenge_description(error_description) if error_description is not None else None",
+        "        description = error_description",
         "refusals: a verifier's description reaches the challenge as it is (non-ASCII: a 500)",
         ("tests/adversarial/test_hostile_descriptions.py",),
     ),

@@ -120,11 +120,11 @@ class ResourceServerMiddleware(_Middleware):
         if entry is None:
             if is_public(config.public, name, route):
                 return None
-            log.info("403: no access policy covers %s (%s)", route, name)
-            return denial_response(_UNCOVERED)
+            # The route Django resolved, which no entry covers: refused, and recorded.
+            return denial_response(config.server.refused(request, _UNCOVERED, None))
         org = org_of(config.server, request, kwargs, entry.org)
         if isinstance(org, Denial):
-            return denial_response(org)
+            return denial_response(config.server.refused(request, org, None))
         return entry.scope_map, org
 
     def _protects_itself(self, view: Any) -> bool:
@@ -182,8 +182,10 @@ class ViewerContextMiddleware(_Middleware):
                 body=lambda: read_body(request, MAX_BOUND_BODY),  # read only for a sound context
             )
         except BodyError as exc:
-            return server.guard.refusals.bad_body(exc)
+            return server.refused(request, server.guard.refusals.bad_body(exc).noting(source="viewer"), None)
         except VerificationUnavailable as exc:
-            return server.guard.refusals.unavailable(exc)
+            return server.refused(
+                request, server.guard.refusals.unavailable(exc).noting(source="viewer"), None
+            )
         set_viewer_context(request, context if isinstance(context, ViewerContext) else None)
         return None

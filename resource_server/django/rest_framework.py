@@ -128,7 +128,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             return None
         if isinstance(found, Denial):
             refuse(request, found)
-        user = server.user_of(found.token)
+        user = server.user_of(found.token, request._request)
         if isinstance(user, Denial):
             refuse(request, user)
         return user, found.token
@@ -148,7 +148,7 @@ class _GuardPermission(BasePermission):
         http = request._request
         org = org_of(server, http, getattr(view, "kwargs", None) or {}, getattr(view, "org_url_kwarg", "org"))
         if isinstance(org, Denial):
-            refuse(request, org)
+            refuse(request, server.refused(http, org, None))
         credential = server.credential(http)
         if isinstance(credential, Denial):
             refuse(request, credential)

@@ -39,6 +39,7 @@ log = logging.getLogger("resource_server")
 #: proof checked twice would be refused as a replay).
 CREDENTIAL = "_resource_server_credential"
 OUTCOME = "_resource_server_outcome"
+BEGUN = "_resource_server_begun"  # when the DRF steps began, for the one record of the request
 
 
 class _AsyncGuard(AsyncGuard):
@@ -142,11 +143,11 @@ class ResourceServer:
         ``request.user``); the outcome is kept on the request."""
         found = self._facts(request)
         if isinstance(found, Denial):
-            return self._kept(request, found)
+            return self._kept(request, self.refused(request, found, org))
         try:
             outcome = self._run(request, found, scope_map, org)
         except CsrfRefused as exc:
-            outcome = self.guard.refusals.forbidden(exc.description, exc.description)
+            outcome = self.refused(request, self._csrf(exc), org)
         if isinstance(outcome, Granted):
             user = self._user_of(outcome.token) if outcome.token is not None else None
             outcome = self._admitted(request, outcome, user)
@@ -159,7 +160,7 @@ class ResourceServer:
         is verified in a worker thread (:class:`~resource_server.async_guard.AsyncGuard`)."""
         found = self._facts(request)
         if isinstance(found, Denial):
-            return self._kept(request, found)
+            return self._kept(request, self.refused(request, found, org))
         try:
             if viewer_context_of(request) is not None:
                 # Another service's verified context (rare, service to service): the sync steps,
@@ -168,7 +169,7 @@ class ResourceServer:
             else:
                 outcome = await self._arun(request, found, scope_map, org)
         except CsrfRefused as exc:
-            outcome = self.guard.refusals.forbidden(exc.description, exc.description)
+            outcome = self.refused(request, self._csrf(exc), org)
         if isinstance(outcome, Granted):
             token, user = outcome.token, None
             if token is not None:  # user_for may query the ORM: never on the event loop
@@ -186,13 +187,20 @@ class ResourceServer:
             found: Credential | Denial | None = kept[CREDENTIAL]  # what this method stored
             return found
         facts_found = self._facts(request)
-        found = (
-            facts_found
-            if isinstance(facts_found, Denial)
-            else self.guard.credential(
+        if isinstance(facts_found, Denial):
+            found = self.refused(request, facts_found, None)
+        else:
+            # Recorded once (resource_server.telemetry): here when refused, else by grant().
+            observer = self.guard.observer
+            begun = observer.begin(facts_found.authorization, facts_found.token_elsewhere)
+            found = self.guard.credential(
                 facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
             )
-        )
+            if isinstance(found, Denial):
+                observer.end(
+                    begun, found, route_of(request), request.method, facts_found.authorization, None, None
+                )
+            kept[BEGUN] = (begun, facts_found.authorization)
         kept[CREDENTIAL] = found
         return found
 
@@ -215,16 +223,40 @@ class ResourceServer:
         outcome = (
             granted if scope_map is None else guard.decision(granted, request.method or "GET", scope_map)
         )
+        begun, authorization = request.__dict__.get(BEGUN, (None, None))
+        guard.observer.end(
+            begun,
+            outcome,
+            route_of(request),
+            request.method,
+            authorization,
+            org,
+            scope_map,
+        )
         if isinstance(outcome, Granted):
             set_access(request, outcome.access)
             _forget_unused_viewer(request, outcome)
         return self._kept(request, outcome)
 
-    def user_of(self, token: VerifiedToken) -> Any | Denial:
+    def user_of(self, token: VerifiedToken, request: HttpRequest | None = None) -> Any | Denial:
         """``request.user`` for a request authenticated by ``token``, or the ``401`` when
-        ``user_for`` maps its subject to no user."""
+        ``user_for`` maps its subject to no user (recorded as the answer to ``request``)."""
         user = self._user_of(token)
-        return user if user is not None else self._no_user(token)
+        if user is not None:
+            return user
+        refused = self._no_user(token)
+        return self.refused(request, refused, None) if request is not None else refused
+
+    def refused(self, request: HttpRequest, denial: Denial, org: str | None) -> Denial:
+        """``denial``, a refusal of this adapter's own, recorded as the answer to ``request``
+        (:meth:`Guard.refused <resource_server.guard.Guard.refused>`)."""
+        return self.guard.refused(
+            denial,
+            route=route_of(request),
+            method=request.method,
+            authorization=request.META.get("HTTP_AUTHORIZATION"),
+            org=org,
+        )
 
     def forbidden(self, reason: str) -> Denial:
         """A 403 without a challenge for a route that cannot be checked: logged, never sent."""
@@ -259,9 +291,10 @@ class ResourceServer:
             "viewer": lambda: viewer_context_of(request),
             "dpop": found.dpop,
         }
+        method, route = request.method or "GET", route_of(request)
         if scope_map is None:
-            return self.guard.authenticate(**arguments)
-        return self.guard.authorize(method=request.method or "GET", scope_map=scope_map, **arguments)
+            return self.guard.authenticate(method=method, route=route, **arguments)
+        return self.guard.authorize(method=method, scope_map=scope_map, route=route, **arguments)
 
     async def _arun(
         self, request: HttpRequest, found: Facts, scope_map: ScopeMap | None, org: str | None
@@ -273,11 +306,10 @@ class ResourceServer:
             "dpop": found.dpop,
             "session": self._asession(request),
         }
+        method, route = request.method or "GET", route_of(request)
         if scope_map is None:
-            return await self.async_guard.authenticate(**arguments)
-        return await self.async_guard.authorize(
-            method=request.method or "GET", scope_map=scope_map, **arguments
-        )
+            return await self.async_guard.authenticate(method=method, route=route, **arguments)
+        return await self.async_guard.authorize(method=method, scope_map=scope_map, route=route, **arguments)
 
     def _session(self, request: HttpRequest) -> Callable[[], str | None] | None:
         subject_of = self.session_subject
@@ -310,16 +342,23 @@ class ResourceServer:
         return self.user_for(token) if self.user_for is not None else TokenUser(token)
 
     def _no_user(self, token: VerifiedToken) -> Denial:
-        log.info("401 invalid_token: user_for() maps the subject %r to no user", token.subject)
         return self.guard.refusals.invalid_token(
-            "the token's subject is not a user of this service", dpop=token.jkt is not None
+            "the token's subject is not a user of this service",
+            dpop=token.jkt is not None,
+            reason="user_for() maps the token's subject to no user",
+        ).noting(token=token)
+
+    def _csrf(self, refused: CsrfRefused) -> Denial:
+        return self.guard.refusals.forbidden(refused.description, refused.description).noting(
+            source="session"
         )
 
     def _admitted(self, request: HttpRequest, granted: Granted, user: Any) -> Granted | Denial:
         """Put the grant on the request, or refuse a token whose subject maps to no user."""
         if granted.token is not None:
             if user is None:
-                return self._no_user(granted.token)
+                # The guard recorded its grant; this refusal is the adapter's, recorded too.
+                return self.refused(request, self._no_user(granted.token), granted.access.org)
             request.user = user
         set_access(request, granted.access)
         set_auth(request, granted.token)
@@ -330,6 +369,14 @@ class ResourceServer:
     def _kept(request: HttpRequest, outcome: Granted | Denial) -> Granted | Denial:
         request.__dict__[OUTCOME] = outcome
         return outcome
+
+
+def route_of(request: HttpRequest) -> str | None:
+    """The route template Django resolved (``ResolverMatch.route``, as OpenTelemetry's Django
+    instrumentation names ``http.route``): never the raw path."""
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    return route if isinstance(route, str) and route else None
 
 
 def _forget_unused_viewer(request: HttpRequest, granted: Granted) -> None:

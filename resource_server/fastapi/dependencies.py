@@ -57,8 +57,12 @@ class Requirement:
     async def __call__(self, request: Request) -> Access:
         server = self.server
         scope = request.scope
+        # The route template (http.route, for telemetry): FastAPI puts the matched route in scope.
+        path = getattr(scope.get("route"), "path", None)
+        template = path if isinstance(path, str) else None
+        method = scope["method"]
         if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
-            raise server._refused(request, refused)
+            raise server._refused(request, server.guard.refused(refused, route=template, method=method))
         org = None
         if self.org is not None:
             value = scope.get("path_params", {}).get(self.org)
@@ -69,21 +73,24 @@ class Requirement:
                     f"the route {route} has no path parameter {self.org!r}; use org=None if it names no org"
                 )
                 log.error(reason)
-                raise server._refused(request, server._misconfigured(reason))
+                refused = server.guard.refused(server._misconfigured(reason), route=template, method=method)
+                raise server._refused(request, refused)
             org = value if type(value) is str else str(value)
         authorization = header(scope, b"authorization")
         try:
             elsewhere = await token_elsewhere_of(request)
         except BodyError as exc:
-            raise server._refused(request, server.guard.bad_body(exc)) from None
+            refused = server.guard.refused(server.guard.bad_body(exc), route=template, method=method, org=org)
+            raise server._refused(request, refused) from None
         dpop = dpop_request(scope, authorization, server.resource) if server.dpop is not None else None
         outcome = await server.async_guard.authorize(
             authorization=authorization,
             token_elsewhere=elsewhere,
-            method=scope["method"],
+            method=method,
             scope_map=self.scope_map,
             org=org,
             dpop=dpop,
+            route=template,
         )
         if type(outcome) is Denial:
             raise server._refused(request, outcome)

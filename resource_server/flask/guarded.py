@@ -142,6 +142,7 @@ class RequestGuard:
             if guard.dpop is not None
             else None
         )
+        route = req.url_rule.rule if req.url_rule is not None else None  # http.route, for telemetry
         try:
             check_host(environ.get("HTTP_HOST"))  # RFC 9112 §3.2: a bad Host is a 400, first
             # Most requests have neither a query string nor a body: nothing to look into.
@@ -151,9 +152,17 @@ class RequestGuard:
                 else False
             )
         except MalformedHost as exc:
-            outcome: Granted | Denial = guard.refusals.bad_host(exc)
+            outcome: Granted | Denial = guard.refused(
+                guard.refusals.bad_host(exc),
+                route=route,
+                method=req.method,
+                authorization=authorization,
+                org=org,
+            )
         except BodyError as exc:
-            outcome = guard.bad_body(exc)
+            outcome = guard.refused(
+                guard.bad_body(exc), route=route, method=req.method, authorization=authorization, org=org
+            )
         else:
             if compiled is None:
                 outcome = guard.authenticate(
@@ -163,6 +172,8 @@ class RequestGuard:
                     session=self.session_loader,
                     viewer=viewer,
                     dpop=dpop,
+                    method=req.method,
+                    route=route,
                 )
             else:
                 outcome = guard.authorize(
@@ -174,6 +185,7 @@ class RequestGuard:
                     session=self.session_loader,
                     viewer=viewer,
                     dpop=dpop,
+                    route=route,
                 )
         # Only a context that verified for this request reaches the view: not a forged one, not
         # one next to a token, not one on a route that did not opt in.

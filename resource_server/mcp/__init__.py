@@ -40,7 +40,7 @@ except ModuleNotFoundError as exc:
 
     raise missing_extra("mcp", "resource_server.mcp", exc) from exc
 
-from policy import Actors, Roles
+from policy import Actors, Roles, ScopeMap
 
 from ..asgi import ACCESS_KEY, TOKEN_KEY
 from ..asgi_http import (
@@ -137,6 +137,7 @@ class ProtectedMcp:
         self.max_body_bytes = max_body_bytes
         self.metadata_url = metadata_url_for(resource)
         self.metadata_path = urlsplit(self.metadata_url).path
+        self._resource_path = urlsplit(resource).path or "/"
         self.tools = tool_maps(tool_scopes)
         self.default = None if default is None else scope_map_of("default", default)
         # A client asks for the scope the 401 names (the MCP authorization specification): the
@@ -186,33 +187,53 @@ class ProtectedMcp:
         method = scope["method"]
         if method in ("GET", "HEAD") and _full_path(scope) == self.metadata_path:
             return await self.metadata_app(scope, receive, send)
+        guard, route = self.guard, self._route(scope)
         if (refused := bad_host(scope)) is not None:  # RFC 9112 §3.2: a bad Host is a 400, first
-            return await send_denial(send, refused)
+            return await send_denial(send, guard.refused(refused, route=route, method=method))
         org = self._org(scope)
         if type(org) is Denial:
-            return await send_denial(send, org)
+            return await send_denial(send, guard.refused(org, route=route, method=method))
         authorization, form = authorization_and_form(scope)
         elsewhere = False
         if form or scope.get("query_string"):  # RFC 6750 §2.2, §2.3: refused, so looked for
             try:
                 elsewhere, receive = await find_token_elsewhere(scope, receive)
             except BodyError as exc:
-                return await send_denial(send, self.guard.bad_body(exc))
+                refused = guard.refused(guard.bad_body(exc), route=route, method=method, org=org)
+                return await send_denial(send, refused)
+        # One record per request (resource_server.telemetry): the authentication, and the
+        # decision on the message when there is one.
+        observer = guard.observer
+        begun = observer.begin(authorization, elsewhere)
         granted = await self._authenticate(scope, authorization, elsewhere, org)
         if type(granted) is Denial:
+            observer.end(begun, granted, route, method, authorization, org, None)
             return await send_denial(send, granted)
         if method == "POST" or method.upper() == "POST":  # methods are case-sensitive; be safe
             try:
                 body = await read_message(scope, receive, self.max_body_bytes)
-                decided = await self._decide(body, granted)
-            except Refused as error:
-                log.info("%d JSON-RPC %d: %r", error.status, error.code, error.message)
+                decided, scope_map = await self._decide(body, granted)
+            except Refused as error:  # a message the wrapper answers itself: a refusal, recorded so
+                reason = f"JSON-RPC {error.code}: {error.message}"
+                refused = Denial(error.status, "invalid_request", error.message, None, reason).noting(
+                    token=granted.token, access=granted.access, source=granted.source
+                )
+                observer.refused(refused, route, method, authorization, org)
                 return await send_rpc_error(send, error)
+            observer.end(begun, decided, route, method, authorization, org, scope_map)
             if type(decided) is Denial:
                 return await send_denial(send, decided)
             granted = decided
             receive = replaying(body, receive)
+        else:
+            observer.end(begun, granted, route, method, authorization, org, None)
         return await self._admit(scope, receive, send, authorization, granted)
+
+    def _route(self, scope: Scope) -> str:
+        """The route template (``http.route``, for telemetry): the pattern the enclosing router
+        matched (Starlette's ``Mount("/orgs/{org}/mcp", ...)``), else the resource's own path."""
+        template = getattr(scope.get("route"), "path", None)
+        return template if isinstance(template, str) else self._resource_path
 
     # -- the steps ----------------------------------------------------------------------------
 
@@ -239,9 +260,9 @@ class ProtectedMcp:
             dpop=dpop_request(scope, authorization, self.resource) if guard.dpop is not None else None,
         )
 
-    async def _decide(self, body: bytes, granted: Granted) -> Granted | Denial:
+    async def _decide(self, body: bytes, granted: Granted) -> tuple[Granted | Denial, ScopeMap | None]:
         """The decision for one JSON-RPC message: a ``tools/call`` against its tool's map,
-        anything else against ``default`` (or authentication alone)."""
+        anything else against ``default`` (or authentication alone), with the map decided on."""
         message = (
             parse_message(body) if len(body) <= _PARSE_ON_LOOP else await run_in_thread(parse_message, body)
         )
@@ -261,12 +282,12 @@ class ProtectedMcp:
             scope_map = self.tools.get(name)
             if scope_map is None:
                 raise undeclared_tool(name, request_id(message))
-            return self.guard.decision(granted, "POST", scope_map)
+            return self.guard.decision(granted, "POST", scope_map), scope_map
         if rpc_method is not None and type(rpc_method) is not str:
             raise Refused(400, INVALID_REQUEST, "the method must be a string", request_id(message))
         if self.default is not None:
-            return self.guard.decision(granted, "POST", self.default)
-        return granted
+            return self.guard.decision(granted, "POST", self.default), self.default
+        return granted, None
 
     def _admit(
         self, scope: Scope, receive: Receive, send: Send, authorization: str | None, granted: Granted

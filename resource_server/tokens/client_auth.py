@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote_plus
 
+from ..telemetry import audit
 from .errors import VerificationUnavailable
 
 __all__ = ["B64TOKEN", "BearerAuth", "ClientAuth", "ClientAuthenticator", "Credentials"]
 
-log = logging.getLogger(__name__)
 
 # RFC 6750 §2.1 b64token: nothing else can follow "Bearer " in a header, CR and LF included.
 B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -161,5 +161,11 @@ def _bearer(token: str) -> Credentials:
 
 
 def _failed(reason: str) -> VerificationUnavailable:
-    log.error("token introspection: %s", reason)
-    return VerificationUnavailable(reason)
+    audit.security(
+        "introspection_failed",
+        {"details": {"uri": None, "reason": reason}},
+        "token introspection: %s",
+        reason,
+        level=logging.ERROR,
+    )
+    return VerificationUnavailable(reason, cause="introspection")

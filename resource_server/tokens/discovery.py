@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection
 from urllib.parse import urlsplit, urlunsplit
 
+from ..telemetry import audit, metrics, spans
 from .errors import VerificationUnavailable, loggable
 from .http import FetchError, JSONFetcher, check_uri
 from .keys import RemoteKeySet, VerificationKey, within
@@ -90,9 +91,13 @@ class DiscoveredKeySet:
             self._discover(wait=True)
             keys = self._keys
             if keys is None:
-                raise VerificationUnavailable(
-                    f"the metadata of {self.issuer} has never been fetched", retry_after=self._retry_after()
+                unavailable = VerificationUnavailable(
+                    f"the metadata of {self.issuer} has never been fetched",
+                    retry_after=self._retry_after(),
+                    cause="discovery",
                 )
+                unavailable.issuer = self.issuer
+                raise unavailable
         elif not within(self._clock(), self._fetched_at, self._max_age):
             self._discover(wait=False)
             keys = self._keys or keys
@@ -118,15 +123,29 @@ class DiscoveredKeySet:
             failed: list[tuple[str, Exception]] = []
             rfc8414, oidc = self._uris
             for uri in (oidc, rfc8414) if self._answered == oidc else (rfc8414, oidc):
-                try:
-                    jwks_uri, max_age = self._jwks_uri_from(uri)
-                except (FetchError, ValueError) as exc:
-                    failed.append((uri, exc))
-                    continue
+                attributes = {"url.full": uri, "resource_server.issuer": self.issuer}
+                with spans.span(
+                    "resource_server.discovery.fetch", client=True, attributes=attributes
+                ) as span:
+                    try:
+                        jwks_uri, max_age = self._jwks_uri_from(uri)
+                    except (FetchError, ValueError) as exc:
+                        spans.error(span, type(exc).__name__, str(exc))
+                        failed.append((uri, exc))
+                        continue
+                metrics.fetched("discovery", self.issuer, True)
                 self._note_fallback(failed, uri)
                 self._use(jwks_uri, uri, now, max_age)
                 return
-            log.warning("discovery of %s failed: %s", self.issuer, "; ".join(str(exc) for _, exc in failed))
+            metrics.fetched("discovery", self.issuer, False)
+            reasons = "; ".join(str(exc) for _, exc in failed)
+            audit.security(
+                "discovery_failed",
+                {"issuer": self.issuer, "details": {"reason": reasons}},
+                "discovery of %s failed: %s",
+                self.issuer,
+                reasons,
+            )
         finally:
             self._lock.release()
 
@@ -150,6 +169,7 @@ class DiscoveredKeySet:
                 clock=self._clock,
                 leeway=self._leeway,
                 fetcher=self._fetcher,
+                issuer=self.issuer,
             )
         self._answered = answered
         self._fetched_at = now

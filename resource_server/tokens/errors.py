@@ -33,7 +33,13 @@ class InvalidToken(ValueError):
     ``reason`` is for the log line and ``Denial.reason`` (which ``flask scopes explain`` prints),
     never for the response: it may add what was expected and what the token held (each value
     passed through :func:`loggable`). It defaults to ``description``.
+
+    ``issuer`` is the configured issuer whose verifier refused the token (set by that verifier,
+    never read from the token), for metrics and audit events; None when no verifier of a
+    configured issuer took it.
     """
+
+    issuer: str | None = None
 
     def __init__(self, description: str, *, reason: str | None = None) -> None:
         super().__init__(description)
@@ -48,9 +54,16 @@ class VerificationUnavailable(ResourceServerError):
     tells the client to throw away a token that may be good (RFC 6750 §3.1).
 
     ``description`` is safe to log; ``retry_after`` is the seconds a client should wait.
+    ``cause`` says what could not answer, for metrics and audit events: ``"jwks"``,
+    ``"discovery"``, ``"introspection"``, ``"replay_store"`` (a shared store unreachable, or
+    failing), ``"replay_full"`` (a replay cache, or one key's share of it, full), or ``"other"``
+    (a custom verifier's). ``issuer`` is the configured issuer concerned, when there is one.
     """
 
-    def __init__(self, description: str, *, retry_after: int = 5) -> None:
+    issuer: str | None = None
+
+    def __init__(self, description: str, *, retry_after: int = 5, cause: str = "other") -> None:
         super().__init__(description)
         self.description = description
         self.retry_after = retry_after
+        self.cause = cause

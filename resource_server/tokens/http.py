@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..strict_json import parse_object, strict_json_decoder
+from ..telemetry import spans
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
@@ -114,10 +115,10 @@ class JSONFetcher:
         """The JSON object at ``uri``; :class:`FetchError` for anything else (an error status, a
         redirect, a timeout, more than :data:`MAX_DOCUMENT_BYTES`, JSON that is not strictly an
         object)."""
+        headers = {"Accept": "application/json"}
+        spans.inject(headers)  # traceparent: the authorization server's trace joins ours
         try:
-            response = self._pool.request(
-                "GET", uri, headers={"Accept": "application/json"}, redirect=False, preload_content=False
-            )
+            response = self._pool.request("GET", uri, headers=headers, redirect=False, preload_content=False)
         except self._errors as exc:
             raise FetchError(f"GET {uri} failed: {type(exc).__name__}") from None
         body = None

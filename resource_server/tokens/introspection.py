@@ -24,6 +24,7 @@ from urllib.parse import urlencode
 
 from ..expiring import ExpiringCache
 from ..strict_json import parse_object, strict_json_decoder
+from ..telemetry import audit, metrics, spans
 from .claims import check_auth_time, org_of, scopes_of
 from .client_auth import B64TOKEN, BearerAuth, ClientAuth, ClientAuthenticator, Credentials
 from .errors import InvalidToken, VerificationUnavailable
@@ -33,7 +34,6 @@ from .verified import VerifiedToken
 
 __all__ = ["MAX_RESPONSE_BYTES", "BearerAuth", "ClientAuth", "IntrospectionVerifier"]
 
-log = logging.getLogger(__name__)
 
 #: The largest introspection response read. Real ones are a few hundred bytes; more is refused
 #: after reading one byte past this, never read whole.
@@ -208,10 +208,14 @@ class IntrospectionVerifier:
                 flight.waiters += 1
         if not leading:
             if not flight.done.wait(self._wait_limit):
-                raise VerificationUnavailable("the authorization server has not answered in time")
-            return _settle(flight.outcome)
+                raise self._tagged(
+                    VerificationUnavailable(
+                        "the authorization server has not answered in time", cause="introspection"
+                    )
+                )
+            return self._settled(flight.outcome)
         try:
-            outcome = flight.outcome = self._introspect(token)
+            outcome = flight.outcome = self._timed(token)
             if isinstance(outcome, VerifiedToken):
                 self._cache.put(digest, outcome, outcome.expires_at)
             else:
@@ -224,7 +228,42 @@ class IntrospectionVerifier:
             with self._flights_lock:
                 del self._flights[digest]
             flight.done.set()
-        return _settle(flight.outcome)
+        return self._settled(flight.outcome)
+
+    def _settled(self, outcome: _Outcome) -> VerifiedToken:
+        try:
+            return _settle(outcome)
+        except (InvalidToken, VerificationUnavailable) as exc:
+            raise self._tagged(exc) from None
+
+    def _tagged(
+        self, error: InvalidToken | VerificationUnavailable
+    ) -> InvalidToken | VerificationUnavailable:
+        """``error`` naming the configured issuer, if any (for telemetry)."""
+        error.issuer = self.issuer
+        return error
+
+    def _timed(self, token: str) -> VerifiedToken | _Refusal:
+        """:meth:`_introspect` in a span, its duration and result recorded."""
+        attributes = {
+            "url.full": self.endpoint,
+            **({"resource_server.issuer": self.issuer} if self.issuer else {}),
+        }
+        started = time.perf_counter()
+        result = "error"
+        with spans.span("resource_server.introspection", client=True, attributes=attributes) as span:
+            try:
+                outcome = self._introspect(token)
+            except VerificationUnavailable as exc:
+                spans.error(span, "temporarily_unavailable", exc.description)
+                raise
+            else:
+                result = "active" if isinstance(outcome, VerifiedToken) else "inactive"
+                if span is not None:
+                    span.set_attribute("resource_server.introspection.result", result)
+                return outcome
+            finally:
+                metrics.introspected(time.perf_counter() - started, result, self.issuer)
 
     # -- the exchange ------------------------------------------------------------------------------
 
@@ -274,12 +313,14 @@ class IntrospectionVerifier:
 
     def _exchange(self, token: str, credentials: Credentials) -> _Answer:
         form = (("token", token), ("token_type_hint", "access_token"), *credentials.form)
+        headers = {**self._headers, **credentials.headers}
+        spans.inject(headers)  # traceparent: the authorization server's trace joins ours
         try:
             response = self._http.request(
                 "POST",
                 self.endpoint,
                 body=urlencode(form),
-                headers={**self._headers, **credentials.headers},
+                headers=headers,
                 preload_content=False,
                 decode_content=False,  # no decompression: a small gzip body can inflate to gigabytes
                 redirect=False,  # RFC 7662 names one endpoint; the token goes nowhere else
@@ -314,8 +355,15 @@ class IntrospectionVerifier:
     def _unavailable(
         self, reason: str, retry_after: str | None = None, *, level: int = logging.WARNING
     ) -> VerificationUnavailable:
-        log.log(level, "token introspection at %s: %s", self.endpoint, reason)
-        return VerificationUnavailable(reason, retry_after=_retry_after(retry_after))
+        audit.security(
+            "introspection_failed",
+            {"issuer": self.issuer, "details": {"uri": self.endpoint, "reason": reason}},
+            "token introspection at %s: %s",
+            self.endpoint,
+            reason,
+            level=level,
+        )
+        return VerificationUnavailable(reason, retry_after=_retry_after(retry_after), cause="introspection")
 
     # -- the answer --------------------------------------------------------------------------------
 
@@ -375,7 +423,7 @@ def _settle(outcome: _Outcome) -> VerifiedToken:
         return outcome
     if isinstance(outcome, _Refusal):
         raise InvalidToken(outcome.description)
-    raise VerificationUnavailable(outcome.description, retry_after=outcome.retry_after)
+    raise VerificationUnavailable(outcome.description, retry_after=outcome.retry_after, cause="introspection")
 
 
 def _has_audience(aud: object, audience: str) -> bool:

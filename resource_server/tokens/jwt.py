@@ -17,7 +17,7 @@ from typing import Any
 from ..expiring import ExpiringCache
 from .claims import check_auth_time, org_of, scopes_of
 from .discovery import DiscoveredKeySet
-from .errors import loggable
+from .errors import VerificationUnavailable, loggable
 from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
 from .verified import VerifiedToken
@@ -96,7 +96,9 @@ class JWTVerifier:
         if jwks is not None:
             self._keys = KeySet.from_jwks(jwks, self.algorithms)
         elif jwks_uri is not None:
-            self._keys = RemoteKeySet(jwks_uri, algorithms=self.algorithms, clock=self._clock, leeway=leeway)
+            self._keys = RemoteKeySet(
+                jwks_uri, algorithms=self.algorithms, clock=self._clock, leeway=leeway, issuer=issuer
+            )
         else:  # nothing is fetched before the first token needs a key
             self._keys = DiscoveredKeySet(
                 issuer, algorithms=self.algorithms, clock=self._clock, leeway=leeway
@@ -126,7 +128,11 @@ class JWTVerifier:
         cached = self._cache.get(digest)
         if cached is not None:
             return cached
-        verified = self._verify(token)
+        try:
+            verified = self._verify(token)
+        except (InvalidToken, VerificationUnavailable) as exc:
+            exc.issuer = self.issuer  # which configured issuer refused it, for telemetry
+            raise
         self._cache.put(digest, verified, verified.expires_at)
         return verified
 

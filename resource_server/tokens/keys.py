@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
+from ..telemetry import audit, metrics, spans
 from .errors import VerificationUnavailable, loggable
 from .http import FetchError, JSONFetcher, check_uri
 
@@ -101,6 +102,11 @@ class KeySet:
     def __len__(self) -> int:
         return len(self._by_kid) or (1 if self._only else 0)
 
+    @property
+    def kids(self) -> frozenset[str]:
+        """The key ids of the set."""
+        return frozenset(self._by_kid)
+
 
 def _drop_ambiguous(keys: list[VerificationKey]) -> list[VerificationKey]:
     """Keys sharing a kid cannot be told apart; use none of them rather than guess."""
@@ -152,6 +158,11 @@ class RemoteKeySet:
     failed one, whatever the cause: a flood of tokens with made-up kids costs the authorization
     server one request per interval. Should ``clock`` step backwards, the time since the last
     fetch counts as long ago: the set is fetched again rather than trusted as fresh.
+
+    ``issuer`` (given by :class:`~resource_server.tokens.JWTVerifier`) names the authorization
+    server in metrics, spans and audit events: each fetch is counted and traced, a failed one
+    and a set whose key ids changed (a rotation) are security events, and the age of the set in
+    use is reported (:mod:`resource_server.telemetry`).
     """
 
     def __init__(
@@ -166,6 +177,7 @@ class RemoteKeySet:
         clock: Callable[[], float] = time.monotonic,
         fetcher: JSONFetcher | None = None,
         leeway: float = 30.0,
+        issuer: str | None = None,
     ) -> None:
         try:
             self.uri = check_uri(uri, "jwks_uri")
@@ -186,6 +198,13 @@ class RemoteKeySet:
         self._attempts = 0  # fetches started so far
         self._last_attempt: float | None = None
         self._pause = refetch_interval  # from the last attempt to the next: longer after a failure
+        self.issuer = issuer
+        metrics.track_key_set(self)
+
+    def age(self) -> float | None:
+        """Seconds since the set in service was fetched (on ``clock``); None before the first."""
+        fetched = self._fetched
+        return None if fetched is None else max(0.0, self._clock() - fetched.at)
 
     def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
         """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``;
@@ -196,9 +215,7 @@ class RemoteKeySet:
         if fetched is None:
             fetched = self._refresh(wait=True)
             if fetched is None:
-                raise VerificationUnavailable(
-                    "the authorization server's keys have never been fetched", retry_after=self._retry_after()
-                )
+                raise self._unavailable("the authorization server's keys have never been fetched")
         elif not within(self._clock(), fetched.at, fetched.max_age):
             fetched = self._refresh(wait=False) or fetched
         key = fetched.keys.find(kid)
@@ -208,14 +225,25 @@ class RemoteKeySet:
         key = fetched.keys.find(kid)
         if key is not None or self._shows_absent(fetched, before, issued_at):
             return key
-        # The kid is the token's: logged here, kept out of the description, which is the cause
+        # The kid is the token's: in this event, kept out of the description, which is the cause
         # the refusal's ERROR line is paced by (a flood of made-up kids is one cause).
-        log.info("the token's key %s is not in the JWK Set of %s as last fetched", loggable(kid), self.uri)
-        raise VerificationUnavailable(
-            f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
-            " cannot be fetched again yet",
-            retry_after=self._retry_after(),
+        audit.security(
+            "jwks_unknown_key",
+            {"issuer": self.issuer, "details": {"uri": self.uri, "kid": loggable(kid)}},
+            "the token's key %s is not in the JWK Set of %s as last fetched",
+            loggable(kid),
+            self.uri,
+            level=logging.INFO,
         )
+        raise self._unavailable(
+            f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
+            " cannot be fetched again yet"
+        )
+
+    def _unavailable(self, description: str) -> VerificationUnavailable:
+        unavailable = VerificationUnavailable(description, retry_after=self._retry_after(), cause="jwks")
+        unavailable.issuer = self.issuer
+        return unavailable
 
     def _shows_absent(self, fetched: _Fetched, before: int, issued_at: int | None) -> bool:
         """Whether ``fetched``, which lacks the token's key, was fetched after the token was
@@ -244,19 +272,58 @@ class RemoteKeySet:
                 return self._fetched
             self._last_attempt = now
             self._attempts += 1
-            try:
-                document = self._fetcher.get(self.uri)
-                keys = KeySet.from_jwks(document.document, self._algorithms, strict=False)
-            except (FetchError, KeySetError) as exc:  # the cached set stays; logged, not raised
-                self._pause = self._cooldown
-                log.warning("could not refresh the JWK Set from %s: %s", self.uri, exc)
-                return self._fetched
+            attributes = {
+                "url.full": self.uri,
+                **({"resource_server.issuer": self.issuer} if self.issuer else {}),
+            }
+            with spans.span("resource_server.jwks.fetch", client=True, attributes=attributes) as span:
+                try:
+                    document = self._fetcher.get(self.uri)
+                    keys = KeySet.from_jwks(document.document, self._algorithms, strict=False)
+                except (FetchError, KeySetError) as exc:  # the cached set stays; an event, not raised
+                    spans.error(span, type(exc).__name__, str(exc))
+                    self._pause = self._cooldown
+                    self._failed(exc)
+                    return self._fetched
+            metrics.fetched("jwks", self.issuer, True)
             self._pause = self._refetch_interval
             max_age = document.max_age if document.max_age is not None else self._default_max_age
-            self._fetched = _Fetched(keys, self._attempts, now, max_age)
+            previous, self._fetched = self._fetched, _Fetched(keys, self._attempts, now, max_age)
+            if previous is not None and previous.keys.kids != keys.kids:
+                self._rotated(previous.keys.kids, keys.kids)
             return self._fetched
         finally:
             self._lock.release()
+
+    def _failed(self, error: Exception) -> None:
+        metrics.fetched("jwks", self.issuer, False)
+        audit.security(
+            "jwks_fetch_failed",
+            {"issuer": self.issuer, "details": {"uri": self.uri, "reason": str(error)}},
+            "could not refresh the JWK Set from %s: %s",
+            self.uri,
+            error,
+        )
+
+    def _rotated(self, before: frozenset[str], after: frozenset[str]) -> None:
+        """A fetched set whose key ids differ from the set it replaces: counted, and an event
+        naming the ids added and removed (the authorization server's, at most 20 each)."""
+        metrics.rotated(self.issuer)
+        added = [audit.text(kid) for kid in sorted(after - before)[:_LISTED_KIDS]]
+        removed = [audit.text(kid) for kid in sorted(before - after)[:_LISTED_KIDS]]
+        audit.security(
+            "jwks_rotated",
+            {"issuer": self.issuer, "details": {"uri": self.uri, "added": added, "removed": removed}},
+            "the JWK Set of %s rotated: keys %s added, %s removed",
+            self.uri,
+            ", ".join(map(loggable, added)) or "none",
+            ", ".join(map(loggable, removed)) or "none",
+            level=logging.INFO,
+        )
+
+
+#: The most key ids a rotation event names, added and removed each.
+_LISTED_KIDS = 20
 
 
 def within(now: float, then: float, seconds: float) -> bool:

@@ -8,6 +8,7 @@ clock read only for scope maps that need it."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +33,7 @@ from resource_server.flask import current_access
 from resource_server.guard import Denial, Granted, Guard
 from resource_server.wsgi import ACCESS_KEY as WSGI_ACCESS_KEY
 from resource_server.wsgi import BearerMiddleware as WsgiMiddleware
+from tests.otel import VALIDATOR
 from tests.resource_server import delegation_scenario as scenario
 from tests.resource_server.test_asgi import serve as serve_asgi
 from tests.support import (
@@ -258,11 +260,26 @@ def test_a_refusal_names_the_actors_bounded_and_escaped(caplog: pytest.LogCaptur
         refused.description
         == "neither the member's role nor what the acting agent may do permits this request"
     )
-    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("403 for")]
-    assert "'user-1' through the actor 'agent:reporting' (before it: 'agent:\\xe9" in line
-    assert "... (306 characters), 'user-ui')" in line
-    assert "agent:reporting may not exercise project:write" in line.replace("'", "")
-    assert token not in caplog.text and "\u00e9" not in line
+    (record,) = [r for r in caplog.records if r.name == "resource_server.audit"]
+    event = record.audit  # type: ignore[attr-defined]
+    assert (event["event"], event["status"], event["error"], event["subject"]) == (
+        "decision",
+        403,
+        "forbidden",
+        "user-1",
+    )
+    # The current actor first; a value from the token is cut to 200 characters, never dropped.
+    assert event["actors"] == [
+        {"sub": "agent:reporting", "client_id": None, "iss": None},
+        {"sub": hostile[:200], "client_id": None, "iss": None},
+        {"sub": "user-ui", "client_id": None, "iss": None},
+    ]
+    assert "agent:reporting may not exercise project:write" in event["reason"].replace("'", "")
+    # The plain-text line holds neither the token nor the hostile value: JSON formatters get it
+    # from the event, escaped as JSON.
+    assert token not in caplog.text and "\u00e9" not in record.getMessage()
+    assert json.dumps(event).count("\\u00e9") == 194  # "agent:" and 194 of its 300
+    VALIDATOR.validate(event)
 
     caplog.clear()
     step_up = authorize(
@@ -272,10 +289,10 @@ def test_a_refusal_names_the_actors_bounded_and_escaped(caplog: pytest.LogCaptur
         ScopeMap(scenario.SCOPE_MAP),
     )
     assert type(step_up) is Denial and step_up.status == 401
-    (line,) = [r.getMessage() for r in caplog.records]
-    assert line.startswith(
-        "401 insufficient_user_authentication for 'user-1' through the actor 'agent:deploy':"
-    )
+    (record,) = [r for r in caplog.records if r.name == "resource_server.audit"]
+    event = record.audit  # type: ignore[attr-defined]
+    assert (event["status"], event["error"]) == (401, "insufficient_user_authentication")
+    assert event["actors"] == [{"sub": "agent:deploy", "client_id": None, "iss": None}]
 
 
 def test_without_actors_a_delegated_token_is_treated_as_any_other() -> None:

@@ -1,7 +1,7 @@
 """503s are logged at ERROR once per cause a minute, not once per request: a flood of tokens with
 made-up kids while a refetch may not start yet, or of proofs a full replay cache cannot record,
-writes one ERROR line, then one a minute with the number of refusals that got only a DEBUG
-line. The minute is the verifier's clock, injected here: nothing waits."""
+writes one ERROR line (the security event ``verification_unavailable``), then one a minute with
+the number of refusals since, each of which is a decision event at INFO. The minute is the verifier's clock, injected here: nothing waits."""
 
 from __future__ import annotations
 
@@ -62,16 +62,21 @@ def test_a_flood_of_made_up_kids_is_one_error_line_a_minute(
                 f"503 temporarily_unavailable: a token's key is not in the JWK Set of {server.url} as last"
                 " fetched, and the set cannot be fetched again yet"
             ]
-            debug = [
-                r for r in caplog.records if r.levelno == logging.DEBUG and r.getMessage().startswith("503")
+            # Every refusal is still one decision event (INFO, on resource_server.audit).
+            decisions = [r for r in caplog.records if r.name == "resource_server.audit"]
+            assert [r.audit["status"] for r in decisions] == [503] * FLOOD  # type: ignore[attr-defined]
+            paced = [
+                r
+                for r in caplog.records
+                if getattr(r, "audit", {}).get("event") == "verification_unavailable"
             ]
-            assert len(debug) == FLOOD - 1
+            assert len(paced) == 1 and paced[0].levelno == logging.ERROR
             caplog.clear()
             clock.advance(60)
             assert get(client, es.token(now=int(clock.now), headers={"kid": "made-up"})) == 401  # refetched
             assert get(client, es.token(now=int(clock.now), headers={"kid": "made-up-again"})) == 503
             (line,) = errors(caplog)
-            assert line.endswith(f"(and {FLOOD - 1} more at DEBUG since the last line)")
+            assert line.endswith(f"(and {FLOOD - 1} more since the last line)")
 
 
 def test_a_flood_of_proofs_a_full_replay_cache_cannot_record_is_one_error_line(

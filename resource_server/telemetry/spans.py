@@ -1,0 +1,90 @@
+"""Spans through the OpenTelemetry API, around the work that can wait: verifying a token new to the
+guard, fetching a JWK Set, discovering an issuer's metadata, an introspection call, a round
+trip to a shared replay store. Each is a child of whatever span is current, which is the web
+framework's request span when its instrumentation runs (the async adapters verify new tokens in
+a worker thread, which the ``contextvars`` copy follows). Nothing is traced on the warm path.
+
+Calls to the authorization server carry the current trace context (W3C ``traceparent``, through
+the API's global propagator: :func:`inject`), so the authorization server's traces join.
+
+Without the API installed, :func:`span` yields None and costs a context manager.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["TRACER_NAME", "error", "inject", "span", "trace_id", "use"]
+
+TRACER_NAME = "resource_server"
+
+_tracer: Any = None
+_api: Any = None  # the opentelemetry.trace module, once loaded
+_loaded = False
+_lock = threading.Lock()
+
+
+def use(tracer_provider: Any) -> None:
+    """Trace with ``tracer_provider`` (None: the API's global provider); without the API, not."""
+    global _tracer, _api, _loaded
+    with _lock:
+        try:
+            from opentelemetry import trace
+        except ImportError:  # the otel extra is not installed
+            _tracer, _api, _loaded = None, None, True
+            return
+        from .metrics import _version
+
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        _tracer, _api, _loaded = provider.get_tracer(TRACER_NAME, _version()), trace, True
+
+
+def _current_tracer() -> Any:
+    if not _loaded:
+        use(None)
+    return _tracer
+
+
+@contextmanager
+def span(name: str, *, client: bool = False, attributes: Mapping[str, Any] | None = None) -> Iterator[Any]:
+    """A span named ``name`` (``client``: an outgoing call) around the block; None without the
+    API. Errors are the caller's to mark (:func:`error`): an exception escaping the block is
+    recorded as one too."""
+    tracer = _current_tracer()
+    if tracer is None:
+        yield None
+        return
+    kind = _api.SpanKind.CLIENT if client else _api.SpanKind.INTERNAL
+    with tracer.start_as_current_span(
+        name, kind=kind, attributes=dict(attributes or {}), record_exception=False
+    ) as current:
+        yield current
+
+
+def error(current: Any, error_type: str, description: str | None = None) -> None:
+    """Mark ``current`` (a span from :func:`span`, or None) as failed with ``error.type``."""
+    if current is None:
+        return
+    current.set_attribute("error.type", error_type)
+    current.set_status(_api.Status(_api.StatusCode.ERROR, description))
+
+
+def inject(headers: MutableMapping[str, str]) -> None:
+    """Add the current trace context to ``headers`` (``traceparent``, ``tracestate`` by the
+    global propagator, W3C Trace Context by default); nothing without the API or a span."""
+    if _current_tracer() is None:
+        return
+    from opentelemetry.propagate import inject as propagate
+
+    propagate(headers)
+
+
+def trace_id() -> str | None:
+    """The current trace's id (32 hex digits), for audit events; None outside a trace."""
+    if _current_tracer() is None:
+        return None
+    context = _api.get_current_span().get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
