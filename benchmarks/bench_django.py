@@ -21,6 +21,13 @@ warm ≤ 1.05x the bare view; cold ES256 extra ≤ 1.5x the floor.
     python benchmarks/bench_django.py            # about a minute
     python benchmarks/bench_django.py --quick    # a smoke run, numbers not meaningful
 
+Then, where the extra goes inside real requests (``--attribution-only`` prints just that): the
+same WSGI calls with ``perf_counter_ns`` checkpoints around this library's two classes and, inside
+them, around the shared guard's steps (the credential lookup or verification; membership, grant
+and decision) and the telemetry observer's ``begin``/``end``; what the classes spend outside
+those is the Django adapter's own work. The checkpoints' own cost, calibrated in the same run, is
+taken off each enclosing figure.
+
 Needs the ``bench`` extra (django-oauth-toolkit; DRF comes with the ``django`` extra).
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import random
 import statistics
 import sys
 import tempfile
@@ -178,13 +186,180 @@ def ratios(times: list[float], reference: list[float]) -> float:
     return statistics.median(t / b for t, b in zip(times, reference, strict=True))
 
 
+class Checkpoints:
+    """Timing wrappers put on named callables for the attribution, and taken off again: each
+    call's ``perf_counter_ns`` span is added to its label's total (and counted)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        spent, calls, clock = self.spent, self.calls, time.perf_counter_ns
+        spent.setdefault(label, 0)
+        calls.setdefault(label, 0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += clock() - start
+                calls[label] += 1
+
+        return timed
+
+    def patch(self, owner: Any, name: str, label: str) -> None:
+        """Replace ``owner.name`` by its timed wrapper until :meth:`undo`."""
+        had = name in vars(owner)
+        original = vars(owner)[name] if had else getattr(owner, name)
+        setattr(owner, name, self.wrap(label, original))
+        self._undo.append(lambda: setattr(owner, name, original) if had else delattr(owner, name))
+
+    def reset(self) -> None:
+        for label in self.spent:
+            self.spent[label] = self.calls[label] = 0
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+class _TimedObserver:
+    """The guard's observer, its ``begin`` and ``end`` timed (its other methods passed on)."""
+
+    def __init__(self, observer: Any, checkpoints: Checkpoints) -> None:
+        self._observer = observer
+        self.begin = checkpoints.wrap(OBSERVER, observer.begin)
+        self.end = checkpoints.wrap(OBSERVER, observer.end)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._observer, name)
+
+
+AUTHENTICATION = "BearerTokenAuthentication.authenticate"
+PERMISSION = "ScopeMapPermission.has_permission"
+CREDENTIAL = "guard: the credential (cache lookup; cold: verification)"
+DECISION = "guard: membership(), the (org, role) grant, decide()"
+OBSERVER = "telemetry: observer.begin() + observer.end()"
+
+
+def calibrate(checkpoints: Checkpoints, calls: int = 200_000) -> float:
+    """The nanoseconds one checkpoint adds to the span that encloses it."""
+
+    def nothing() -> None:
+        return None
+
+    timed = Checkpoints().wrap("calibration", nothing)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            timed()
+        middle = time.perf_counter_ns()
+        for _ in range(calls):
+            nothing()
+        best = min(best, ((middle - start) - (time.perf_counter_ns() - middle)) / calls)
+    return best
+
+
+def attribution(
+    handler: Any, es: Any, *, number: int, rounds: int
+) -> tuple[list[tuple[str, float, float]], float]:
+    """Per request (µs, medians over rounds of ``number`` calls, warm and cold side by side):
+    the whole request, bare and protected, and the protected request's extra split between
+    DRF and Django around the classes, the classes' own work, the guard's steps and the
+    observer. Checkpoint costs (calibrated) are taken off the spans that enclose them."""
+    from resource_server.django.conf import get_resource_server
+    from resource_server.django.rest_framework import BearerTokenAuthentication, ScopeMapPermission
+
+    guard = get_resource_server().guard
+    checkpoints = Checkpoints()
+    checkpoints.patch(BearerTokenAuthentication, "authenticate", AUTHENTICATION)
+    checkpoints.patch(ScopeMapPermission, "has_permission", PERMISSION)
+    checkpoints.patch(guard, "credential", CREDENTIAL)
+    for name in ("membership", "grant", "decision"):
+        checkpoints.patch(guard, name, DECISION)
+    observer = guard.observer
+    guard.observer = _TimedObserver(observer, checkpoints)
+    overhead = calibrate(checkpoints)
+    cases = {
+        "bare": caller(handler, "/bare" + PATH, same_token(es)),
+        "warm": caller(handler, "/rs" + PATH, same_token(es)),
+        "cold": caller(handler, "/rs" + PATH, fresh_tokens(es, number * rounds + 10)),
+    }
+    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    try:
+        for one in cases.values():
+            one()
+        for index in range(rounds):
+            order = list(cases)
+            random.Random(index).shuffle(order)
+            for name in order:
+                checkpoints.reset()
+                start = time.perf_counter_ns()
+                for _ in range(number):
+                    cases[name]()
+                whole = time.perf_counter_ns() - start
+                per_round[name].append(_split(checkpoints, whole, overhead, number))
+    finally:
+        checkpoints.undo()
+        guard.observer = observer
+    bare = [split[WHOLE] for split in per_round["bare"]]
+    for name in ("warm", "cold"):  # paired with the bare view of the same round
+        for split, reference in zip(per_round[name], bare, strict=True):
+            split[OUTSIDE] = split[WHOLE] - reference - split[CLASSES]
+            split[EXTRA] = split[WHOLE] - reference
+    rows = [("the whole request, bare APIView", statistics.median(bare), statistics.median(bare))]
+    for label in per_round["warm"][0]:
+        rows.append(
+            (
+                label,
+                statistics.median(split[label] for split in per_round["warm"]),
+                statistics.median(split[label] for split in per_round["cold"]),
+            )
+        )
+    return rows, overhead
+
+
+WHOLE = "the whole request, protected"
+EXTRA = "the extra over bare"
+OUTSIDE = "  outside the classes: what DRF and Django do more"
+CLASSES = "  inside the two classes, in all"
+OWN = "    the adapter's own work (facts, request attributes, user)"
+
+
+def _split(checkpoints: Checkpoints, whole: int, overhead: float, number: int) -> dict[str, float]:
+    """One round's spans per request in µs, each less the checkpoints it encloses."""
+    spent, calls = checkpoints.spent, checkpoints.calls
+    inner = (CREDENTIAL, DECISION, OBSERVER)
+    inner_calls = sum(calls[label] for label in inner)
+    all_calls = calls[AUTHENTICATION] + calls[PERMISSION] + inner_calls
+    classes = spent[AUTHENTICATION] + spent[PERMISSION] - inner_calls * overhead
+    inside = sum(spent[label] for label in inner)
+    per = 1e3 * number
+    return {
+        WHOLE: (whole - all_calls * overhead) / per,
+        EXTRA: 0.0,  # the caller pairs it with the bare view's round
+        OUTSIDE: 0.0,
+        CLASSES: classes / per,
+        OWN: (classes - inside) / per,
+        "    " + CREDENTIAL: spent[CREDENTIAL] / per,
+        "    " + DECISION: spent[DECISION] / per,
+        "    " + OBSERVER: spent[OBSERVER] / per,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
+    parser.add_argument("--attribution-only", action="store_true", help="only where the extra goes")
     args = parser.parse_args()
     number, rounds = (20, 2) if args.quick else (200, 51)
+    spans = (20, 2) if args.quick else (200, 21)
     needed = number * rounds + 10
     es = es256()
     with tempfile.TemporaryDirectory(prefix="bench-django-") as directory:
@@ -208,11 +383,25 @@ def main() -> None:
         for one in cases.values():  # warm-up: imports, first-request set-up, the warm token's entry
             one()
         started = time.perf_counter()
-        samples = measure(cases, number=number, rounds=rounds)
+        samples = {} if args.attribution_only else measure(cases, number=number, rounds=rounds)
         spent = time.perf_counter() - started
+        rows, overhead = attribution(handler, es, number=spans[0], rounds=spans[1])
         from django.db import connections
 
         connections.close_all()
+    if samples:
+        report(samples, rounds, number, spent)
+    print(
+        f"\nWhere the extra goes, µs per request (medians of {spans[1]} interleaved rounds of "
+        f"{spans[0]} calls; each checkpoint's {overhead:.0f} ns taken off the spans around it):"
+    )
+    print(f"{'':<72} {'warm':>8} {'cold ES256':>11}")
+    for label, warm, cold in rows:
+        print(f"{label:<72} {warm:>8.1f} {cold:>11.1f}")
+
+
+def report(samples: dict[str, list[float]], rounds: int, number: int, spent: float) -> None:
+    """The table of the interleaved cases: costs, ratios, the targets."""
     print(
         f"Django {django.get_version()}, {rounds} rounds of {number} calls in {spent:.0f} s; "
         "ratios are medians of per-round ratios"
