@@ -217,10 +217,6 @@ class Checkpoints:
         setattr(owner, name, self.wrap(label, original))
         self._undo.append(lambda: setattr(owner, name, original) if had else delattr(owner, name))
 
-    def reset(self) -> None:
-        for label in self.spent:
-            self.spent[label] = self.calls[label] = 0
-
     def undo(self) -> None:
         while self._undo:
             self._undo.pop()()
@@ -245,7 +241,7 @@ DECISION = "guard: membership(), the (org, role) grant, decide()"
 OBSERVER = "telemetry: observer.begin() + observer.end()"
 
 
-def calibrate(checkpoints: Checkpoints, calls: int = 200_000) -> float:
+def calibrate(calls: int = 200_000) -> float:
     """The nanoseconds one checkpoint adds to the span that encloses it."""
 
     def nothing() -> None:
@@ -270,85 +266,94 @@ def attribution(
     """Per request (µs, medians over rounds of ``number`` calls, warm and cold side by side):
     the whole request, bare and protected, and the protected request's extra split between
     DRF and Django around the classes, the classes' own work, the guard's steps and the
-    observer. Checkpoint costs (calibrated) are taken off the spans that enclose them."""
+    observer. Two checkpoints only (the two classes) time the whole request and the classes;
+    the guard's steps and the observer are timed in rounds of their own, so their checkpoints
+    never inflate the classes' figure. Each checkpoint's cost (calibrated) is taken off the
+    spans that enclose it."""
     from resource_server.django.conf import get_resource_server
     from resource_server.django.rest_framework import BearerTokenAuthentication, ScopeMapPermission
 
     guard = get_resource_server().guard
-    checkpoints = Checkpoints()
-    checkpoints.patch(BearerTokenAuthentication, "authenticate", AUTHENTICATION)
-    checkpoints.patch(ScopeMapPermission, "has_permission", PERMISSION)
-    checkpoints.patch(guard, "credential", CREDENTIAL)
-    for name in ("membership", "grant", "decision"):
-        checkpoints.patch(guard, name, DECISION)
     observer = guard.observer
-    guard.observer = _TimedObserver(observer, checkpoints)
-    overhead = calibrate(checkpoints)
-    cases = {
+    overhead = calibrate()
+    calls = {
         "bare": caller(handler, "/bare" + PATH, same_token(es)),
         "warm": caller(handler, "/rs" + PATH, same_token(es)),
-        "cold": caller(handler, "/rs" + PATH, fresh_tokens(es, number * rounds + 10)),
+        "cold": caller(handler, "/rs" + PATH, fresh_tokens(es, 2 * number * rounds + 10)),
     }
-    per_round: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
-    try:
-        for one in cases.values():
-            one()
-        for index in range(rounds):
-            order = list(cases)
-            random.Random(index).shuffle(order)
-            for name in order:
-                checkpoints.reset()
+    blocks = ["bare", "warm classes", "warm steps", "cold classes", "cold steps"]
+    spans: dict[str, list[dict[str, float]]] = {block: [] for block in blocks}
+    for one in calls.values():
+        one()
+    for index in range(rounds):
+        order = blocks[:]
+        random.Random(index).shuffle(order)
+        for block in order:
+            checkpoints = Checkpoints()
+            if block.endswith("classes"):
+                checkpoints.patch(BearerTokenAuthentication, "authenticate", AUTHENTICATION)
+                checkpoints.patch(ScopeMapPermission, "has_permission", PERMISSION)
+            elif block.endswith("steps"):
+                checkpoints.patch(guard, "credential", CREDENTIAL)
+                for name in ("membership", "grant", "decision"):
+                    checkpoints.patch(guard, name, DECISION)
+                guard.observer = _TimedObserver(observer, checkpoints)
+            one = calls[block.split()[0]]
+            try:
                 start = time.perf_counter_ns()
                 for _ in range(number):
-                    cases[name]()
+                    one()
                 whole = time.perf_counter_ns() - start
-                per_round[name].append(_split(checkpoints, whole, overhead, number))
-    finally:
-        checkpoints.undo()
-        guard.observer = observer
-    bare = [split[WHOLE] for split in per_round["bare"]]
-    for name in ("warm", "cold"):  # paired with the bare view of the same round
-        for split, reference in zip(per_round[name], bare, strict=True):
-            split[OUTSIDE] = split[WHOLE] - reference - split[CLASSES]
-            split[EXTRA] = split[WHOLE] - reference
-    rows = [("the whole request, bare APIView", statistics.median(bare), statistics.median(bare))]
-    for label in per_round["warm"][0]:
-        rows.append(
-            (
-                label,
-                statistics.median(split[label] for split in per_round["warm"]),
-                statistics.median(split[label] for split in per_round["cold"]),
-            )
-        )
-    return rows, overhead
+            finally:
+                checkpoints.undo()
+                guard.observer = observer
+            spent = sum(checkpoints.spent.values()) - sum(checkpoints.calls.values()) * overhead
+            per = 1e3 * number
+            found = {label: value / per for label, value in checkpoints.spent.items()}
+            found[WHOLE] = (whole - sum(checkpoints.calls.values()) * overhead) / per
+            found[CLASSES] = spent / per
+            spans[block].append(found)
+    return _rows(spans), overhead
 
 
 WHOLE = "the whole request, protected"
 EXTRA = "the extra over bare"
-OUTSIDE = "  outside the classes: what DRF and Django do more"
-CLASSES = "  inside the two classes, in all"
-OWN = "    the adapter's own work (facts, request attributes, user)"
+OUTSIDE = "  outside the two classes: what DRF and Django do more"
+CLASSES = "  inside the two classes"
+OWN = "    the adapter's own work (facts, request attributes, user, org, route)"
 
 
-def _split(checkpoints: Checkpoints, whole: int, overhead: float, number: int) -> dict[str, float]:
-    """One round's spans per request in µs, each less the checkpoints it encloses."""
-    spent, calls = checkpoints.spent, checkpoints.calls
-    inner = (CREDENTIAL, DECISION, OBSERVER)
-    inner_calls = sum(calls[label] for label in inner)
-    all_calls = calls[AUTHENTICATION] + calls[PERMISSION] + inner_calls
-    classes = spent[AUTHENTICATION] + spent[PERMISSION] - inner_calls * overhead
-    inside = sum(spent[label] for label in inner)
-    per = 1e3 * number
-    return {
-        WHOLE: (whole - all_calls * overhead) / per,
-        EXTRA: 0.0,  # the caller pairs it with the bare view's round
-        OUTSIDE: 0.0,
-        CLASSES: classes / per,
-        OWN: (classes - inside) / per,
-        "    " + CREDENTIAL: spent[CREDENTIAL] / per,
-        "    " + DECISION: spent[DECISION] / per,
-        "    " + OBSERVER: spent[OBSERVER] / per,
-    }
+def _rows(spans: dict[str, list[dict[str, float]]]) -> list[tuple[str, float, float]]:
+    """The attribution's rows: medians over rounds; differences paired within a round."""
+
+    def median(block: str, value: Callable[[dict[str, float], int], float]) -> float:
+        return statistics.median(value(found, index) for index, found in enumerate(spans[block]))
+
+    def bare(index: int) -> float:
+        return spans["bare"][index][WHOLE]
+
+    reference = median("bare", lambda f, i: f[WHOLE])
+    table: list[tuple[str, float, float]] = [("the whole request, bare APIView", reference, reference)]
+    labels: list[tuple[str, Callable[[str], float]]] = [
+        (WHOLE, lambda case: median(case + " classes", lambda f, i: f[WHOLE])),
+        (EXTRA, lambda case: median(case + " classes", lambda f, i: f[WHOLE] - bare(i))),
+        (OUTSIDE, lambda case: median(case + " classes", lambda f, i: f[WHOLE] - bare(i) - f[CLASSES])),
+        (CLASSES, lambda case: median(case + " classes", lambda f, i: f[CLASSES])),
+        (
+            OWN,
+            lambda case: median(
+                case + " classes",
+                lambda f, i: f[CLASSES] - spans[case + " steps"][i][CLASSES],
+            ),
+        ),
+    ]
+    labels += [
+        ("    " + step, lambda case, step=step: median(case + " steps", lambda f, i: f.get(step, 0.0)))
+        for step in (CREDENTIAL, DECISION, OBSERVER)
+    ]
+    for label, value in labels:
+        table.append((label, value("warm"), value("cold")))
+    return table
 
 
 def main() -> None:
