@@ -21,6 +21,13 @@ warm ≤ 1.05x the bare view; cold ES256 extra ≤ 1.5x the floor.
     python benchmarks/bench_django.py            # about a minute
     python benchmarks/bench_django.py --quick    # a smoke run, numbers not meaningful
 
+Then, where the extra goes inside real requests (``--attribution-only`` prints just that): the
+same WSGI calls with ``perf_counter_ns`` checkpoints around this library's two classes and, inside
+them, around the shared guard's steps (the credential lookup or verification; membership, grant
+and decision) and the telemetry observer's ``begin``/``end``; what the classes spend outside
+those is the Django adapter's own work. The checkpoints' own cost, calibrated in the same run, is
+taken off each enclosing figure.
+
 Needs the ``bench`` extra (django-oauth-toolkit; DRF comes with the ``django`` extra).
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import random
 import statistics
 import sys
 import tempfile
@@ -178,13 +186,185 @@ def ratios(times: list[float], reference: list[float]) -> float:
     return statistics.median(t / b for t, b in zip(times, reference, strict=True))
 
 
+class Checkpoints:
+    """Timing wrappers put on named callables for the attribution, and taken off again: each
+    call's ``perf_counter_ns`` span is added to its label's total (and counted)."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    def wrap(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        spent, calls, clock = self.spent, self.calls, time.perf_counter_ns
+        spent.setdefault(label, 0)
+        calls.setdefault(label, 0)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[label] += clock() - start
+                calls[label] += 1
+
+        return timed
+
+    def patch(self, owner: Any, name: str, label: str) -> None:
+        """Replace ``owner.name`` by its timed wrapper until :meth:`undo`."""
+        had = name in vars(owner)
+        original = vars(owner)[name] if had else getattr(owner, name)
+        setattr(owner, name, self.wrap(label, original))
+        self._undo.append(lambda: setattr(owner, name, original) if had else delattr(owner, name))
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+class _TimedObserver:
+    """The guard's observer, its ``begin`` and ``end`` timed (its other methods passed on)."""
+
+    def __init__(self, observer: Any, checkpoints: Checkpoints) -> None:
+        self._observer = observer
+        self.begin = checkpoints.wrap(OBSERVER, observer.begin)
+        self.end = checkpoints.wrap(OBSERVER, observer.end)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._observer, name)
+
+
+AUTHENTICATION = "BearerTokenAuthentication.authenticate"
+PERMISSION = "ScopeMapPermission.has_permission"
+CREDENTIAL = "guard: the credential (cache lookup; cold: verification)"
+DECISION = "guard: membership(), the (org, role) grant, decide()"
+OBSERVER = "telemetry: observer.begin() + observer.end()"
+
+
+def calibrate(calls: int = 200_000) -> float:
+    """The nanoseconds one checkpoint adds to the span that encloses it."""
+
+    def nothing() -> None:
+        return None
+
+    timed = Checkpoints().wrap("calibration", nothing)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter_ns()
+        for _ in range(calls):
+            timed()
+        middle = time.perf_counter_ns()
+        for _ in range(calls):
+            nothing()
+        best = min(best, ((middle - start) - (time.perf_counter_ns() - middle)) / calls)
+    return best
+
+
+def attribution(
+    handler: Any, es: Any, *, number: int, rounds: int
+) -> tuple[list[tuple[str, float, float]], float]:
+    """Per request (µs, medians over rounds of ``number`` calls, warm and cold side by side):
+    the whole request, bare and protected, and the protected request's extra split between
+    DRF and Django around the classes, the classes' own work, the guard's steps and the
+    observer. Two checkpoints only (the two classes) time the whole request and the classes;
+    the guard's steps and the observer are timed in rounds of their own, so their checkpoints
+    never inflate the classes' figure. Each checkpoint's cost (calibrated) is taken off the
+    spans that enclose it."""
+    from resource_server.django.conf import get_resource_server
+    from resource_server.django.rest_framework import BearerTokenAuthentication, ScopeMapPermission
+
+    guard = get_resource_server().guard
+    observer = guard.observer
+    overhead = calibrate()
+    calls = {
+        "bare": caller(handler, "/bare" + PATH, same_token(es)),
+        "warm": caller(handler, "/rs" + PATH, same_token(es)),
+        "cold": caller(handler, "/rs" + PATH, fresh_tokens(es, 2 * number * rounds + 10)),
+    }
+    blocks = ["bare", "warm classes", "warm steps", "cold classes", "cold steps"]
+    spans: dict[str, list[dict[str, float]]] = {block: [] for block in blocks}
+    for one in calls.values():
+        one()
+    for index in range(rounds):
+        order = blocks[:]
+        random.Random(index).shuffle(order)
+        for block in order:
+            checkpoints = Checkpoints()
+            if block.endswith("classes"):
+                checkpoints.patch(BearerTokenAuthentication, "authenticate", AUTHENTICATION)
+                checkpoints.patch(ScopeMapPermission, "has_permission", PERMISSION)
+            elif block.endswith("steps"):
+                checkpoints.patch(guard, "credential", CREDENTIAL)
+                for name in ("membership", "grant", "decision"):
+                    checkpoints.patch(guard, name, DECISION)
+                guard.observer = _TimedObserver(observer, checkpoints)
+            one = calls[block.split()[0]]
+            try:
+                start = time.perf_counter_ns()
+                for _ in range(number):
+                    one()
+                whole = time.perf_counter_ns() - start
+            finally:
+                checkpoints.undo()
+                guard.observer = observer
+            spent = sum(checkpoints.spent.values()) - sum(checkpoints.calls.values()) * overhead
+            per = 1e3 * number
+            found = {label: value / per for label, value in checkpoints.spent.items()}
+            found[WHOLE] = (whole - sum(checkpoints.calls.values()) * overhead) / per
+            found[CLASSES] = spent / per
+            spans[block].append(found)
+    return _rows(spans), overhead
+
+
+WHOLE = "the whole request, protected"
+EXTRA = "the extra over bare"
+OUTSIDE = "  outside the two classes: what DRF and Django do more"
+CLASSES = "  inside the two classes"
+OWN = "    the adapter's own work (facts, request attributes, user, org, route)"
+
+
+def _rows(spans: dict[str, list[dict[str, float]]]) -> list[tuple[str, float, float]]:
+    """The attribution's rows: medians over rounds; differences paired within a round."""
+
+    def median(block: str, value: Callable[[dict[str, float], int], float]) -> float:
+        return statistics.median(value(found, index) for index, found in enumerate(spans[block]))
+
+    def bare(index: int) -> float:
+        return spans["bare"][index][WHOLE]
+
+    reference = median("bare", lambda f, i: f[WHOLE])
+    table: list[tuple[str, float, float]] = [("the whole request, bare APIView", reference, reference)]
+    labels: list[tuple[str, Callable[[str], float]]] = [
+        (WHOLE, lambda case: median(case + " classes", lambda f, i: f[WHOLE])),
+        (EXTRA, lambda case: median(case + " classes", lambda f, i: f[WHOLE] - bare(i))),
+        (OUTSIDE, lambda case: median(case + " classes", lambda f, i: f[WHOLE] - bare(i) - f[CLASSES])),
+        (CLASSES, lambda case: median(case + " classes", lambda f, i: f[CLASSES])),
+        (
+            OWN,
+            lambda case: median(
+                case + " classes",
+                lambda f, i: f[CLASSES] - spans[case + " steps"][i][CLASSES],
+            ),
+        ),
+    ]
+    labels += [
+        ("    " + step, lambda case, step=step: median(case + " steps", lambda f, i: f.get(step, 0.0)))
+        for step in (CREDENTIAL, DECISION, OBSERVER)
+    ]
+    for label, value in labels:
+        table.append((label, value("warm"), value("cold")))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
+    parser.add_argument("--attribution-only", action="store_true", help="only where the extra goes")
     args = parser.parse_args()
     number, rounds = (20, 2) if args.quick else (200, 51)
+    spans = (20, 2) if args.quick else (200, 21)
     needed = number * rounds + 10
     es = es256()
     with tempfile.TemporaryDirectory(prefix="bench-django-") as directory:
@@ -208,11 +388,25 @@ def main() -> None:
         for one in cases.values():  # warm-up: imports, first-request set-up, the warm token's entry
             one()
         started = time.perf_counter()
-        samples = measure(cases, number=number, rounds=rounds)
+        samples = {} if args.attribution_only else measure(cases, number=number, rounds=rounds)
         spent = time.perf_counter() - started
+        rows, overhead = attribution(handler, es, number=spans[0], rounds=spans[1])
         from django.db import connections
 
         connections.close_all()
+    if samples:
+        report(samples, rounds, number, spent)
+    print(
+        f"\nWhere the extra goes, µs per request (medians of {spans[1]} interleaved rounds of "
+        f"{spans[0]} calls; each checkpoint's {overhead:.0f} ns taken off the spans around it):"
+    )
+    print(f"{'':<72} {'warm':>8} {'cold ES256':>11}")
+    for label, warm, cold in rows:
+        print(f"{label:<72} {warm:>8.1f} {cold:>11.1f}")
+
+
+def report(samples: dict[str, list[float]], rounds: int, number: int, spent: float) -> None:
+    """The table of the interleaved cases: costs, ratios, the targets."""
     print(
         f"Django {django.get_version()}, {rounds} rounds of {number} calls in {spent:.0f} s; "
         "ratios are medians of per-round ratios"

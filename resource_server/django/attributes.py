@@ -49,5 +49,5 @@ def set_viewer_context(request: HttpRequest, context: ViewerContext | None) -> N
 
 def viewer_context_of(request: HttpRequest) -> ViewerContext | None:
     """The verified viewer context ``ViewerContextMiddleware`` put on the request, if any."""
-    found = getattr(request, _VIEWER_CONTEXT, None)
+    found = request.__dict__.get(_VIEWER_CONTEXT)  # set by set_viewer_context, on the instance
     return found if isinstance(found, ViewerContext) else None

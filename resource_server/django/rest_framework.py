@@ -105,7 +105,7 @@ def refuse(request: Request, denial: Denial) -> NoReturn:
 
 def _add_grant_headers(view: Any, granted: Granted) -> None:
     headers = getattr(view, "headers", None)
-    if granted.headers and isinstance(headers, dict):
+    if isinstance(headers, dict):
         headers.update(granted.headers)  # a fresh DPoP nonce (RFC 9449 §8.2) on the view's response
 
 
@@ -117,18 +117,19 @@ class BearerTokenAuthentication(BaseAuthentication):
     token is left to the next authentication class; a bad one is refused (401, 400 or 503)."""
 
     def authenticate(self, request: Request) -> tuple[Any, VerifiedToken] | None:
+        http = request._request
         server = get_resource_server()
-        earlier = request._request.__dict__.get(OUTCOME)
-        if isinstance(earlier, Granted) and earlier.token is not None:
+        earlier = http.__dict__.get(OUTCOME)
+        if earlier is not None and isinstance(earlier, Granted) and earlier.token is not None:
             # ResourceServerMiddleware verified this token for this request already (its DPoP
             # proof, if any, is spent): the user it admitted, not a second verification.
-            return request._request.user, earlier.token
-        found = server.credential(request._request)
+            return http.user, earlier.token
+        found = server.credential(http)
         if found is None:
             return None
         if isinstance(found, Denial):
             refuse(request, found)
-        user = server.user_of(found.token, request._request)
+        user = server.user_of(found.token, http)
         if isinstance(user, Denial):
             refuse(request, user)
         return user, found.token
@@ -152,10 +153,14 @@ class _GuardPermission(BasePermission):
         credential = server.credential(http)
         if isinstance(credential, Denial):
             refuse(request, credential)
-        outcome = server.grant(http, credential, scope_map, org, _session(server, request))
+        # Without a token, the session DRF's SessionAuthentication admitted may stand in; with
+        # one, no session is looked at (nor DRF's successful_authenticator read).
+        session = _session(server, request) if credential is None else None
+        outcome = server.grant(http, credential, scope_map, org, session)
         if isinstance(outcome, Denial):
             refuse(request, outcome)
-        _add_grant_headers(view, outcome)
+        if outcome.headers:
+            _add_grant_headers(view, outcome)
         return True
 
 
@@ -180,7 +185,7 @@ class ScopeMapPermission(_GuardPermission):
             scope_map = compiled_scope_map(type(view))
         except ValueError as exc:
             refuse(request, get_resource_server().forbidden(str(exc)))
-        if preflight(request._request, scope_map):
+        if request._request.method == "OPTIONS" and preflight(request._request, scope_map):
             return True
         return self._granted(request, view, scope_map)
 

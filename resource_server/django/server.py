@@ -39,7 +39,9 @@ log = logging.getLogger("resource_server")
 #: proof checked twice would be refused as a replay).
 CREDENTIAL = "_resource_server_credential"
 OUTCOME = "_resource_server_outcome"
-BEGUN = "_resource_server_begun"  # when the DRF steps began, for the one record of the request
+#: What credential() keeps under CREDENTIAL: (the credential, when the observer began, the
+#: Authorization value), for grant()'s one record of the request.
+_NOTHING_FOUND: tuple[None, None, None] = (None, None, None)
 
 
 class _AsyncGuard(AsyncGuard):
@@ -184,24 +186,21 @@ class ResourceServer:
         DRF's authentication class asks for it, and the permission class again."""
         kept = request.__dict__
         if CREDENTIAL in kept:
-            found: Credential | Denial | None = kept[CREDENTIAL]  # what this method stored
+            found: Credential | Denial | None = kept[CREDENTIAL][0]  # what this method stored
             return found
         facts_found = self._facts(request)
         if isinstance(facts_found, Denial):
-            found = self.refused(request, facts_found, None)
-        else:
-            # Recorded once (resource_server.telemetry): here when refused, else by grant().
-            observer = self.guard.observer
-            begun = observer.begin(facts_found.authorization, facts_found.token_elsewhere)
-            found = self.guard.credential(
-                facts_found.authorization, facts_found.token_elsewhere, facts_found.dpop
-            )
-            if isinstance(found, Denial):
-                observer.end(
-                    begun, found, route_of(request), request.method, facts_found.authorization, None, None
-                )
-            kept[BEGUN] = (begun, facts_found.authorization)
-        kept[CREDENTIAL] = found
+            refused = self.refused(request, facts_found, None)
+            kept[CREDENTIAL] = (refused, None, None)
+            return refused
+        authorization = facts_found.authorization
+        # Recorded once (resource_server.telemetry): here when refused, else by grant().
+        observer = self.guard.observer
+        begun = observer.begin(authorization, facts_found.token_elsewhere)
+        found = self.guard.credential(authorization, facts_found.token_elsewhere, facts_found.dpop)
+        if found is not None and type(found) is Denial:
+            observer.end(begun, found, route_of(request), request.method, authorization, None, None)
+        kept[CREDENTIAL] = (found, begun, authorization)
         return found
 
     def grant(
@@ -216,27 +215,19 @@ class ResourceServer:
         session) as a member of ``org``, and with ``scope_map`` the decision; kept on the
         request. The guard's own steps, in its own order."""
         guard = self.guard
+        method = request.method
         if credential is None:
             granted = guard.without_token(org, session, lambda: viewer_context_of(request))
         else:
             granted = guard.grant(credential, org, guard.membership(*guard.role_of(credential, org)))
-        outcome = (
-            granted if scope_map is None else guard.decision(granted, request.method or "GET", scope_map)
-        )
-        begun, authorization = request.__dict__.get(BEGUN, (None, None))
-        guard.observer.end(
-            begun,
-            outcome,
-            route_of(request),
-            request.method,
-            authorization,
-            org,
-            scope_map,
-        )
-        if isinstance(outcome, Granted):
+        outcome = granted if scope_map is None else guard.decision(granted, method or "GET", scope_map)
+        _, begun, authorization = request.__dict__.get(CREDENTIAL, _NOTHING_FOUND)
+        guard.observer.end(begun, outcome, route_of(request), method, authorization, org, scope_map)
+        if type(outcome) is Granted:
             set_access(request, outcome.access)
             _forget_unused_viewer(request, outcome)
-        return self._kept(request, outcome)
+        request.__dict__[OUTCOME] = outcome
+        return outcome
 
     def user_of(self, token: VerifiedToken, request: HttpRequest | None = None) -> Any | Denial:
         """``request.user`` for a request authenticated by ``token``, or the ``401`` when
