@@ -10,6 +10,7 @@ request, cached token or not, by the guard itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .credentials import MalformedCredentials, access_token
@@ -48,6 +49,11 @@ class TokenCheck:
         self.dpop_required = dpop_required
         self.refusals = refusals
         self._credentials = credentials
+        # The guard keeps each verified token once, under its Authorization value: a verifier
+        # that can skip its own cache is asked to (one entry per token, not two).
+        self._verify_token: Callable[[str], VerifiedToken] = (
+            getattr(verifier, "verify_uncached", None) or verifier.verify
+        )
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
         )
@@ -80,9 +86,27 @@ class TokenCheck:
             # live minutes and have their own verifier and clock: they are not cached here.
             if scheme != "Bearer":
                 return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
-            capability = self._verify(self.capabilities, raw)
+            capability = self._verify(self.capabilities.verify, raw)
             return capability if type(capability) is Denial else (Credential(capability, None), raw)
-        token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
+        # Canonical when nothing but one space parts the scheme, spelt so, from the token:
+        # then the request's own string is the key (no copy of the token is made to be kept).
+        canonical = (
+            authorization
+            if authorization is not None
+            and len(authorization) == len(scheme) + 1 + len(raw)
+            and authorization.startswith(scheme)
+            else f"{scheme} {raw}"
+        )
+        if canonical is not authorization:
+            # Another spelling ("bearer", padded) of a token the cache may hold under its
+            # canonical one: parsed strictly above, it is the same credential under that scheme.
+            try:
+                cached = self._credentials.get(canonical)
+            except Exception:  # a failing clock: verification fails the same way, as a 401
+                cached = None
+            if cached is not None:
+                return cached, raw
+        token = self._verify(self._verify_token, raw, dpop=scheme == "DPoP")
         if type(token) is Denial:
             return token
         jkt = bound_key(token)
@@ -98,20 +122,19 @@ class TokenCheck:
                 token=token
             )
         credential = Credential(token, jkt)
-        if authorization == f"{scheme} {raw}":
-            # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
-            # and verified (from the verifier's own cache) each time, so one token cannot fill
-            # the cache with its spellings, nor an entry grow past the token's own size limit.
-            self._credentials.put(authorization, credential, token.expires_at)
+        # Kept under the canonical spelling only: "bearer x", padded or folded forms are parsed
+        # each time and then find it there, so one token cannot fill the cache with its
+        # spellings, nor an entry grow past the token's own size limit.
+        self._credentials.put(canonical, credential, token.expires_at)
         return credential, raw
 
     def _verify(
-        self, verifier: TokenVerifier | CapabilityVerifier, raw: str, *, dpop: bool = False
+        self, verify: Callable[[str], VerifiedToken], raw: str, *, dpop: bool = False
     ) -> VerifiedToken | Denial:
         # A span: verifying a token new to the guard is work that can wait (keys, introspection).
         with spans.span("resource_server.token.verify") as span:
             try:
-                return verifier.verify(raw)
+                return verify(raw)
             except InvalidToken as exc:
                 spans.error(span, "invalid_token")
                 # The reason (which may name what was expected) is the audit event's.

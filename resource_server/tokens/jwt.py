@@ -84,6 +84,8 @@ class JWTVerifier:
         self.issuer = issuer
         self.issuer_org = issuer_org
         self.audiences = audiences
+        # The configured strings, shared by every cached token's claims in place of equal copies.
+        self._shared = {value: value for value in (issuer, *audiences)}
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway
         self.max_token_bytes = max_token_bytes
@@ -120,21 +122,33 @@ class JWTVerifier:
 
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` and return what it says; raise :class:`InvalidToken` otherwise."""
+        digest = hashlib.sha256(self._bounded(token).encode("utf-8", "surrogatepass")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached
+        verified = self._verified(token)
+        self._cache.put(digest, verified, verified.expires_at)
+        return verified
+
+    def verify_uncached(self, token: str) -> VerifiedToken:
+        """:meth:`verify` without this verifier's cache, neither read nor filled: for a caller
+        that keeps what it verified itself (the guard, under the ``Authorization`` value), so a
+        token is remembered once, not twice, and costs no SHA-256 of its text."""
+        return self._verified(self._bounded(token))
+
+    def _bounded(self, token: str) -> str:
         if not isinstance(token, str):
             raise InvalidToken("the token must be a string")
         if len(token) > self.max_token_bytes:  # before any hashing, base64 or JSON work
             raise InvalidToken("the token is too large")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        cached = self._cache.get(digest)
-        if cached is not None:
-            return cached
+        return token
+
+    def _verified(self, token: str) -> VerifiedToken:
         try:
-            verified = self._verify(token)
+            return self._verify(token)
         except (InvalidToken, VerificationUnavailable) as exc:
             exc.issuer = self.issuer  # which configured issuer refused it, for telemetry
             raise
-        self._cache.put(digest, verified, verified.expires_at)
-        return verified
 
     def _verify(self, token: str) -> VerifiedToken:
         header_b64, payload_b64, signature_b64 = split_compact(token)
@@ -211,7 +225,12 @@ class JWTVerifier:
                 "the token issuer is not accepted",
                 reason=f"the token issuer {received} is not the expected {loggable(self.issuer)}",
             )
-        self._check_audience(claims.get("aud"))
+        aud = claims.get("aud")
+        self._check_audience(aud)
+        # Equal to ours, so kept as ours: one string for every cached token, not one copy each.
+        claims["iss"] = self.issuer
+        if type(aud) is str:
+            claims["aud"] = self._shared.get(aud, aud)
         subject = string_claim(claims, "sub", required=True)
         org = org_of(claims, self.org_claim, self.issuer_org)
         client_id = string_claim(claims, "client_id", required=False)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from opentelemetry import trace
 
+from policy import Roles, ScopeMap
+from resource_server.guard import Denial, Granted, Guard
 from resource_server.telemetry import spans
+from resource_server.tokens import JWTVerifier
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, es256, jwks
+
+SIGNER = es256("cold-path")
+ROLES = Roles({"member": ["project:read"]})
+SCOPE_MAP = ScopeMap({"GET": "project:read"})
 
 
 def test_no_span_is_made_when_no_tracer_would_record_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,3 +25,43 @@ def test_no_span_is_made_when_no_tracer_would_record_it(monkeypatch: pytest.Monk
     with spans.span("resource_server.token.verify") as current:
         assert current is None
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+def _guard(clock: FakeClock) -> tuple[Guard, JWTVerifier]:
+    verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(SIGNER), clock=clock)
+    return Guard(verifier=verifier, roles=ROLES, membership=lambda subject, org: "member"), verifier
+
+
+def _authorize(guard: Guard, header: str) -> Granted | Denial:
+    return guard.authorize(
+        authorization=header, token_elsewhere=False, method="GET", scope_map=SCOPE_MAP, org="acme"
+    )
+
+
+def test_a_verified_token_is_kept_once_by_the_guard_not_twice() -> None:
+    """The guard keeps what it verified under the Authorization value; the verifier's own cache
+    (keyed by the token's SHA-256) would hold the same token a second time."""
+    guard, verifier = _guard(FakeClock(NOW))
+    assert type(_authorize(guard, f"Bearer {SIGNER.token(now=NOW)}")) is Granted
+    assert len(guard._credentials) == 1
+    assert len(verifier._cache) == 0
+
+
+@pytest.mark.parametrize("spelling", ["bearer {token}", "BEARER  {token}", " Bearer {token}\t"])
+def test_another_spelling_is_parsed_then_answered_from_the_one_entry(spelling: str) -> None:
+    clock = FakeClock(NOW)
+    guard, _ = _guard(clock)
+    raw = SIGNER.token(now=NOW)
+    assert type(_authorize(guard, spelling.format(token=raw))) is Granted
+    assert list(guard._credentials._entries) == [f"Bearer {raw}"]  # kept canonically, once
+    assert type(_authorize(guard, f"Bearer {raw}")) is Granted
+    assert type(_authorize(guard, spelling.format(token=raw))) is Granted
+    assert len(guard._credentials) == 1
+    # From its exp on the cache answers for no spelling: the token is verified again (the
+    # verifier's leeway still accepts it for 30 s) and not kept; past the leeway, refused.
+    clock.now = SIGNER.claims(NOW)["exp"]
+    assert type(_authorize(guard, spelling.format(token=raw))) is Granted
+    assert len(guard._credentials) == 0
+    clock.advance(30)
+    assert type(_authorize(guard, spelling.format(token=raw))) is Denial
+    assert type(_authorize(guard, f"Bearer {raw}")) is Denial
