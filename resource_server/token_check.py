@@ -9,6 +9,7 @@ request, cached token or not, by the guard itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from .expiring import ExpiringCache
 from .granted import Credential
 from .telemetry import spans
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+from .tokens.errors import WouldWait
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -50,19 +52,24 @@ class TokenCheck:
         self.refusals = refusals
         self._credentials = credentials
         # The guard keeps each verified token once, under its Authorization value: a verifier
-        # that can skip its own cache is asked to (one entry per token, not two).
-        self._verify_token: Callable[[str], VerifiedToken] = (
-            getattr(verifier, "verify_uncached", None) or verifier.verify
+        # that can skip its own cache is asked to (one entry per token, not two). Only such a
+        # verifier (the library's JWT ones) can be told not to wait; any other may, always.
+        uncached = getattr(verifier, "verify_uncached", None)
+        self._verify_token: Callable[[str], VerifiedToken] = uncached or verifier.verify
+        self._verify_now: Callable[[str], VerifiedToken] | None = (
+            functools.partial(uncached, wait=False) if uncached is not None else None
         )
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
         )
 
     def verified(
-        self, authorization: str | None, token_elsewhere: bool
+        self, authorization: str | None, token_elsewhere: bool, wait: bool = True
     ) -> tuple[Credential, str] | Denial | None:
         """Parse and verify a token the cache does not hold: (credential, raw token); None when
-        the request carries no token. A credential is cached under its ``Authorization`` value."""
+        the request carries no token. A credential is cached under its ``Authorization`` value.
+        ``wait=False``: :class:`~resource_server.tokens.errors.WouldWait` rather than any wait
+        on the network (a key-set fetch, discovery, introspection, a verifier of the app's)."""
         try:
             found = access_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
@@ -106,7 +113,13 @@ class TokenCheck:
                 cached = None
             if cached is not None:
                 return cached, raw
-        token = self._verify(self._verify_token, raw, dpop=scheme == "DPoP")
+        if wait:
+            verify = self._verify_token
+        elif self._verify_now is not None:
+            verify = self._verify_now
+        else:
+            raise WouldWait("a verifier that cannot be told not to wait")
+        token = self._verify(verify, raw, dpop=scheme == "DPoP")
         if type(token) is Denial:
             return token
         jkt = bound_key(token)
@@ -143,6 +156,8 @@ class TokenCheck:
             except VerificationUnavailable as exc:
                 spans.error(span, "temporarily_unavailable")
                 return self.refusals.unavailable(exc)
+            except WouldWait:  # no answer: the caller verifies again where it may wait
+                raise
             except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
                 spans.error(span, "invalid_token")
                 log.exception("unexpected error while verifying a token")

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import InvalidToken, loggable
+from .errors import InvalidToken, WouldWait, loggable
 from .jws import json_object
 from .jwt import JWTVerifier
 from .verified import TokenVerifier, VerifiedToken
@@ -77,12 +77,16 @@ class TrustedIssuers:
         """Route ``token`` to its issuer's verifier and return what that verifier says."""
         return self._route(token).verify(token)
 
-    def verify_uncached(self, token: str) -> VerifiedToken:
+    def verify_uncached(self, token: str, *, wait: bool = True) -> VerifiedToken:
         """:meth:`verify` without the JWT verifiers' caches (the guard keeps what it verified);
-        an opaque token's introspection answer is still cached, as it costs a round trip."""
+        an opaque token's introspection answer is still cached, as it costs a round trip.
+        ``wait=False``: :class:`WouldWait` rather than any fetch or introspection call."""
         verifier = self._route(token)
-        uncached = getattr(verifier, "verify_uncached", None)
-        return uncached(token) if uncached is not None else verifier.verify(token)
+        if isinstance(verifier, JWTVerifier):
+            return verifier.verify_uncached(token, wait=wait)
+        if not wait:
+            raise WouldWait("an opaque token is verified by introspection")
+        return verifier.verify(token)
 
     def _route(self, token: str) -> TokenVerifier:
         """The verifier of ``token``'s issuer (introspection for an opaque token)."""
