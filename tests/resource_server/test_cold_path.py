@@ -65,3 +65,16 @@ def test_another_spelling_is_parsed_then_answered_from_the_one_entry(spelling: s
     clock.advance(30)
     assert type(_authorize(guard, spelling.format(token=raw))) is Denial
     assert type(_authorize(guard, f"Bearer {raw}")) is Denial
+
+
+def test_cached_tokens_share_their_claim_names_and_the_configured_iss_and_aud() -> None:
+    """What every token repeats is kept once, not once per cached token; the values read the same."""
+    guard, verifier = _guard(FakeClock(NOW))
+    first, second = (_authorize(guard, f"Bearer {SIGNER.token(now=NOW)}") for _ in range(2))
+    assert type(first) is Granted and type(second) is Granted
+    assert first.token is not None and second.token is not None
+    a, b = first.token.claims, second.token.claims
+    assert a["iss"] == ISSUER and a["aud"] == AUDIENCE
+    assert a["iss"] is b["iss"] is verifier.issuer
+    assert a["aud"] is b["aud"]
+    assert all(x is y for x, y in zip(sorted(a), sorted(b), strict=True))
