@@ -22,9 +22,10 @@ lists every metric, attribute and value.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -99,32 +100,48 @@ def method_attribute(method: str | None) -> str | None:
 
 class Tally:
     """Counts per attribute set, kept in this process and reported (cumulative) through an
-    observable counter: :meth:`add` costs a lock and a dict update, no SDK call. Thread-safe."""
+    observable counter: :meth:`add` costs a dict lookup and one step of a C counter, no lock and
+    no SDK call (a locked update cost about 1 µs, as much as the guard's whole warm path).
+    Thread-safe: a step of ``itertools.count`` is atomic, and a reading is one more step, so
+    readings are counted and subtracted."""
 
-    __slots__ = ("_attributes", "_counts", "_lock", "names")
+    __slots__ = ("_attributes", "_counters", "_lock", "_readings", "names")
 
     def __init__(self, *names: str) -> None:
         self.names = names
-        self._counts: dict[tuple[Any, ...], int] = {}
+        self._counters: dict[tuple[Any, ...], Iterator[int]] = {}
+        self._readings: dict[tuple[Any, ...], int] = {}  # steps taken by snapshots, per key
         self._attributes: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
     def add(self, key: tuple[Any, ...], amount: int = 1) -> None:
         """Count ``amount`` for the attribute values ``key`` (in the order of ``names``; None
         leaves an attribute out)."""
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counter(key)
+        for _ in range(amount):
+            next(counter)
+
+    def _counter(self, key: tuple[Any, ...]) -> Iterator[int]:
+        """The counter of a key seen for the first time (the overflow's past ``MAX_SERIES``)."""
         with self._lock:
-            counts = self._counts
-            if key in counts:
-                counts[key] += amount
-            elif len(counts) < MAX_SERIES:
-                counts[key] = amount
-            else:
-                counts[_OVERFLOW_KEY] = counts.get(_OVERFLOW_KEY, 0) + amount
+            counters = self._counters
+            if key not in counters and len(counters) >= MAX_SERIES:
+                key = _OVERFLOW_KEY
+            if key not in counters:
+                self._readings[key] = 0
+                counters[key] = itertools.count()
+            return counters[key]
 
     def snapshot(self) -> list[tuple[int, Mapping[str, Any]]]:
         """Every count so far with its attributes."""
         with self._lock:
-            items = list(self._counts.items())
+            items = []
+            for key, counter in list(self._counters.items()):
+                readings = self._readings[key]
+                items.append((key, next(counter) - readings))  # steps so far: adds and readings
+                self._readings[key] = readings + 1
         return [(count, self._attributes_of(key)) for key, count in items]
 
     def total(self, **attributes: Any) -> int:

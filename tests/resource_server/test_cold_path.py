@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from opentelemetry import trace
 
 from policy import Roles, ScopeMap
 from resource_server.guard import Denial, Granted, Guard
 from resource_server.telemetry import spans
+from resource_server.telemetry.metrics import MAX_SERIES, OVERFLOW, Tally
 from resource_server.tokens import JWTVerifier
+from tests.otel import recording
 from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, es256, jwks
 
 SIGNER = es256("cold-path")
@@ -78,3 +82,49 @@ def test_cached_tokens_share_their_claim_names_and_the_configured_iss_and_aud() 
     assert a["iss"] is b["iss"] is verifier.issuer
     assert a["aud"] is b["aud"]
     assert all(x is y for x, y in zip(sorted(a), sorted(b), strict=True))
+
+
+def test_a_tally_counts_exactly_while_threads_add_and_readers_read() -> None:
+    """The per-request counters take no lock (a locked update cost as much as the guard's warm
+    path): every step is counted once, and reading never adds to a count."""
+    tally = Tally("result")
+    per_thread = 20_000
+
+    def add() -> None:
+        for _ in range(per_thread):
+            tally.add(("success",))
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        tally.snapshot()
+    for thread in threads:
+        thread.join()
+    assert tally.snapshot() == [(4 * per_thread, {"result": "success"})]
+    assert tally.snapshot() == [(4 * per_thread, {"result": "success"})]
+    assert tally.total(result="success") == 4 * per_thread
+
+
+def test_a_tally_folds_series_past_its_limit_into_the_overflow() -> None:
+    tally = Tally("route")
+    for n in range(MAX_SERIES + 5):
+        tally.add((f"/r{n}",))
+    tally.add(("/r0",))
+    counts = {tuple(attributes.items()): count for count, attributes in tally.snapshot()}
+    assert counts[(("route", "/r0"),)] == 2
+    assert counts[((OVERFLOW, True),)] == 5
+    assert len(counts) == MAX_SERIES + 1
+
+
+def test_the_guard_counts_reach_the_meter_provider_and_reading_changes_none() -> None:
+    with recording() as recorded:
+        guard, _ = _guard(FakeClock(NOW))
+        header = f"Bearer {SIGNER.token(now=NOW)}"
+        for _ in range(3):
+            assert type(_authorize(guard, header)) is Granted
+        for _ in range(2):  # a second collection reports the same cumulative counts
+            assert recorded.points("resource_server.token_cache.hits") == {frozenset(): 2}
+            assert recorded.points("resource_server.token_cache.misses") == {frozenset(): 1}
+            (attempts,) = recorded.points("resource_server.authorization.attempts").values()
+            assert attempts == 3
