@@ -59,9 +59,10 @@ def span(
     if tracer is None or _idle(tracer):
         return _NO_SPAN
     kind = _api.SpanKind.CLIENT if client else _api.SpanKind.INTERNAL
-    return tracer.start_as_current_span(  # type: ignore[no-any-return]
+    current: AbstractContextManager[Any] = tracer.start_as_current_span(
         name, kind=kind, attributes=dict(attributes or {}), record_exception=False
     )
+    return current
 
 
 _NO_SPAN: AbstractContextManager[None] = nullcontext()
