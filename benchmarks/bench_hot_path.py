@@ -19,8 +19,11 @@ round by round so machine noise hits every case alike:
   SHA-256) verification of a token's signing input.
 
 Printed: each case's cost, its ratio to its bare reference, and for cold cases the extra over
-bare divided by the verification floor of the same algorithm; and the warm delegated and
-step-up cases against the warm bearer case (their ratios divided, round by round).
+bare divided by the verification floor of the same algorithm (ES256, RS256, EdDSA); the warm
+delegated and step-up cases against the warm bearer case (their ratios divided, round by
+round); every target of the hot path beside its value in this run, met or not, with the count of
+strictness tests that hold the line; and where a cold request's time goes, measured inside real
+requests through Flask, the WSGI and the ASGI middleware (``bench_cold_attribution.py``).
 
 Then, in a fresh interpreter whose import system refuses ``opentelemetry``, the bare view and the
 warm case again (``--no-otel-api``): the warm extra with the API really absent.
@@ -59,7 +62,7 @@ from jwt.utils import der_to_raw_signature, raw_to_der_signature
 from resource_server.client import DPoPKey
 from resource_server.tokens import JWTVerifier
 from resource_server.wsgi import BearerMiddleware
-from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks, rs256
+from tests.support import AUDIENCE, ISSUER, Signer, eddsa, es256, jwks, rs256
 
 PATH = "/orgs/acme/projects"
 # The same roles, membership and scope map as the shared app's.
@@ -234,6 +237,8 @@ def verification_floor(signer: Signer) -> Callable[[], None]:
         der = raw_to_der_signature(signature, ec.SECP256R1())
         assert der_to_raw_signature(der, ec.SECP256R1()) == signature
         return lambda: public.verify(der, data, ec.ECDSA(hashes.SHA256()))
+    if signer.algorithm == "EdDSA":
+        return lambda: public.verify(signature, data)
     return lambda: public.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
 
 
@@ -274,71 +279,6 @@ def best_of(one: Callable[[], object], number: int, repeat: int = 7) -> float:
     return best
 
 
-def attribution(signer: Signer, number: int) -> list[tuple[str, float]]:
-    """Each stage of a protected request timed on its own, in a loop (hot CPU caches), using the
-    library's own functions: where the microseconds over the bare view go."""
-    from policy import ScopeMap
-    from resource_server.credentials import bearer_token
-    from resource_server.guard import Granted, Guard
-    from resource_server.tokens.jws import b64decode, json_object, split_compact
-
-    guard = Guard(verifier=verifier((signer,)), roles=ROLES, membership=membership, actors=apps.ACTORS)
-    scope_map, step_up = ScopeMap(SCOPES), ScopeMap(apps.STEP_UP)
-    tokens = [signer.token(now=int(time.time())) for _ in range(number * 8 + 1)]
-    warm = f"Bearer {tokens[-1]}"
-    delegated = f"Bearer {signer.token(now=int(time.time()), act=apps.ACT)}"
-    stepped = f"Bearer {signer.token(now=int(time.time()), acr='mfa', auth_time=int(time.time()))}"
-
-    def warm_guard(header: str, scopes: ScopeMap) -> Callable[[], object]:
-        return lambda: guard.authorize(
-            authorization=header, token_elsewhere=False, method="GET", scope_map=scopes, org="acme"
-        )
-
-    for header, scopes in ((warm, scope_map), (delegated, scope_map), (stepped, step_up)):
-        if type(warm_guard(header, scopes)()) is not Granted:
-            raise RuntimeError("the guard refused a benchmark token")
-    token = tokens[0]
-    header_b64, payload_b64, signature_b64 = split_compact(token)
-    checker = guard.verifier
-    key = checker._key_for(checker._checked_header(header_b64), None)
-    signing_input, signature = f"{header_b64}.{payload_b64}".encode(), b64decode(signature_b64)
-    claims = json_object(payload_b64, "payload")
-    fresh = iter(tokens)
-    stages = [
-        ("guard, warm: cached header → grant → decide", best_of(warm_guard(warm, scope_map), number * 10)),
-        (
-            "guard, warm, delegated (one act, a ceiling)",
-            best_of(warm_guard(delegated, scope_map), number * 10),
-        ),
-        ("guard, warm, acr/max_age requirement", best_of(warm_guard(stepped, step_up), number * 10)),
-        ("Authorization parsing (RFC 6750 §2.1)", best_of(lambda: bearer_token(warm), number * 10)),
-        (
-            "compact split, header (checked once), key",
-            best_of(
-                lambda: checker._key_for(checker._checked_header(split_compact(token)[0]), None), number * 10
-            ),
-        ),
-        ("signature: the cryptography floor", best_of(verification_floor(signer), number)),
-        (
-            "signature: our call into cryptography",
-            best_of(lambda: key.verify(signing_input, signature), number),
-        ),
-        (
-            "payload: base64url + strict JSON",
-            best_of(lambda: json_object(payload_b64, "payload"), number * 10),
-        ),
-        (
-            "claims: types, times, iss, aud, identifiers, scope",
-            best_of(lambda: checker._claims(dict(claims)), number * 10),
-        ),
-        (
-            "whole verify, new token (with its cache)",
-            best_of(lambda: checker.verify(next(fresh)), number, repeat=7),
-        ),
-    ]
-    return stages
-
-
 def dpop_attribution(number: int) -> list[tuple[str, float]]:
     """Where a DPoP request's time goes beyond the warm bearer path, each stage in a loop."""
     from resource_server.credentials import request_url
@@ -368,23 +308,6 @@ def dpop_attribution(number: int) -> list[tuple[str, float]]:
     ]
 
 
-def floor_after_request(app: Callable[..., Any], signer: Signer, number: int) -> float:
-    """The same bare verification, timed right after a bare Flask request each time: what the
-    signature costs when a request has just filled the CPU caches with other work."""
-    request = caller(app, "/bare" + PATH, same_token(signer))
-    floor = verification_floor(signer)
-    best = float("inf")
-    for _ in range(7):
-        spent = 0.0
-        for _ in range(number):
-            request()
-            start = time.perf_counter()
-            floor()
-            spent += time.perf_counter() - start
-        best = min(best, spent / number)
-    return best
-
-
 def memory_per_entry(count: int = 4096) -> float:
     """Bytes each verified token costs in the guard's and the verifier's caches together: the
     growth in traced memory after ``count`` distinct tokens, over ``count``."""
@@ -397,16 +320,18 @@ def memory_per_entry(count: int = 4096) -> float:
     signer = es256("memory")
     guard = Guard(verifier=verifier((signer,)), roles=ROLES, membership=membership, cache_size=count)
     scope_map = ScopeMap(SCOPES)
-    headers = [f"Bearer {signer.token(now=int(time.time()))}" for _ in range(count)]
+    tokens = [signer.token(now=int(time.time())) for _ in range(count)]
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    for header in headers:
+    for token in tokens:
+        # The header as a server builds it, while tracing: a cache that keeps it is charged for it.
+        header = "Bearer " + token
         guard.authorize(
             authorization=header, token_elsewhere=False, method="GET", scope_map=scope_map, org="acme"
         )
-    del header
-    headers.clear()  # what stays is what the caches keep (the header text included)
+    del header, token
+    tokens.clear()  # what stays is what the caches keep (the header text included)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -558,7 +483,98 @@ def floor_of(name: str) -> str | None:
         return "floor: ECDSA P-256 verification"
     if "cold RS256" in name:
         return "floor: RSA-2048 verification"
+    if "cold EdDSA" in name:
+        return "floor: Ed25519 verification"
     return None
+
+
+def strictness_tests() -> int:
+    """How many hostile-input tests guard the strictness these figures must not trade away:
+    the tests under tests/adversarial, and the DPoP proof and guard-cache tests."""
+    root = Path(__file__).resolve().parents[1] / "tests"
+    files = [
+        *sorted((root / "adversarial").glob("test_*.py")),
+        root / "resource_server" / "test_dpop_guard.py",
+        root / "resource_server" / "test_guard_cache.py",
+        root / "resource_server" / "test_cold_path.py",
+    ]
+    return sum(f.read_text(encoding="utf-8").count("\ndef test_") for f in files if f.exists())
+
+
+def targets(samples: dict[str, list[float]], memory: float) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for every target of the hot path, from this run's samples."""
+
+    def median(values: Iterator[float]) -> float:
+        return statistics.median(values)
+
+    def per_round(name: str) -> list[float]:
+        return samples[name]
+
+    ecdsa = per_round("floor: ECDSA P-256 verification")
+    rows: list[tuple[str, str, bool]] = []
+
+    def over_floor(name: str, floor: list[float]) -> float:
+        bare = per_round(reference_of(name))
+        return median((t - b) / f for t, b, f in zip(per_round(name), bare, floor, strict=True))
+
+    for name in ("WSGI: BearerMiddleware, cold ES256", "Flask: @rs.require, cold ES256"):
+        value = over_floor(name, ecdsa)
+        rows.append((f"{name}: extra ÷ ECDSA floor ≤ 1.5", f"{value:.2f}", value <= 1.5))
+    for adapter in ("WSGI: BearerMiddleware", "Flask: @rs.require"):
+        for algorithm, floor_name in (
+            ("ES256", "floor: ECDSA P-256 verification"),
+            ("RS256", "floor: RSA-2048 verification"),
+            ("EdDSA", "floor: Ed25519 verification"),
+        ):
+            name, floor = f"{adapter}, cold {algorithm}", per_round(floor_name)
+            bare = per_round(reference_of(name))
+            value = median(
+                (t - b - f) / e for t, b, f, e in zip(per_round(name), bare, floor, ecdsa, strict=True)
+            )
+            rows.append((f"{name}: (extra - its floor) ÷ ECDSA floor ≤ 0.5", f"{value:.2f}", value <= 0.5))
+    warm = median(
+        t / b
+        for t, b in zip(per_round("Flask: @rs.require, warm"), per_round("Flask: bare view"), strict=True)
+    )
+    rows.append(("Flask: @rs.require, warm ÷ bare view ≤ 1.05", f"{warm:.3f}", warm <= 1.05))
+    flask_extra = median(
+        t - b
+        for t, b in zip(per_round("Flask: @rs.require, warm"), per_round("Flask: bare view"), strict=True)
+    )
+    middleware_extra = median(
+        t - b
+        for t, b in zip(per_round("WSGI: BearerMiddleware, warm"), per_round("WSGI: bare app"), strict=True)
+    )
+    rows.append(
+        (
+            "warm extra, Flask ≤ middleware + 1 µs",
+            f"{flask_extra * 1e6:.2f} vs {middleware_extra * 1e6:.2f} µs",
+            flask_extra <= middleware_extra + 1e-6,
+        )
+    )
+    dpop = over_floor("DPoP app: @rs.require, warm token, new proof", ecdsa)
+    rows.append(("DPoP, warm token + new ES256 proof: extra ÷ ECDSA floor ≤ 1.5", f"{dpop:.2f}", dpop <= 1.5))
+    post = "floor: one loopback POST to the endpoint"
+    introspection = median(
+        (t - b) / p
+        for t, b, p in zip(
+            per_round("Introspection app: @rs.require, cold (one call)"),
+            per_round("Introspection app: bare view"),
+            per_round(post),
+            strict=True,
+        )
+    )
+    rows.append(
+        (
+            "introspection, new opaque token: extra ÷ one loopback POST ≤ 1.25",
+            f"{introspection:.2f}",
+            introspection <= 1.25,
+        )
+    )
+    rows.append(
+        ("memory per cached token ≤ 1,536 B (header text included)", f"{memory:,.0f} B", memory <= 1536)
+    )
+    return rows
 
 
 def main() -> None:
@@ -573,8 +589,8 @@ def main() -> None:
         warm_only(number, rounds)
         return
     needed = number * rounds + 10
-    es, rs = es256(), rs256()
-    signers = (es, rs)
+    es, rs, ed = es256(), rs256(), eddsa()
+    signers = (es, rs, ed)
     endpoint = apps.IntrospectionEndpoint(AUDIENCE)
     app, wrapped = flask_app(signers).wsgi_app, middleware(signers)
     cases = {
@@ -582,6 +598,7 @@ def main() -> None:
         "Flask: @rs.require, warm": caller(app, "/rs" + PATH, same_token(es)),
         "Flask: @rs.require, cold ES256": caller(app, "/rs" + PATH, fresh_tokens(es, needed)),
         "Flask: @rs.require, cold RS256": caller(app, "/rs" + PATH, fresh_tokens(rs, needed)),
+        "Flask: @rs.require, cold EdDSA": caller(app, "/rs" + PATH, fresh_tokens(ed, needed)),
         "Flask: @rs.require, delegated, warm": caller(app, "/rs" + PATH, same_token(es, act=apps.ACT)),
         "Flask: @rs.require, delegated, cold ES256": caller(
             app, "/rs" + PATH, fresh_tokens(es, needed, act=apps.ACT)
@@ -594,10 +611,13 @@ def main() -> None:
         "WSGI: bare app": caller(plain_app, PATH, same_token(es)),
         "WSGI: BearerMiddleware, warm": caller(wrapped, PATH, same_token(es)),
         "WSGI: BearerMiddleware, cold ES256": caller(wrapped, PATH, fresh_tokens(es, needed)),
+        "WSGI: BearerMiddleware, cold RS256": caller(wrapped, PATH, fresh_tokens(rs, needed)),
+        "WSGI: BearerMiddleware, cold EdDSA": caller(wrapped, PATH, fresh_tokens(ed, needed)),
         **dpop_cases(es, needed),
         **introspection_cases(endpoint.url, needed),
         "floor: ECDSA P-256 verification": verification_floor(es),
         "floor: RSA-2048 verification": verification_floor(rs),
+        "floor: Ed25519 verification": verification_floor(ed),
     }
     states = telemetry_states()
 
@@ -625,35 +645,34 @@ def main() -> None:
             extra = statistics.median((t - b) / f for t, b, f in zip(times, bare, floor, strict=True))
             over = f"{extra:>13.2f}x"
         print(f"{name:<42} {results[name] * 1e6:>9.1f} {ratio:>8} {over:>14}")
-    flask_bare = results["Flask: bare view"]
-    print()
-    print("where the time goes, each stage alone in a loop (µs):")
-    for signer, cold in ((es, "Flask: @rs.require, cold ES256"), (rs, "Flask: @rs.require, cold RS256")):
-        print(
-            f"  {signer.algorithm}: cold extra over bare in a request {(results[cold] - flask_bare) * 1e6:.1f}"
-        )
-        for stage, seconds in attribution(signer, max(number // 5, 20)):
-            print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
-        after = floor_after_request(app, signer, max(number // 5, 20))
-        print(f"    {'the cryptography floor, right after a bare request':<52} {after * 1e6:>7.2f}")
-    dpop_extra = results["DPoP app: @rs.require, warm token, new proof"] - results["DPoP app: bare view"]
-    print(f"  DPoP, warm token and a new ES256 proof: extra over bare in a request {dpop_extra * 1e6:.1f}")
-    for stage, seconds in dpop_attribution(max(number // 5, 20)):
-        print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
     warm = samples["Flask: @rs.require, warm"]
     for name in ("Flask: @rs.require, delegated, warm", "Flask: @rs.require, acr/max_age, warm"):
         relative = statistics.median(t / w for t, w in zip(samples[name], warm, strict=True))
         print(f"  {name.removeprefix('Flask: @rs.require, ')} ÷ the warm bearer case: {relative:.4f}x")
-    warm_extra = results["Flask: @rs.require, warm"] - flask_bare
+    memory = memory_per_entry(512 if args.quick else 4096)
     print(
-        f"  warm extra over bare in a request: Flask {warm_extra * 1e6:.2f}, "
-        f"middleware {(results['WSGI: BearerMiddleware, warm'] - results['WSGI: bare app']) * 1e6:.2f}"
+        f"\ntargets (this run; {strictness_tests()} hostile-token, hostile-proof and cache tests hold the line):"
     )
+    for target, measured, met in targets(samples, memory):
+        print(f"  {'met    ' if met else 'NOT MET'} {target:<66} {measured}")
     print_telemetry(samples, args.quick)
-    print(
-        f"\nmemory: {memory_per_entry(512 if args.quick else 4096):.0f} bytes per cached token "
-        "(guard and verifier caches together, header text included)"
-    )
+    print("\nwhere a cold request's time goes, inside real requests (benchmarks/bench_cold_attribution.py):")
+    import asyncio
+
+    import bench_cold_attribution
+
+    loop = asyncio.new_event_loop()
+    try:
+        for signer in (es, rs):
+            for line in bench_cold_attribution.report(
+                signer, max(number // 2, 20), max(rounds // 5, 2), loop
+            ):
+                print(f"  {line}")
+    finally:
+        loop.close()
+    print("\nDPoP, each stage alone in a loop (µs):")
+    for stage, seconds in dpop_attribution(max(number // 5, 20)):
+        print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
 
 
 if __name__ == "__main__":

@@ -124,6 +124,8 @@ def assemble_access(
         token = None if token is None else hierarchy.expand(token)
         ceiling = None if ceiling is None else hierarchy.expand(ceiling)
     scopes = role if token is None else role & token
+    if scopes == token:  # the token asks no more than the role holds: its own set, not a copy
+        scopes = token
     return Access(
         subject=subject,
         org=request_org if request_org is not None else token_org,

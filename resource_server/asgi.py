@@ -12,9 +12,11 @@ request's ``scope["state"]`` under ``resource_server_access`` and ``resource_ser
         "/me": Route({"GET": "profile:read"}, org=None),                      # no org in the URL
     })
 
-It runs on the event loop: a token already verified is decided there, with no thread hop; a new
-token is verified in a worker thread (:class:`~resource_server.async_guard.AsyncGuard`), so a slow
-authorization server stalls only the requests that wait for it. ``membership`` may be a
+It runs on the event loop: a token already verified is decided there, with no thread hop, and so
+is a new token whose keys are in hand; one whose verification may wait on the network (a key-set
+fetch, discovery, introspection) is verified in a worker thread
+(:class:`~resource_server.async_guard.AsyncGuard`), so a slow authorization server stalls only the
+requests that wait for it. ``membership`` may be a
 coroutine function, and should be one if it does I/O.
 """
 

@@ -2,10 +2,12 @@
 :class:`~resource_server.guard.Guard`, awaited where they may wait.
 
 A token the cache holds is checked on the event loop, with no thread hop: a dict lookup, the
-membership call and the decision. Anything that may wait on the network (verifying a new token:
-a JWKS refresh, discovery, introspection; a DPoP proof checked against a shared replay cache)
-runs in a worker thread, so one slow authorization server does not stall every other request on
-the loop. ``membership`` may be a plain function or a coroutine function (give a coroutine
+membership call and the decision. So is a new token whose verification cannot wait: its keys in
+hand (a JWK Set held in memory, or fetched and fresh and holding its ``kid``), and a DPoP proof
+checked against memory; that is a signature, as long as a thread hop, which would only add to it.
+Anything that may wait on the network (a JWKS fetch, discovery, introspection, a verifier of the
+application's, a DPoP proof checked against a shared replay cache) runs in a worker thread, so
+one slow authorization server does not stall every other request on the loop. ``membership`` may be a plain function or a coroutine function (give a coroutine
 function if it does I/O: a plain one runs on the loop).
 """
 
@@ -21,6 +23,7 @@ from .denials import Denial
 from .dpop import DPoPRequest
 from .guard import Credential, Granted, Guard
 from .state import MemoryReplayCache
+from .tokens.errors import WouldWait
 
 __all__ = ["AsyncGuard", "run_in_thread"]
 
@@ -64,12 +67,19 @@ class AsyncGuard:
     async def credential(
         self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None = None
     ) -> Credential | Denial | None:
-        """:meth:`Guard.credential`, on the loop for a cached token, in a thread otherwise."""
+        """:meth:`Guard.credential`, on the loop when nothing can wait: a cached token, or a new
+        one whose keys are in hand (no key-set fetch, discovery or introspection call) with, for
+        a DPoP request, a proof checked against memory; in a worker thread otherwise."""
         guard = self.guard
         if authorization is not None and not token_elsewhere:
             cached = guard.cached(authorization)
             if cached is not None and (cached.jkt is None or not self._proof_waits):
                 return guard.proved(cached, authorization[5:] if cached.jkt else "", dpop)
+        if dpop is None or not self._proof_waits:
+            try:
+                return guard.credential(authorization, token_elsewhere, dpop, wait=False)
+            except WouldWait:
+                pass
         result: Credential | Denial | None = await run_in_thread(
             guard.credential, authorization, token_elsewhere, dpop
         )

@@ -190,16 +190,22 @@ class Guard:
             return None
 
     def credential(
-        self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None = None
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        dpop: DPoPRequest | None = None,
+        wait: bool = True,
     ) -> Credential | Denial | None:
         """The request's verified access token, from the cache or verified now (which may wait on
         the network: JWKS, discovery, introspection), its DPoP proof checked; None when the
-        request carries no token (a viewer context or a session may stand in)."""
+        request carries no token (a viewer context or a session may stand in). ``wait=False``:
+        :class:`~resource_server.tokens.errors.WouldWait` rather than a wait on the network for
+        the token (the proof's replay cache is the caller's to judge)."""
         if authorization is not None and not token_elsewhere:
             cached = self.cached(authorization)
             if cached is not None:  # a bound token is cached under "DPoP <token>" only
                 return self.proved(cached, authorization[5:] if cached.jkt is not None else "", dpop)
-        found = self._token_check.verified(authorization, token_elsewhere)
+        found = self._token_check.verified(authorization, token_elsewhere, wait)
         if found is None or type(found) is Denial:
             return found
         credential, raw = found

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from itertools import accumulate
 from typing import Any
 
@@ -28,15 +28,21 @@ _STEP = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 
 
 def strict_json_decoder(
-    duplicate: Callable[[], Exception], constant: Callable[[], Exception]
+    duplicate: Callable[[], Exception],
+    constant: Callable[[], Exception],
+    names: Iterable[str] = (),
 ) -> json.JSONDecoder:
     """A JSON decoder that raises ``duplicate()`` for an object with a repeated member name and
     ``constant()`` for ``NaN``/``Infinity`` and for numbers too large for a float (not JSON
     values, RFC 8259 §6). Build it once: ``json.loads``
-    with hooks constructs a new decoder on every call."""
+    with hooks constructs a new decoder on every call.
+
+    A member name among ``names`` comes back as that one shared string, not a new copy per
+    document: for objects that are kept (a cached token's claims), whose names repeat."""
+    shared = {name: name for name in names}
 
     def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result = dict(pairs)
+        result = {shared.get(name, name): value for name, value in pairs} if shared else dict(pairs)
         if len(result) != len(pairs):
             # RFC 7515 §5.2 / RFC 7519 §7.2 / RFC 8259 §4: parsers disagree about which of two
             # members counts, and that disagreement is an attack: refuse.

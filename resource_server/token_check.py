@@ -9,7 +9,9 @@ request, cached token or not, by the guard itself.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .credentials import MalformedCredentials, access_token
@@ -19,6 +21,7 @@ from .expiring import ExpiringCache
 from .granted import Credential
 from .telemetry import spans
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
+from .tokens.errors import WouldWait
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -48,15 +51,25 @@ class TokenCheck:
         self.dpop_required = dpop_required
         self.refusals = refusals
         self._credentials = credentials
+        # The guard keeps each verified token once, under its Authorization value: a verifier
+        # that can skip its own cache is asked to (one entry per token, not two). Only such a
+        # verifier (the library's JWT ones) can be told not to wait; any other may, always.
+        uncached = getattr(verifier, "verify_uncached", None)
+        self._verify_token: Callable[[str], VerifiedToken] = uncached or verifier.verify
+        self._verify_now: Callable[[str], VerifiedToken] | None = (
+            functools.partial(uncached, wait=False) if uncached is not None else None
+        )
         self._max_token_bytes = max(
             verifier.max_token_bytes, capabilities.max_token_bytes if capabilities else 0
         )
 
     def verified(
-        self, authorization: str | None, token_elsewhere: bool
+        self, authorization: str | None, token_elsewhere: bool, wait: bool = True
     ) -> tuple[Credential, str] | Denial | None:
         """Parse and verify a token the cache does not hold: (credential, raw token); None when
-        the request carries no token. A credential is cached under its ``Authorization`` value."""
+        the request carries no token. A credential is cached under its ``Authorization`` value.
+        ``wait=False``: :class:`~resource_server.tokens.errors.WouldWait` rather than any wait
+        on the network (a key-set fetch, discovery, introspection, a verifier of the app's)."""
         try:
             found = access_token(authorization, max_token_bytes=self._max_token_bytes)
         except MalformedCredentials as exc:
@@ -80,9 +93,33 @@ class TokenCheck:
             # live minutes and have their own verifier and clock: they are not cached here.
             if scheme != "Bearer":
                 return self.refusals.invalid_token("capability tokens are bearer tokens", dpop=True)
-            capability = self._verify(self.capabilities, raw)
+            capability = self._verify(self.capabilities.verify, raw)
             return capability if type(capability) is Denial else (Credential(capability, None), raw)
-        token = self._verify(self.verifier, raw, dpop=scheme == "DPoP")
+        # Canonical when nothing but one space parts the scheme, spelt so, from the token:
+        # then the request's own string is the key (no copy of the token is made to be kept).
+        canonical = (
+            authorization
+            if authorization is not None
+            and len(authorization) == len(scheme) + 1 + len(raw)
+            and authorization.startswith(scheme)
+            else f"{scheme} {raw}"
+        )
+        if canonical is not authorization:
+            # Another spelling ("bearer", padded) of a token the cache may hold under its
+            # canonical one: parsed strictly above, it is the same credential under that scheme.
+            try:
+                cached = self._credentials.get(canonical)
+            except Exception:  # a failing clock: verification fails the same way, as a 401
+                cached = None
+            if cached is not None:
+                return cached, raw
+        if wait:
+            verify = self._verify_token
+        elif self._verify_now is not None:
+            verify = self._verify_now
+        else:
+            raise WouldWait("a verifier that cannot be told not to wait")
+        token = self._verify(verify, raw, dpop=scheme == "DPoP", traced=wait)
         if type(token) is Denial:
             return token
         jkt = bound_key(token)
@@ -98,20 +135,21 @@ class TokenCheck:
                 token=token
             )
         credential = Credential(token, jkt)
-        if authorization == f"{scheme} {raw}":
-            # Only the canonical spelling is kept: "bearer x", padded or folded forms are parsed
-            # and verified (from the verifier's own cache) each time, so one token cannot fill
-            # the cache with its spellings, nor an entry grow past the token's own size limit.
-            self._credentials.put(authorization, credential, token.expires_at)
+        # Kept under the canonical spelling only: "bearer x", padded or folded forms are parsed
+        # each time and then find it there, so one token cannot fill the cache with its
+        # spellings, nor an entry grow past the token's own size limit.
+        self._credentials.put(canonical, credential, token.expires_at)
         return credential, raw
 
     def _verify(
-        self, verifier: TokenVerifier | CapabilityVerifier, raw: str, *, dpop: bool = False
+        self, verify: Callable[[str], VerifiedToken], raw: str, *, dpop: bool = False, traced: bool = True
     ) -> VerifiedToken | Denial:
         # A span: verifying a token new to the guard is work that can wait (keys, introspection).
-        with spans.span("resource_server.token.verify") as span:
+        # Not an attempt told not to wait (``traced=False``): it either cannot wait, or gives up
+        # at once and the attempt that may wait, in a worker thread, is the one traced.
+        with spans.span("resource_server.token.verify") if traced else spans.NO_SPAN as span:
             try:
-                return verifier.verify(raw)
+                return verify(raw)
             except InvalidToken as exc:
                 spans.error(span, "invalid_token")
                 # The reason (which may name what was expected) is the audit event's.
@@ -120,6 +158,8 @@ class TokenCheck:
             except VerificationUnavailable as exc:
                 spans.error(span, "temporarily_unavailable")
                 return self.refusals.unavailable(exc)
+            except WouldWait:  # no answer: the caller verifies again where it may wait
+                raise
             except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
                 spans.error(span, "invalid_token")
                 log.exception("unexpected error while verifying a token")

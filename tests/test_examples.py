@@ -85,9 +85,23 @@ def test_hot_path_benchmark_runs() -> None:
         "Flask: @rs.require, acr/max_age, warm",
         "delegated, warm ÷ the warm bearer case",
         "acr/max_age, warm ÷ the warm bearer case",
+        "Flask: @rs.require, cold EdDSA",
+        "memory per cached token",
+        "warm extra, Flask ≤ middleware + 1 µs",
+        "WSGI BearerMiddleware, cold ES256: bare",
+        "ASGI BearerMiddleware, cold RS256: bare",
+        "signature: the cryptography floor",
+        "remainder: adapter glue, calls between stages, noise",
     ):
         assert row in out
-    assert "bytes per cached token" in out
+    assert "hostile-token, hostile-proof and cache tests hold the line" in out
+
+
+def test_asgi_hot_path_benchmark_runs() -> None:
+    out = run("benchmarks/bench_asgi_hot_path.py", "--quick")
+    for framework in ("ASGI middleware", "FastAPI dependency", "protect_mcp"):
+        for case in ("bare", "warm", "cold ES256", "DPoP, warm token, new proof"):
+            assert f"{framework}: {case}" in out
 
 
 def test_load_benchmark_runs() -> None:

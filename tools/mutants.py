@@ -123,6 +123,23 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/resource_server/test_slow_replay_store.py", "tests/resource_server/test_async_guard.py"),
     ),
     Mutant(
+        "async-new-token-waits-on-loop",
+        "resource_server/async_guard.py",
+        "                return guard.credential(authorization, token_elsewhere, dpop, wait=False)",
+        "                return guard.credential(authorization, token_elsewhere, dpop, wait=True)",
+        "AsyncGuard: a new token whose keys must be fetched is verified on the event loop",
+        ("tests/resource_server/test_async_guard.py",),
+    ),
+    Mutant(
+        "keys-stale-set-answers-now",
+        "resource_server/tokens/keys.py",
+        "        if fetched is None or not within(self._clock(), fetched.at, fetched.max_age):\n"
+        '            raise WouldWait("the key set must be fetched")',
+        '        if fetched is None:\n            raise WouldWait("the key set must be fetched")',
+        "RemoteKeySet: a stale set answers without waiting, so its refresh never happens off the loop",
+        ("tests/resource_server/test_async_guard.py",),
+    ),
+    Mutant(
         "issuers-size-cap",
         "resource_server/tokens/issuers.py",
         '        if len(token) > self.max_token_bytes:\n            raise InvalidToken("the token is too large")\n',
@@ -354,8 +371,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "jwt-key-before-payload",
         "resource_server/tokens/jwt.py",
-        '        claims = json_object(payload_b64, "payload")\n        key = self._key_for(checked, claims.get("iat"))\n',
-        '        key = self._key_for(checked, None)\n        claims = json_object(payload_b64, "payload")\n',
+        '        claims = json_object(payload_b64, "payload")\n        key = self._key_for(checked, claims.get("iat"), wait)\n',
+        '        key = self._key_for(checked, None, wait)\n        claims = json_object(payload_b64, "payload")\n',
         "JWT: the key is looked up before the payload is parsed (a malformed token is a 503)",
         ("tests/resource_server/test_keys.py",),
     ),

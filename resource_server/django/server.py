@@ -158,8 +158,9 @@ class ResourceServer:
     async def aauthorize(
         self, request: HttpRequest, scope_map: ScopeMap | None, org: str | None
     ) -> Granted | Denial:
-        """:meth:`authorize` for an async view, on the event loop for a cached token; a new token
-        is verified in a worker thread (:class:`~resource_server.async_guard.AsyncGuard`)."""
+        """:meth:`authorize` for an async view, on the event loop for a cached token or one whose
+        keys are in hand; a token whose verification may wait on the network is verified in a
+        worker thread (:class:`~resource_server.async_guard.AsyncGuard`)."""
         found = self._facts(request)
         if isinstance(found, Denial):
             return self._kept(request, self.refused(request, found, org))

@@ -67,8 +67,9 @@ class ResourceServer:
 
     ``membership(subject, org)`` returns the member's role name or None; it may be a coroutine
     function (give one when it does I/O: a plain function runs on the event loop). Tokens in the
-    cache are decided on the event loop; verifying a new one (which may fetch keys or call an
-    introspection endpoint) runs in a worker thread (:class:`~resource_server.async_guard.AsyncGuard`).
+    cache are decided on the event loop, and so are new ones whose keys are in hand; verifying one
+    that may wait (a key fetch, an introspection call) runs in a worker thread
+    (:class:`~resource_server.async_guard.AsyncGuard`).
 
     ``resource`` is the resource identifier (RFC 9728 §1.2); with it, :meth:`install` serves the
     protected resource metadata at its well-known URL and challenges carry ``resource_metadata``.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection
 from urllib.parse import urlsplit, urlunsplit
 
 from ..telemetry import audit, metrics, spans
-from .errors import VerificationUnavailable, loggable
+from .errors import VerificationUnavailable, WouldWait, loggable
 from .http import FetchError, JSONFetcher, check_uri
 from .keys import RemoteKeySet, VerificationKey, within
 
@@ -84,9 +84,15 @@ class DiscoveredKeySet:
         self._answered: str | None = None  # the location whose document is in use
         self._warned: set[str] = set()  # locations whose failure has been logged as a warning
 
-    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+    def find(
+        self, kid: str | None, issued_at: int | None = None, *, wait: bool = True
+    ) -> VerificationKey | None:
         """The key for ``kid`` from the set the metadata names (see :meth:`RemoteKeySet.find`)."""
         keys = self._keys
+        if not wait:
+            if keys is None or not within(self._clock(), self._fetched_at, self._max_age):
+                raise WouldWait("the issuer's metadata must be fetched")
+            return keys.find(kid, issued_at, wait=False)
         if keys is None:
             self._discover(wait=True)
             keys = self._keys

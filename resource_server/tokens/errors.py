@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["InvalidToken", "ResourceServerError", "VerificationUnavailable", "loggable"]
+__all__ = ["InvalidToken", "ResourceServerError", "VerificationUnavailable", "WouldWait", "loggable"]
 
 #: The most characters of a value from a request that a log line shows.
 _LOGGED_CHARS = 200
@@ -67,3 +67,9 @@ class VerificationUnavailable(ResourceServerError):
         self.description = description
         self.retry_after = retry_after
         self.cause = cause
+
+
+class WouldWait(ResourceServerError):
+    """Raised by a verification told not to wait (``wait=False``) when only the network could
+    answer: a key set never fetched, stale, or lacking the token's key; an introspection call.
+    The async adapters then verify in a worker thread: never an answer to a request."""

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import InvalidToken, loggable
+from .errors import InvalidToken, WouldWait, loggable
 from .jws import json_object
 from .jwt import JWTVerifier
 from .verified import TokenVerifier, VerifiedToken
@@ -75,6 +75,21 @@ class TrustedIssuers:
 
     def verify(self, token: str) -> VerifiedToken:
         """Route ``token`` to its issuer's verifier and return what that verifier says."""
+        return self._route(token).verify(token)
+
+    def verify_uncached(self, token: str, *, wait: bool = True) -> VerifiedToken:
+        """:meth:`verify` without the JWT verifiers' caches (the guard keeps what it verified);
+        an opaque token's introspection answer is still cached, as it costs a round trip.
+        ``wait=False``: :class:`WouldWait` rather than any fetch or introspection call."""
+        verifier = self._route(token)
+        if isinstance(verifier, JWTVerifier):
+            return verifier.verify_uncached(token, wait=wait)
+        if not wait:
+            raise WouldWait("an opaque token is verified by introspection")
+        return verifier.verify(token)
+
+    def _route(self, token: str) -> TokenVerifier:
+        """The verifier of ``token``'s issuer (introspection for an opaque token)."""
         if not isinstance(token, str):
             raise InvalidToken("the token must be a string")
         if len(token) > self.max_token_bytes:
@@ -83,12 +98,12 @@ class TrustedIssuers:
         if payload is None:  # not a JWS: an opaque token
             if self._opaque is None:
                 raise InvalidToken("the token is not a JWT, and no introspection is configured")
-            return self._opaque.verify(token)
+            return self._opaque
         issuer = json_object(payload, "payload").get("iss")
         verifier = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
         if verifier is None:
             raise InvalidToken("the token issuer is not accepted", reason=self._refused(issuer))
-        return verifier.verify(token)
+        return verifier
 
     def _refused(self, issuer: object) -> str:
         """The log line for an ``iss`` no verifier has: what it was, and what was expected."""

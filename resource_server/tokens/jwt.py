@@ -84,6 +84,8 @@ class JWTVerifier:
         self.issuer = issuer
         self.issuer_org = issuer_org
         self.audiences = audiences
+        # The configured strings, shared by every cached token's claims in place of equal copies.
+        self._shared = {value: value for value in (issuer, *audiences)}
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway
         self.max_token_bytes = max_token_bytes
@@ -120,30 +122,44 @@ class JWTVerifier:
 
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token`` and return what it says; raise :class:`InvalidToken` otherwise."""
+        digest = hashlib.sha256(self._bounded(token).encode("utf-8", "surrogatepass")).digest()
+        cached = self._cache.get(digest)
+        if cached is not None:
+            return cached
+        verified = self._verified(token)
+        self._cache.put(digest, verified, verified.expires_at)
+        return verified
+
+    def verify_uncached(self, token: str, *, wait: bool = True) -> VerifiedToken:
+        """:meth:`verify` without this verifier's cache, neither read nor filled: for a caller
+        that keeps what it verified itself (the guard, under the ``Authorization`` value), so a
+        token is remembered once, not twice, and costs no SHA-256 of its text. With
+        ``wait=False`` no key set or metadata is fetched: :class:`~.errors.WouldWait` where one would be
+        (an async adapter then verifies in a worker thread)."""
+        return self._verified(self._bounded(token), wait)
+
+    def _bounded(self, token: str) -> str:
         if not isinstance(token, str):
             raise InvalidToken("the token must be a string")
         if len(token) > self.max_token_bytes:  # before any hashing, base64 or JSON work
             raise InvalidToken("the token is too large")
-        digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
-        cached = self._cache.get(digest)
-        if cached is not None:
-            return cached
+        return token
+
+    def _verified(self, token: str, wait: bool = True) -> VerifiedToken:
         try:
-            verified = self._verify(token)
+            return self._verify(token, wait)
         except (InvalidToken, VerificationUnavailable) as exc:
             exc.issuer = self.issuer  # which configured issuer refused it, for telemetry
             raise
-        self._cache.put(digest, verified, verified.expires_at)
-        return verified
 
-    def _verify(self, token: str) -> VerifiedToken:
+    def _verify(self, token: str, wait: bool = True) -> VerifiedToken:
         header_b64, payload_b64, signature_b64 = split_compact(token)
         # What needs no key is checked before the key is looked up: a malformed token is a 401
         # at once, not a 503 while a refetch for its unknown kid may not start yet. The payload
         # is only parsed here; no claim is read before the signature holds.
         checked = self._checked_header(header_b64)
         claims = json_object(payload_b64, "payload")
-        key = self._key_for(checked, claims.get("iat"))
+        key = self._key_for(checked, claims.get("iat"), wait)
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
@@ -160,14 +176,14 @@ class JWTVerifier:
             self._headers[header_b64] = checked
         return checked
 
-    def _key_for(self, checked: tuple[str | None, str], iat: object) -> VerificationKey:
+    def _key_for(self, checked: tuple[str | None, str], iat: object, wait: bool = True) -> VerificationKey:
         """The key for a checked header's (kid, alg), looked up every time, so a rotated or
         retired key is seen at once. ``iat``, not yet verified, only tells a key set whether a
         fetch could still find a kid it lacks (a forged one changes only this token's answer)."""
         kid, alg = checked
         issued_at = iat if type(iat) is int else None
         # jku, x5u, jwk and x5c are never consulted: keys come only from our configured set.
-        key = self._keys.find(kid, issued_at)
+        key = self._keys.find(kid, issued_at, wait=wait)
         if key is None:
             raise InvalidToken("the token is signed with an unknown key")
         if alg != key.algorithm:
@@ -211,7 +227,12 @@ class JWTVerifier:
                 "the token issuer is not accepted",
                 reason=f"the token issuer {received} is not the expected {loggable(self.issuer)}",
             )
-        self._check_audience(claims.get("aud"))
+        aud = claims.get("aud")
+        self._check_audience(aud)
+        # Equal to ours, so kept as ours: one string for every cached token, not one copy each.
+        claims["iss"] = self.issuer
+        if type(aud) is str:
+            claims["aud"] = self._shared.get(aud, aud)
         subject = string_claim(claims, "sub", required=True)
         org = org_of(claims, self.org_claim, self.issuer_org)
         client_id = string_claim(claims, "client_id", required=False)

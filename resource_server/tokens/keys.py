@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from ..telemetry import audit, metrics, spans
-from .errors import VerificationUnavailable, loggable
+from .errors import VerificationUnavailable, WouldWait, loggable
 from .http import FetchError, JSONFetcher, check_uri
 
 # One key's rules are in .jwk; these names are imported from here too, as before.
@@ -92,9 +92,12 @@ class KeySet:
             loaded = _drop_ambiguous(loaded)
         return cls(loaded)
 
-    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+    def find(
+        self, kid: str | None, issued_at: int | None = None, *, wait: bool = True
+    ) -> VerificationKey | None:
         """The key named ``kid`` (a plain dict lookup, RFC 7515 §4.1.4), or the only key.
-        ``issued_at`` is for sets that are fetched; a set held in memory has no use for it."""
+        ``issued_at`` and ``wait`` are for sets that are fetched; a set held in memory has no use
+        for them."""
         if kid is None:
             return self._only
         return self._by_kid.get(kid)
@@ -206,12 +209,17 @@ class RemoteKeySet:
         fetched = self._fetched
         return None if fetched is None else max(0.0, self._clock() - fetched.at)
 
-    def find(self, kid: str | None, issued_at: int | None = None) -> VerificationKey | None:
+    def find(
+        self, kid: str | None, issued_at: int | None = None, *, wait: bool = True
+    ) -> VerificationKey | None:
         """The key for ``kid``, fetching the set when it is missing, stale, or lacks ``kid``;
         ``issued_at`` is the token's ``iat`` (Unix time, unverified), when it has one and the
-        clock is a Unix-time clock (the JWT verifier's)."""
+        clock is a Unix-time clock (the JWT verifier's). With ``wait=False`` nothing is fetched:
+        :class:`~resource_server.tokens.errors.WouldWait` where a fetch would be."""
         before = self._attempts  # a fetch that had started already cannot vouch for an absence
         fetched = self._fetched
+        if not wait:
+            return self._in_hand(fetched, kid, before, issued_at)
         if fetched is None:
             fetched = self._refresh(wait=True)
             if fetched is None:
@@ -239,6 +247,17 @@ class RemoteKeySet:
             f"a token's key is not in the JWK Set of {self.uri} as last fetched, and the set"
             " cannot be fetched again yet"
         )
+
+    def _in_hand(
+        self, fetched: _Fetched | None, kid: str | None, before: int, issued_at: int | None
+    ) -> VerificationKey | None:
+        """What :meth:`find` answers without fetching, or :class:`WouldWait`."""
+        if fetched is None or not within(self._clock(), fetched.at, fetched.max_age):
+            raise WouldWait("the key set must be fetched")
+        key = fetched.keys.find(kid)
+        if key is not None or kid is None or self._shows_absent(fetched, before, issued_at):
+            return key
+        raise WouldWait("the key set may be fetched again for this kid")
 
     def _unavailable(self, description: str) -> VerificationUnavailable:
         unavailable = VerificationUnavailable(description, retry_after=self._retry_after(), cause="jwks")

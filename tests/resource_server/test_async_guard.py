@@ -1,5 +1,5 @@
-"""The async pipeline: cached tokens decided on the loop, verification that waits on the network
-in a thread (a JWKS that takes seconds does not stall other requests), coroutine membership."""
+"""The async pipeline: cached tokens and new ones whose keys are in hand decided on the loop,
+verification that may wait on the network in a thread (a JWKS that takes seconds does not stall other requests), coroutine membership."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from policy import Roles, ScopeMap
 from resource_server import JWTVerifier
 from resource_server.async_guard import AsyncGuard
 from resource_server.guard import Denial, Granted, Guard
-from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, Signer, SlowJWKS, jwks
+from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, JWKSServer, Signer, SlowJWKS, jwks
 
 ROLES = Roles({"admin": ["project:read"]})
 READ = ScopeMap({"GET": "project:read"})
@@ -70,31 +70,69 @@ def test_a_slow_jwks_does_not_stall_other_requests(es: Signer, slow: SlowJWKS) -
     assert isinstance(asyncio.run(scenario()), Granted)
 
 
+def recording(verifier: JWTVerifier) -> list[tuple[str, bool]]:
+    """(thread, wait) of each verification the guard asks ``verifier`` for."""
+    calls: list[tuple[str, bool]] = []
+    original = verifier.verify_uncached
+
+    def verify(token: str, *, wait: bool = True) -> Any:
+        calls.append((threading.current_thread().name, wait))
+        return original(token, wait=wait)
+
+    verifier.verify_uncached = verify  # type: ignore[method-assign]
+    return calls
+
+
 def test_cached_tokens_are_decided_on_the_loop(es: Signer) -> None:
     clock = FakeClock(NOW)
     verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
-    threads: list[str] = []
-    original = verifier.verify
-
-    def verify(token: str) -> Any:
-        threads.append(threading.current_thread().name)
-        return original(token)
-
-    verifier.verify = verify  # type: ignore[method-assign]
+    calls = recording(verifier)
     async_guard = guard(verifier, lambda s, o: "admin")
     header = bearer(es.token())
 
-    async def twice() -> None:
-        loop_thread = threading.current_thread().name
+    async def twice() -> str:
         for _ in range(3):
             outcome = await async_guard.authorize(
                 authorization=header, token_elsewhere=False, method="GET", scope_map=READ, org="acme"
             )
             assert isinstance(outcome, Granted)
-        assert threads and loop_thread not in threads  # verified once, off the loop
+        return threading.current_thread().name
 
-    asyncio.run(twice())
-    assert len(threads) == 1  # then served from the cache
+    loop_thread = asyncio.run(twice())
+    # Its keys in hand (a JWK Set in memory), a new token cannot wait: verified once, on the
+    # loop (a thread hop costs as much as the signature), then served from the cache.
+    assert calls == [(loop_thread, False)]
+
+
+def test_a_new_token_goes_to_a_thread_only_when_its_verification_may_wait(es: Signer) -> None:
+    clock = FakeClock(NOW)
+    with JWKSServer(jwks(es)).running() as server:
+        verifier = JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks_uri=server.url, clock=clock)
+        calls = recording(verifier)
+        async_guard = guard(verifier, lambda s, o: "admin")
+
+        async def one(token: str) -> str:
+            outcome = await async_guard.authorize(
+                authorization=bearer(token), token_elsewhere=False, method="GET", scope_map=READ, org="acme"
+            )
+            assert isinstance(outcome, Granted)
+            return threading.current_thread().name
+
+        # The set never fetched: tried on the loop without waiting, then fetched in a thread.
+        loop_thread = asyncio.run(one(es.token(now=NOW)))
+        assert calls[0] == (loop_thread, False)
+        assert len(calls) == 2 and calls[1][0] != loop_thread and calls[1][1] is True
+        assert server.requests == 1
+        # The set in hand and fresh: the next new token is verified on the loop, nothing fetched.
+        calls.clear()
+        loop_thread = asyncio.run(one(es.token(now=NOW)))
+        assert calls == [(loop_thread, False)] and server.requests == 1
+        # The set stale (past its max_age): a fetch is due, so off the loop again.
+        calls.clear()
+        clock.advance(301)
+        loop_thread = asyncio.run(one(es.token(now=int(clock.now))))
+        assert [wait for _, wait in calls] == [False, True] and calls[1][0] != loop_thread
+        assert server.requests == 2
 
 
 def test_membership_may_be_a_coroutine_function(es: Signer) -> None:

@@ -376,8 +376,10 @@ def test_every_row_of_the_status_table_is_recorded_alike(name: str, down: Header
         spans = Counter(span.name for span in recorded.spans())
         # A new token is verified in a span (seven of them; the malformed value never gets that
         # far, the token sent again is not verified again); the down issuer's key set fetch is
-        # traced, and failed.
-        assert spans == {"resource_server.token.verify": 7, "resource_server.jwks.fetch": 1}
+        # traced, and failed. The async adapters verify on the event loop, untraced, what cannot
+        # wait (the keys in hand): only the token whose keys must be fetched gets its span there.
+        verified = 1 if name in ("asgi", "fastapi", "mcp") else 7
+        assert spans == {"resource_server.token.verify": verified, "resource_server.jwks.fetch": 1}
         (fetch,) = [span for span in recorded.spans() if span.name == "resource_server.jwks.fetch"]
         assert fetch.status.status_code.name == "ERROR"
         assert fetch.attributes is not None and fetch.attributes["resource_server.issuer"] == DOWN
