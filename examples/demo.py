@@ -110,7 +110,8 @@ class Demo:
     the MCP server, also its resource identifier), the membership table of the API and the
     MCP server (the script edits it to show a role change taking effect at once), and where the
     operators look: the API's Prometheus page ``metrics`` (the MCP server's metrics too: one
-    process) and the audit trail, JSON lines in ``audit_log``."""
+    process) and the audit trail, JSON lines in ``audit_log``; ``clock`` is the servers' time,
+    which the scripted clients date their proofs and viewer contexts by."""
 
     issuer: str
     resource: str
@@ -121,6 +122,7 @@ class Demo:
     mcp: str
     metrics: str
     audit_log: Path
+    clock: Callable[[], float] = time.time
 
 
 @contextmanager
@@ -179,7 +181,7 @@ def demo_servers(
             clock=clock,
         )
         apps[2].app = create_gateway(
-            api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
+            api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS, clock=clock
         )
         mcp_app = create_mcp_app(
             issuer=issuer, resource=mcp, roles=ROLES, memberships=memberships, projects=projects, clock=clock
@@ -199,6 +201,7 @@ def demo_servers(
                     mcp,
                     f"{resource}/metrics",
                     Path(tmp) / "audit.jsonl",
+                    clock,
                 )
         finally:
             for server in servers:
@@ -371,6 +374,7 @@ def gateway_story(demo: Demo) -> list[int]:
         signing_kid="gw-1",
         issuer="demo-gateway",
         audience=demo.resource,
+        clock=demo.clock,
     ).headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
     forged = httpx.get(f"{demo.resource}/orgs/acme/projects", headers=context)
     show("12. a viewer context signed with another key is no credential at all", forged)
@@ -382,7 +386,11 @@ def _replayed_on_post(demo: Demo) -> int:
     """A context is bound to its method, target and body: a real one, as the gateway signs it for
     a GET (think of it as captured in transit), is refused when replayed as a POST."""
     signer = ViewerContextSigner(
-        keys={"gw-1": demo.gateway_key}, signing_kid="gw-1", issuer="demo-gateway", audience=demo.resource
+        keys={"gw-1": demo.gateway_key},
+        signing_kid="gw-1",
+        issuer="demo-gateway",
+        audience=demo.resource,
+        clock=demo.clock,
     )
     captured = signer.headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
     replay = httpx.post(f"{demo.resource}/orgs/acme/projects", headers=captured, json={"name": "z"})
@@ -451,7 +459,7 @@ def dpop_story(demo: Demo) -> list[int]:
     key, so its tokens are bound to it (``cnf.jkt``), and each call carries a fresh proof signed
     with it: the token alone is worth nothing, nor is a request copied whole."""
     seen: list[int] = []
-    key = DPoPKey.generate("ES256")
+    key = DPoPKey.generate("ES256", clock=demo.clock)  # proofs dated by the servers' clock
     url = f"{demo.resource}/orgs/acme/projects"
     with httpx.Client(timeout=10) as http:
 
@@ -486,7 +494,7 @@ def dpop_story(demo: Demo) -> list[int]:
             {"Authorization": f"DPoP {token}", "DPoP": proof},
         )
         call("19. the same token as a bearer token, without a proof", {"Authorization": f"Bearer {token}"})
-        stolen = DPoPKey.generate("ES256").proof("GET", url, access_token=token)
+        stolen = DPoPKey.generate("ES256", clock=demo.clock).proof("GET", url, access_token=token)
         call(
             "20. the same token with a proof signed by another key",
             {"Authorization": f"DPoP {token}", "DPoP": stolen},
@@ -747,6 +755,9 @@ def serve(
         print(dpop_snippet(issuer, resource) + "EOF")
         print('  # prints: DPoP token bound to ...; 200; then 401 DPoP ... error="invalid_dpop_proof"')
         print(mcp_instructions(demo))
+        print("\nWhat the operators see: the library's metrics, in Prometheus format, and its audit trail:")
+        print(f"  curl -s {demo.metrics}   # 200")
+        print(f"  tail -f {demo.audit_log}   (one JSON object a line, every decision and security event)")
         print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
