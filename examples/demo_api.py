@@ -23,6 +23,9 @@ Tokens come as ``Bearer`` or, bound to a client's key, as ``DPoP`` with a proof 
 proofs, the gateway's viewer contexts) are remembered in a replay cache: in process memory, or in
 Redis given ``redis_url``, which every worker of a multi-process server must share.
 
+Given ``metrics`` (a ``prometheus_client`` registry, :mod:`demo_telemetry`'s), it serves the
+library's metrics in Prometheus format at ``GET /metrics``.
+
 Under gunicorn, each worker builds its app from environment variables (:func:`from_environment`)::
 
     DEMO_ISSUER=http://127.0.0.1:5000 DEMO_RESOURCE=http://127.0.0.1:5001 \\
