@@ -87,6 +87,7 @@ from demo_mcp_client import (
     mcp_step_up_story,
     mcp_story,
 )
+from demo_telemetry import format_summary, observing, read_summary
 
 from policy import parse_challenges
 from resource_server.client import DPoPKey, StepUpAuth
@@ -106,8 +107,11 @@ class _Late:
 @dataclass
 class Demo:
     """The running servers' base URLs (``globex`` is globex's own authorization server, ``mcp``
-    the MCP server, also its resource identifier), and the membership table of the API and the
-    MCP server (the script edits it to show a role change taking effect at once)."""
+    the MCP server, also its resource identifier), the membership table of the API and the
+    MCP server (the script edits it to show a role change taking effect at once), and where the
+    operators look: the API's Prometheus page ``metrics`` (the MCP server's metrics too: one
+    process) and the audit trail, JSON lines in ``audit_log``; ``clock`` is the servers' time,
+    which the scripted clients date their proofs and viewer contexts by."""
 
     issuer: str
     resource: str
@@ -116,6 +120,9 @@ class Demo:
     gateway_key: bytes
     globex: str
     mcp: str
+    metrics: str
+    audit_log: Path
+    clock: Callable[[], float] = time.time
 
 
 @contextmanager
@@ -131,7 +138,9 @@ def demo_servers(
     """Run the two authorization servers, the API, the gateway and the MCP server on loopback;
     the API keeps its replay cache in Redis given ``redis_url``, else in memory (it is one
     process here). ``clock`` is the time of the authorization servers (codes, sign-ins, token
-    dates), the API and the MCP server (token expiry, a sign-in's age, DPoP proofs)."""
+    dates), the API and the MCP server (token expiry, a sign-in's age, DPoP proofs). The
+    library's metrics go to the API's ``/metrics``, its audit events to ``audit.jsonl`` in the
+    demo's temporary directory (:mod:`demo_telemetry`)."""
     memberships = {**MEMBERSHIPS, **GLOBEX_MEMBERSHIPS}  # the API's own knowledge of both tenants
     projects = Projects()  # the API and the MCP server serve the same projects
     gateway_key = secrets.token_bytes(32)  # shared by the gateway (signs) and the API (verifies)
@@ -143,7 +152,11 @@ def demo_servers(
     issuer, resource, gateway, globex = (f"http://127.0.0.1:{server.server_port}" for server in servers)
     mcp_socket = loopback_socket(mcp_port)
     mcp = f"http://127.0.0.1:{mcp_socket.getsockname()[1]}"  # its URL, and its resource identifier
-    with tempfile.TemporaryDirectory() as tmp, contextlib.closing(mcp_socket):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        contextlib.closing(mcp_socket),
+        observing(Path(tmp) / "audit.jsonl") as registry,
+    ):
         apps[0].app = create_auth_server(
             issuer=issuer, db_path=f"{tmp}/auth.sqlite3", resource=resource, resources=[mcp], clock=clock
         )
@@ -164,10 +177,11 @@ def demo_servers(
             tenant_issuers={"globex": globex},
             redis_url=redis_url,
             projects=projects,
+            metrics=registry,
             clock=clock,
         )
         apps[2].app = create_gateway(
-            api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS
+            api=resource, audience=resource, context_key=gateway_key, passwords=PASSWORDS, clock=clock
         )
         mcp_app = create_mcp_app(
             issuer=issuer, resource=mcp, roles=ROLES, memberships=memberships, projects=projects, clock=clock
@@ -177,7 +191,18 @@ def demo_servers(
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         try:
             with serving(mcp_app, mcp_socket):
-                yield Demo(issuer, resource, gateway, memberships, gateway_key, globex, mcp)
+                yield Demo(
+                    issuer,
+                    resource,
+                    gateway,
+                    memberships,
+                    gateway_key,
+                    globex,
+                    mcp,
+                    f"{resource}/metrics",
+                    Path(tmp) / "audit.jsonl",
+                    clock,
+                )
         finally:
             for server in servers:
                 server.shutdown()
@@ -349,6 +374,7 @@ def gateway_story(demo: Demo) -> list[int]:
         signing_kid="gw-1",
         issuer="demo-gateway",
         audience=demo.resource,
+        clock=demo.clock,
     ).headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
     forged = httpx.get(f"{demo.resource}/orgs/acme/projects", headers=context)
     show("12. a viewer context signed with another key is no credential at all", forged)
@@ -360,7 +386,11 @@ def _replayed_on_post(demo: Demo) -> int:
     """A context is bound to its method, target and body: a real one, as the gateway signs it for
     a GET (think of it as captured in transit), is refused when replayed as a POST."""
     signer = ViewerContextSigner(
-        keys={"gw-1": demo.gateway_key}, signing_kid="gw-1", issuer="demo-gateway", audience=demo.resource
+        keys={"gw-1": demo.gateway_key},
+        signing_kid="gw-1",
+        issuer="demo-gateway",
+        audience=demo.resource,
+        clock=demo.clock,
     )
     captured = signer.headers(user_id="user-admin", method="GET", path="/orgs/acme/projects")
     replay = httpx.post(f"{demo.resource}/orgs/acme/projects", headers=captured, json={"name": "z"})
@@ -429,7 +459,7 @@ def dpop_story(demo: Demo) -> list[int]:
     key, so its tokens are bound to it (``cnf.jkt``), and each call carries a fresh proof signed
     with it: the token alone is worth nothing, nor is a request copied whole."""
     seen: list[int] = []
-    key = DPoPKey.generate("ES256")
+    key = DPoPKey.generate("ES256", clock=demo.clock)  # proofs dated by the servers' clock
     url = f"{demo.resource}/orgs/acme/projects"
     with httpx.Client(timeout=10) as http:
 
@@ -464,7 +494,7 @@ def dpop_story(demo: Demo) -> list[int]:
             {"Authorization": f"DPoP {token}", "DPoP": proof},
         )
         call("19. the same token as a bearer token, without a proof", {"Authorization": f"Bearer {token}"})
-        stolen = DPoPKey.generate("ES256").proof("GET", url, access_token=token)
+        stolen = DPoPKey.generate("ES256", clock=demo.clock).proof("GET", url, access_token=token)
         call(
             "20. the same token with a proof signed by another key",
             {"Authorization": f"DPoP {token}", "DPoP": stolen},
@@ -725,9 +755,61 @@ def serve(
         print(dpop_snippet(issuer, resource) + "EOF")
         print('  # prints: DPoP token bound to ...; 200; then 401 DPoP ... error="invalid_dpop_proof"')
         print(mcp_instructions(demo))
+        print("\nWhat the operators see: the library's metrics, in Prometheus format, and its audit trail:")
+        print(f"  curl -s {demo.metrics}   # 200")
+        print(f"  tail -f {demo.audit_log}   (one JSON object a line, every decision and security event)")
         print("\nCtrl-C stops the servers.")
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+
+
+#: What :func:`run_script` and :func:`gateway_story` see, and :func:`tenant_story`.
+EXPECTED = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
+EXPECTED_TENANTS = [200, 401, 201, 401]
+
+
+@dataclass(frozen=True)
+class Told:
+    """What the stories saw, as the closing lines print it, and whether it was what each expects."""
+
+    lines: list[str]
+    ok: bool
+
+
+def tell_story(demo: Demo) -> Told:
+    """Every story, in order, against the running servers."""
+    statuses = run_script(demo.issuer, demo.resource, demo.memberships)
+    statuses += gateway_story(demo)
+    tenants = tenant_story(demo)
+    bound = dpop_story(demo)
+    mcp = mcp_story(f"{demo.mcp}/orgs/acme/mcp/")
+    delegation = delegation_story(demo)
+    step_up = step_up_story(demo)
+    with httpx.Client(timeout=10) as http:
+        mcp_step_up = mcp_step_up_story(
+            f"{demo.mcp}/orgs/acme/mcp/",
+            second_factor_provider(http, demo.issuer, "user-admin", resource=demo.mcp),
+        )
+    lines = [
+        f"statuses: {statuses} (expected {EXPECTED})",
+        f"opaque tokens and the second tenant: {tenants} (expected {EXPECTED_TENANTS})",
+        f"DPoP-bound tokens: {bound} (expected {EXPECTED_DPOP})",
+        mcp_summary(mcp.statuses, mcp.authorizations),
+        f"an agent acting for a person: {delegation} (expected {EXPECTED_DELEGATION})",
+        f"step-up authentication: {step_up} (expected {EXPECTED_STEP_UP})",
+        f"step-up authentication on an MCP tool: {mcp_step_up} (expected {EXPECTED_MCP_STEP_UP})",
+    ]
+    told = [
+        (statuses, EXPECTED),
+        (tenants, EXPECTED_TENANTS),
+        (bound, EXPECTED_DPOP),
+        (mcp.statuses, EXPECTED_MCP),
+        (len(mcp.authorizations), EXPECTED_AUTHORIZATIONS),
+        (delegation, EXPECTED_DELEGATION),
+        (step_up, EXPECTED_STEP_UP),
+        (mcp_step_up, EXPECTED_MCP_STEP_UP),
+    ]
+    return Told(lines, all(seen == wanted for seen, wanted in told))
 
 
 def main() -> None:
@@ -757,38 +839,14 @@ def main() -> None:
             f"authorization server on {demo.issuer}, API on {demo.resource}, gateway on {demo.gateway},"
             f" globex's authorization server on {demo.globex}, MCP server on {demo.mcp}"
         )
-        statuses = run_script(demo.issuer, demo.resource, demo.memberships)
-        statuses += gateway_story(demo)
-        tenants = tenant_story(demo)
-        bound = dpop_story(demo)
-        mcp = mcp_story(f"{demo.mcp}/orgs/acme/mcp/")
-        delegation = delegation_story(demo)
-        step_up = step_up_story(demo)
+        told = tell_story(demo)
         with httpx.Client(timeout=10) as http:
-            mcp_step_up = mcp_step_up_story(
-                f"{demo.mcp}/orgs/acme/mcp/",
-                second_factor_provider(http, demo.issuer, "user-admin", resource=demo.mcp),
-            )
-    expected = [200, 403, 201, 401, 403, 403, 200, 403, 403, 201, 200, 201, 200, 401, 401]
-    expected_tenants = [200, 401, 201, 401]
-    print(f"\nstatuses: {statuses} (expected {expected})")
-    print(f"opaque tokens and the second tenant: {tenants} (expected {expected_tenants})")
-    print(f"DPoP-bound tokens: {bound} (expected {EXPECTED_DPOP})")
-    print(mcp_summary(mcp.statuses, mcp.authorizations))
-    print(f"an agent acting for a person: {delegation} (expected {EXPECTED_DELEGATION})")
-    print(f"step-up authentication: {step_up} (expected {EXPECTED_STEP_UP})")
-    print(f"step-up authentication on an MCP tool: {mcp_step_up} (expected {EXPECTED_MCP_STEP_UP})")
-    told = [
-        (statuses, expected),
-        (tenants, expected_tenants),
-        (bound, EXPECTED_DPOP),
-        (mcp.statuses, EXPECTED_MCP),
-        (len(mcp.authorizations), EXPECTED_AUTHORIZATIONS),
-        (delegation, EXPECTED_DELEGATION),
-        (step_up, EXPECTED_STEP_UP),
-        (mcp_step_up, EXPECTED_MCP_STEP_UP),
-    ]
-    sys.exit(0 if all(seen == wanted for seen, wanted in told) else 1)
+            summary = read_summary(demo.metrics, demo.audit_log, http)
+    print("\n" + "\n".join(told.lines))
+    print(format_summary(summary, demo.metrics))
+    # The two sources count the same refusals; a difference would be a bug worth a failure.
+    agree = sum(summary.refusals.values()) == summary.refused_decisions
+    sys.exit(0 if told.ok and agree else 1)
 
 
 if __name__ == "__main__":

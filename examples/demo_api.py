@@ -23,6 +23,9 @@ Tokens come as ``Bearer`` or, bound to a client's key, as ``DPoP`` with a proof 
 proofs, the gateway's viewer contexts) are remembered in a replay cache: in process memory, or in
 Redis given ``redis_url``, which every worker of a multi-process server must share.
 
+Given ``metrics`` (a ``prometheus_client`` registry, :mod:`demo_telemetry`'s), it serves the
+library's metrics in Prometheus format at ``GET /metrics``.
+
 Under gunicorn, each worker builds its app from environment variables (:func:`from_environment`)::
 
     DEMO_ISSUER=http://127.0.0.1:5000 DEMO_RESOURCE=http://127.0.0.1:5001 \\
@@ -46,6 +49,7 @@ from typing import Any
 
 from flask import Flask, Response, request, session
 from flask.views import MethodView
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.exc import OperationalError
 
 from policy import Actors, Requirement, Roles, ScopeMap
@@ -153,6 +157,7 @@ def create_api(
     tenant_issuers: Mapping[str, str] | None = None,
     redis_url: str | None = None,
     projects: Projects | None = None,
+    metrics: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Flask:
     """Build the API. ``memberships`` maps ``(subject, org)`` to a role name in ``roles``;
@@ -162,8 +167,9 @@ def create_api(
     ``issuer`` are checked; ``tenant_issuers`` maps an organization to the issuer URL of its own
     authorization server; ``redis_url`` the Redis server holding the replay cache (DPoP proofs,
     viewer contexts), else it is held in memory; ``projects`` the data it serves (a new
-    :class:`Projects` when not given); ``clock`` the time every check is made at (token expiry,
-    a sign-in's age)."""
+    :class:`Projects` when not given); ``metrics`` a Prometheus registry served at ``GET
+    /metrics`` (the demo's, which the library's metrics are exported to); ``clock`` the time
+    every check is made at (token expiry, a sign-in's age)."""
     projects = projects if projects is not None else Projects()
     app = Flask("demo_api")
     app.secret_key = secrets.token_bytes(32)
@@ -236,6 +242,16 @@ def create_api(
             return {"error": "invalid_grant", "error_description": "wrong username or password"}, 401
         session["subject"] = username
         return {"subject": username}
+
+    if metrics is not None:
+
+        @app.get("/metrics")
+        @rs.public
+        def prometheus_metrics():
+            """The Prometheus text format. Public here, on loopback; a real deployment serves it
+            on an internal port or behind its own authentication: counts by route and error
+            tell an attacker what is being tried."""
+            return Response(generate_latest(metrics), content_type=CONTENT_TYPE_LATEST)
 
     @app.route("/orgs/<org>/projects", methods=["GET", "POST"])
     @rs.require(PROJECTS_SCOPES, org="org", viewer_context=True)

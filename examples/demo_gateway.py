@@ -11,7 +11,8 @@ It never sends the user's credentials on. Instead each backend request carries:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 import httpx
 from demo_api import checked_login
@@ -26,13 +27,21 @@ GATEWAY_ISSUER = "demo-gateway"
 PASSTHROUGH = PassthroughPolicy(["X-Request-Id", "Accept-Language"], static={"X-Gateway": GATEWAY_ISSUER})
 
 
-def create_gateway(*, api: str, audience: str, context_key: bytes, passwords: Mapping[str, str]) -> Flask:
+def create_gateway(
+    *,
+    api: str,
+    audience: str,
+    context_key: bytes,
+    passwords: Mapping[str, str],
+    clock: Callable[[], float] = time.time,
+) -> Flask:
     """``api`` is the backend's base URL, ``audience`` the audience its viewer-context verifier
-    expects, ``context_key`` the secret both share (kid ``gw-1``)."""
+    expects, ``context_key`` the secret both share (kid ``gw-1``), ``clock`` the time contexts
+    are signed at (the API's)."""
     app = Flask("demo_gateway")
     app.secret_key = secrets.token_bytes(32)
     signer = ViewerContextSigner(
-        keys={"gw-1": context_key}, signing_kid="gw-1", issuer=GATEWAY_ISSUER, audience=audience
+        keys={"gw-1": context_key}, signing_kid="gw-1", issuer=GATEWAY_ISSUER, audience=audience, clock=clock
     )
     backend = httpx.Client(base_url=api, timeout=10)
 

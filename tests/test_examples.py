@@ -68,6 +68,17 @@ def test_demo_runs_the_whole_story_over_real_http() -> None:
     assert "step-up authentication: [201, 401, 200]" in out
     assert "step-up authentication on an MCP tool: [200, 200, 401, 200]" in out
     assert 'error="insufficient_user_authentication"' in out and 'acr_values="mfa", max_age="300"' in out
+    # The operator's summary, read back from /metrics and the audit trail (checked step by step
+    # against the story in tests/examples/test_demo_summary.py).
+    assert (
+        "refusals by status and error (metrics): 401 insufficient_user_authentication x2,"
+        " 401 invalid_dpop_proof x1, 401 invalid_token x5, 401 unauthorized x3, 403 forbidden x3,"
+        " 403 insufficient_scope x4; 18 in all, 18 refusal events in the audit log"
+    ) in out
+    assert "503s by cause (metrics): none" in out and "key rotations (metrics): 0" in out
+    assert "org-binding violations (audit): 2 with a token of globex on acme's URL" in out
+    assert "agent-assistant for user-admin: 1 allowed, 1 refused" in out
+    assert "session:agent-session-1 for user-admin: 2 allowed, 1 refused" in out
 
 
 def test_hot_path_benchmark_runs() -> None:

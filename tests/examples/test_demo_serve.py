@@ -185,6 +185,7 @@ def test_every_printed_command_gets_what_its_comment_says(printed: list[str]) ->
         ("401", '+ challenge error="invalid_token"'),
         ("401", "+ challenge with resource_metadata"),
         ("200", ""),
+        ("200", ""),  # the API's /metrics
     ]
 
 
