@@ -104,9 +104,12 @@ def flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUD
     return app
 
 
-def dpop_flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE) -> Flask:
-    """The same view bare (``/bare/...``) and under ``@rs.require`` with DPoP accepted (``/rs/...``,
-    RFC 9449: a bound token and a proof per request, replay cache in memory)."""
+def dpop_flask_app(
+    jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str = AUDIENCE, prefix: str = ""
+) -> Flask:
+    """The same view bare (``<prefix>/bare/...``) and under ``@rs.require`` with DPoP accepted
+    (``<prefix>/rs/...``, RFC 9449: a bound token and a proof per request, replay cache in
+    memory)."""
     app = Flask(__name__)
     rs = ResourceServer(
         app,
@@ -116,15 +119,15 @@ def dpop_flask_app(jwks: dict[str, Any], *, issuer: str = ISSUER, audience: str 
         # The benchmark mints its proofs before timing starts and runs for minutes on a busy
         # machine: proofs stay acceptable for the whole run (the defaults refuse them after 60 s,
         # and more than 10,000 from one key within that window).
-        dpop=DPoPVerifier(max_age=3600, max_proofs_per_key=100_000),
+        dpop=DPoPVerifier(max_age=3600, max_proofs_per_key=1_000_000),
     )
 
     def projects(org: str) -> dict[str, Any]:
         return {"org": org, "projects": []}
 
     rule = "/orgs/<org>/projects"
-    app.add_url_rule("/bare" + rule, "bare", projects)
-    app.add_url_rule("/rs" + rule, "rs", rs.require(SCOPES)(view()))
+    app.add_url_rule(prefix + "/bare" + rule, "bare", projects)
+    app.add_url_rule(prefix + "/rs" + rule, "rs", rs.require(SCOPES)(view()))
     return app
 
 
@@ -190,9 +193,11 @@ def introspection_flask_app(endpoint: str, *, audience: str = AUDIENCE) -> Flask
 
 
 def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """For gunicorn: the Flask app, with ``/mw/...`` behind ``BearerMiddleware``."""
+    """For gunicorn: the Flask app, with ``/mw/...`` behind ``BearerMiddleware`` and
+    ``/dpop/rs/...`` under ``@rs.require`` with DPoP accepted (:func:`dpop_flask_app`)."""
     jwks = json.loads(os.environ["LOAD_JWKS"])
     app = flask_app(jwks)
+    dpop_wsgi = dpop_flask_app(jwks, prefix="/dpop").wsgi_app
     protected = BearerMiddleware(
         app.wsgi_app,
         verifier=JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks),
@@ -205,6 +210,8 @@ def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO", "").startswith("/mw/"):
             return protected(environ, start_response)
+        if environ.get("PATH_INFO", "").startswith("/dpop/"):
+            return dpop_wsgi(environ, start_response)
         return flask_wsgi(environ, start_response)
 
     return dispatch
