@@ -195,10 +195,10 @@ def fresh(signer: Signer, count: int) -> list[str]:
     return [signer.token(now=now, iss=ISSUER, aud=AUDIENCE) for _ in range(count)]
 
 
-def proofs(key: DPoPKey, url: str, token: str, count: int) -> list[str]:
-    """New DPoP proofs (RFC 9449 §4.2) for ``token`` at ``url``, each with its own ``jti``; the app
-    accepts them for an hour (``apps.dpop_flask_app``), so minting them first is fair."""
-    return [key.proof("GET", url, access_token=token) for _ in range(count)]
+def proofs(key: DPoPKey, url: str, token: str, count: int, *, method: str = "GET") -> list[str]:
+    """New DPoP proofs (RFC 9449 §4.2) for ``token`` at ``url``, each with its own ``jti``; the
+    apps accept them for an hour, so minting them first is fair."""
+    return [key.proof(method, url, access_token=token) for _ in range(count)]
 
 
 #: case → (path prefix, what it sends: "warm", "cold" or "dpop", its target ÷ bare or None)

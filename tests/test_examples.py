@@ -115,27 +115,36 @@ def test_load_benchmark_runs() -> None:
     for row in (
         "bare view",
         "@rs.require, cold ES256",
+        "@rs.require, DPoP: warm token, new proof",
         "BearerMiddleware, warm",
+        "BearerMiddleware, cold ES256",
         "Authlib ResourceProtector",
+        "≥ 0.80",
+        "new tokens or proofs per case and round",
     ):
         assert row in out
 
 
 def test_asgi_benchmark_runs() -> None:
-    """uvicorn and wrk on loopback: the ASGI middleware, FastAPI and MCP rows. Skips without wrk
-    locally, fails without it in CI."""
+    """uvicorn and wrk on loopback: the ASGI middleware, FastAPI and MCP rows, warm, cold and
+    DPoP. Skips without wrk locally, fails without it in CI."""
     out = run("benchmarks/bench_asgi.py", "--quick")
     if out.startswith("skipped"):
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but the ASGI benchmark did not run: {out.strip()}")
         pytest.skip(out.strip())
     for row in (
-        "Starlette: BearerMiddleware, warm",
-        "FastAPI: Depends(rs.require), warm",
-        "MCP tools/call: protect_mcp, warm",
         "MCP tools/call: SDK bearer auth + McpTokenVerifier",
+        "new tokens or proofs per case and round",
     ):
         assert row in out
+    for adapter in (
+        "Starlette: BearerMiddleware",
+        "FastAPI: Depends(rs.require)",
+        "MCP tools/call: protect_mcp",
+    ):
+        for case in ("warm", "cold ES256", "DPoP"):
+            assert f"{adapter}, {case}" in out
 
 
 def test_django_benchmark_runs() -> None:
