@@ -92,6 +92,8 @@ def test_hot_path_benchmark_runs() -> None:
         "ASGI BearerMiddleware, cold RS256: bare",
         "signature: the cryptography floor",
         "remainder: adapter glue, calls between stages, noise",
+        "introspection, new opaque token: extra ÷ one loopback POST ≤ 1.25",
+        "µs over the POST's",
     ):
         assert row in out
     assert "hostile-token, hostile-proof and cache tests hold the line" in out
