@@ -103,6 +103,8 @@ def test_hot_path_benchmark_runs() -> None:
         "ASGI BearerMiddleware, cold RS256: bare",
         "signature: the cryptography floor",
         "remainder: adapter glue, calls between stages, noise",
+        "introspection, new opaque token: extra ÷ one loopback POST ≤ 1.25",
+        "µs over the POST's",
     ):
         assert row in out
     assert "hostile-token, hostile-proof and cache tests hold the line" in out
@@ -126,27 +128,36 @@ def test_load_benchmark_runs() -> None:
     for row in (
         "bare view",
         "@rs.require, cold ES256",
+        "@rs.require, DPoP: warm token, new proof",
         "BearerMiddleware, warm",
+        "BearerMiddleware, cold ES256",
         "Authlib ResourceProtector",
+        "≥ 0.80",
+        "new tokens or proofs per case and round",
     ):
         assert row in out
 
 
 def test_asgi_benchmark_runs() -> None:
-    """uvicorn and wrk on loopback: the ASGI middleware, FastAPI and MCP rows. Skips without wrk
-    locally, fails without it in CI."""
+    """uvicorn and wrk on loopback: the ASGI middleware, FastAPI and MCP rows, warm, cold and
+    DPoP. Skips without wrk locally, fails without it in CI."""
     out = run("benchmarks/bench_asgi.py", "--quick")
     if out.startswith("skipped"):
         if os.environ.get("CI"):
             pytest.fail(f"CI is set but the ASGI benchmark did not run: {out.strip()}")
         pytest.skip(out.strip())
     for row in (
-        "Starlette: BearerMiddleware, warm",
-        "FastAPI: Depends(rs.require), warm",
-        "MCP tools/call: protect_mcp, warm",
         "MCP tools/call: SDK bearer auth + McpTokenVerifier",
+        "new tokens or proofs per case and round",
     ):
         assert row in out
+    for adapter in (
+        "Starlette: BearerMiddleware",
+        "FastAPI: Depends(rs.require)",
+        "MCP tools/call: protect_mcp",
+    ):
+        for case in ("warm", "cold ES256", "DPoP"):
+            assert f"{adapter}, {case}" in out
 
 
 def test_django_benchmark_runs() -> None:
