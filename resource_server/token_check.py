@@ -22,6 +22,7 @@ from .granted import Credential
 from .telemetry import spans
 from .tokens import InvalidToken, TokenVerifier, VerificationUnavailable, VerifiedToken
 from .tokens.errors import WouldWait
+from .tokens.issuers import uncached_verify
 
 if TYPE_CHECKING:
     from .capability import CapabilityVerifier
@@ -54,7 +55,7 @@ class TokenCheck:
         # The guard keeps each verified token once, under its Authorization value: a verifier
         # that can skip its own cache is asked to (one entry per token, not two). Only such a
         # verifier (the library's JWT ones) can be told not to wait; any other may, always.
-        uncached = getattr(verifier, "verify_uncached", None)
+        uncached = uncached_verify(verifier)
         self._verify_token: Callable[[str], VerifiedToken] = uncached or verifier.verify
         self._verify_now: Callable[[str], VerifiedToken] | None = (
             functools.partial(uncached, wait=False) if uncached is not None else None

@@ -251,7 +251,9 @@ class HookQueue:
                 event = events.popleft()
                 try:
                     self.hook(event)
-                except Exception as exc:  # the hook's failure is counted, never the request's
+                # BaseException too: a hook raising SystemExit or KeyboardInterrupt would end
+                # this thread, and every later event would wait in the queue for nobody.
+                except BaseException as exc:  # the hook's failure is counted, never the request's
                     _count(lambda m: m.hook_errors)
                     self._log_failure(exc)
                 finally:
@@ -261,7 +263,7 @@ class HookQueue:
             with self._idle:
                 self._idle.notify_all()
 
-    def _log_failure(self, exc: Exception) -> None:
+    def _log_failure(self, exc: BaseException) -> None:
         now = time.monotonic()
         if self._logged_at is None or now - self._logged_at >= 60:
             self._logged_at = now

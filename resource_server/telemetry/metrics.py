@@ -29,6 +29,8 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .failures import failed
+
 if TYPE_CHECKING:
     from ..expiring import ExpiringCache
     from ..tokens.keys import RemoteKeySet
@@ -358,13 +360,19 @@ def fetched(kind: str, issuer: str | None, ok: bool) -> None:
     attributes: dict[str, Any] = {FETCH_RESULT: "success" if ok else "failure"}
     if issuer is not None:
         attributes[ISSUER] = issuer
-    counter.add(1, attributes)
+    try:
+        counter.add(1, attributes)
+    except Exception:  # the SDK's failure is not the fetch's (telemetry.failures)
+        failed("metrics.fetched")
 
 
 def rotated(issuer: str | None) -> None:
     metrics = current()
     if metrics is not None:
-        metrics.rotations.add(1, {ISSUER: issuer} if issuer is not None else {})
+        try:
+            metrics.rotations.add(1, {ISSUER: issuer} if issuer is not None else {})
+        except Exception:  # the SDK's failure is not the rotation's (telemetry.failures)
+            failed("metrics.rotated")
 
 
 def introspected(seconds: float, result: str, issuer: str | None) -> None:
@@ -375,7 +383,10 @@ def introspected(seconds: float, result: str, issuer: str | None) -> None:
     attributes: dict[str, Any] = {INTROSPECTION_RESULT: result}
     if issuer is not None:
         attributes[ISSUER] = issuer
-    metrics.introspection.record(seconds, attributes)
+    try:
+        metrics.introspection.record(seconds, attributes)
+    except Exception:  # the SDK's failure is not the call's (telemetry.failures)
+        failed("metrics.introspected")
 
 
 def replay_checked(kind: str, result: str) -> None:
@@ -383,4 +394,4 @@ def replay_checked(kind: str, result: str) -> None:
     ``replay``, ``unavailable`` or ``full``."""
     metrics = current()
     if metrics is not None:
-        metrics.replay_checks.add((kind, result))
+        metrics.replay_checks.add((kind, result))  # our own counter: it cannot fail

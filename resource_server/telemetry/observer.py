@@ -23,6 +23,7 @@ from ..denials import About, Denial
 from ..granted import Granted
 from ..tokens.errors import loggable
 from . import audit, metrics
+from .failures import failed
 from .metrics import AUTHENTICATION_RESULT, ERROR_TYPE, ISSUER, SCHEME, method_attribute
 
 if TYPE_CHECKING:
@@ -76,14 +77,17 @@ class Observer:
         found = metrics.active
         if found is None:
             return None
-        if authorization is not None and not token_elsewhere:
-            cached = self._cache.peek(authorization)
-            if cached is not None:
-                found.cache_hits.add(())
-                if cached.jkt is None:
-                    return WARM
-            elif self._cacheable(authorization):
-                found.cache_misses.add(())
+        try:
+            if authorization is not None and not token_elsewhere:
+                cached = self._cache.peek(authorization)
+                if cached is not None:
+                    found.cache_hits.add(())
+                    if cached.jkt is None:
+                        return WARM
+                elif self._cacheable(authorization):
+                    found.cache_misses.add(())
+        except Exception:  # never a request's failure (telemetry.failures)
+            failed("observer.begin")
         return _perf_counter()
 
     def end(
@@ -99,10 +103,13 @@ class Observer:
         """After the pipeline, with its answer (returned as it is) and the scope map it was
         decided on, if any. Every request whose credential was accepted is an authorization
         attempt: allowed, or refused by the decision (or the membership it rests on)."""
-        if type(outcome) is Denial:
-            self._refused(begun, outcome, route, method, authorization, org, scope_map)
-        elif begun is not None or audit.sampler.every:
-            self._granted(begun, outcome, route, method, authorization, org, scope_map)
+        try:
+            if type(outcome) is Denial:
+                self._refused(begun, outcome, route, method, authorization, org, scope_map)
+            elif begun is not None or audit.sampler.every:
+                self._granted(begun, outcome, route, method, authorization, org, scope_map)
+        except Exception:  # never a request's failure (telemetry.failures)
+            failed("observer.end")
         return outcome
 
     def refused(
@@ -115,7 +122,10 @@ class Observer:
     ) -> Denial:
         """An adapter's own refusal, made before or after the guard's pipeline: counted and
         audited like the guard's."""
-        self._refused(None, denial, route, method, authorization, org, None)
+        try:
+            self._refused(None, denial, route, method, authorization, org, None)
+        except Exception:  # never a request's failure (telemetry.failures)
+            failed("observer.refused")
         return denial
 
     # -- inside ---------------------------------------------------------------------------------

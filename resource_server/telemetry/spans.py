@@ -17,6 +17,8 @@ from collections.abc import Mapping, MutableMapping
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from .failures import failed
+
 __all__ = ["NO_SPAN", "TRACER_NAME", "error", "inject", "span", "trace_id", "use"]
 
 TRACER_NAME = "resource_server"
@@ -59,10 +61,45 @@ def span(
     if tracer is None or _idle(tracer):
         return NO_SPAN
     kind = _api.SpanKind.CLIENT if client else _api.SpanKind.INTERNAL
-    current: AbstractContextManager[Any] = tracer.start_as_current_span(
-        name, kind=kind, attributes=dict(attributes or {}), record_exception=False
-    )
-    return current
+    try:
+        current: AbstractContextManager[Any] = tracer.start_as_current_span(
+            name, kind=kind, attributes=dict(attributes or {}), record_exception=False
+        )
+    except Exception:  # never a request's failure (telemetry.failures)
+        failed("spans.span")
+        return NO_SPAN
+    return _Contained(current)
+
+
+class _Contained(AbstractContextManager[Any]):
+    """A span's context manager whose own failures (the SDK's, an exporter's) are logged, never
+    raised; an exception of the block itself passes through unchanged."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: AbstractContextManager[Any]) -> None:
+        self._inner: AbstractContextManager[Any] | None = inner
+
+    def __enter__(self) -> Any:
+        inner = self._inner
+        try:
+            return inner.__enter__() if inner is not None else None
+        except Exception:
+            failed("spans.span")
+            self._inner = None
+            return None
+
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        inner = self._inner
+        if inner is None:
+            return False
+        try:
+            return bool(inner.__exit__(kind, value, traceback))
+        except Exception as error:
+            if error is value:  # the block's own exception, passed back through the span
+                raise
+            failed("spans.span")
+            return False
 
 
 #: What :func:`span` gives when nothing would record: a context manager that does nothing.
@@ -82,8 +119,11 @@ def error(current: Any, error_type: str, description: str | None = None) -> None
     """Mark ``current`` (a span from :func:`span`, or None) as failed with ``error.type``."""
     if current is None:
         return
-    current.set_attribute("error.type", error_type)
-    current.set_status(_api.Status(_api.StatusCode.ERROR, description))
+    try:
+        current.set_attribute("error.type", error_type)
+        current.set_status(_api.Status(_api.StatusCode.ERROR, description))
+    except Exception:  # never a request's failure (telemetry.failures)
+        failed("spans.error")
 
 
 def inject(headers: MutableMapping[str, str]) -> None:
@@ -93,7 +133,10 @@ def inject(headers: MutableMapping[str, str]) -> None:
         return
     from opentelemetry.propagate import inject as propagate
 
-    propagate(headers)
+    try:
+        propagate(headers)
+    except Exception:  # a propagator's failure is not the call's (telemetry.failures)
+        failed("spans.inject")
 
 
 def trace_id() -> str | None:

@@ -82,8 +82,9 @@ class TrustedIssuers:
         an opaque token's introspection answer is still cached, as it costs a round trip.
         ``wait=False``: :class:`WouldWait` rather than any fetch or introspection call."""
         verifier = self._route(token)
-        if isinstance(verifier, JWTVerifier):
-            return verifier.verify_uncached(token, wait=wait)
+        uncached = uncached_verify(verifier)
+        if uncached is not None:
+            return uncached(token, wait=wait)
         if not wait:
             raise WouldWait("an opaque token is verified by introspection")
         return verifier.verify(token)
@@ -142,3 +143,18 @@ def _jws_payload(token: str) -> str | None:
     except InvalidToken:
         return None
     return match.group(2) if isinstance(alg, str) else None
+
+
+def uncached_verify(verifier: object) -> Callable[..., VerifiedToken] | None:
+    """``verifier.verify_uncached`` (which takes ``wait=``) when ``verifier`` is one of the
+    library's JWT verifiers as the library wrote it, else None: a subclass that overrides
+    ``verify`` or ``verify_uncached`` (to add a check of its own) is asked through ``verify``,
+    so no shortcut can skip what it adds."""
+    for kind in (JWTVerifier, TrustedIssuers):
+        if isinstance(verifier, kind):
+            own = type(verifier)
+            if own.verify is kind.verify and own.verify_uncached is kind.verify_uncached:
+                found: Callable[..., VerifiedToken] = verifier.verify_uncached
+                return found
+            return None
+    return None
