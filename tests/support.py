@@ -6,11 +6,15 @@ import base64
 import hashlib
 import itertools
 import json
+import re
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -253,3 +257,30 @@ def serve_wsgi(app: Callable[..., Any]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def gunicorn(
+    spec: str, *, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[tuple[str, int]]:
+    """``gunicorn -w 1`` serving ``spec`` (``module:callable`` or ``module:factory(...)``,
+    imported from the repository's root) on a port the kernel picks; yields (host, port) once its
+    worker boots. ``env``: the server's environment (this process's by default)."""
+    root = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "1"]
+    command += ["--no-control-socket", "--chdir", root, spec]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        port = None
+        assert process.stderr is not None
+        for line in process.stderr:
+            if found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line):
+                port = int(found.group(1))
+            if "Booting worker" in line:
+                break
+        assert port is not None, "gunicorn did not start"
+        threading.Thread(target=process.stderr.read, daemon=True).start()  # never a full pipe
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        process.wait(timeout=timeout)

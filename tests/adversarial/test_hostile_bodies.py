@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -23,13 +20,13 @@ from resource_server.viewer_context import ViewerContextSigner
 from tests.adversarial.body_apps import (
     GATEWAY_KEY,
     PASSWORD,
-    ROOT,
     auth_server,
     demo,
     demo_touched,
     gateway,
     middleware,
 )
+from tests.support import gunicorn as serve_gunicorn
 from tests.support import serve_wsgi
 
 DEEP_ARRAY = b"[" * 1000 + b"]" * 1000
@@ -38,39 +35,9 @@ MALFORMED_CHUNKED = b"zz\r\nnot a chunk size\r\n0\r\n\r\n"
 TIMEOUT = 20.0  # a hang fails the test instead of stalling the suite
 
 
-@contextmanager
-def gunicorn(factory: str) -> Iterator[tuple[str, int]]:
-    """``gunicorn -w 1`` on a port the kernel picks; yields (host, port) once it listens."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--no-control-socket",
-            "--chdir",
-            str(ROOT),
-            f"tests.adversarial.body_apps:{factory}()",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        port = None
-        assert process.stderr is not None
-        for line in process.stderr:
-            if found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line):
-                port = int(found.group(1))
-            if "Booting worker" in line:
-                break
-        assert port is not None, "gunicorn did not start"
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
+def gunicorn(factory: str) -> AbstractContextManager[tuple[str, int]]:
+    """``gunicorn -w 1`` serving a body app; yields (host, port) once it listens."""
+    return serve_gunicorn(f"tests.adversarial.body_apps:{factory}()", timeout=TIMEOUT)
 
 
 @contextmanager

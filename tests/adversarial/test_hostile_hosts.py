@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,7 @@ from tests.adversarial import host_apps
 from tests.adversarial.host_apps import NONCE_SECRET, REACHED
 from tests.resource_server.test_mcp import serve as uvicorn_serve
 from tests.support import NOW, dpop_key, es256, jwks
+from tests.support import gunicorn as serve_gunicorn
 
 ROOT = str(Path(__file__).resolve().parents[2])
 TIMEOUT = 20.0  # a hang fails the test instead of stalling the suite
@@ -141,28 +138,10 @@ def assert_reached(answer: Answer) -> None:
 # -- the servers ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def gunicorn(factory: str, nonces: bool) -> Iterator[tuple[str, int]]:
-    """``gunicorn -w 1`` serving ``host_apps.<factory>(JWK_SET, nonces)`` on a port the kernel
-    picks; yields (host, port) once its worker has booted."""
-    spec = f"tests.adversarial.host_apps:{factory}({JWK_SET!r}, {nonces!r})"
-    command = [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "1"]
-    command += ["--no-control-socket", "--chdir", ROOT, spec]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        assert process.stderr is not None
-        for line in process.stderr:
-            if found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line):
-                port = int(found.group(1))
-            if "Booting worker" in line:
-                break
-        assert port is not None, "gunicorn did not start"
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # never a full pipe
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
+def gunicorn(factory: str, nonces: bool) -> AbstractContextManager[tuple[str, int]]:
+    """``gunicorn -w 1`` serving ``host_apps.<factory>(JWK_SET, nonces)``; yields (host, port)
+    once its worker has booted."""
+    return serve_gunicorn(f"tests.adversarial.host_apps:{factory}({JWK_SET!r}, {nonces!r})", timeout=TIMEOUT)
 
 
 @contextmanager

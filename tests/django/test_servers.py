@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,47 +20,18 @@ import pytest
 
 from policy import parse_challenges
 from tests.django.helpers import RESOURCE_METADATA, token
+from tests.support import gunicorn as serve_gunicorn
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 20.0  # a hang fails the test instead of stalling the suite
 
 
-@contextmanager
-def gunicorn() -> Iterator[tuple[str, int]]:
-    """``gunicorn -w 1`` on a port the kernel picks, with the test project's settings, key and
-    database (all in the environment); yields (host, port) once it listens."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--no-control-socket",
-            "--chdir",
-            str(ROOT),
-            "tests.django.project.wsgi:application",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+def gunicorn() -> AbstractContextManager[tuple[str, int]]:
+    """``gunicorn -w 1`` with the test project's settings, key and database (all in the
+    environment); yields (host, port) once it listens."""
+    return serve_gunicorn(
+        "tests.django.project.wsgi:application", env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=TIMEOUT
     )
-    try:
-        port = None
-        assert process.stderr is not None
-        for line in process.stderr:
-            if found := re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line):
-                port = int(found.group(1))
-            if "Booting worker" in line:
-                break
-        assert port is not None, "gunicorn did not start"
-        threading.Thread(target=process.stderr.read, daemon=True).start()  # never block its writes
-        yield "127.0.0.1", port
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
 
 
 @contextmanager
