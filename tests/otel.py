@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import resource_server
 from resource_server import telemetry
+from tests.support import serving
 
 VERSION = getattr(resource_server, "__version__", None)
 SCHEMA = json.loads(telemetry.SCHEMA.read_text(encoding="utf-8"))
@@ -163,10 +163,5 @@ class HeaderServer:
 
     @contextmanager
     def running(self) -> Iterator[HeaderServer]:
-        thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with serving(self._server):
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()

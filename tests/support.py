@@ -175,6 +175,18 @@ class FakeClock:
         self.now += seconds
 
 
+@contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[None]:
+    """``server`` answering in a thread for the block, then shut down and closed."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class JWKSServer:
     """A real HTTP server on 127.0.0.1 serving a JWK Set that tests can change, fail, or count."""
 
@@ -203,13 +215,8 @@ class JWKSServer:
 
     @contextmanager
     def running(self) -> Iterator[JWKSServer]:
-        thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
-        thread.start()
-        try:
+        with serving(self._server):
             yield self
-        finally:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 class SlowJWKS:
