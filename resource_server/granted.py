@@ -11,7 +11,7 @@ did, about 12 ns; an ``isinstance`` that answers no costs about 27 ns (it then l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import final
 
 from policy import Access
@@ -33,13 +33,47 @@ class Granted:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+#: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
+GRANTS_PER_CREDENTIAL = 16
+
+
 @final
 @dataclass(slots=True)
 class Credential:
     """A verified access token, cached under the exact ``Authorization`` value it came in, with
-    the grants already assembled for it: (request org, member role) → :class:`Granted`."""
+    the grants already assembled for it: (request org, member role) → :class:`Granted`.
+
+    Nearly every token is used in one organization as one role, so the first grant is held in
+    three fields and a dict is made only for a second (a dict with one entry and its key tuple
+    cost some 280 bytes per cached token)."""
 
     token: VerifiedToken
     jkt: str | None  # the key a DPoP-bound token is bound to (cnf.jkt, RFC 9449 §6); None: bearer
-    grants: dict[tuple[str | None, str], Granted] = field(default_factory=dict)
     fresh_nonce: str | None = None  # a DPoP nonce to send back with this request's answer
+    org: str | None = None  # the first grant's request org and role, and the grant
+    role: str | None = None
+    granted: Granted | None = None
+    more: dict[tuple[str | None, str], Granted] | None = None  # the grants after the first
+
+    def known(self, org: str | None, role: str) -> Granted | None:
+        """The grant kept for (``org``, ``role``), or None."""
+        granted = self.granted
+        if granted is not None and role == self.role and org == self.org:
+            return granted
+        more = self.more
+        return more.get((org, role)) if more is not None else None
+
+    def keep(self, org: str | None, role: str, granted: Granted) -> None:
+        """Remember ``granted`` for (``org``, ``role``), up to :data:`GRANTS_PER_CREDENTIAL`."""
+        if self.granted is None:
+            self.org, self.role, self.granted = org, role, granted
+            return
+        more = self.more
+        if more is None:
+            more = self.more = {}
+        if len(more) < GRANTS_PER_CREDENTIAL - 1:
+            more[(org, role)] = granted
+
+    def with_nonce(self, nonce: str) -> Credential:
+        """This credential for one answer that carries a fresh DPoP nonce (RFC 9449 §8.2)."""
+        return Credential(self.token, self.jkt, nonce, self.org, self.role, self.granted, self.more)

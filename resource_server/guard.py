@@ -70,10 +70,6 @@ Membership = Callable[[str, "str | None"], "str | None"]
 AsyncMembership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
 
 
-#: The most (org, role) grants remembered per cached credential; a token is used in few orgs.
-_GRANTS_PER_CREDENTIAL = 16
-
-
 class Guard:
     """Authenticates and authorizes one request at a time.
 
@@ -221,7 +217,7 @@ class Guard:
             return credential
         if type(checked) is Denial:
             return checked.noting(token=credential.token)
-        return Credential(credential.token, credential.jkt, credential.grants, fresh_nonce=checked)
+        return credential.with_nonce(checked)
 
     def role_of(self, credential: Credential, org: str | None) -> tuple[str, str | None]:
         """(subject, org) to ask ``membership`` about: routes declared without an org
@@ -234,15 +230,14 @@ class Guard:
         (org, role) and then reused (capabilities are never cached, so neither are theirs).
         ``role`` is what ``membership`` answered: a role name, or None for no member; anything
         else (an application bug) is refused as a role without scopes, and never cached."""
-        granted: Granted | Denial | None = credential.grants.get((org, role)) if type(role) is str else None
+        granted: Granted | Denial | None = credential.known(org, role) if type(role) is str else None
         if granted is None:
             token = credential.token
             granted = self._role_access(
                 token.subject, org, role, token.scopes, token.org, token, "token", credential.jkt is not None
             )
-            room = len(credential.grants) < _GRANTS_PER_CREDENTIAL
-            if room and type(role) is str and type(granted) is Granted:
-                credential.grants[(org, role)] = granted
+            if type(role) is str and type(granted) is Granted:
+                credential.keep(org, role, granted)
         if credential.fresh_nonce is not None and type(granted) is Granted:
             return replace(granted, headers=(("DPoP-Nonce", credential.fresh_nonce),))
         return granted
@@ -420,7 +415,7 @@ class Guard:
                     credential = proved
                 token = credential.token
                 role = self.membership(token.subject, org if org is not None else token.org)
-                known = credential.grants.get((org, role)) if type(role) is str else None
+                known = credential.known(org, role) if type(role) is str else None
                 if known is not None and credential.fresh_nonce is None:
                     return self.decision(known, method, scope_map)
                 return self.decision(self.grant(credential, org, role), method, scope_map)

@@ -259,7 +259,6 @@ class Observer:
         scope_map: ScopeMap | None,
     ) -> dict[str, Any]:
         """The keys every event shares, from what is known of the request."""
-        claims = token.claims if token is not None else {}
         subject = access.subject if access is not None else token.subject if token is not None else None
         held = access.scopes if access is not None else token.scopes if token is not None else None
         required = scope_map.alternatives(method) if scope_map is not None and method is not None else None
@@ -275,7 +274,7 @@ class Observer:
             "org": audit.request_text(org),
             "token_org": audit.text(token.org) if token is not None else None,
             "client_id": audit.text(token.client_id) if token is not None else None,
-            "issuer": audit.text(claims.get("iss")),
+            "issuer": audit.text(token.issuer) if token is not None else None,
             "actors": audit.actors_of(token) if token is not None else None,
             "route": route,
             "method": audit.request_text(method, 32),
@@ -315,7 +314,7 @@ class Observer:
         add a series."""
         if token is None:
             return None
-        issuer = token.claims.get("iss")
+        issuer = token.issuer
         return issuer if issuer in self.issuers else None
 
     @staticmethod

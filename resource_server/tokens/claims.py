@@ -27,6 +27,7 @@ __all__ = [
     "check_auth_time",
     "org_of",
     "scopes_of",
+    "shared_identifier",
 ]
 
 #: More scope tokens than any real grant holds; a longer array is refused before it is walked.
@@ -53,6 +54,27 @@ _UNCHECKED_METHODS = {
 }
 
 
+#: Scope strings parsed already, each with its one frozenset: an authorization server grants a
+#: handful of scope combinations, so tokens share them (a frozenset costs 216 bytes and up, per
+#: cached token otherwise). Bounded: cleared when full, and long strings are not kept.
+_PARSED_SCOPES: dict[str, frozenset[str]] = {}
+_PARSED_SCOPES_MAX = 512
+_SHARED_SCOPE_LENGTH = 512
+#: Identifiers many tokens repeat (organizations, clients), one string object each.
+_SHARED_IDENTIFIERS: dict[str, str] = {}
+_SHARED_IDENTIFIERS_MAX = 4096
+
+
+def shared_identifier(value: str | None) -> str | None:
+    """``value``, or the equal string an earlier token brought: an organization or a client is
+    named by thousands of cached tokens, which then hold one string, not a copy each."""
+    if value is None:
+        return None
+    if len(_SHARED_IDENTIFIERS) >= _SHARED_IDENTIFIERS_MAX:
+        _SHARED_IDENTIFIERS.clear()
+    return _SHARED_IDENTIFIERS.setdefault(value, value)
+
+
 def scopes_of(claims: Mapping[str, Any], name: str) -> frozenset[str]:
     """The scope tokens of claim ``name``: absent is no scopes; a space-delimited string
     (RFC 9068 §2.2.3, RFC 7662 §2.2, RFC 6749 §3.3) or a JSON array whose every element is one
@@ -63,7 +85,14 @@ def scopes_of(claims: Mapping[str, Any], name: str) -> frozenset[str]:
     value = claims[name]
     try:
         if isinstance(value, str):
-            return parse_scope(value)
+            found = _PARSED_SCOPES.get(value)
+            if found is None:
+                found = parse_scope(value)
+                if len(value) <= _SHARED_SCOPE_LENGTH:
+                    if len(_PARSED_SCOPES) >= _PARSED_SCOPES_MAX:
+                        _PARSED_SCOPES.clear()
+                    _PARSED_SCOPES[value] = found
+            return found
         if isinstance(value, list) and len(value) <= MAX_SCOPE_TOKENS:
             return frozenset(validate_scope_token(token) for token in value)
     except InvalidScope:

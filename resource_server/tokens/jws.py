@@ -21,6 +21,7 @@ __all__ = [
     "InvalidToken",
     "b64decode",
     "b64encode",
+    "decoded_object",
     "integer_claim",
     "json_object",
     "split_compact",
@@ -71,11 +72,25 @@ _DECODER = strict_json_decoder(
 )
 
 
+# The same checks, for a document that is read and dropped: no shared names to look up.
+_TRANSIENT = strict_json_decoder(
+    lambda: InvalidToken("the token has duplicate JSON members"),
+    lambda: InvalidToken("the token holds a non-standard JSON number"),
+)
+
+
 def json_object(segment: str, what: str) -> dict[str, Any]:
-    raw = b64decode(segment)
+    """The JSON object a base64url segment holds, strictly (:mod:`resource_server.strict_json`),
+    its member names shared (for objects that are kept), or :class:`InvalidToken`."""
+    return decoded_object(b64decode(segment), what)
+
+
+def decoded_object(raw: bytes, what: str, *, kept: bool = True) -> dict[str, Any]:
+    """The JSON object in ``raw`` (a decoded segment); ``kept=False`` for one the caller reads
+    and drops, whose member names need not be the shared strings."""
     try:
         # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
-        value = _DECODER.decode(raw.decode("utf-8"))
+        value = (_DECODER if kept else _TRANSIENT).decode(raw.decode("utf-8"))
     except InvalidToken:
         raise
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, a 5000-digit integer, deep nesting

@@ -11,15 +11,23 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from types import MappingProxyType
 from typing import Any
 
 from ..expiring import ExpiringCache
-from .claims import check_auth_time, org_of, scopes_of
+from .claims import check_auth_time, org_of, scopes_of, shared_identifier
 from .discovery import DiscoveredKeySet
 from .errors import VerificationUnavailable, loggable
-from .jws import InvalidToken, b64decode, integer_claim, json_object, split_compact, string_claim
+from .jws import (
+    InvalidToken,
+    b64decode,
+    decoded_object,
+    integer_claim,
+    json_object,
+    split_compact,
+    string_claim,
+)
 from .keys import ASYMMETRIC_ALGORITHMS, KeySet, RemoteKeySet, VerificationKey
+from .payload import PayloadClaims
 from .verified import VerifiedToken
 
 __all__ = ["InvalidToken", "JWTVerifier", "VerifiedToken"]
@@ -84,8 +92,6 @@ class JWTVerifier:
         self.issuer = issuer
         self.issuer_org = issuer_org
         self.audiences = audiences
-        # The configured strings, shared by every cached token's claims in place of equal copies.
-        self._shared = {value: value for value in (issuer, *audiences)}
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway
         self.max_token_bytes = max_token_bytes
@@ -158,12 +164,13 @@ class JWTVerifier:
         # at once, not a 503 while a refetch for its unknown kid may not start yet. The payload
         # is only parsed here; no claim is read before the signature holds.
         checked = self._checked_header(header_b64)
-        claims = json_object(payload_b64, "payload")
+        payload = b64decode(payload_b64)
+        claims = decoded_object(payload, "payload", kept=False)
         key = self._key_for(checked, claims.get("iat"), wait)
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         if not key.verify(signing_input, b64decode(signature_b64)):
             raise InvalidToken("the token signature is invalid")
-        return self._claims(claims)
+        return self._claims(claims, payload)
 
     def _checked_header(self, header_b64: str) -> tuple[str | None, str]:
         """(kid, alg) of this header segment. An authorization server signs with a handful of
@@ -207,7 +214,10 @@ class JWTVerifier:
             raise InvalidToken("the token kid is not a string")
         return kid, alg
 
-    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
+    def _claims(self, claims: dict[str, Any], payload: bytes) -> VerifiedToken:
+        """The checked claims as a :class:`VerifiedToken`, which keeps their JSON (``payload``)
+        rather than the parsed dict: it is parsed again only if something reads the claims
+        (:class:`~.payload.PayloadClaims`)."""
         now = self._clock()
         exp = integer_claim(claims, "exp", required=True)
         nbf = integer_claim(claims, "nbf")
@@ -227,24 +237,22 @@ class JWTVerifier:
                 "the token issuer is not accepted",
                 reason=f"the token issuer {received} is not the expected {loggable(self.issuer)}",
             )
-        aud = claims.get("aud")
-        self._check_audience(aud)
-        # Equal to ours, so kept as ours: one string for every cached token, not one copy each.
-        claims["iss"] = self.issuer
-        if type(aud) is str:
-            claims["aud"] = self._shared.get(aud, aud)
+        self._check_audience(claims.get("aud"))
+        claims["iss"] = self.issuer  # equal to ours, so ours: the token's issuer, shared
         subject = string_claim(claims, "sub", required=True)
-        org = org_of(claims, self.org_claim, self.issuer_org)
-        client_id = string_claim(claims, "client_id", required=False)
+        org = shared_identifier(org_of(claims, self.org_claim, self.issuer_org))
+        client_id = shared_identifier(string_claim(claims, "client_id", required=False))
+        kept = PayloadClaims(payload, claims)
         verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org,
             client_id=client_id,
             expires_at=exp,
-            claims=MappingProxyType(claims),
+            claims=kept,
         )
         check_auth_time(verified.auth_time, now, self.leeway)
+        kept.drop()  # read by now: what the guard needs is in the token's fields
         return verified
 
     def _check_audience(self, aud: object) -> None:

@@ -44,9 +44,15 @@ class VerifiedToken:
     actors: tuple[Actor, ...] = field(init=False, default=())
     acr: str | None = field(init=False, default=None)
     auth_time: int | None = field(init=False, default=None)
+    #: The ``iss`` claim when it is a string (None otherwise), read once: telemetry names the
+    #: issuer of every new token without reading the claims again.
+    issuer: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         claims = self.claims
+        issuer = claims.get("iss")
+        if type(issuer) is str:
+            object.__setattr__(self, "issuer", issuer)
         # Each reader answers its default for an absent claim, which the field holds already:
         # most tokens carry none of the four, so none is called.
         if "cnf" in claims:

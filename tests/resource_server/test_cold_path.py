@@ -12,6 +12,7 @@ from resource_server.guard import Denial, Granted, Guard
 from resource_server.telemetry import spans
 from resource_server.telemetry.metrics import MAX_SERIES, OVERFLOW, Tally
 from resource_server.tokens import JWTVerifier
+from resource_server.tokens.payload import PayloadClaims
 from tests.otel import recording
 from tests.support import AUDIENCE, ISSUER, NOW, FakeClock, es256, jwks
 
@@ -71,17 +72,22 @@ def test_another_spelling_is_parsed_then_answered_from_the_one_entry(spelling: s
     assert type(_authorize(guard, f"Bearer {raw}")) is Denial
 
 
-def test_cached_tokens_share_their_claim_names_and_the_configured_iss_and_aud() -> None:
-    """What every token repeats is kept once, not once per cached token; the values read the same."""
+def test_cached_tokens_keep_their_claims_as_json_and_share_what_tokens_repeat() -> None:
+    """A cached token keeps its payload's JSON, not the parsed claims (about three times the
+    size), and one object for what many tokens repeat: the scope set, org, client and issuer."""
     guard, verifier = _guard(FakeClock(NOW))
     first, second = (_authorize(guard, f"Bearer {SIGNER.token(now=NOW)}") for _ in range(2))
     assert type(first) is Granted and type(second) is Granted
     assert first.token is not None and second.token is not None
-    a, b = first.token.claims, second.token.claims
-    assert a["iss"] == ISSUER and a["aud"] == AUDIENCE
-    assert a["iss"] is b["iss"] is verifier.issuer
-    assert a["aud"] is b["aud"]
-    assert all(x is y for x, y in zip(sorted(a), sorted(b), strict=True))
+    a, b = first.token, second.token
+    assert isinstance(a.claims, PayloadClaims) and a.claims._parsed is None
+    assert a.scopes is b.scopes and a.org is b.org and a.client_id is b.client_id
+    assert a.issuer is b.issuer is verifier.issuer
+    # Read, the claims are parsed (strictly, as when verified), kept, and read the same.
+    assert a.claims["iss"] == ISSUER and a.claims["aud"] == AUDIENCE and a.claims["sub"] == a.subject
+    assert a.claims._parsed is not None and a.claims == dict(a.claims)
+    assert a.claims["jti"] != b.claims["jti"]
+    assert all(x is y for x, y in zip(sorted(a.claims), sorted(b.claims), strict=True))
 
 
 def test_a_tally_counts_exactly_while_threads_add_and_readers_read() -> None:
