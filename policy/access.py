@@ -109,10 +109,15 @@ def assemble_access(
         raise OrgMismatch(token_org, request_org)
     if not isinstance(subject, str) or not subject:
         raise TypeError("subject must be a non-empty string")
-    role = _frozen(role_scopes, "role_scopes")
-    token = None if token_scopes is None else _frozen(token_scopes, "token_scopes")
-    chain = tuple(actor_chain)
-    if not all(isinstance(actor, Actor) for actor in chain):
+    role = role_scopes if type(role_scopes) is frozenset else _frozen(role_scopes, "role_scopes")
+    token = (
+        token_scopes
+        if token_scopes is None or type(token_scopes) is frozenset
+        else _frozen(token_scopes, "token_scopes")
+    )
+    # Most requests have no actor: no tuple is built and no element checked for them.
+    chain = actor_chain if type(actor_chain) is tuple else tuple(actor_chain)
+    if chain and not all(isinstance(actor, Actor) for actor in chain):
         raise TypeError("actor_chain must hold policy.Actor values, the current actor first")
     ceiling = None
     if actors is not None and chain:
@@ -126,14 +131,14 @@ def assemble_access(
     scopes = role if token is None else role & token
     if scopes == token:  # the token asks no more than the role holds: its own set, not a copy
         scopes = token
-    return Access(
-        subject=subject,
-        org=request_org if request_org is not None else token_org,
-        role_scopes=role,
-        token_scopes=token,
-        scopes=scopes if ceiling is None else scopes & ceiling,
-        actors=chain,
-        actor_ceiling=ceiling,
-        acr=acr,
-        auth_time=auth_time,
+    return Access(  # positional, in the field order: a new token builds one of these
+        subject,
+        request_org if request_org is not None else token_org,
+        role,
+        token,
+        scopes if ceiling is None else scopes & ceiling,
+        chain,
+        ceiling,
+        acr,
+        auth_time,
     )

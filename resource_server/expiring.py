@@ -70,8 +70,9 @@ class ExpiringCache(Generic[K, V]):
                     self._entries.pop(key, None)
             return
         with self._lock:
-            self._sweep_locked(now)
             entries, expiries = self._entries, self._expiries
+            if expiries and expiries[0][0] <= now:
+                self._sweep_locked(now)
             entries.pop(key, None)  # a replaced entry moves to the back of the line
             while len(entries) >= self.size:
                 entries.popitem(last=False)  # the oldest

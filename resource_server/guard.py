@@ -70,6 +70,9 @@ Membership = Callable[[str, "str | None"], "str | None"]
 AsyncMembership = Callable[[str, "str | None"], "str | Awaitable[str | None] | None"]
 
 
+_NO_SCOPES: frozenset[str] = frozenset()
+
+
 class Guard:
     """Authenticates and authorizes one request at a time.
 
@@ -138,6 +141,8 @@ class Guard:
             raise ValueError(audit.misconfigured("Guard", reason))
         self.verifier = verifier
         self.roles = roles
+        # Each role's scopes, looked up once per new grant (Roles is immutable).
+        self._scopes_of_role = {name: roles.scopes_for(name) for name in roles}
         self.actors = actors
         self.membership: AsyncMembership = membership
         self.realm = realm
@@ -201,6 +206,12 @@ class Guard:
             cached = self.cached(authorization)
             if cached is not None:  # a bound token is cached under "DPoP <token>" only
                 return self.proved(cached, authorization[5:] if cached.jkt is not None else "", dpop)
+        return self._uncached(authorization, token_elsewhere, dpop, wait)
+
+    def _uncached(
+        self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None, wait: bool = True
+    ) -> Credential | Denial | None:
+        """:meth:`credential` once the cache has been asked and does not hold it."""
         found = self._token_check.verified(authorization, token_elsewhere, wait)
         if found is None or type(found) is Denial:
             return found
@@ -355,8 +366,14 @@ class Guard:
         session: SessionLoader | None,
         viewer: ViewerLoader | None,
         dpop: DPoPRequest | None,
+        looked: bool = False,
     ) -> Granted | Denial:
-        credential = self.credential(authorization, token_elsewhere, dpop)
+        # looked: the cache was asked already, and holds no credential for this value.
+        credential = (
+            self._uncached(authorization, token_elsewhere, dpop)
+            if looked
+            else self.credential(authorization, token_elsewhere, dpop)
+        )
         if credential is None:
             return self.without_token(org, session, viewer)
         if type(credential) is Denial:
@@ -419,6 +436,8 @@ class Guard:
                 if known is not None and credential.fresh_nonce is None:
                     return self.decision(known, method, scope_map)
                 return self.decision(self.grant(credential, org, role), method, scope_map)
+            granted = self._authenticate(authorization, False, org, session, viewer, dpop, looked=True)
+            return self.decision(granted, method, scope_map)
         granted = self._authenticate(authorization, token_elsewhere, org, session, viewer, dpop)
         return self.decision(granted, method, scope_map)
 
@@ -526,9 +545,10 @@ class Guard:
 
     def _role_scopes(self, role: object) -> frozenset[str]:
         if role is None:
-            return frozenset()
-        if isinstance(role, str) and role in self.roles:
-            return self.roles.scopes_for(role)
+            return _NO_SCOPES
+        scopes = self._scopes_of_role.get(role) if type(role) is str else None
+        if scopes is not None:
+            return scopes
         log.error("membership() returned the unknown role %r; treating it as no scopes", role)
         return frozenset()
 

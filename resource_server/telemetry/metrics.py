@@ -290,6 +290,12 @@ class Metrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
+    def timing(self) -> bool:
+        """Whether a duration recorded now goes anywhere: not while the API's histogram is a
+        proxy for a global meter provider nobody has set yet (it would drop the point, after
+        two clock reads and its attributes were paid for)."""
+        return getattr(self.duration, "_real_instrument", self) is not None
+
     def _observed(self, meter: Any, name: str, tally: Tally, unit: str, description: str) -> None:
         observation = self._observation
 

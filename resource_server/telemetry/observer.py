@@ -34,15 +34,20 @@ if TYPE_CHECKING:
     from ..granted import Credential
     from ..tokens import VerifiedToken
 
-__all__ = ["WARM", "Observer"]
+__all__ = ["UNTIMED", "WARM", "Observer"]
 
 #: What :meth:`Observer.begin` answers for a bearer token the guard had cached: counted, not timed.
 WARM = 0.0
+#: What it answers when no duration would be recorded (the API's histogram while no SDK is set).
+UNTIMED = -1.0
 #: Refusals of a request whose credential was accepted: the decision said no.
 _AUTHORIZATION_ERRORS = frozenset({"forbidden", "insufficient_scope", "insufficient_user_authentication"})
 #: A 401 for a request without credentials (RFC 6750 §3.1: its challenge names no error).
 _NO_CREDENTIALS = "unauthorized"
 _NOTHING_KNOWN = About()
+# The duration's attribute sets built so far (see Observer._attributes); bounded all the same.
+_ATTRIBUTES: dict[tuple[str, str, str | None, str | None], dict[str, Any]] = {}
+_ATTRIBUTE_SETS = 256
 _perf_counter = time.perf_counter
 
 
@@ -88,7 +93,7 @@ class Observer:
                     found.cache_misses.add(())
         except Exception:  # never a request's failure (telemetry.failures)
             failed("observer.begin")
-        return _perf_counter()
+        return _perf_counter() if found.timing() else UNTIMED
 
     def end(
         self,
@@ -142,7 +147,7 @@ class Observer:
     ) -> None:
         found = metrics.active
         if found is not None and begun is not None:
-            if begun != WARM:
+            if begun > WARM:  # timed (a perf_counter reading), not WARM or UNTIMED
                 token = granted.token
                 found.duration.record(
                     _perf_counter() - begun,
@@ -190,7 +195,7 @@ class Observer:
         found = metrics.active
         if found is not None:
             if begun is not None:
-                if begun != WARM:
+                if begun > WARM:  # timed, not WARM or UNTIMED
                     result = "success" if authenticated else "none" if error == _NO_CREDENTIALS else "failure"
                     scheme = self._scheme(denial, about, authorization)
                     attributes = self._attributes(
@@ -319,11 +324,18 @@ class Observer:
 
     @staticmethod
     def _attributes(scheme: str, result: str, error: str | None, issuer: str | None) -> dict[str, Any]:
-        attributes: dict[str, Any] = {SCHEME: scheme, AUTHENTICATION_RESULT: result}
-        if error is not None:
-            attributes[ERROR_TYPE] = error
-        if issuer is not None:
-            attributes[ISSUER] = issuer
+        """The duration's attributes, one dict per set of values (their values come from fixed
+        sets and the configured issuers): built once, not per new token."""
+        key = (scheme, result, error, issuer)
+        attributes = _ATTRIBUTES.get(key)
+        if attributes is None:
+            attributes = {SCHEME: scheme, AUTHENTICATION_RESULT: result}
+            if error is not None:
+                attributes[ERROR_TYPE] = error
+            if issuer is not None:
+                attributes[ISSUER] = issuer
+            if len(_ATTRIBUTES) < _ATTRIBUTE_SETS:
+                _ATTRIBUTES[key] = attributes
         return attributes
 
     def _cacheable(self, authorization: str) -> bool:

@@ -111,8 +111,17 @@ def _idle(tracer: Any) -> bool:
     provider is set (it delegates from the moment one is, so this is asked each time)."""
     # Exact types: the API's classes are ABCs, whose isinstance costs about 1 µs a call.
     if type(tracer) is _api.ProxyTracer:
-        return type(_api.get_tracer_provider()) is _api.ProxyTracerProvider
+        # The API's global provider, read where it keeps it: get_tracer_provider() looks in
+        # os.environ on every call while none is set (2 µs a new token). use() asked it once,
+        # which loads a provider named by OTEL_PYTHON_TRACER_PROVIDER.
+        provider = getattr(_api, "_TRACER_PROVIDER", _ASK)
+        if provider is _ASK:  # an API that keeps it elsewhere
+            return type(_api.get_tracer_provider()) is _api.ProxyTracerProvider
+        return provider is None
     return type(tracer) is _api.NoOpTracer
+
+
+_ASK = object()
 
 
 def error(current: Any, error_type: str, description: str | None = None) -> None:

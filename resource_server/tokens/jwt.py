@@ -40,6 +40,9 @@ _CHECKED_HEADERS = 64
 _ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 
 
+_ABSENT: Any = object()  # a claim the token does not carry (null is carried, and refused)
+
+
 class JWTVerifier:
     """Verifies JWT access tokens (RFC 9068) signed with a key from a JWK Set.
 
@@ -219,9 +222,18 @@ class JWTVerifier:
         rather than the parsed dict: it is parsed again only if something reads the claims
         (:class:`~.payload.PayloadClaims`)."""
         now = self._clock()
-        exp = integer_claim(claims, "exp", required=True)
-        nbf = integer_claim(claims, "nbf")
-        iat = integer_claim(claims, "iat")
+        exp, nbf, iat = claims.get("exp"), claims.get("nbf", _ABSENT), claims.get("iat", _ABSENT)
+        if (
+            type(exp) is not int  # RFC 7519 §2 NumericDate: bool is an int subclass, and not one
+            or (nbf is not _ABSENT and type(nbf) is not int)
+            or (iat is not _ABSENT and type(iat) is not int)
+        ):
+            for name in ("exp", "nbf", "iat"):  # raises, naming the first claim at fault
+                integer_claim(claims, name, required=name == "exp")
+        if nbf is _ABSENT:
+            nbf = None
+        if iat is _ABSENT:
+            iat = None
         if now >= exp + self.leeway:
             raise InvalidToken("the token has expired")
         if nbf is not None and now + self.leeway < nbf:
@@ -242,17 +254,19 @@ class JWTVerifier:
         subject = string_claim(claims, "sub", required=True)
         org = shared_identifier(org_of(claims, self.org_claim, self.issuer_org))
         client_id = shared_identifier(string_claim(claims, "client_id", required=False))
-        kept = PayloadClaims(payload, claims)
         verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
             subject=subject,
             scopes=scopes_of(claims, self.scope_claim),
             org=org,
             client_id=client_id,
             expires_at=exp,
-            claims=kept,
+            claims=claims,
         )
         check_auth_time(verified.auth_time, now, self.leeway)
-        kept.drop()  # read by now: what the guard needs is in the token's fields
+        # Read by now: what the guard needs is in the token's fields. The claims stay as their
+        # JSON, parsed again only if something reads them; set as __post_init__ sets the
+        # fields it reads, once, on a token nobody else holds yet.
+        object.__setattr__(verified, "claims", PayloadClaims(payload))
         return verified
 
     def _check_audience(self, aud: object) -> None:
