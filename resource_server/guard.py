@@ -216,7 +216,7 @@ class Guard:
         if found is None or type(found) is Denial:
             return found
         credential, raw = found
-        return self.proved(credential, raw, dpop)
+        return credential if credential.jkt is None else self.proved(credential, raw, dpop)
 
     def proved(self, credential: Credential, raw: str, dpop: DPoPRequest | None) -> Credential | Denial:
         """``credential`` once the DPoP proof of this request holds for it (with a fresh nonce
@@ -378,7 +378,10 @@ class Guard:
             return self.without_token(org, session, viewer)
         if type(credential) is Denial:
             return credential
-        return self.grant(credential, org, self.membership(*self.role_of(credential, org)))
+        token = credential.token  # role_of(), inline
+        return self.grant(
+            credential, org, self.membership(token.subject, org if org is not None else token.org)
+        )
 
     def authorize(
         self,

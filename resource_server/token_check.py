@@ -148,20 +148,28 @@ class TokenCheck:
         # A span: verifying a token new to the guard is work that can wait (keys, introspection).
         # Not an attempt told not to wait (``traced=False``): it either cannot wait, or gives up
         # at once and the attempt that may wait, in a worker thread, is the one traced.
-        with spans.span("resource_server.token.verify") if traced else spans.NO_SPAN as span:
-            try:
-                return verify(raw)
-            except InvalidToken as exc:
-                spans.error(span, "invalid_token")
-                # The reason (which may name what was expected) is the audit event's.
-                refused = self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
-                return refused.noting(issuer=getattr(exc, "issuer", None))
-            except VerificationUnavailable as exc:
-                spans.error(span, "temporarily_unavailable")
-                return self.refusals.unavailable(exc)
-            except WouldWait:  # no answer: the caller verifies again where it may wait
-                raise
-            except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
-                spans.error(span, "invalid_token")
-                log.exception("unexpected error while verifying a token")
-                return self.refusals.invalid_token("the token could not be verified", dpop=dpop)
+        current = spans.span("resource_server.token.verify") if traced else spans.NO_SPAN
+        if current is spans.NO_SPAN:  # no tracer would record it: no context to enter
+            return self._answer(None, verify, raw, dpop)
+        with current as span:
+            return self._answer(span, verify, raw, dpop)
+
+    def _answer(
+        self, span: object, verify: Callable[[str], VerifiedToken], raw: str, dpop: bool
+    ) -> VerifiedToken | Denial:
+        try:
+            return verify(raw)
+        except InvalidToken as exc:
+            spans.error(span, "invalid_token")
+            # The reason (which may name what was expected) is the audit event's.
+            refused = self.refusals.invalid_token(exc.description, dpop=dpop, reason=exc.reason)
+            return refused.noting(issuer=getattr(exc, "issuer", None))
+        except VerificationUnavailable as exc:
+            spans.error(span, "temporarily_unavailable")
+            return self.refusals.unavailable(exc)
+        except WouldWait:  # no answer: the caller verifies again where it may wait
+            raise
+        except Exception:  # a verification bug or a key-fetch surprise is a 401, never a 500
+            spans.error(span, "invalid_token")
+            log.exception("unexpected error while verifying a token")
+            return self.refusals.invalid_token("the token could not be verified", dpop=dpop)

@@ -57,8 +57,15 @@ def span(
     API, or while no SDK is set (the API's own no-op spans cost some 7 µs, a tenth of an ECDSA
     check, for nothing). Errors are the caller's to mark (:func:`error`): an exception escaping
     the block is recorded as one too."""
-    tracer = _current_tracer()
-    if tracer is None or _idle(tracer):
+    if not _loaded:
+        use(None)
+    tracer = _tracer
+    # The API's proxy while no provider is set (the common case, read inline: a new token asks).
+    if tracer is None or (
+        type(tracer) is _api.ProxyTracer and getattr(_api, "_TRACER_PROVIDER", _ASK) is None
+    ):
+        return NO_SPAN
+    if _idle(tracer):
         return NO_SPAN
     kind = _api.SpanKind.CLIENT if client else _api.SpanKind.INTERNAL
     try:

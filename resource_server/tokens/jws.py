@@ -88,9 +88,16 @@ def json_object(segment: str, what: str) -> dict[str, Any]:
 def decoded_object(raw: bytes, what: str, *, kept: bool = True) -> dict[str, Any]:
     """The JSON object in ``raw`` (a decoded segment); ``kept=False`` for one the caller reads
     and drops, whose member names need not be the shared strings."""
+    decoder = _DECODER if kept else _TRANSIENT
     try:
         # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
-        value = (_DECODER if kept else _TRANSIENT).decode(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        try:  # the decoder's C scanner, straight: a compact document is one value, end to end
+            value, end = decoder.scan_once(text, 0)
+        except StopIteration:  # not a value at the first character (whitespace, say)
+            end = -1
+        if end != len(text):  # the whole parse, which skips whitespace or says what is wrong
+            value = decoder.decode(text)
     except InvalidToken:
         raise
     except (ValueError, RecursionError):  # bad UTF-8 or JSON, a 5000-digit integer, deep nesting
@@ -153,9 +160,10 @@ def string_claim(claims: Mapping[str, Any], name: str, *, required: bool) -> str
     if name not in claims and not required:
         return None
     value = claims.get(name)
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         raise InvalidToken(f"the {name} claim must be a non-empty string")
-    if not is_printable_identifier(value):
+    # is_printable_identifier, its common case inline (this runs for every new token's sub).
+    if (_ASCII_CONTROL.search(value) is not None) if value.isascii() else not is_printable_identifier(value):
         # The description names the claim, never its value, which could hold the very bytes
         # this check keeps out of logs.
         raise InvalidToken(f"the {name} claim holds control or invisible characters")

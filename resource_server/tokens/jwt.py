@@ -145,7 +145,9 @@ class JWTVerifier:
         token is remembered once, not twice, and costs no SHA-256 of its text. With
         ``wait=False`` no key set or metadata is fetched: :class:`~.errors.WouldWait` where one would be
         (an async adapter then verifies in a worker thread)."""
-        return self._verified(self._bounded(token), wait)
+        if type(token) is not str or len(token) > self.max_token_bytes:
+            self._bounded(token)  # raises, saying which
+        return self._verified(token, wait)
 
     def _bounded(self, token: str) -> str:
         if not isinstance(token, str):
@@ -166,7 +168,7 @@ class JWTVerifier:
         # What needs no key is checked before the key is looked up: a malformed token is a 401
         # at once, not a 503 while a refetch for its unknown kid may not start yet. The payload
         # is only parsed here; no claim is read before the signature holds.
-        checked = self._checked_header(header_b64)
+        checked = self._headers.get(header_b64) or self._checked_header(header_b64)
         payload = b64decode(payload_b64)
         claims = decoded_object(payload, "payload", kept=False)
         key = self._key_for(checked, claims.get("iat"), wait)
@@ -249,20 +251,18 @@ class JWTVerifier:
                 "the token issuer is not accepted",
                 reason=f"the token issuer {received} is not the expected {loggable(self.issuer)}",
             )
-        self._check_audience(claims.get("aud"))
+        aud = claims.get("aud")
+        if type(aud) is not str or aud not in self.audiences:  # the common case, inline
+            self._check_audience(aud)
         claims["iss"] = self.issuer  # equal to ours, so ours: the token's issuer, shared
         subject = string_claim(claims, "sub", required=True)
         org = shared_identifier(org_of(claims, self.org_claim, self.issuer_org))
         client_id = shared_identifier(string_claim(claims, "client_id", required=False))
-        verified = VerifiedToken(  # reads cnf, act, acr and auth_time strictly (claims.py)
-            subject=subject,
-            scopes=scopes_of(claims, self.scope_claim),
-            org=org,
-            client_id=client_id,
-            expires_at=exp,
-            claims=claims,
-        )
-        check_auth_time(verified.auth_time, now, self.leeway)
+        # subject, scopes, org, client_id, expires_at, claims; reads cnf, act, acr and auth_time
+        # strictly (claims.py)
+        verified = VerifiedToken(subject, scopes_of(claims, self.scope_claim), org, client_id, exp, claims)
+        if verified.auth_time is not None:
+            check_auth_time(verified.auth_time, now, self.leeway)
         # Read by now: what the guard needs is in the token's fields. The claims stay as their
         # JSON, parsed again only if something reads them; set as __post_init__ sets the
         # fields it reads, once, on a token nobody else holds yet.
