@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import sys
 import threading
@@ -31,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -109,6 +111,7 @@ def instrument(stack: ExitStack, probe: Probe) -> None:
     stages = [
         (guard.Guard, "authorize", "guard: pipeline glue (authorize, credential)"),
         (guard.Guard, "credential", "guard: pipeline glue (authorize, credential)"),
+        (guard.Guard, "_uncached", "guard: pipeline glue (authorize, credential)"),
         (guard.Guard, "grant", "guard: grant (assemble_access, Granted)"),
         (guard.Guard, "decision", "guard: decision (policy.decide)"),
         (Observer, "begin", "telemetry: observer begin/end"),
@@ -116,16 +119,17 @@ def instrument(stack: ExitStack, probe: Probe) -> None:
         (token_check.TokenCheck, "verified", "token check: binding, Credential"),
         (token_check, "access_token", "Authorization parsing (RFC 6750 §2.1)"),
         (token_check.TokenCheck, "_verify", "token check: span, error mapping, verify_uncached"),
+        (token_check.TokenCheck, "_answer", "token check: span, error mapping, verify_uncached"),
         (ExpiringCache, "get", "caches: lookups"),
         (ExpiringCache, "put", "caches: insertions (guard + verifier)"),
         (jwt.JWTVerifier, "verify", "verifier: size, SHA-256 cache key"),
-        (jwt.JWTVerifier, "_verify", "verifier: signing input"),
+        (jwt.JWTVerifier, "_verify", "verifier: the three parts, signing input"),
         (jwt, "split_compact", "verifier: compact split"),
         (jwt.JWTVerifier, "_checked_header", "verifier: header (checked once), key lookup"),
         (jwt.JWTVerifier, "_key_for", "verifier: header (checked once), key lookup"),
         (jwt, "json_object", "verifier: payload base64url + strict JSON"),
-        (jwt, "b64decode", "verifier: signature base64url"),
-        (jwk.VerificationKey, "verify", "signature (see the split below)"),
+        (jwt, "decoded_object", "verifier: payload strict JSON"),
+        (jwt, "b64decode", "verifier: base64url (payload, signature)"),
         (jwt.JWTVerifier, "_claims", "claims: types, times, iss, aud, sub, org, scope"),
         (jwt, "VerifiedToken", "claims: VerifiedToken (cnf, act, acr, auth_time)"),
         (guarded.RequestGuard, "_guarded", "Flask adapter: request facts, grant kept"),
@@ -134,6 +138,15 @@ def instrument(stack: ExitStack, probe: Probe) -> None:
     for owner, name, label in stages:
         if name in vars(owner):  # a stage the library under test has (an older one may lack it)
             patch(stack, owner, name, probe, label)
+    signature = "signature (see the split below)"
+    if isinstance(vars(jwk.VerificationKey).get("verify"), FunctionType):  # an older library
+        patch(stack, jwk.VerificationKey, "verify", probe, signature)
+        return
+    # Each key's check is a field, called directly: wrapped on every key that exists now.
+    for key in (found for found in gc.get_objects() if type(found) is jwk.VerificationKey):
+        original = key.verify
+        object.__setattr__(key, "verify", probe.wrap(signature, original))
+        stack.callback(object.__setattr__, key, "verify", original)
 
 
 def asgi_app(signers: tuple[Signer, ...]) -> Any:

@@ -71,9 +71,10 @@ def access_token(authorization: str | None, *, max_token_bytes: int = 8192) -> t
     if len(authorization) <= max_token_bytes + 64:
         found = _TOKEN.fullmatch(authorization)
         if found is not None:  # the common case, in one linear pass
-            if len(found.group(2)) > max_token_bytes:
+            if found.end() - found.start(2) > max_token_bytes:
                 raise InvalidToken("the token is too large")
-            return _SCHEMES[found.group(1).lower()], found.group(2)
+            # The pattern matched "bearer" or "dpop" in any case: the first letter tells which.
+            return "Bearer" if authorization[0] in "Bb" else "DPoP", found.group(2)
     scheme = _SCHEME.match(authorization)
     if scheme is None or scheme.group().lower() not in _SCHEMES:
         if _FOLDED.search(authorization):  # "Basic x" and "Bearer y" sent as two lines

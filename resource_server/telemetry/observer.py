@@ -156,7 +156,8 @@ class Observer:
                     ),
                 )
             found.attempts.add((route, method_attribute(method), "success"))
-        if audit.sampler.take() and audit.wanted():
+        sampler = audit.sampler
+        if sampler.every and sampler.take() and audit.wanted():  # every == 0: none sampled
             facts = self._facts(
                 granted.token,
                 granted.access,

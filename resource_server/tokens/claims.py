@@ -27,7 +27,6 @@ __all__ = [
     "check_auth_time",
     "org_of",
     "scopes_of",
-    "shared_identifier",
 ]
 
 #: More scope tokens than any real grant holds; a longer array is refused before it is walked.

@@ -9,7 +9,7 @@ import hmac
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, overload
 
 from jwt.algorithms import HMACAlgorithm
@@ -79,6 +79,13 @@ _TRANSIENT = strict_json_decoder(
 )
 
 
+# Each decoder's C scanner (set on the instance by JSONDecoder.__init__; typeshed omits it).
+_SCANNERS: dict[bool, Callable[[str, int], tuple[Any, int]]] = {
+    True: vars(_DECODER)["scan_once"],
+    False: vars(_TRANSIENT)["scan_once"],
+}
+
+
 def json_object(segment: str, what: str) -> dict[str, Any]:
     """The JSON object a base64url segment holds, strictly (:mod:`resource_server.strict_json`),
     its member names shared (for objects that are kept), or :class:`InvalidToken`."""
@@ -93,7 +100,7 @@ def decoded_object(raw: bytes, what: str, *, kept: bool = True) -> dict[str, Any
         # RFC 8259 §8.1: JSON exchanged between systems is UTF-8; no guessing of other encodings.
         text = raw.decode("utf-8")
         try:  # the decoder's C scanner, straight: a compact document is one value, end to end
-            value, end = decoder.scan_once(text, 0)
+            value, end = _SCANNERS[kept](text, 0)
         except StopIteration:  # not a value at the first character (whitespace, say)
             end = -1
         if end != len(text):  # the whole parse, which skips whitespace or says what is wrong

@@ -224,7 +224,9 @@ class JWTVerifier:
         rather than the parsed dict: it is parsed again only if something reads the claims
         (:class:`~.payload.PayloadClaims`)."""
         now = self._clock()
-        exp, nbf, iat = claims.get("exp"), claims.get("nbf", _ABSENT), claims.get("iat", _ABSENT)
+        exp: Any = claims.get("exp")
+        nbf: Any = claims.get("nbf", _ABSENT)
+        iat: Any = claims.get("iat", _ABSENT)
         if (
             type(exp) is not int  # RFC 7519 §2 NumericDate: bool is an int subclass, and not one
             or (nbf is not _ABSENT and type(nbf) is not int)
