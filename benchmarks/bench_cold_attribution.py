@@ -111,7 +111,7 @@ def instrument(stack: ExitStack, probe: Probe) -> None:
     stages = [
         (guard.Guard, "authorize", "guard: pipeline glue (authorize, credential)"),
         (guard.Guard, "credential", "guard: pipeline glue (authorize, credential)"),
-        (guard.Guard, "_uncached", "guard: pipeline glue (authorize, credential)"),
+        (guard.Guard, "uncached", "guard: pipeline glue (authorize, credential)"),
         (guard.Guard, "grant", "guard: grant (assemble_access, Granted)"),
         (guard.Guard, "decision", "guard: decision (policy.decide)"),
         (Observer, "begin", "telemetry: observer begin/end"),

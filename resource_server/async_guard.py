@@ -70,19 +70,31 @@ class AsyncGuard:
         """:meth:`Guard.credential`, on the loop when nothing can wait: a cached token, or a new
         one whose keys are in hand (no key-set fetch, discovery or introspection call) with, for
         a DPoP request, a proof checked against memory; in a worker thread otherwise."""
+        cached = self.guard.cached(authorization) if not token_elsewhere else None
+        return await self._credential(authorization, token_elsewhere, dpop, cached)
+
+    async def _credential(
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        dpop: DPoPRequest | None,
+        cached: Credential | None,
+    ) -> Credential | Denial | None:
+        # ``cached``: what the guard's cache answered for ``authorization`` (asked once).
         guard = self.guard
-        if authorization is not None and not token_elsewhere:
-            cached = guard.cached(authorization)
-            if cached is not None and (cached.jkt is None or not self._proof_waits):
+        if cached is not None:
+            if cached.jkt is None or not self._proof_waits:
+                assert authorization is not None  # only a header value is ever cached
                 return guard.proved(cached, authorization[5:] if cached.jkt else "", dpop)
+            verify = guard.credential  # the proof may wait: the whole check in a thread
+        else:
+            verify = guard.uncached
         if dpop is None or not self._proof_waits:
             try:
-                return guard.credential(authorization, token_elsewhere, dpop, wait=False)
+                return verify(authorization, token_elsewhere, dpop, wait=False)
             except WouldWait:
                 pass
-        result: Credential | Denial | None = await run_in_thread(
-            guard.credential, authorization, token_elsewhere, dpop
-        )
+        result: Credential | Denial | None = await run_in_thread(verify, authorization, token_elsewhere, dpop)
         return result
 
     async def authenticate(
@@ -117,7 +129,7 @@ class AsyncGuard:
             # The warm path, on the loop: a cached bearer token needs no thread and no proof,
             # only its member's role.
             return guard.grant(cached, org, await self.membership(*guard.role_of(cached, org)))
-        credential = await self.credential(authorization, token_elsewhere, dpop)
+        credential = await self._credential(authorization, token_elsewhere, dpop, cached)
         if credential is None:
             subject = await session() if session is not None else None
             if subject is None:

@@ -206,12 +206,17 @@ class Guard:
             cached = self.cached(authorization)
             if cached is not None:  # a bound token is cached under "DPoP <token>" only
                 return self.proved(cached, authorization[5:] if cached.jkt is not None else "", dpop)
-        return self._uncached(authorization, token_elsewhere, dpop, wait)
+        return self.uncached(authorization, token_elsewhere, dpop, wait)
 
-    def _uncached(
-        self, authorization: str | None, token_elsewhere: bool, dpop: DPoPRequest | None, wait: bool = True
+    def uncached(
+        self,
+        authorization: str | None,
+        token_elsewhere: bool,
+        dpop: DPoPRequest | None = None,
+        wait: bool = True,
     ) -> Credential | Denial | None:
-        """:meth:`credential` once the cache has been asked and does not hold it."""
+        """:meth:`credential` once the cache has been asked and does not hold it (the token is
+        verified: each lookup of a new token's value costs a clock read and a hash)."""
         found = self._token_check.verified(authorization, token_elsewhere, wait)
         if found is None or type(found) is Denial:
             return found
@@ -370,7 +375,7 @@ class Guard:
     ) -> Granted | Denial:
         # looked: the cache was asked already, and holds no credential for this value.
         credential = (
-            self._uncached(authorization, token_elsewhere, dpop)
+            self.uncached(authorization, token_elsewhere, dpop)
             if looked
             else self.credential(authorization, token_elsewhere, dpop)
         )
