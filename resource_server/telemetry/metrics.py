@@ -5,12 +5,14 @@ SDK, its readers, exporters and views: this module only asks the API for a meter
 provider's, or the one given to :func:`resource_server.telemetry.configure`). Without the API
 installed, :func:`current` is None and nothing is recorded.
 
-Counts made on every request are kept in process (:class:`Tally`: one locked dict update) and
-reported through observable counters when a reader collects: the SDK's synchronous
+Counts made on every request are kept in process (:class:`Tally`: one ``itertools.count`` per
+attribute set) and reported through observable counters when a reader collects: the SDK's synchronous
 ``Counter.add`` costs several microseconds a call in CPython, more than the guard's whole warm
 path. Histograms are recorded synchronously, and only for the requests that did work (a token
 new to the cache, a DPoP proof, a failure) or waited on the network (introspection), where a
-few microseconds are lost in the work they measure.
+few microseconds are lost in the work they measure. While the instruments are the API's proxies
+for a global meter provider nobody has set (the API installed, no SDK), the guard records
+nothing at all (:meth:`Metrics.live`): no reader could ever see it.
 
 Cardinality is bounded by construction: every attribute takes its values from a fixed set, from
 the application's configuration (route templates, configured issuers), or is left out; no
@@ -290,10 +292,10 @@ class Metrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
-    def timing(self) -> bool:
-        """Whether a duration recorded now goes anywhere: not while the API's histogram is a
-        proxy for a global meter provider nobody has set yet (it would drop the point, after
-        two clock reads and its attributes were paid for)."""
+    def live(self) -> bool:
+        """Whether what is recorded now goes anywhere: not while these instruments are the
+        API's proxies for a global meter provider nobody has set yet (no reader would ever see
+        the counts, and each point would be dropped). From the moment one is set, they are."""
         return getattr(self.duration, "_real_instrument", self) is not None
 
     def _observed(self, meter: Any, name: str, tally: Tally, unit: str, description: str) -> None:

@@ -134,3 +134,41 @@ def test_the_guard_counts_reach_the_meter_provider_and_reading_changes_none() ->
             assert recorded.points("resource_server.token_cache.misses") == {frozenset(): 1}
             (attempts,) = recorded.points("resource_server.authorization.attempts").values()
             assert attempts == 3
+
+
+def test_nothing_is_counted_while_no_meter_provider_is_set_and_everything_once_one_is() -> None:
+    """The API's global provider is a proxy until the application sets one: its instruments drop
+    every point, so the guard counts nothing for them; from the moment a provider is set the
+    same instruments record, and so does the guard."""
+    from opentelemetry.metrics._internal import _ProxyMeterProvider
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from resource_server import telemetry
+
+    proxy = _ProxyMeterProvider()
+    telemetry.configure(meter_provider=proxy)
+    try:
+        guard, _ = _guard(FakeClock(NOW))
+        header = f"Bearer {SIGNER.token(now=NOW)}"
+        assert guard.observer.begin(header, False) is None
+        for _ in range(2):
+            assert type(_authorize(guard, header)) is Granted
+        found = telemetry.metrics.current()
+        assert found is not None and not found.live()
+        assert found.attempts.total() == 0 and found.cache_hits.total() == 0
+        reader = InMemoryMetricReader()
+        proxy.on_set_meter_provider(MeterProvider(metric_readers=[reader]))
+        assert found.live()
+        assert type(_authorize(guard, header)) is Granted
+        assert found.attempts.total() == 1 and found.cache_hits.total() == 1
+        names = {
+            metric.name: metric
+            for resource in reader.get_metrics_data().resource_metrics
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+        }
+        (point,) = names["resource_server.authorization.attempts"].data.data_points
+        assert point.value == 1
+    finally:
+        telemetry.configure()
