@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .credentials import MalformedCredentials, access_token
 from .denials import Denial, Refusals
-from .dpop import DPoPVerifier, bound_key
+from .dpop import DPoPVerifier
 from .expiring import ExpiringCache
 from .granted import Credential
 from .telemetry import spans
@@ -123,7 +123,7 @@ class TokenCheck:
         token = self._verify(verify, raw, dpop=scheme == "DPoP", traced=wait)
         if type(token) is Denial:
             return token
-        jkt = bound_key(token)
+        jkt = token.jkt  # bound_key(token): the cnf.jkt read strictly when it was verified
         if scheme == "Bearer" and (jkt is not None or self.dpop_required):
             # RFC 9449 §7.2: a bound token is not a bearer token; nor, when DPoP is required, is any.
             return self.refusals.invalid_token(

@@ -147,7 +147,11 @@ class JWTVerifier:
         (an async adapter then verifies in a worker thread)."""
         if type(token) is not str or len(token) > self.max_token_bytes:
             self._bounded(token)  # raises, saying which
-        return self._verified(token, wait)
+        try:
+            return self._verify(token, wait)
+        except (InvalidToken, VerificationUnavailable) as exc:
+            exc.issuer = self.issuer  # which configured issuer refused it, for telemetry
+            raise
 
     def _bounded(self, token: str) -> str:
         if not isinstance(token, str):
@@ -258,7 +262,11 @@ class JWTVerifier:
             self._check_audience(aud)
         claims["iss"] = self.issuer  # equal to ours, so ours: the token's issuer, shared
         subject = string_claim(claims, "sub", required=True)
-        org = shared_identifier(org_of(claims, self.org_claim, self.issuer_org))
+        org = shared_identifier(
+            string_claim(claims, self.org_claim, required=False)  # org_of() without an issuer_org
+            if self.issuer_org is None
+            else org_of(claims, self.org_claim, self.issuer_org)
+        )
         client_id = shared_identifier(string_claim(claims, "client_id", required=False))
         # subject, scopes, org, client_id, expires_at, claims; reads cnf, act, acr and auth_time
         # strictly (claims.py)
