@@ -48,7 +48,9 @@ class _DeadlineReader(io.RawIOBase):
         if left <= 0:
             raise TimeoutError("the answer did not arrive in time")
         self._sock.settimeout(left)
-        return self._raw.readinto(buffer)
+        # The socket itself, not socket.SocketIO.readinto: its checks are for sockets without a
+        # timeout, or for one read again after a timeout, which this one never is.
+        return self._sock.recv_into(buffer)
 
     def fileno(self) -> int:
         return self._raw.fileno()
