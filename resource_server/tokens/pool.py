@@ -97,7 +97,7 @@ class _HTTPConnection(urllib3.connection.HTTPConnection):
             and body
             and headers is not None
             and not options.get("chunked")
-            and not any(name.lower() in _FRAMING for name in headers)
+            and _FRAMING.isdisjoint(map(str.lower, headers))
         ):
             self._held, body = body, None
             headers = {**headers, "Content-Length": str(len(self._held))}
