@@ -10,30 +10,33 @@ checks the proof, every step of RFC 9449 §4.3, and that its key is the one the 
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .dpop_claims import (
     METHOD,
     NONCE,
     SHA256_B64URL,
+    URI,
+    htu_form,
     is_jti,
     matches,
     normalize_htu,
     same_ascii,
-    same_url,
 )
 from .dpop_nonces import DPoPNonces
 from .state import MemoryReplayCache, PerKeyLimit, ReplayCache, replayed
 from .telemetry import metrics
 from .tokens.errors import InvalidToken, VerificationUnavailable
 from .tokens.jwk import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
-from .tokens.jws import b64decode, b64encode, integer_claim, json_object, split_compact
+from .tokens.jws import b64encode, decoded_object, json_object
 from .tokens.verified import VerifiedToken
 
 __all__ = [
@@ -60,7 +63,15 @@ MAX_PROOF_BYTES = 4096
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 #: Header members that would point at a key elsewhere: a proof carries its key, nothing else.
 _REFUSED_HEADERS = ("jku", "x5u", "x5c", "x5t", "x5t#S256", "kid", "crit")
-_CACHED_KEYS = 1024
+#: Each cache of what proofs repeat (header segments, keys, request URLs) holds this many
+#: entries, and is emptied when full: a client's next proof fills its entry again.
+_CACHED = 1024
+#: Access tokens whose ``ath`` is kept (each entry holds the token: about 1 KiB).
+_CACHED_TOKENS = 256
+#: base64url (RFC 4648 §5) to base64 (§4); "+" and "/", not base64url, to a byte never valid.
+_FROM_BASE64URL = bytes.maketrans(b"-_+/", b"+/!!")
+#: The padding a base64 text of each length (mod 4) lacks; none has 4n + 1 characters.
+_PADDING = {0: b"", 2: b"==", 3: b"="}
 _REPLAY_ENTRIES = 100_000  # the default replay cache's size
 #: The share of a MemoryReplayCache one key may hold by default (1/10), and the bound per key
 #: for any other cache (per worker).
@@ -109,12 +120,21 @@ class DPoPProof:
 def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
     """RFC 7638 §3: base64url(SHA-256) of the key's required members, sorted, without
     whitespace. :class:`InvalidDPoPProof` for a key type or member that is not a public key's."""
+    return _sha256_b64url(_canonical(jwk))
+
+
+def _canonical(jwk: Mapping[str, Any]) -> str:
+    """RFC 7638 §3.1-3.3: the key's required members (and nothing else), sorted, as JSON without
+    whitespace: the thumbprint's input, and so the same text for the same public key."""
     kty = jwk.get("kty")
     members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
     if members is None or not all(isinstance(jwk.get(name), str) for name in members):
         raise InvalidDPoPProof("the proof's jwk is not a supported public key")
-    canonical = json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-    return b64encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
+
+
+def _sha256_b64url(text: str) -> str:
+    return b64encode(hashlib.sha256(text.encode("utf-8")).digest())
 
 
 def access_token_hash(access_token: str) -> str:
@@ -183,7 +203,10 @@ class DPoPVerifier:
     what 300 s would (100,000 entries then hold about 1,500 proofs a second, sustained, per
     worker).
 
-    Parsed keys are cached by thumbprint (bounded), so a client's key is loaded once.
+    What a client's proofs repeat is checked once and then found, in bounded caches keyed on
+    the exact input: a header segment (its key checked and loaded), a public key (by the
+    thumbprint's input, RFC 7638 §3), a request URL (its normalized form), an access token (its
+    ``ath``). Nothing a proof says alone (its ``jti``, ``iat``, ``nonce``, signature) is cached.
     """
 
     def __init__(
@@ -229,9 +252,12 @@ class DPoPVerifier:
         except ValueError:
             raise ValueError("max_proofs_per_key must be a positive integer") from None
         self.max_proofs_per_key = max_proofs_per_key
-        self._keys: dict[tuple[str, str], VerificationKey] = {}  # (thumbprint, alg) → key
-        self._headers: dict[str, tuple[str, VerificationKey]] = {}  # header segment → (jkt, key)
-        self._keys_lock = threading.Lock()
+        # Each entry is (jkt, key): the thumbprint and the loaded key.
+        self._headers: _Bounded[str, tuple[str, VerificationKey]] = _Bounded(_CACHED)  # by segment
+        self._keys: _Bounded[tuple[str, str], tuple[str, VerificationKey]] = _Bounded(_CACHED)  # by
+        # (the thumbprint's input, alg)
+        self._urls: _Bounded[str, str] = _Bounded(_CACHED)  # request URL → its htu_form()
+        self._hashes: _Bounded[str, str] = _Bounded(_CACHED_TOKENS)  # access token → its ath
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -247,30 +273,36 @@ class DPoPVerifier:
         fill the replay cache with proofs of keys the token is not bound to.
         :class:`~resource_server.VerificationUnavailable` when the replay cache cannot answer,
         or this key already has ``max_proofs_per_key`` proofs in it."""
-        if not isinstance(proof, str) or not proof:
-            raise InvalidDPoPProof("the DPoP proof is missing")
-        if len(proof) > MAX_PROOF_BYTES:
-            raise InvalidDPoPProof("the DPoP proof is too large")
-        try:
-            header_b64, payload_b64, signature_b64 = split_compact(proof)
-        except InvalidToken:
-            raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS") from None
+        claims, key_jkt, nonce, fresh = self._checked(proof, method, url, access_token, jkt)
+        return DPoPProof(key_jkt, claims["jti"], claims["iat"], claims["htm"], claims["htu"], nonce, fresh)
+
+    def check(
+        self, proof: str, *, method: str, url: str, access_token: str | None, jkt: str | None = None
+    ) -> str | None:
+        """:meth:`verify`, every check and refusal alike, for a server that needs only its
+        outcome: the newer nonce to send back (:attr:`DPoPProof.fresh_nonce`), or None. No
+        :class:`DPoPProof` is built (a frozen dataclass of seven fields: about 12,000 CPU
+        instructions, 3 µs, a request)."""
+        return self._checked(proof, method, url, access_token, jkt)[3]
+
+    def _checked(
+        self, proof: str, method: str, url: str, access_token: str | None, bound_to: str | None
+    ) -> tuple[dict[str, Any], str, str | None, str | None]:
+        """(the proof's claims, its key's thumbprint, its nonce, a newer nonce or None)."""
+        header_b64, signing_input, payload, signature = _parts(proof)
         # A client signs every proof with one key and so one header: checked once, then found.
         checked = self._headers.get(header_b64)
         if checked is None:
-            checked = self._key(_header(header_b64))
-            with self._keys_lock:
-                if len(self._headers) >= _CACHED_KEYS:
-                    self._headers.clear()
-                self._headers[header_b64] = checked
-        key_jkt, key = checked
-        if not key.verify(f"{header_b64}.{payload_b64}".encode("ascii"), _signature(signature_b64)):
+            checked = self._headers.keep(header_b64, self._key(_header(header_b64)))
+        jkt, key = checked
+        if not key.verify(signing_input, signature):
             raise InvalidDPoPProof("the DPoP proof signature is invalid")
-        try:
-            claims = json_object(payload_b64, "payload")
+        try:  # read and dropped: its member names need not be the shared strings
+            claims = decoded_object(payload, "payload", kept=False)
         except InvalidToken:
             raise InvalidDPoPProof("the DPoP proof payload is not a JSON object") from None
-        return self._claims(claims, key_jkt, method, url, access_token, jkt)
+        nonce, fresh = self._claims(claims, jkt, method, url, access_token, bound_to)
+        return claims, jkt, nonce, fresh
 
     def _key(self, header: Mapping[str, Any]) -> tuple[str, VerificationKey]:
         if header.get("typ") != "dpop+jwt":  # RFC 9449 §4.2: explicit typing, exactly
@@ -291,23 +323,21 @@ class DPoPVerifier:
             refuse_secrets(jwk)
         except KeySetError:
             raise InvalidDPoPProof("the DPoP proof's jwk holds private key material") from None
-        jkt = jwk_thumbprint(jwk)
-        key = self._keys.get((jkt, alg))
-        if key is None:
-            key = self._load(jwk, jkt, alg)
-        return jkt, key
+        canonical = _canonical(jwk)
+        # Keyed on the thumbprint's input itself, not its hash: only this very key is found.
+        loaded = self._keys.get((canonical, alg))
+        if loaded is None:
+            loaded = self._keys.keep((canonical, alg), self._load(jwk, canonical, alg))
+        return loaded
 
-    def _load(self, jwk: Mapping[str, Any], jkt: str, alg: str) -> VerificationKey:
+    @staticmethod
+    def _load(jwk: Mapping[str, Any], canonical: str, alg: str) -> tuple[str, VerificationKey]:
         public = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
         try:
             key = load_key({**public, "alg": alg}, {alg})  # alg must fit the key type and curve
         except KeySetError:
             raise InvalidDPoPProof("the DPoP proof's jwk is not a usable public key for its alg") from None
-        with self._keys_lock:
-            if len(self._keys) >= _CACHED_KEYS:
-                self._keys.clear()
-            self._keys[(jkt, alg)] = key
-        return key
+        return _sha256_b64url(canonical), key
 
     def _claims(
         self,
@@ -317,33 +347,53 @@ class DPoPVerifier:
         url: str,
         access_token: str | None,
         bound_to: str | None,
-    ) -> DPoPProof:
+    ) -> tuple[str | None, str | None]:
+        """Every claim checked (RFC 9449 §4.3), then the proof recorded: (its nonce, a newer
+        nonce or None)."""
         now = self._clock()
-        jti, htm, htu = claims.get("jti"), claims.get("htm"), claims.get("htu")
+        jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
         if not is_jti(jti):
             raise InvalidDPoPProof("the DPoP proof jti is missing or malformed")
         if not matches(htm, METHOD) or htm != method:
             raise InvalidDPoPProof("the DPoP proof is for another HTTP method")
-        if not same_url(htu, url):
+        if not self._same_url(htu, url):
             raise InvalidDPoPProof("the DPoP proof is for another URL")
-        try:
-            iat = integer_claim(claims, "iat", required=True)
-        except InvalidToken:
-            raise InvalidDPoPProof("the DPoP proof iat is missing or not an integer") from None
+        if type(iat) is not int:  # RFC 7519 §2 NumericDate; bool, an int subclass, must not pass
+            raise InvalidDPoPProof("the DPoP proof iat is missing or not an integer")
         if iat > now + self.leeway:
             raise InvalidDPoPProof("the DPoP proof was issued in the future")
         if iat < now - self.max_age:
             raise InvalidDPoPProof("the DPoP proof is too old")
         if access_token is not None:
             ath = claims.get("ath")
-            if not matches(ath, SHA256_B64URL) or not same_ascii(ath, access_token_hash(access_token)):
+            # Both sides are ASCII once ath matches its grammar: compare_digest cannot raise.
+            if not matches(ath, SHA256_B64URL) or not hmac.compare_digest(ath, self._ath(access_token)):
                 raise InvalidDPoPProof("the DPoP proof is not bound to this access token (ath)")
         nonce, fresh = self._nonce(claims.get("nonce"), now)
         if bound_to is not None and not same_ascii(jkt, bound_to):
             raise DPoPKeyMismatch("the token is bound to another key")
         # Last, so a proof refused for another reason does not burn its jti.
         self._record(jkt, jti, iat + self.max_age + self.leeway)
-        return DPoPProof(jkt=jkt, jti=jti, iat=iat, htm=htm, htu=htu, nonce=nonce, fresh_nonce=fresh)
+        return nonce, fresh
+
+    def _same_url(self, htu: object, url: str) -> bool:
+        """Whether ``htu`` names the request URL ``url`` (RFC 9449 §4.3): equal strings, or equal
+        after RFC 3986 normalization. The request URL's own check and normalization, done once
+        per URL (about 1.2 µs a proof, half of it parsing a URL that a client's proofs repeat)."""
+        expected = self._urls.get(url)
+        if expected is None:
+            expected = self._urls.keep(url, htu_form(url))
+        if not expected or not matches(htu, URI):  # "": the request URL is not an http(s) URL
+            return False
+        return htu == url or htu_form(htu) == expected
+
+    def _ath(self, access_token: str) -> str:
+        """RFC 9449 §4.2 ``ath`` for ``access_token``, found again for the same token: every
+        proof of a warm token carries the same one (SHA-256 of a 1 KiB token: about 1.5 µs)."""
+        found = self._hashes.get(access_token)
+        if found is None:
+            found = self._hashes.keep(access_token, access_token_hash(access_token))
+        return found
 
     def _record(self, jkt: str, jti: str, exp: int) -> None:
         """Remember the proof until ``exp`` (RFC 9449 §11.1), in this key's share of the cache;
@@ -388,8 +438,61 @@ def _header(segment: str) -> dict[str, Any]:
         raise InvalidDPoPProof(exc.description.replace("the token", "the DPoP proof")) from None
 
 
-def _signature(segment: str) -> bytes:
+def _parts(proof: object) -> tuple[str, bytes, bytes, bytes]:
+    """(the header segment, the signing input, the payload, the signature) of a compact JWS
+    (RFC 7515 §7.1) of at most 4 KiB: three non-empty segments of base64url without padding
+    (§2), the last two decoded. Each character is checked by the strict decoding of its segment
+    (the header's when it is first seen: a cached header is the very text checked then), and
+    ``=`` here, as strict decoding takes padding. One encoding and one translation for the whole
+    proof: 29,000 CPU instructions where a regular expression and a decoding per segment took
+    36,000."""
+    if not isinstance(proof, str) or not proof:
+        raise InvalidDPoPProof("the DPoP proof is missing")
+    if len(proof) > MAX_PROOF_BYTES:
+        raise InvalidDPoPProof("the DPoP proof is too large")
+    segments = proof.split(".")
+    if len(segments) != 3 or not all(segments) or "=" in proof or not proof.isascii():
+        raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS")
+    header, payload, _ = segments
+    signed = len(header) + 1 + len(payload)
+    text = proof.encode("ascii")
+    standard = text.translate(_FROM_BASE64URL)  # "+" and "/" become a byte strict decoding refuses
+    return (
+        header,
+        text[:signed],
+        _decoded(standard[len(header) + 1 : signed]),
+        _decoded(standard[signed + 1 :]),
+    )
+
+
+def _decoded(segment: bytes) -> bytes:
+    """A segment of standard base64 without its padding (RFC 4648 §4), strictly."""
     try:
-        return b64decode(segment)
-    except InvalidToken:
+        return binascii.a2b_base64(segment + _PADDING[len(segment) % 4], strict_mode=True)
+    except (binascii.Error, KeyError):  # KeyError: a length no base64 text has (4n + 1)
         raise InvalidDPoPProof("the DPoP proof is not valid base64url") from None
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Bounded(dict[K, V]):
+    """A dict of what a client's proofs repeat, keyed on the exact input, holding at most
+    ``size`` entries: emptied when full, a client's next proof fills its entry again. Read as a
+    dict (``get``, no lock: one C call); :meth:`keep` adds, under a lock."""
+
+    __slots__ = ("_lock", "size")
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self._lock = threading.Lock()
+
+    def keep(self, key: K, value: V) -> V:
+        """``value``, kept under ``key``."""
+        with self._lock:
+            if len(self) >= self.size:
+                self.clear()
+            self[key] = value
+        return value

@@ -78,26 +78,17 @@ def normalize_htu(url: str) -> str:
         raise ValueError("not an absolute http(s) URL")
     host = parts.hostname  # lower-cased by urlsplit
     port = parts.port  # ValueError for a port out of range
+    if port == 0:  # no request is sent to port 0: never the URL of one
+        raise ValueError("port 0")
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port is None or port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
     return urlunsplit((scheme, netloc, _normalize_path(parts.path), "", ""))
 
 
-def same_url(htu: object, url: str) -> TypeGuard[str]:
-    """Whether the proof's ``htu`` is a URI naming the request URL ``url`` (RFC 9449 §4.3)."""
-    if not matches(htu, URI):
-        return False
+def htu_form(url: object) -> str:
+    """:func:`normalize_htu` of ``url``, or ``""`` when it is not an absolute http(s) URL."""
     try:
-        if htu == url and "%" not in url and "?" not in url and "#" not in url:
-            parts = urlsplit(url)  # equal strings: only the URL's own shape is left to check
-            port_ok = parts.port is None or parts.port > 0  # .port raises for an invalid port
-            return (
-                parts.scheme in _DEFAULT_PORTS
-                and bool(parts.hostname)
-                and "@" not in parts.netloc
-                and port_ok
-            )
-        return normalize_htu(htu) == normalize_htu(url)
+        return normalize_htu(url) if isinstance(url, str) else ""
     except ValueError:
-        return False
+        return ""
