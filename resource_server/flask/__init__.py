@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 try:
-    from flask import Blueprint, Flask, Response, current_app, jsonify, request
+    from flask import Blueprint, Flask, Response, current_app, jsonify
     from flask.blueprints import BlueprintSetupState
     from flask.views import View
 except ModuleNotFoundError as exc:
@@ -41,7 +41,7 @@ from .cli import scopes_cli
 from .guarded import EXTENSION, AppState, RequestGuard, current_access, current_token
 from .marks import mark
 from .openapi import openapi_security
-from .proxies import current_app_object
+from .proxies import current_app_object, current_request
 from .resource_tokens import current_resource_token, resource_token_required
 from .responses import denial_response
 from .routes import WrappedViews, check_routes, checking_routes_once
@@ -214,7 +214,8 @@ class ResourceServer(RequestGuard):
         blueprint.record(remember)
 
         def check_blueprint_view() -> Response | None:
-            view = current_app.view_functions.get(request.endpoint or "")
+            rule = current_request().url_rule  # request.endpoint, without two proxy lookups
+            view = current_app_object().view_functions.get(rule.endpoint) if rule is not None else None
             if getattr(view, "_resource_server_protected", False):
                 return None
             return self._check(compiled, org)
@@ -288,7 +289,7 @@ class ResourceServer(RequestGuard):
             if type(outcome) is not Granted and outcome is not None:
                 return denial_response(outcome) if type(outcome) is Denial else outcome
             if is_async:
-                return current_app.ensure_sync(view)(*args, **kwargs)
+                return current_app_object().ensure_sync(view)(*args, **kwargs)
             return view(*args, **kwargs)
 
         mark(protected, protected=True, scope_map=compiled, org=org)
