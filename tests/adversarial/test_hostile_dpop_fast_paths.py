@@ -31,36 +31,8 @@ from resource_server.dpop import (
     normalize_htu,
 )
 from resource_server.tokens.jwk import load_key
-from tests.support import NOW, FakeClock, ProofSigner, b64url, dpop_key
-
-URL = "https://api.test/orgs/acme/projects"
-TOKEN = "access-token-value"
-
-
-@pytest.fixture(scope="module")
-def key() -> ProofSigner:
-    return dpop_key("ES256")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
-
-
-@pytest.fixture
-def verifier(clock: FakeClock) -> DPoPVerifier:
-    return DPoPVerifier(clock=clock)
-
-
-def check(verifier: DPoPVerifier, proof: str, *, url: str = URL, token: str | None = TOKEN) -> Any:
-    return verifier.verify(proof, method="GET", url=url, access_token=token)
-
-
-def refuse(verifier: DPoPVerifier, proof: str, fragment: str, **request: Any) -> None:
-    with pytest.raises(InvalidDPoPProof) as caught:
-        check(verifier, proof, **request)
-    assert fragment in caught.value.description
-
+from tests.adversarial.proofs import TOKEN, URL, check, refuse
+from tests.support import FakeClock, ProofSigner, b64url, dpop_key
 
 # -- the access token's hash (ath) ------------------------------------------------------------------
 

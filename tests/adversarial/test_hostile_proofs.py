@@ -21,41 +21,8 @@ from resource_server.dpop import (
 )
 from resource_server.state import MemoryReplayCache, PerKeyLimit
 from resource_server.tokens.errors import InvalidToken, VerificationUnavailable
+from tests.adversarial.proofs import TOKEN, URL, check, refuse
 from tests.support import DROP, NOW, FakeClock, ProofSigner, b64url, dpop_key
-
-URL = "https://api.test/orgs/acme/projects"
-TOKEN = "access-token-value"
-
-
-@pytest.fixture(scope="module")
-def key() -> ProofSigner:
-    return dpop_key("ES256")
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW)
-
-
-@pytest.fixture
-def verifier(clock: FakeClock) -> DPoPVerifier:
-    return DPoPVerifier(clock=clock)
-
-
-def check(
-    verifier: DPoPVerifier, proof: str, *, method: str = "GET", url: str = URL, token: str | None = TOKEN
-) -> Any:
-    return verifier.verify(proof, method=method, url=url, access_token=token)
-
-
-def refuse(verifier: DPoPVerifier, proof: Any, fragment: str, **request: Any) -> InvalidDPoPProof:
-    with pytest.raises(InvalidDPoPProof) as caught:
-        check(verifier, proof, **request)
-    assert fragment in caught.value.description
-    assert isinstance(caught.value, InvalidToken)  # an InvalidToken: every adapter answers 401
-    if isinstance(proof, str) and len(proof) > 20:
-        assert proof not in caught.value.description
-    return caught.value
 
 
 @pytest.mark.parametrize("algorithm", ["ES256", "EdDSA", "PS256", "RS256"])
