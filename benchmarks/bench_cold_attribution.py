@@ -132,7 +132,6 @@ def instrument(stack: ExitStack, probe: Probe) -> None:
         (jwt, "b64decode", "verifier: base64url (payload, signature)"),
         (jwt.JWTVerifier, "_claims", "claims: types, times, iss, aud, sub, org, scope"),
         (jwt, "VerifiedToken", "claims: VerifiedToken (cnf, act, acr, auth_time)"),
-        (guarded.RequestGuard, "_guarded", "Flask adapter: request facts, grant kept"),
         (guarded.RequestGuard, "_outcome", "Flask adapter: request facts, grant kept"),
     ]
     for owner, name, label in stages:
