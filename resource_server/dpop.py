@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .dpop_claims import (
-    METHOD,
     NONCE,
     URI,
     htu_form,
     is_jti,
+    is_method,
     matches,
     normalize_htu,
     same_ascii,
@@ -348,7 +348,7 @@ class DPoPVerifier:
         jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
         if not is_jti(jti):
             raise InvalidDPoPProof("the DPoP proof jti is missing or malformed")
-        if not matches(htm, METHOD) or htm != method:
+        if not is_method(htm) or htm != method:
             raise InvalidDPoPProof("the DPoP proof is for another HTTP method")
         if not self._same_url(htu, url):
             raise InvalidDPoPProof("the DPoP proof is for another URL")
@@ -366,7 +366,9 @@ class DPoPVerifier:
                 isinstance(ath, str) and ath.isascii() and hmac.compare_digest(ath, self._ath(access_token))
             ):
                 raise InvalidDPoPProof("the DPoP proof is not bound to this access token (ath)")
-        nonce, fresh = self._nonce(claims.get("nonce"), now)
+        nonce, fresh = claims.get("nonce"), None
+        if nonce is not None or self.nonces is not None:  # else nothing to check
+            nonce, fresh = self._nonce(nonce, now)
         if bound_to is not None and not same_ascii(jkt, bound_to):
             raise DPoPKeyMismatch("the token is bound to another key")
         # Last, so a proof refused for another reason does not burn its jti.
@@ -443,16 +445,17 @@ def _parts(proof: object) -> tuple[str, bytes, bytes, bytes]:
     (RFC 7515 §7.1) of at most 4 KiB: three non-empty segments of base64url without padding
     (§2), the last two decoded. Each character is checked by the strict decoding of its segment
     (the header's when it is first seen: a cached header is the very text checked then), and
-    ``=`` here, as strict decoding takes padding: 25,000 CPU instructions a proof, where a
-    regular expression over the whole proof first took 14,000 more."""
+    ``=`` here, as strict decoding takes padding: 22,000 CPU instructions a proof, where a
+    regular expression over the whole proof first took 14,000 more (and ``str.split`` 2,600
+    more than ``partition``, which finds a dot with ``memchr``)."""
     if not isinstance(proof, str) or not proof:
         raise InvalidDPoPProof("the DPoP proof is missing")
     if len(proof) > MAX_PROOF_BYTES:
         raise InvalidDPoPProof("the DPoP proof is too large")
-    segments = proof.split(".")
-    if len(segments) != 3 or not all(segments) or "=" in proof or not proof.isascii():
+    header, _, rest = proof.partition(".")
+    payload, _, signature = rest.partition(".")
+    if not (header and payload and signature) or "." in signature or "=" in proof or not proof.isascii():
         raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS")
-    header, payload, signature = segments
     signing_input = proof[: len(header) + 1 + len(payload)].encode("ascii")
     return header, signing_input, _decoded(payload), _decoded(signature)
 

@@ -60,6 +60,12 @@ def is_jti(value: object) -> TypeGuard[str]:
     return value.isprintable() if value.isascii() else is_printable_identifier(value)
 
 
+def is_method(value: object) -> TypeGuard[str]:
+    """An HTTP method: a token (RFC 9110 §9.1, §5.6.2). One of letters only (every method RFC
+    9110 and WebDAV define) is found by two C calls, not a regular expression."""
+    return isinstance(value, str) and ((value.isascii() and value.isalpha()) or matches(value, METHOD))
+
+
 def _normalize_path(path: str) -> str:
     """RFC 3986 §6.2.2.1-2: percent-encodings in upper case, unreserved characters decoded; an
     empty path is ``/`` (§6.2.3). One regular-expression pass: linear."""

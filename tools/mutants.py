@@ -250,8 +250,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "dpop-htm",
         "resource_server/dpop.py",
-        "        if not matches(htm, METHOD) or htm != method:",
-        "        if not matches(htm, METHOD):",
+        "        if not is_method(htm) or htm != method:",
+        "        if not is_method(htm):",
         "DPoP: a proof for another method is accepted",
         DPOP_TESTS,
     ),

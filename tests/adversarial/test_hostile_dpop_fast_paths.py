@@ -322,3 +322,37 @@ def test_real_signatures_verify_and_altered_ones_do_not(curve: ec.EllipticCurve,
     zero = bytes(size)
     for bad in (zero * 2, zero + b"\x01" * size, b"\x01" * size + zero, b"\xff" * 2 * size, b"", zero):
         assert not verify(b"data", bad)  # refused, never an exception
+
+
+# -- checks by C calls, against the grammars they stand for ---------------------------------------------
+
+
+def _samples() -> list[Any]:
+    chars = [chr(c) for c in range(0x180)] + ["\u2028", "\u202e", "\ud800", "\ufeff", "用"]
+    words = ["GET", "PROPFIND", "M-SEARCH", "get", "GET ", " GET", "GÉT", "", "a b", "x" * 300]
+    return [
+        *chars,
+        *(f"GET{c}" for c in chars),
+        *(f"{c}jti" for c in chars),
+        *words,
+        None,
+        7,
+        ["GET"],
+        b"GET",
+    ]
+
+
+def test_is_method_is_the_token_grammar() -> None:
+    from resource_server.dpop_claims import METHOD, is_method, matches
+
+    for value in _samples():
+        assert is_method(value) == matches(value, METHOD), repr(value)
+
+
+def test_is_jti_is_the_printable_identifier_check() -> None:
+    from resource_server.dpop_claims import MAX_JTI, is_jti
+    from resource_server.tokens.jws import is_printable_identifier
+
+    for value in _samples():
+        expected = isinstance(value, str) and 0 < len(value) <= MAX_JTI and is_printable_identifier(value)
+        assert is_jti(value) == expected, repr(value)
