@@ -275,8 +275,11 @@ class DPoPVerifier:
     ) -> str | None:
         """:meth:`verify`, every check and refusal alike, for a server that needs only its
         outcome: the newer nonce to send back (:attr:`DPoPProof.fresh_nonce`), or None. No
-        :class:`DPoPProof` is built (a frozen dataclass of seven fields: about 12,000 CPU
-        instructions, 3 µs, a request)."""
+        :class:`DPoPProof` is built (a frozen dataclass of seven fields: 12,000 CPU
+        instructions, about 3 µs a request), except for a subclass that overrides
+        :meth:`verify` (to add a check of its own), which is asked through it."""
+        if type(self).verify is not DPoPVerifier.verify:
+            return self.verify(proof, method=method, url=url, access_token=access_token, jkt=jkt).fresh_nonce
         return self._checked(proof, method, url, access_token, jkt)[3]
 
     def _checked(
@@ -457,12 +460,8 @@ def _parts(proof: object) -> tuple[str, bytes, bytes, bytes]:
     if not (header and payload and signature) or "." in signature or "=" in proof or not proof.isascii():
         raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS")
     signing_input = proof[: len(header) + 1 + len(payload)].encode("ascii")
-    return header, signing_input, _decoded(payload), _decoded(signature)
-
-
-def _decoded(segment: str) -> bytes:
     try:
-        return b64decode(segment)
+        return header, signing_input, b64decode(payload), b64decode(signature)
     except InvalidToken:
         raise InvalidDPoPProof("the DPoP proof is not valid base64url") from None
 

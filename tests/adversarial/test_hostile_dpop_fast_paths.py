@@ -356,3 +356,18 @@ def test_is_jti_is_the_printable_identifier_check() -> None:
     for value in _samples():
         expected = isinstance(value, str) and 0 < len(value) <= MAX_JTI and is_printable_identifier(value)
         assert is_jti(value) == expected, repr(value)
+
+
+def test_check_asks_a_subclass_through_its_own_verify(key: ProofSigner, clock: FakeClock) -> None:
+    """An application's own rule, added by overriding ``verify``, is never skipped by ``check``."""
+
+    class NoPost(DPoPVerifier):
+        def verify(self, proof: str, **request: Any) -> Any:
+            if request["method"] == "POST":
+                raise InvalidDPoPProof("this application takes no POST")
+            return super().verify(proof, **request)
+
+    verifier = NoPost(clock=clock)
+    with pytest.raises(InvalidDPoPProof, match="no POST"):
+        verifier.check(key.proof("POST", access_token=TOKEN), method="POST", url=URL, access_token=TOKEN)
+    assert verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN) is None
