@@ -10,9 +10,7 @@ checks the proof, every step of RFC 9449 §4.3, and that its key is the one the 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import json
 import threading
 import time
 from collections.abc import Callable, Collection, Hashable, Mapping
@@ -29,12 +27,24 @@ from .dpop_claims import (
     normalize_htu,
     same_ascii,
 )
+from .dpop_jws import (
+    THUMBPRINT_MEMBERS,
+    InvalidDPoPProof,
+    canonical_jwk,
+    jwk_thumbprint,
+    proof_header,
+    proof_parts,
+    thumbprint_of,
+)
+from .dpop_jws import (
+    access_token_hash as access_token_hash,  # re-exported: the client's proofs use it
+)
 from .dpop_nonces import DPoPNonces
 from .state import MemoryReplayCache, PerKeyLimit, ReplayCache, replayed
 from .telemetry import metrics
 from .tokens.errors import InvalidToken, VerificationUnavailable
 from .tokens.jwk import ASYMMETRIC_ALGORITHMS, KeySetError, VerificationKey, load_key, refuse_secrets
-from .tokens.jws import b64decode, b64encode, decoded_object, json_object
+from .tokens.jws import decoded_object
 from .tokens.verified import VerifiedToken
 
 __all__ = [
@@ -55,10 +65,6 @@ __all__ = [
 
 #: The default allow-list: asymmetric algorithms clients commonly hold keys for.
 DPOP_ALGORITHMS = ("ES256", "EdDSA", "PS256", "RS256")
-#: A proof is a few hundred bytes (a P-256 key) to about 1.5 KiB (RSA-4096); more is refused.
-MAX_PROOF_BYTES = 4096
-#: RFC 7638 §3.2: the members of each key type that its thumbprint covers.
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 #: Header members that would point at a key elsewhere: a proof carries its key, nothing else.
 _REFUSED_HEADERS = ("jku", "x5u", "x5c", "x5t", "x5t#S256", "kid", "crit")
 #: Each cache of what proofs repeat (header segments, keys, request URLs) holds this many
@@ -71,11 +77,6 @@ _REPLAY_ENTRIES = 100_000  # the default replay cache's size
 #: for any other cache (per worker).
 _SHARE_OF_CACHE = 10
 _PROOFS_PER_KEY = 10_000
-
-
-class InvalidDPoPProof(InvalidToken):
-    """The ``DPoP`` proof cannot be accepted: ``401`` with ``error="invalid_dpop_proof"``
-    (RFC 9449 §7.1). ``description`` is safe to send; it never holds the proof."""
 
 
 class ReplayedDPoPProof(InvalidDPoPProof):
@@ -109,31 +110,6 @@ class DPoPProof:
     htu: str
     nonce: str | None = None
     fresh_nonce: str | None = None
-
-
-def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 §3: base64url(SHA-256) of the key's required members, sorted, without
-    whitespace. :class:`InvalidDPoPProof` for a key type or member that is not a public key's."""
-    return _sha256_b64url(_canonical(jwk))
-
-
-def _canonical(jwk: Mapping[str, Any]) -> str:
-    """RFC 7638 §3.1-3.3: the key's required members (and nothing else), sorted, as JSON without
-    whitespace: the thumbprint's input, and so the same text for the same public key."""
-    kty = jwk.get("kty")
-    members = _THUMBPRINT_MEMBERS.get(kty) if isinstance(kty, str) else None
-    if members is None or not all(isinstance(jwk.get(name), str) for name in members):
-        raise InvalidDPoPProof("the proof's jwk is not a supported public key")
-    return json.dumps({name: jwk[name] for name in members}, separators=(",", ":"), sort_keys=True)
-
-
-def _sha256_b64url(text: str) -> str:
-    return b64encode(hashlib.sha256(text.encode("utf-8")).digest())
-
-
-def access_token_hash(access_token: str) -> str:
-    """RFC 9449 §4.2 ``ath``: base64url(SHA-256(the ASCII access token))."""
-    return b64encode(hashlib.sha256(access_token.encode("ascii", "replace")).digest())
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,11 +261,11 @@ class DPoPVerifier:
         self, proof: str, method: str, url: str, access_token: str | None, bound_to: str | None
     ) -> tuple[dict[str, Any], str, str | None, str | None]:
         """(the proof's claims, its key's thumbprint, its nonce, a newer nonce or None)."""
-        header_b64, signing_input, payload, signature = _parts(proof)
+        header_b64, signing_input, payload, signature = proof_parts(proof)
         # A client signs every proof with one key and so one header: checked once, then found.
         checked = self._headers.get(header_b64)
         if checked is None:
-            checked = self._headers.keep(header_b64, self._key(_header(header_b64)))
+            checked = self._headers.keep(header_b64, self._key(proof_header(header_b64)))
         jkt, key = checked
         if not key.verify(signing_input, signature):
             raise InvalidDPoPProof("the DPoP proof signature is invalid")
@@ -319,7 +295,7 @@ class DPoPVerifier:
             refuse_secrets(jwk)
         except KeySetError:
             raise InvalidDPoPProof("the DPoP proof's jwk holds private key material") from None
-        canonical = _canonical(jwk)
+        canonical = canonical_jwk(jwk)
         # Keyed on the thumbprint's input itself, not its hash: only this very key is found.
         loaded = self._keys.get((canonical, alg))
         if loaded is None:
@@ -328,12 +304,12 @@ class DPoPVerifier:
 
     @staticmethod
     def _load(jwk: Mapping[str, Any], canonical: str, alg: str) -> tuple[str, VerificationKey]:
-        public = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
+        public = {name: jwk[name] for name in THUMBPRINT_MEMBERS[jwk["kty"]]}
         try:
             key = load_key({**public, "alg": alg}, {alg})  # alg must fit the key type and curve
         except KeySetError:
             raise InvalidDPoPProof("the DPoP proof's jwk is not a usable public key for its alg") from None
-        return _sha256_b64url(canonical), key
+        return thumbprint_of(canonical), key
 
     def _claims(
         self,
@@ -433,35 +409,6 @@ class DPoPVerifier:
         if checked is None or not self.nonces.accepts(checked, now):
             raise DPoPNonceRequired("the DPoP proof must carry the server's current nonce", current)
         return checked, (None if self.nonces.is_current(checked, now) else current)
-
-
-def _header(segment: str) -> dict[str, Any]:
-    try:
-        return json_object(segment, "header")
-    except InvalidToken as exc:
-        raise InvalidDPoPProof(exc.description.replace("the token", "the DPoP proof")) from None
-
-
-def _parts(proof: object) -> tuple[str, bytes, bytes, bytes]:
-    """(the header segment, the signing input, the payload, the signature) of a compact JWS
-    (RFC 7515 §7.1) of at most 4 KiB: three non-empty segments of base64url without padding
-    (§2), the last two decoded. Each character is checked by the strict decoding of its segment
-    (the header's when it is first seen: a cached header is the very text checked then), and
-    ``=`` here, as strict decoding takes padding: 25,000 CPU instructions a proof, most of them
-    decoding, where a regular expression over the whole proof made it 45,000."""
-    if not isinstance(proof, str) or not proof:
-        raise InvalidDPoPProof("the DPoP proof is missing")
-    if len(proof) > MAX_PROOF_BYTES:
-        raise InvalidDPoPProof("the DPoP proof is too large")
-    header, _, rest = proof.partition(".")
-    payload, _, signature = rest.partition(".")
-    if not (header and payload and signature) or "." in signature or "=" in proof or not proof.isascii():
-        raise InvalidDPoPProof("the DPoP proof is not a compact-serialized JWS")
-    signing_input = proof[: len(header) + 1 + len(payload)].encode("ascii")
-    try:
-        return header, signing_input, b64decode(payload), b64decode(signature)
-    except InvalidToken:
-        raise InvalidDPoPProof("the DPoP proof is not valid base64url") from None
 
 
 K = TypeVar("K", bound=Hashable)

@@ -100,7 +100,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "dpop-proof-cap",
-        "resource_server/dpop.py",
+        "resource_server/dpop_jws.py",
         '    if len(proof) > MAX_PROOF_BYTES:\n        raise InvalidDPoPProof("the DPoP proof is too large")\n',
         "",
         "DPoP: no 4 KiB cap on a proof",

@@ -126,6 +126,24 @@ def test_a_request_url_that_is_not_an_http_url_is_refused_each_time(
         refuse(verifier, key.proof(url=url, access_token=TOKEN), "URL", url=url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.test/orgs/acme projects",
+        "https://api.tést/orgs",
+        "https://api.test/a\x7fb",
+        "https://api.test/é",
+    ],
+)
+def test_an_htu_equal_to_a_request_url_of_other_characters_is_refused(
+    url: str, key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    """htu is a URI (RFC 9110 §7.1: printable ASCII): equal to the request URL, it is not checked
+    again, so the request URL's own characters are, when it is kept."""
+    for _ in range(2):
+        refuse(verifier, key.proof(url=url, access_token=TOKEN), "URL", url=url)
+
+
 def test_port_0_is_no_request_url() -> None:
     with pytest.raises(ValueError):
         normalize_htu("http://api.test:0/orgs")
