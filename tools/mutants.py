@@ -100,7 +100,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "dpop-proof-cap",
-        "resource_server/dpop.py",
+        "resource_server/dpop_jws.py",
         '    if len(proof) > MAX_PROOF_BYTES:\n        raise InvalidDPoPProof("the DPoP proof is too large")\n',
         "",
         "DPoP: no 4 KiB cap on a proof",
@@ -250,8 +250,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "dpop-htm",
         "resource_server/dpop.py",
-        "        if not matches(htm, METHOD) or htm != method:",
-        "        if not matches(htm, METHOD):",
+        "        if not is_method(htm) or htm != method:",
+        "        if not is_method(htm):",
         "DPoP: a proof for another method is accepted",
         DPOP_TESTS,
     ),

@@ -98,6 +98,24 @@ def test_a_request_url_that_is_not_an_http_url_is_refused_each_time(
         refuse(verifier, key.proof(url=url, access_token=TOKEN), "URL", url=url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.test/orgs/acme projects",
+        "https://api.tést/orgs",
+        "https://api.test/a\x7fb",
+        "https://api.test/é",
+    ],
+)
+def test_an_htu_equal_to_a_request_url_of_other_characters_is_refused(
+    url: str, key: ProofSigner, verifier: DPoPVerifier
+) -> None:
+    """htu is a URI (RFC 9110 §7.1: printable ASCII): equal to the request URL, it is not checked
+    again, so the request URL's own characters are, when it is kept."""
+    for _ in range(2):
+        refuse(verifier, key.proof(url=url, access_token=TOKEN), "URL", url=url)
+
+
 def test_port_0_is_no_request_url() -> None:
     with pytest.raises(ValueError):
         normalize_htu("http://api.test:0/orgs")
@@ -294,3 +312,52 @@ def test_real_signatures_verify_and_altered_ones_do_not(curve: ec.EllipticCurve,
     zero = bytes(size)
     for bad in (zero * 2, zero + b"\x01" * size, b"\x01" * size + zero, b"\xff" * 2 * size, b"", zero):
         assert not verify(b"data", bad)  # refused, never an exception
+
+
+# -- checks by C calls, against the grammars they stand for ---------------------------------------------
+
+
+def _samples() -> list[Any]:
+    chars = [chr(c) for c in range(0x180)] + ["\u2028", "\u202e", "\ud800", "\ufeff", "用"]
+    words = ["GET", "PROPFIND", "M-SEARCH", "get", "GET ", " GET", "GÉT", "", "a b", "x" * 300]
+    return [
+        *chars,
+        *(f"GET{c}" for c in chars),
+        *(f"{c}jti" for c in chars),
+        *words,
+        None,
+        7,
+        ["GET"],
+        b"GET",
+    ]
+
+
+def test_is_method_is_the_token_grammar() -> None:
+    from resource_server.dpop_claims import METHOD, is_method, matches
+
+    for value in _samples():
+        assert is_method(value) == matches(value, METHOD), repr(value)
+
+
+def test_is_jti_is_the_printable_identifier_check() -> None:
+    from resource_server.dpop_claims import MAX_JTI, is_jti
+    from resource_server.tokens.jws import is_printable_identifier
+
+    for value in _samples():
+        expected = isinstance(value, str) and 0 < len(value) <= MAX_JTI and is_printable_identifier(value)
+        assert is_jti(value) == expected, repr(value)
+
+
+def test_check_asks_a_subclass_through_its_own_verify(key: ProofSigner, clock: FakeClock) -> None:
+    """An application's own rule, added by overriding ``verify``, is never skipped by ``check``."""
+
+    class NoPost(DPoPVerifier):
+        def verify(self, proof: str, **request: Any) -> Any:
+            if request["method"] == "POST":
+                raise InvalidDPoPProof("this application takes no POST")
+            return super().verify(proof, **request)
+
+    verifier = NoPost(clock=clock)
+    with pytest.raises(InvalidDPoPProof, match="no POST"):
+        verifier.check(key.proof("POST", access_token=TOKEN), method="POST", url=URL, access_token=TOKEN)
+    assert verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN) is None
