@@ -460,7 +460,7 @@ class Guard:
         try:
             # The token's key goes to the verifier, which compares it (ASCII, constant time; it
             # cannot raise) before the proof's jti is recorded.
-            proof = self.dpop.verify(
+            return self.dpop.check(
                 dpop.proof, method=dpop.method, url=dpop.url(), access_token=raw, jkt=credential.jkt
             )
         except DPoPNonceRequired as exc:
@@ -479,7 +479,6 @@ class Guard:
             return refused.noting(event="dpop_key_mismatch")
         except VerificationUnavailable as exc:  # the replay cache cannot answer, or the key's share is full
             return self.refusals.unavailable(exc)
-        return proof.fresh_nonce
 
     def bad_body(self, error: BodyError) -> Denial:
         """``400`` for a request body the library had to read and could not accept."""
