@@ -173,11 +173,42 @@ def introspection_flask_app(endpoint: str, *, audience: str = AUDIENCE) -> Flask
     return app
 
 
+def floor_view(jwks: dict[str, Any]) -> Callable[[str], dict[str, Any]]:
+    """The trivial view after the one thing no JWT library can skip: the ECDSA P-256 check of
+    the request's own token signature by ``cryptography``, with no claim, cache or policy
+    around it (a signature that fails is a 500, which the benchmark counts as a failure).
+    Served under a real server, its throughput over the bare view's is the most any library
+    verifying a new ES256 token every request could reach there."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+    from flask import request
+
+    from resource_server.tokens.jws import b64decode
+
+    (jwk,) = [key for key in jwks["keys"] if key.get("crv") == "P-256"]
+    numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(b64decode(jwk["x"]), "big"), int.from_bytes(b64decode(jwk["y"]), "big"), ec.SECP256R1()
+    )
+    public_key, ecdsa = numbers.public_key(), ec.ECDSA(hashes.SHA256())
+
+    def projects(org: str) -> dict[str, Any]:
+        signing_input, _, signature = request.headers["Authorization"][len("Bearer ") :].rpartition(".")
+        raw = b64decode(signature)
+        der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        public_key.verify(der, signing_input.encode("ascii"), ecdsa)
+        return {"org": org, "projects": []}
+
+    return projects
+
+
 def create() -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """For gunicorn: the Flask app, with ``/mw/...`` behind ``BearerMiddleware`` and
-    ``/dpop/rs/...`` under ``@rs.require`` with DPoP accepted (:func:`dpop_flask_app`)."""
+    """For gunicorn: the Flask app, with ``/mw/...`` behind ``BearerMiddleware``,
+    ``/dpop/rs/...`` under ``@rs.require`` with DPoP accepted (:func:`dpop_flask_app`) and
+    ``/floor/...`` checking each token's signature and nothing else (:func:`floor_view`)."""
     jwks = json.loads(os.environ["LOAD_JWKS"])
     app = flask_app(jwks)
+    app.add_url_rule("/floor/orgs/<org>/projects", "floor", floor_view(jwks))
     dpop_wsgi = dpop_flask_app(jwks, prefix="/dpop").wsgi_app
     protected = BearerMiddleware(
         app.wsgi_app,

@@ -105,6 +105,9 @@ def test_hot_path_benchmark_runs() -> None:
         "remainder: adapter glue, calls between stages, noise",
         "introspection, new opaque token: extra ÷ one loopback POST ≤ 1.25",
         "µs over the POST's",
+        "the bare ECDSA check of each new token, inside the view",
+        "Flask: BearerMiddleware in front, cold ES256",
+        "the middleware in front of Flask",
     ):
         assert row in out
     assert "hostile-token, hostile-proof and cache tests hold the line" in out
@@ -132,6 +135,9 @@ def test_load_benchmark_runs() -> None:
         "BearerMiddleware, warm",
         "BearerMiddleware, cold ES256",
         "Authlib ResourceProtector",
+        "floor: bare view + the token's ECDSA check only",
+        "the floor case ÷ bare",
+        "@rs.require, cold ES256 ÷ the floor case",
         "≥ 0.80",
         "new tokens or proofs per case and round",
     ):
