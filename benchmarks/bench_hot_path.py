@@ -456,12 +456,12 @@ def print_flask_context(samples: dict[str, list[float]]) -> None:
         return median_of((t - b) * 1e6 for t, b in zip(samples[name], reference, strict=True))
 
     print("\nthe Flask targets beside the same work in a Flask request (extra over the bare view):")
-    print(f"  the bare ECDSA check of each new token, inside the view: {over_floor(FLASK_FLOOR):.2f}x the floor")
+    print(
+        f"  the bare ECDSA check of each new token, inside the view: {over_floor(FLASK_FLOOR):.2f}x the floor"
+    )
     for name in ("Flask: @rs.require, cold ES256", FRONTED_COLD, "WSGI: BearerMiddleware, cold ES256"):
         reference = samples["WSGI: bare app"] if name.startswith("WSGI") else bare
-        value = median_of(
-            (t - b) / f for t, b, f in zip(samples[name], reference, floor, strict=True)
-        )
+        value = median_of((t - b) / f for t, b, f in zip(samples[name], reference, floor, strict=True))
         print(f"  {name}: {value:.2f}x the floor")
     print(
         f"  warm extra: @rs.require {extra('Flask: @rs.require, warm', bare):.2f} µs, "
@@ -646,7 +646,11 @@ def main() -> None:
     # The middleware in front of the same Flask app: the guard's code run by the middleware, in
     # a request that goes on into Flask, to compare with @rs.require in the same place.
     fronted = BearerMiddleware(
-        app, verifier=verifier(signers), roles=ROLES, membership=membership, routes={"/bare" + PATH: SCOPES}
+        app,
+        verifier=verifier(signers),
+        roles=ROLES,
+        membership=membership,
+        routes={"/bare/orgs/<org>/projects": SCOPES},
     )
     cases = {
         "Flask: bare view": caller(app, "/bare" + PATH, same_token(es)),
