@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from .bodies import BodyError
 from .credentials import (
@@ -18,6 +18,7 @@ from .credentials import (
     http_scheme,
     names_access_token,
     parse_host,
+    resource_origin,
     server_authority,
 )
 from .denials import Denial, Refusals
@@ -88,8 +89,7 @@ def request_url(scope: Scope, resource: str | None = None) -> str:
     else:
         path = quote(scope.get("root_path", "") + scope.get("path", ""), safe="/;=!$&'()*+,:@~") or "/"
     if resource is not None:
-        parts = urlsplit(resource)
-        return f"{parts.scheme}://{parts.netloc}{path}"
+        return resource_origin(resource) + path
     scheme = http_scheme(scope.get("scheme", "http"))
     host = header(scope, b"host")
     if host is not None:

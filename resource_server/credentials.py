@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -225,6 +226,14 @@ def http_scheme(value: object) -> str:
     raise MalformedHost("the request's scheme is not http or https")
 
 
+@functools.lru_cache(maxsize=32)
+def resource_origin(resource: str) -> str:
+    """``scheme://authority`` of a configured resource identifier, for the DPoP ``htu`` of the
+    requests it serves: split once per resource (a server has one or a few), not per proof."""
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def request_url(environ: dict[str, Any], resource: str | None = None) -> str:
     """The URL a request was sent to, without query or fragment, for DPoP's ``htu`` (RFC 9449
     §4.3): the scheme and authority of ``resource`` (the configured resource identifier) when
@@ -240,8 +249,7 @@ def request_url(environ: dict[str, Any], resource: str | None = None) -> str:
         decoded = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
         path = quote(decoded.decode("utf-8", "replace"), safe="/;=!$&'()*+,:@~") or "/"
     if resource is not None:
-        parts = urlsplit(resource)
-        return f"{parts.scheme}://{parts.netloc}{path}"
+        return resource_origin(resource) + path
     scheme = http_scheme(environ.get("wsgi.url_scheme", "http"))
     host = environ.get("HTTP_HOST")
     authority = (

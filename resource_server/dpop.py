@@ -383,8 +383,11 @@ class DPoPVerifier:
         except VerificationUnavailable:
             metrics.replay_checked("dpop", "full")
             raise
+        cache = self.replay_cache
         try:
-            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)
+            # The default cache raises nothing but VerificationUnavailable: asked directly.
+            key = f"{jkt}:{jti}"
+            seen = cache.seen(key, exp) if type(cache) is MemoryReplayCache else replayed(cache, key, exp)
         except VerificationUnavailable as exc:
             self._per_key.give_back(jkt, exp)  # nothing recorded: the place is not held
             metrics.replay_checked("dpop", "full" if exc.cause == "replay_full" else "unavailable")

@@ -214,7 +214,9 @@ class PerKeyLimit:
         now = self._clock()
         second = math.ceil(exp)
         with self._lock:
-            self._free(now)
+            expiring = self._expiring
+            if expiring and expiring[0][0] <= now:  # a place's second has come
+                self._free(now)
             places = self._keys.get(key)
             if places is None:
                 places = self._keys[key] = _Places()

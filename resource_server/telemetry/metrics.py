@@ -400,6 +400,6 @@ def introspected(seconds: float, result: str, issuer: str | None) -> None:
 def replay_checked(kind: str, result: str) -> None:
     """A replay-cache check: ``kind`` ``dpop`` or ``viewer_context``; ``result`` ``fresh``,
     ``replay``, ``unavailable`` or ``full``."""
-    metrics = current()
+    metrics = active if _loaded else current()
     if metrics is not None:
         metrics.replay_checks.add((kind, result))  # our own counter: it cannot fail
