@@ -108,6 +108,7 @@ def test_hot_path_benchmark_runs() -> None:
         "the bare ECDSA check of each new token, inside the view",
         "Flask: BearerMiddleware in front, cold ES256",
         "the middleware in front of Flask",
+        "Introspection app: one POST inside the view",
     ):
         assert row in out
     assert "hostile-token, hostile-proof and cache tests hold the line" in out
