@@ -85,7 +85,13 @@ def parse_object(
     if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
         raise error(f"the JSON {what} nests deeper than {max_depth} levels")
     try:
-        value = decoder.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        try:  # the decoder's C scanner, straight: a compact document is one value, end to end
+            value, end = vars(decoder)["scan_once"](text, 0)
+        except StopIteration:  # not a value at the first character (whitespace, say)
+            end = -1
+        if end != len(text):  # the whole parse, which skips whitespace or says what is wrong
+            value = decoder.decode(text)
     except RecursionError:
         raise error(f"the {what} is not valid JSON") from None
     except ValueError as exc:  # bad UTF-8 or JSON, a 5,000-digit number, or the decoder's own
