@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resource_server.strict_json import parse_object, strict_json_decoder
@@ -31,6 +31,7 @@ values = st.recursive(
 )
 
 
+@settings(deadline=None)  # a loaded CI machine: no per-example time limit
 @given(st.dictionaries(st.text(max_size=6), values, max_size=4), st.sampled_from(["", " ", "\n\t "]))
 def test_any_object_parses_as_json_loads_does(document: dict[str, Any], space: str) -> None:
     for text in (json.dumps(document), json.dumps(document, separators=(",", ":"))):
