@@ -242,8 +242,8 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "dpop-replay",
         "resource_server/dpop.py",
-        '            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)',
-        '            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp) and False',
+        "            seen = cache.seen(key, exp) if type(cache) is MemoryReplayCache else replayed(cache, key, exp)",
+        "            seen = (cache.seen(key, exp) if type(cache) is MemoryReplayCache else replayed(cache, key, exp)) and False",
         "DPoP: a proof may be replayed (jti not recorded)",
         DPOP_TESTS,
     ),
