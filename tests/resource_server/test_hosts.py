@@ -282,3 +282,26 @@ def test_the_guard_refuses_a_url_it_cannot_name_before_reading_the_proof(es: Sig
     assert isinstance(refused, Denial)
     assert (refused.status, refused.error, refused.www_authenticate) == (400, "invalid_request", None)
     assert not isinstance(authorize({"HTTP_HOST": "api.test"}), Denial)  # the jti was not spent
+
+
+def test_remembered_hosts_stay_bounded_and_never_include_a_refused_one() -> None:
+    """A valid Host is remembered with its Authority (the next request costs a lookup); the
+    table is cleared when full, and a value that was refused is refused again every time."""
+    from resource_server import credentials
+
+    for n in range(credentials._KNOWN_HOSTS * 2 + 7):
+        assert parse_host(f"host-{n}.test:{n}") == Authority(f"host-{n}.test", n)
+        assert len(credentials._AUTHORITIES) <= credentials._KNOWN_HOSTS
+    assert parse_host("API.Test") is parse_host("API.Test")  # found again, the same answer
+    for hostile in ("api.test/evil", "api.test:99999", "user@api.test", " "):
+        for _ in range(2):
+            with pytest.raises(MalformedHost):
+                check_host(hostile)
+        assert hostile not in credentials._AUTHORITIES
+
+
+def test_a_configured_resource_is_split_once_whatever_the_path() -> None:
+    environ = {"PATH_INFO": "/a", "SCRIPT_NAME": "", "HTTP_HOST": "ignored.test"}
+    first = request_url(environ, "https://api.example:8443/base?x#y")
+    second = request_url({**environ, "PATH_INFO": "/b"}, "https://api.example:8443/base?x#y")
+    assert (first, second) == ("https://api.example:8443/a", "https://api.example:8443/b")
