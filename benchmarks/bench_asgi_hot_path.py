@@ -316,7 +316,10 @@ async def run(number: int, rounds: int) -> list[str]:
                 targets.append((f"{name}: extra ÷ ECDSA floor ≤ {TARGET}", extra))
         lines.append(f"{name:<46} {statistics.median(times) * 1e6:>9.1f} {ratio:>7.3f}x {over:>14}")
     lines.append("")
-    lines.append("targets (the WSGI middleware's, over each framework's own bare case; this run):")
+    lines.append(
+        "targets (the WSGI middleware's, over each framework's own bare case; this run; "
+        f"{hot.strictness_tests()} hostile-token, hostile-proof and cache tests hold the line):"
+    )
     for label, value in targets:
         lines.append(f"  {'met    ' if value <= TARGET else 'NOT MET'} {label:<70} {value:.2f}")
     lines.append("")

@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from apps import AUDIENCE, ISSUER
+from bench_hot_path import strictness_tests
 
 from resource_server.client import DPoPKey
 from tests.support import Signer, es256, jwks
@@ -243,6 +244,7 @@ def report(
         f"cold and DPoP cases: {pool} new tokens or proofs per case and round, "
         f"{repeats} request(s) repeated one (a new one every request when 0)"
     )
+    lines.append(f"{strictness_tests()} hostile-token, hostile-proof and cache tests hold the line")
     return lines
 
 

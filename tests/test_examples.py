@@ -141,6 +141,7 @@ def test_load_benchmark_runs() -> None:
         "@rs.require, cold ES256 ÷ the floor case",
         "≥ 0.80",
         "new tokens or proofs per case and round",
+        "hostile-token, hostile-proof and cache tests hold the line",
     ):
         assert row in out
 
@@ -156,6 +157,7 @@ def test_asgi_benchmark_runs() -> None:
     for row in (
         "MCP tools/call: SDK bearer auth + McpTokenVerifier",
         "new tokens or proofs per case and round",
+        "hostile-token, hostile-proof and cache tests hold the line",
     ):
         assert row in out
     for adapter in (
