@@ -25,8 +25,7 @@ The package's modules: :mod:`~resource_server.mcp.tools` (the scopes each tool n
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
 from urllib.parse import urlsplit
 
 try:
@@ -227,7 +226,17 @@ class ProtectedMcp:
             receive = replaying(body, receive)
         else:
             observer.end(begun, granted, route, method, authorization, org, None)
-        return await self._admit(scope, receive, send, authorization, granted)
+        user, send = self._admit(scope, send, authorization, granted)
+        # The SDK hands each message to its handler with the context of the request that sent
+        # it, so both variables reach the tool. Set and awaited in this frame: each of the SDK's
+        # awaits passes through one coroutine frame of ours, not two.
+        user_token = auth_context_var.set(user)
+        granted_token = GRANTED.set(granted)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            GRANTED.reset(granted_token)
+            auth_context_var.reset(user_token)
 
     def _route(self, scope: Scope) -> str:
         """The route template (``http.route``, for telemetry): the pattern the enclosing router
@@ -290,11 +299,12 @@ class ProtectedMcp:
         return granted, None
 
     def _admit(
-        self, scope: Scope, receive: Receive, send: Send, authorization: str | None, granted: Granted
-    ) -> Awaitable[None]:
-        """Run the app as the granted caller: the SDK's ``scope["user"]`` (its sessions are bound
-        to the principal that opened them; ``get_access_token()`` in tools), ``scope["state"]``
-        as the ASGI middleware fills it, and :func:`current_access`."""
+        self, scope: Scope, send: Send, authorization: str | None, granted: Granted
+    ) -> tuple[AuthenticatedUser, Send]:
+        """Ready the request for the app as the granted caller: the SDK's ``scope["user"]`` (its
+        sessions are bound to the principal that opened them; ``get_access_token()`` in tools)
+        and ``scope["auth"]``, ``scope["state"]`` as the ASGI middleware fills it; the user to
+        set as the SDK's current one, and the ``send`` to use (adding a fresh DPoP nonce)."""
         token = granted.token
         assert token is not None and authorization is not None
         user = self._user(authorization, granted)
@@ -307,7 +317,7 @@ class ProtectedMcp:
         state[TOKEN_KEY] = token
         if granted.headers:
             send = adding_headers(granted.headers, send)  # a fresh DPoP nonce (RFC 9449 §8.2)
-        return self._run(scope, receive, send, user, granted)
+        return user, send
 
     def _user(self, authorization: str, granted: Granted) -> AuthenticatedUser:
         """The SDK's user for a grant: built once per cached grant (a warm request reuses the
@@ -332,17 +342,6 @@ class ProtectedMcp:
             self._users.clear()
         self._users[id(granted)] = (granted, authorization, user)
         return user
-
-    async def _run(self, scope: Scope, receive: Receive, send: Send, user: Any, granted: Granted) -> None:
-        # The SDK hands each message to its handler with the context of the request that sent
-        # it, so both variables reach the tool.
-        user_token = auth_context_var.set(user)
-        granted_token = GRANTED.set(granted)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            GRANTED.reset(granted_token)
-            auth_context_var.reset(user_token)
 
 
 def protect_mcp(
