@@ -24,7 +24,8 @@ bare divided by the verification floor of the same algorithm (ES256, RS256, EdDS
 delegated and step-up cases against the warm bearer case (their ratios divided, round by
 round, and through the middleware the µs they add); every target of the hot path beside its value in this run, met or not, with the count of
 strictness tests that hold the line; and where a cold request's time goes, measured inside real
-requests through Flask, the WSGI and the ASGI middleware (``bench_cold_attribution.py``).
+requests through Flask, the WSGI and the ASGI middleware (``bench_cold_attribution.py``); and the
+async adapters' targets (``bench_asgi_hot_path.py``).
 
 Then, in a fresh interpreter whose import system refuses ``opentelemetry``, the bare view and the
 warm case again (``--no-otel-api``): the warm extra with the API really absent.
@@ -765,6 +766,15 @@ def main() -> None:
     print("\nDPoP, each stage alone in a loop (µs):")
     for stage, seconds in dpop_attribution(max(number // 5, 20)):
         print(f"    {stage:<52} {seconds * 1e6:>7.2f}")
+    print("\nthe async adapters, direct ASGI calls (benchmarks/bench_asgi_hot_path.py):")
+    import bench_asgi_hot_path
+
+    for line in asyncio.run(bench_asgi_hot_path.run(*((10, 2) if args.quick else (100, 21)))):
+        print(f"  {line}".rstrip())
+    print(
+        "\nunder real servers: python benchmarks/bench_load.py (gunicorn: warm ≥ 0.97, cold ES256 ≥ 0.80 "
+        "of bare throughput, beside the floor case) and python benchmarks/bench_asgi.py (uvicorn), with wrk"
+    )
 
 
 if __name__ == "__main__":

@@ -109,6 +109,8 @@ def test_hot_path_benchmark_runs() -> None:
         "Flask: BearerMiddleware in front, cold ES256",
         "the middleware in front of Flask",
         "Introspection app: one POST inside the view",
+        "the async adapters, direct ASGI calls",
+        "protect_mcp: DPoP, warm token, new proof: extra ÷ ECDSA floor ≤ 1.5",
     ):
         assert row in out
     assert "hostile-token, hostile-proof and cache tests hold the line" in out
