@@ -242,10 +242,26 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "dpop-replay",
         "resource_server/dpop.py",
-        "            seen = cache.seen(key, exp) if type(cache) is MemoryReplayCache else replayed(cache, key, exp)",
-        "            seen = (cache.seen(key, exp) if type(cache) is MemoryReplayCache else replayed(cache, key, exp)) and False",
+        '            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)',
+        '            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp) and False',
         "DPoP: a proof may be replayed (jti not recorded)",
         DPOP_TESTS,
+    ),
+    Mutant(
+        "mcp-grant-kept",
+        "resource_server/mcp/__init__.py",
+        "            GRANTED.reset(granted_token)\n",
+        "            pass\n",
+        "MCP: the caller's context keeps the request's grant after the call returns",
+        ("tests/resource_server/test_mcp.py",),
+    ),
+    Mutant(
+        "dpop-replay-unanswered",
+        "resource_server/dpop.py",
+        '            seen = replayed(self.replay_cache, f"{jkt}:{jti}", exp)',
+        '            seen = self.replay_cache.seen(f"{jkt}:{jti}", exp)',
+        "DPoP: a replay cache that fails (its clock, say) is a 500 and keeps the key's place",
+        ("tests/adversarial/test_hostile_dpop_fast_paths.py", *DPOP_TESTS),
     ),
     Mutant(
         "dpop-htm",

@@ -30,6 +30,7 @@ from resource_server.dpop import (
     jwk_thumbprint,
     normalize_htu,
 )
+from resource_server.tokens.errors import VerificationUnavailable
 from resource_server.tokens.jwk import load_key
 from tests.adversarial.proofs import TOKEN, URL, check, refuse
 from tests.support import FakeClock, ProofSigner, b64url, dpop_key
@@ -360,4 +361,38 @@ def test_check_asks_a_subclass_through_its_own_verify(key: ProofSigner, clock: F
     verifier = NoPost(clock=clock)
     with pytest.raises(InvalidDPoPProof, match="no POST"):
         verifier.check(key.proof("POST", access_token=TOKEN), method="POST", url=URL, access_token=TOKEN)
+    assert verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN) is None
+
+
+def test_check_asks_a_verify_set_on_the_instance(key: ProofSigner, clock: FakeClock) -> None:
+    """The same rule, attached to one verifier rather than a subclass, is asked too."""
+    verifier = DPoPVerifier(clock=clock)
+    inner = verifier.verify
+
+    def no_post(proof: str, **request: Any) -> Any:
+        if request["method"] == "POST":
+            raise InvalidDPoPProof("this application takes no POST")
+        return inner(proof, **request)
+
+    verifier.verify = no_post  # type: ignore[method-assign]  # the application's own rule, on purpose
+    with pytest.raises(InvalidDPoPProof, match="no POST"):
+        verifier.check(key.proof("POST", access_token=TOKEN), method="POST", url=URL, access_token=TOKEN)
+    assert verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN) is None
+
+
+def test_a_failing_clock_in_the_replay_record_is_a_503_that_holds_no_place(key: ProofSigner) -> None:
+    """The memory replay cache reads the verifier's clock too: when that read fails, the cache
+    has not answered (503, never a 500), and the key's place is given back, so the next proof
+    is recorded rather than refused as one too many."""
+    clock, reads = FakeClock(), [0]
+
+    def flaky() -> float:
+        reads[0] += 1
+        if reads[0] == 3:  # the replay cache's read, in the first proof
+            raise OSError("clock source unavailable")
+        return clock()
+
+    verifier = DPoPVerifier(clock=flaky, max_proofs_per_key=1)
+    with pytest.raises(VerificationUnavailable, match="the replay cache failed"):
+        verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN)
     assert verifier.check(key.proof(access_token=TOKEN), method="GET", url=URL, access_token=TOKEN) is None

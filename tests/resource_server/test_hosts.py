@@ -305,3 +305,13 @@ def test_a_configured_resource_is_split_once_whatever_the_path() -> None:
     first = request_url(environ, "https://api.example:8443/base?x#y")
     second = request_url({**environ, "PATH_INFO": "/b"}, "https://api.example:8443/base?x#y")
     assert (first, second) == ("https://api.example:8443/a", "https://api.example:8443/b")
+
+
+@pytest.mark.parametrize("spelling", ["api.test\r\n", "api.test\x0b", "\x1capi.test", "api.test\x85"])
+def test_a_remembered_host_answers_for_its_own_spelling_only(spelling: str) -> None:
+    """The table is keyed on the value as sent: a Host found there once does not make the same
+    name with characters RFC 9110 §5.5 does not strip (controls, other whitespace) valid."""
+    check_host("api.test")
+    check_host(" api.test\t")  # optional whitespace, stripped: valid, and remembered as sent
+    with pytest.raises(MalformedHost):
+        check_host(spelling)

@@ -925,3 +925,57 @@ def test_the_sdk_verifier_refuses_a_dpop_bound_token(es: Signer, verifier: JWTVe
     assert run(lambda: mcp_verifier.verify_token(es.token())) is not None
     bound = es.token(cnf={"jkt": "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"})
     assert run(lambda: mcp_verifier.verify_token(bound)) is None
+
+
+def test_the_caller_s_context_holds_no_grant_after_the_call(es: Signer, verifier: JWTVerifier) -> None:
+    """``current_access()`` and the SDK's ``get_access_token()`` hold the caller while the app
+    runs, and nothing once ``protect_mcp`` returns: a server that awaits it in its own context
+    (a test client, an ASGI app calling another) keeps no grant of a request that is over."""
+    during: list[tuple[str, object]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        during.append((current_access().subject, get_access_token()))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    protected = protect_mcp(
+        app,
+        verifier=verifier,
+        roles=ROLES,
+        membership=membership,
+        tool_scopes=TOOL_SCOPES,
+        resource=RESOURCE,
+        authorization_servers=[ISSUER],
+    )
+    token = es.token(sub="reader-1", scope="mcp:use")
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "scheme": "https",
+        "server": ("api.test", 443),
+        "headers": [(b"host", b"api.test"), (b"authorization", f"Bearer {token}".encode())],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def scenario() -> tuple[bool, object]:
+        await protected(scope, receive, send)
+        try:
+            current_access()
+        except RuntimeError:
+            return True, get_access_token()
+        return False, get_access_token()
+
+    cleared, sdk_token = run(scenario)
+    assert sent[0]["status"] == 200
+    assert [subject for subject, _ in during] == ["reader-1"] and during[0][1] is not None
+    assert cleared and sdk_token is None
