@@ -107,7 +107,9 @@ def verifier(es: Signer, clock: FakeClock) -> JWTVerifier:
     return JWTVerifier(issuer=ISSUER, audience=AUDIENCE, jwks=jwks(es), clock=clock)
 
 
-def protect(projects: Projects, verifier: Any, **options: Any) -> ProtectedMcp:
+def protect(projects: Projects | Any, verifier: Any, **options: Any) -> ProtectedMcp:
+    """``projects``' app (or any ASGI app) behind protect_mcp, the org from the mount path
+    unless ``org=`` says otherwise."""
     settings: dict[str, Any] = {
         "roles": ROLES,
         "membership": membership,
@@ -117,7 +119,8 @@ def protect(projects: Projects, verifier: Any, **options: Any) -> ProtectedMcp:
         "authorization_servers": [ISSUER],
     }
     settings.update(options)
-    return protect_mcp(projects.app, verifier=verifier, **settings)
+    app = projects.app if isinstance(projects, Projects) else projects
+    return protect_mcp(app, verifier=verifier, **settings)
 
 
 def mounted(projects: Projects, protected: ProtectedMcp) -> Starlette:
@@ -938,15 +941,7 @@ def test_the_caller_s_context_holds_no_grant_after_the_call(es: Signer, verifier
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    protected = protect_mcp(
-        app,
-        verifier=verifier,
-        roles=ROLES,
-        membership=membership,
-        tool_scopes=TOOL_SCOPES,
-        resource=RESOURCE,
-        authorization_servers=[ISSUER],
-    )
+    protected = protect(app, verifier, org=None)
     token = es.token(sub="reader-1", scope="mcp:use")
     scope = {
         "type": "http",
