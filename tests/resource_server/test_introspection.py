@@ -138,6 +138,17 @@ class IntrospectionServer:
     def start(self) -> None:
         self._thread.start()
 
+    @classmethod
+    @contextmanager
+    def serving(cls) -> Iterator[IntrospectionServer]:
+        """One started for a test and stopped after it; every request it saw must have been as
+        RFC 7662 §2.1 asks (its form, headers and path)."""
+        running = cls()
+        running.start()
+        yield running
+        running.stop()
+        assert not running.problems
+
     def stop(self) -> None:
         """Stop listening and cut every open connection, pooled keep-alive ones included."""
         self.released.set()
@@ -266,11 +277,8 @@ def _no_token_or_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[No
 
 @pytest.fixture
 def server() -> Iterator[IntrospectionServer]:
-    running = IntrospectionServer()
-    running.start()
-    yield running
-    running.stop()
-    assert not running.problems
+    with IntrospectionServer.serving() as running:
+        yield running
 
 
 @pytest.fixture

@@ -23,11 +23,8 @@ from tests.support import AUDIENCE, NOW, FakeClock
 
 @pytest.fixture
 def server() -> Iterator[IntrospectionServer]:
-    running = IntrospectionServer()
-    running.start()
-    yield running
-    running.stop()
-    assert not running.problems  # the form, headers and path were as RFC 7662 §2.1 asks
+    with IntrospectionServer.serving() as running:
+        yield running
 
 
 def writes(out: str) -> list[str]:

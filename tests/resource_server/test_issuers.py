@@ -172,11 +172,8 @@ def test_one_clock_given_as_two_bound_methods_is_one_clock(acme_key: Signer, glo
 
 @pytest.fixture
 def introspection() -> Iterator[IntrospectionServer]:
-    running = IntrospectionServer()
-    running.start()
-    yield running
-    running.stop()
-    assert not running.problems
+    with IntrospectionServer.serving() as running:
+        yield running
 
 
 def with_introspection(server: IntrospectionServer, acme_key: Signer) -> TrustedIssuers:
