@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from itertools import accumulate
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "nesting_depth", "parse_object", "strict_json_decoder"]
+__all__ = ["MAX_DEPTH", "decoded", "nesting_depth", "parse_object", "strict_json_decoder"]
 
 #: Objects and arrays nested deeper than this are refused before the JSON parser sees them
 #: (CPython's parser recurses, and a body nested 1,000 deep raised RecursionError).
@@ -63,6 +63,18 @@ def strict_json_decoder(
     )
 
 
+def decoded(decoder: json.JSONDecoder, text: str) -> Any:
+    """``decoder.decode(text)``, the same value or the same error, with the decoder's C scanner
+    called straight for a compact document (one value, end to end): ``decode`` and
+    ``raw_decode`` are two Python layers and a whitespace match around that one call. Anything
+    else (whitespace around the value, trailing data, no value) goes through ``decode``."""
+    try:
+        value, end = vars(decoder)["scan_once"](text, 0)
+    except StopIteration:  # not a value at the first character (whitespace, say)
+        return decoder.decode(text)
+    return value if end == len(text) else decoder.decode(text)
+
+
 def nesting_depth(data: bytes) -> int:
     """How deeply objects and arrays nest in ``data``, strings skipped. Linear, and every step
     runs in C (a regex substitution, a translate, then accumulate over the brackets)."""
@@ -85,13 +97,7 @@ def parse_object(
     if data.count(b"[") + data.count(b"{") > max_depth and nesting_depth(data) > max_depth:
         raise error(f"the JSON {what} nests deeper than {max_depth} levels")
     try:
-        text = data.decode("utf-8")
-        try:  # the decoder's C scanner, straight: a compact document is one value, end to end
-            value, end = vars(decoder)["scan_once"](text, 0)
-        except StopIteration:  # not a value at the first character (whitespace, say)
-            end = -1
-        if end != len(text):  # the whole parse, which skips whitespace or says what is wrong
-            value = decoder.decode(text)
+        value = decoded(decoder, data.decode("utf-8"))
     except RecursionError:
         raise error(f"the {what} is not valid JSON") from None
     except ValueError as exc:  # bad UTF-8 or JSON, a 5,000-digit number, or the decoder's own
