@@ -32,10 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_hot_path as hot
-from apps import fresh_tokens, same_token
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from apps import es256_signature_check, fresh_tokens, same_token
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -48,7 +45,6 @@ from resource_server.dpop import DPoPVerifier
 from resource_server.fastapi import ResourceServer
 from resource_server.mcp import protect_mcp
 from resource_server.tokens import JWTVerifier
-from resource_server.tokens.jws import b64decode
 from tests.support import AUDIENCE, ISSUER, Signer, es256, jwks
 
 PATH = "/orgs/acme/projects"
@@ -211,18 +207,14 @@ def caller(app: Any, path: str, headers: Callable[[], list[tuple[bytes, bytes]]]
 
 
 def signature_first(app: Any, signer: Signer) -> Any:
-    """``app`` behind the one check no verifying library can skip: the ECDSA P-256 signature of
-    the request's bearer token, by ``cryptography``, and nothing else (a bad one raises). Its
-    extra over ``app`` is the floor inside this framework's request."""
-    public, ecdsa = signer.private_key.public_key(), ec.ECDSA(hashes.SHA256())
+    """``app`` behind ``apps.es256_signature_check`` of the request's bearer token, and nothing
+    else: its extra over ``app`` is the floor inside this framework's request."""
+    check = es256_signature_check(signer.private_key.public_key())
 
     async def front(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for name, value in scope["headers"]:
             if name == b"authorization":
-                signing_input, _, signature = value[len(b"Bearer ") :].rpartition(b".")
-                raw = b64decode(signature.decode("ascii"))
-                r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-                public.verify(encode_dss_signature(r, s), signing_input, ecdsa)
+                check(value[len(b"Bearer ") :].decode("ascii"))
         await app(scope, receive, send)
 
     return front
